@@ -1,0 +1,65 @@
+"""Content-addressed step cache on top of media storage.
+
+A step's result lives under ``cache/<stage>/<key[:2]>/<key>/``: its artifacts first, then
+``record.json`` last. A record that exists is therefore complete, so a step killed half way
+is simply redone, and a finished step is never redone (resume = re-run).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from dubbing_pipeline.ids import join_key
+from dubbing_pipeline.storage.base import MediaStorage
+
+RECORD = "record.json"
+
+
+class StepCache:
+    def __init__(self, storage: MediaStorage, stage: str) -> None:
+        self.storage = storage
+        self.stage = stage
+
+    def prefix(self, key: str) -> str:
+        return join_key("cache", self.stage, key[:2], key)
+
+    def artifact_key(self, key: str, name: str) -> str:
+        return join_key(self.prefix(key), name)
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        record_key = self.artifact_key(key, RECORD)
+        if not self.storage.exists(record_key):
+            return None
+        record: dict[str, Any] = self.storage.get_json(record_key)
+        return record
+
+    def put_artifact(self, key: str, name: str, local_path: str | Path) -> str:
+        return self.storage.put_file(self.artifact_key(key, name), local_path)
+
+    def put(self, key: str, record: dict[str, Any]) -> dict[str, Any]:
+        self.storage.put_json(self.artifact_key(key, RECORD), record)
+        return record
+
+
+def work_dir(base: str | None = None) -> str | None:
+    """The scratch base directory (``DUBBING_WORK_DIR``) or None for the system default."""
+    if base:
+        os.makedirs(base, exist_ok=True)
+        return base
+    return None
+
+
+@contextmanager
+def scratch(prefix: str, base: str | None = None) -> Iterator[Path]:
+    """A private temporary directory, removed afterwards (parallel steps never collide)."""
+    path = tempfile.mkdtemp(prefix=f"{prefix}-", dir=work_dir(base))
+    try:
+        yield Path(path)
+    finally:
+        shutil.rmtree(path, ignore_errors=True)

@@ -1,0 +1,139 @@
+"""``dubbing-pipeline``: one-off jobs from the command line, materialised in the Dagster instance."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from dubbing_pipeline.errors import BadInputError, DubbingError
+from dubbing_pipeline.ids import sanitize_id, video_id_from_name
+
+SOURCE_STAGES = ["source_video", "audio_stems", "speech_segments", "transcript", "speakers"]
+
+
+def _fail(err: DubbingError, stage: str | None = None) -> int:
+    where = f" [{stage}]" if stage else ""
+    print(f"error{where}: {err.one_line()}", file=sys.stderr)
+    return err.exit_code
+
+
+def prepare_video(path: str, video_id: str | None) -> tuple[Any, Any, str]:
+    """Register a local video with the instance and storage; return (defs, storage, video_id)."""
+    import dagster as dg
+
+    from dubbing_pipeline.definitions import build_definitions
+    from dubbing_pipeline.orchestration.stage import register_video
+    from dubbing_pipeline.runner import ensure_dagster_home
+    from dubbing_pipeline.settings import Settings
+    from dubbing_pipeline.storage import make_storage
+
+    src = Path(path)
+    if not src.is_file():
+        raise BadInputError(f"no such file: {src.name}")
+    ensure_dagster_home()
+    settings = Settings.from_env()
+    storage = make_storage(
+        settings.storage_url, s3_endpoint_url=settings.s3_endpoint_url or None, s3_region=settings.s3_region or None
+    )
+    vid = sanitize_id(video_id) if video_id else video_id_from_name(src.name)
+    register_video(storage, vid, src.resolve().as_uri())
+    instance = dg.DagsterInstance.get()
+    if not instance.has_dynamic_partition("videos", vid):
+        instance.add_dynamic_partitions("videos", [vid])
+    return build_definitions(settings), storage, vid
+
+
+def transcript_json(storage: Any, video_id: str) -> dict[str, Any]:
+    from dubbing_pipeline.orchestration.io_manager import load_asset_record
+
+    source = load_asset_record(storage, "source_video", video_id)
+    transcript = load_asset_record(storage, "transcript", video_id)
+    speakers = load_asset_record(storage, "speakers", video_id)
+    return {
+        "video_id": video_id,
+        "language": transcript["language"],
+        "duration": source["duration"],
+        "speakers": [s["id"] for s in speakers["speakers"]],
+        "segments": [
+            {"start": s["start"], "end": s["end"], "speaker": s["speaker"], "text": s["text"]}
+            for s in speakers["segments"]
+        ],
+    }
+
+
+def _stamp(seconds: float) -> str:
+    minutes, secs = divmod(seconds, 60.0)
+    return f"{int(minutes):02d}:{secs:05.2f}"
+
+
+def cmd_transcribe(args: argparse.Namespace) -> int:
+    from dubbing_pipeline.runner import run_job
+
+    try:
+        defs, storage, vid = prepare_video(args.video, args.id)
+    except DubbingError as err:
+        return _fail(err)
+    outcome = run_job(defs, "source_half", vid, stages=SOURCE_STAGES, progress=sys.stderr)
+    if not outcome.success:
+        assert outcome.error is not None
+        return _fail(outcome.error, outcome.error_stage)
+    data = transcript_json(storage, vid)
+    if args.json:
+        print(json.dumps(data, ensure_ascii=False, sort_keys=True))
+        return 0
+    for name in SOURCE_STAGES:
+        meta = outcome.stages.get(name, {})
+        flag = "cached" if meta.get("cached") else f"{meta.get('seconds', 0.0):.1f}s"
+        print(f"  {name:<16} {flag}", file=sys.stderr)
+    print(f"{vid}: {data['language']}, {data['duration']:.1f} s, speakers {', '.join(data['speakers'])}")
+    for seg in data["segments"]:
+        print(f"[{_stamp(seg['start'])} → {_stamp(seg['end'])}] {seg['speaker']}: {seg['text']}")
+    return 0
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    from dubbing_pipeline.settings import ENV_DOC
+
+    for name, (default, help_text) in ENV_DOC.items():
+        print(f"{name:<30} default: {default:<28} {help_text}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dubbing-pipeline",
+        description="Dub videos: stems, transcript, speakers, translation, speech, mix and mux, on Dagster.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("transcribe", help="materialise the source half of one video and print its transcript",
+                       description="Materialise source_video → audio_stems → speech_segments → transcript → "
+                       "speakers for VIDEO in the Dagster instance at $DAGSTER_HOME (default ./dagster_home).")
+    p.add_argument("video", metavar="VIDEO", help="path of the video file")
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    p.add_argument("--id", help="video id (default: derived from the file name)")
+    p.set_defaults(func=cmd_transcribe)
+
+    p = sub.add_parser("config", help="list the environment variables and their defaults",
+                       description="List every DUBBING_* environment variable with its default.")
+    p.set_defaults(func=cmd_config)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except DubbingError as err:
+        return _fail(err)
+    except KeyboardInterrupt:
+        print("error: cancelled", file=sys.stderr)
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,48 @@
+"""The Dagster code location: ``workspace.yaml`` loads ``defs`` from here."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dagster as dg
+
+from dubbing_pipeline.orchestration.partitions import videos
+from dubbing_pipeline.orchestration.resources import resources_from_settings
+from dubbing_pipeline.segments.asset import speech_segments
+from dubbing_pipeline.settings import Settings
+from dubbing_pipeline.source.asset import source_video
+from dubbing_pipeline.speakers.asset import speakers
+from dubbing_pipeline.stems.asset import audio_stems
+from dubbing_pipeline.transcript.asset import transcript
+
+SOURCE_HALF = [source_video, audio_stems, speech_segments, transcript, speakers]
+
+source_half_job = dg.define_asset_job(
+    "source_half",
+    selection=dg.AssetSelection.assets(*SOURCE_HALF),
+    description="Understand one video: stems, speech, transcript and speakers.",
+)
+
+
+def executor_for(settings: Settings) -> Any:
+    """In-process for the embedded default; one Kubernetes job per step in production."""
+    if settings.deployment == "production":
+        from dagster_k8s import k8s_job_executor
+
+        return k8s_job_executor
+    return dg.in_process_executor
+
+
+def build_definitions(settings: Settings | None = None) -> dg.Definitions:
+    settings = settings or Settings.from_env()
+    return dg.Definitions(
+        assets=SOURCE_HALF,
+        jobs=[source_half_job],
+        resources=resources_from_settings(settings),
+        executor=executor_for(settings),
+    )
+
+
+defs = build_definitions()
+
+__all__ = ["build_definitions", "defs", "videos"]

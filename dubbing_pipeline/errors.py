@@ -1,0 +1,139 @@
+"""The pipeline's error taxonomy.
+
+Every failure the pipeline expects is one of a handful of classes. Each carries a
+``code`` (stable, machine readable), a one-line ``message`` for people, and optional
+``details``. Messages are sanitised: host paths and secrets never leave the process.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Any
+
+_SECRET_RE = re.compile(
+    r"(?i)(password|secret|token|api[_-]?key|access[_-]?key|authorization)(\s*[=:]\s*)(\S+)"
+)
+_URL_CRED_RE = re.compile(r"([a-z][a-z0-9+.-]*://)[^/@\s:]+:[^/@\s]+@")
+_ABS_PATH_RE = re.compile(r"(?<![\w.:/])/(?:[^/\s]+/)+([^/\s]+)")
+
+
+def sanitize(text: str) -> str:
+    """Strip secrets and absolute host paths from a message, keep it on one line."""
+    out = _URL_CRED_RE.sub(r"\1***@", text)
+    out = _SECRET_RE.sub(lambda m: f"{m.group(1)}{m.group(2)}***", out)
+    out = _ABS_PATH_RE.sub(lambda m: f".../{m.group(1)}", out)
+    out = " ".join(out.split())
+    return out[:500]
+
+
+class DubbingError(Exception):
+    """Base class: a classified, expected failure."""
+
+    code = "error"
+    exit_code = 1
+
+    def __init__(self, message: str, **details: Any) -> None:
+        self.message = sanitize(message)
+        self.details = details
+        super().__init__(self.message)
+
+    def one_line(self) -> str:
+        return f"{self.code}: {self.message}"
+
+
+class BadInputError(DubbingError):
+    """The input media is not usable (not media, no audio, truncated, empty...)."""
+
+    code = "bad_input"
+    exit_code = 3
+
+
+class UnsupportedError(DubbingError):
+    """The request is valid media but outside what the pipeline supports."""
+
+    code = "unsupported"
+    exit_code = 4
+
+
+class IneligibleError(DubbingError):
+    """The video cannot be dubbed meaningfully (no speech, wrong language...)."""
+
+    code = "ineligible"
+    exit_code = 5
+
+
+class ModelMissingError(DubbingError):
+    """A configured model is not present where the configuration says."""
+
+    code = "model_missing"
+    exit_code = 6
+
+
+class ProviderError(DubbingError):
+    """A provider (model, tool, service) failed while running."""
+
+    code = "provider_failure"
+    exit_code = 7
+
+
+class ResourcesExhaustedError(DubbingError):
+    """Memory, disk or GPU ran out."""
+
+    code = "resources_exhausted"
+    exit_code = 8
+
+
+class CancelledError(DubbingError):
+    """The run was cancelled."""
+
+    code = "cancelled"
+    exit_code = 9
+
+
+class ConfigurationError(DubbingError):
+    """Settings are inconsistent or incomplete."""
+
+    code = "configuration"
+    exit_code = 2
+
+
+ERROR_CLASSES: dict[str, type[DubbingError]] = {
+    cls.code: cls
+    for cls in (
+        DubbingError,
+        BadInputError,
+        UnsupportedError,
+        IneligibleError,
+        ModelMissingError,
+        ProviderError,
+        ResourcesExhaustedError,
+        CancelledError,
+        ConfigurationError,
+    )
+}
+
+
+def classify(exc: BaseException) -> DubbingError:
+    """Map any exception to a classified error (unknown ones become provider failures)."""
+    if isinstance(exc, DubbingError):
+        return exc
+    if isinstance(exc, MemoryError):
+        return ResourcesExhaustedError("out of memory")
+    if isinstance(exc, OSError) and exc.errno == 28:  # ENOSPC
+        return ResourcesExhaustedError("no space left on device")
+    if isinstance(exc, KeyboardInterrupt):
+        return CancelledError("interrupted")
+    name = type(exc).__name__
+    if "OutOfMemory" in name:
+        return ResourcesExhaustedError(f"{name}: {exc}")
+    return ProviderError(f"{name}: {exc}")
+
+
+def require_dir(path: str | os.PathLike[str] | None, what: str, env_var: str) -> str:
+    """Return ``path`` if it is an existing directory, else raise ModelMissingError."""
+    if not path:
+        raise ModelMissingError(f"{what} needs a model directory: set {env_var}")
+    if not os.path.isdir(path):
+        raise ModelMissingError(f"{what}: model directory {os.path.basename(str(path))!r} not found (set {env_var})")
+    return str(path)

@@ -1,0 +1,55 @@
+"""Identifiers and storage keys: everything that becomes a path is sanitised here."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+_ALLOWED = re.compile(r"[^A-Za-z0-9._-]+")
+MAX_ID_LEN = 64
+
+
+def sanitize_id(raw: str, *, max_len: int = MAX_ID_LEN) -> str:
+    """Turn any name (file name, object key) into a safe id: ``[a-z0-9._-]``, no dots first.
+
+    Non-ASCII letters are transliterated where Unicode allows (é → e) and dropped otherwise;
+    path separators and ``..`` never survive. The empty result becomes ``"video"``.
+    """
+    text = unicodedata.normalize("NFKD", raw)
+    text = text.encode("ascii", "ignore").decode("ascii")
+    text = text.replace("/", "-").replace("\\", "-")
+    text = _ALLOWED.sub("-", text).strip("-._").lower()
+    text = re.sub(r"-{2,}", "-", text)
+    text = re.sub(r"-*\.+-*", ".", text)
+    text = text[:max_len].strip("-._")
+    return text or "video"
+
+
+def video_id_from_name(name: str) -> str:
+    """Video id from a file name or object key: its last component without extension."""
+    base = name.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
+    if "." in base.strip("."):
+        base = base.rsplit(".", 1)[0]
+    return sanitize_id(base)
+
+
+def is_safe_key_part(part: str) -> bool:
+    return bool(part) and part not in (".", "..") and _ALLOWED.search(part) is None
+
+
+def join_key(*parts: str) -> str:
+    """Join already-sanitised key parts; refuse anything that could escape a root."""
+    out: list[str] = []
+    for part in parts:
+        for piece in part.split("/"):
+            if not is_safe_key_part(piece):
+                raise ValueError(f"unsafe storage key component: {piece!r}")
+            out.append(piece)
+    if not out:
+        raise ValueError("empty storage key")
+    return "/".join(out)
+
+
+def partition_key_parts(partition_key: str) -> list[str]:
+    """Storage key parts for a Dagster partition key (``"es|demo"`` → ``["es", "demo"]``)."""
+    return [sanitize_id(p) for p in partition_key.split("|")]

@@ -1,0 +1,1 @@
+"""Dagster wiring shared by every stage: partitions, resources, the record IO manager."""

@@ -1,0 +1,1 @@
+"""Quality metrics: WER/CER, diarization error rate, SDR and signal alignment."""

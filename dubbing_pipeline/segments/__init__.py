@@ -1,0 +1,1 @@
+"""Chunk planning, sentence splitting and word merging: pure functions on plain data."""

@@ -1,0 +1,127 @@
+"""``speech_segments``: where the voice is (Silero VAD on the vocals stem) and how to chunk it."""
+
+
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import soundfile as sf
+
+from dubbing_pipeline.cache import StepCache, scratch
+from dubbing_pipeline.errors import IneligibleError
+from dubbing_pipeline.hashing import cache_key
+from dubbing_pipeline.media import extract_audio, scene_changes
+from dubbing_pipeline.orchestration.partitions import videos
+from dubbing_pipeline.orchestration.resources import ASRResource, StorageResource
+from dubbing_pipeline.orchestration.stage import Timer, classified, stage_metadata
+from dubbing_pipeline.segments.chunks import plan_chunks
+
+CODE_VERSION = "segments-1"
+ASR_RATE = 16000
+VAD_BLOCK_SECONDS = 300.0
+MIN_SPEECH_SECONDS = 1.0
+VAD_PROVIDER = {"name": "silero-vad", "model": "silero_vad_v6.onnx (faster-whisper)"}
+
+
+def merge_regions(regions: list[tuple[float, float]], gap: float) -> list[tuple[float, float]]:
+    """Join regions separated by less than ``gap`` (used across VAD block joins)."""
+    out: list[tuple[float, float]] = []
+    for start, end in sorted(regions):
+        if out and start - out[-1][1] < gap:
+            out[-1] = (out[-1][0], max(out[-1][1], end))
+        else:
+            out.append((start, end))
+    return out
+
+
+def vad_file(path: Path, block_seconds: float = VAD_BLOCK_SECONDS) -> list[tuple[float, float]]:
+    """Voice activity over a 16 kHz file, one bounded block at a time."""
+    from dubbing_pipeline.segments.vad import read_wav_16k_mono, speech_regions
+
+    total = sf.info(str(path)).frames / ASR_RATE
+    regions: list[tuple[float, float]] = []
+    start = 0.0
+    while start < total:
+        end = min(total, start + block_seconds)
+        audio = read_wav_16k_mono(path, start, end)
+        regions += [(start + s, start + e) for s, e in speech_regions(audio)]
+        start = end
+    return [(round(s, 3), round(e, 3)) for s, e in merge_regions(regions, 0.3)]
+
+
+def find_segments(
+    storage_res: StorageResource, asr_res: ASRResource, source: dict[str, Any], stems: dict[str, Any]
+) -> tuple[dict[str, Any], bool]:
+    storage = storage_res.get()
+    duration = float(source["duration"])
+    long_video = duration > asr_res.chunk_seconds
+    key = cache_key(
+        "segments", upstream=stems["cache_key"], vad=VAD_PROVIDER, code=CODE_VERSION,
+        chunk=asr_res.chunk_seconds, overlap=asr_res.chunk_overlap, scenes=long_video,
+    )  # fmt: skip
+    cache = StepCache(storage, "segments")
+    hit = cache.get(key)
+    if hit is not None:
+        return hit, True
+    with scratch("segments", storage_res.work_dir or None) as tmp:
+        with storage.open_local(storage.key_of(stems["vocals_uri"]), tmp) as vocals:
+            asr_copy = tmp / "asr16k.wav"
+            extract_audio(vocals, asr_copy, sample_rate=ASR_RATE, channels=1, codec="pcm_s16le")
+        speech = vad_file(asr_copy)
+        speech_seconds = sum(e - s for s, e in speech)
+        if speech_seconds < MIN_SPEECH_SECONDS:
+            raise IneligibleError(
+                f"no speech to dub: {speech_seconds:.1f} s of speech found (at least {MIN_SPEECH_SECONDS} s needed)"
+            )
+        scenes: list[float] = []
+        if long_video:
+            with storage.open_local(storage.key_of(source["media_uri"]), tmp) as media:
+                scenes = scene_changes(media)
+        chunks = plan_chunks(
+            duration, speech, scenes, max_seconds=asr_res.chunk_seconds, overlap=asr_res.chunk_overlap
+        )
+        record = {
+            "cache_key": key,
+            "duration": duration,
+            "asr_audio_uri": cache.put_artifact(key, "asr16k.wav", asr_copy),
+            "asr_rate": ASR_RATE,
+            "speech": [[s, e] for s, e in speech],
+            "speech_seconds": round(sum(e - s for s, e in speech), 3),
+            "scene_changes": scenes,
+            "chunks": [c.to_dict() for c in chunks],
+        }
+    return cache.put(key, record), False
+
+
+@dg.asset(
+    partitions_def=videos,
+    code_version=CODE_VERSION,
+    group_name="source_half",
+    kinds={"onnx"},
+    description="Voice activity on the vocals stem and the ≤300 s chunk plan (cut at pauses/scene changes).",
+)
+def speech_segments(
+    context: dg.AssetExecutionContext,
+    storage: StorageResource,
+    asr: ASRResource,
+    source_video: dict[str, Any],
+    audio_stems: dict[str, Any],
+) -> dg.Output[dict[str, Any]]:
+    timer = Timer()
+    with classified("speech_segments"):
+        record, cached = find_segments(storage, asr, source_video, audio_stems)
+    return dg.Output(
+        record,
+        metadata=stage_metadata(
+            seconds=timer.seconds,
+            media_seconds=record["duration"],
+            cached=cached,
+            cache_key=record["cache_key"],
+            provider=VAD_PROVIDER,
+            counts={
+                "speech_regions": len(record["speech"]),
+                "chunks": len(record["chunks"]),
+                "speech_seconds": float(record["speech_seconds"]),
+            },
+        ),
+    )

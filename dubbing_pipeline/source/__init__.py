@@ -1,0 +1,1 @@
+"""The source video: probe, validate, hash, and its full-band audio."""

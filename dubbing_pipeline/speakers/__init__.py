@@ -1,0 +1,1 @@
+"""Speaker clustering and cross-chunk speaker matching on embedding vectors."""
