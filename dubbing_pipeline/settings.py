@@ -52,6 +52,12 @@ ENV_DOC: dict[str, tuple[str, str]] = {
     "DUBBING_CHUNK_OVERLAP": ("2.0", "overlap at chunk joins, seconds"),
     "DUBBING_SPEAKER_MERGE_SIM": ("0.78", "complete-linkage merge threshold (cosine similarity) inside a chunk"),
     "DUBBING_SPEAKER_MATCH_SIM": ("0.80", "cross-chunk match threshold; below it a new global speaker is made"),
+    "DUBBING_TRANSLATOR": ("auto", "auto (apertium for its pairs, e.g. en->es, else llm), apertium or llm"),
+    "DUBBING_LLM_URL": ("", "OpenAI-compatible server of the llm translator (vLLM, llama-server): http://host:port"),
+    "DUBBING_LLM_MODEL": ("", "model name the llm server serves (required with the llm translator)"),
+    "DUBBING_LLM_API_KEY": ("", "bearer token for the llm server; never logged"),
+    "DUBBING_LLM_MAX_RETRIES": ("3", "retries of a failed or malformed llm reply (exponential backoff)"),
+    "DUBBING_LLM_TIMEOUT": ("120", "seconds to wait for one llm reply"),
 }
 
 
@@ -78,6 +84,12 @@ class Settings:
     chunk_overlap: float = 2.0
     speaker_merge_sim: float = 0.78
     speaker_match_sim: float = 0.80
+    translator: str = "auto"
+    llm_url: str = ""
+    llm_model: str = ""
+    llm_api_key: str = field(default="", repr=False)
+    llm_max_retries: int = 3
+    llm_timeout: float = 120.0
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -105,6 +117,12 @@ class Settings:
             chunk_overlap=_env_float("DUBBING_CHUNK_OVERLAP", 2.0),
             speaker_merge_sim=_env_float("DUBBING_SPEAKER_MERGE_SIM", 0.78),
             speaker_match_sim=_env_float("DUBBING_SPEAKER_MATCH_SIM", 0.80),
+            translator=_env("DUBBING_TRANSLATOR", "auto"),
+            llm_url=_env("DUBBING_LLM_URL", ""),
+            llm_model=_env("DUBBING_LLM_MODEL", ""),
+            llm_api_key=_env("DUBBING_LLM_API_KEY", ""),
+            llm_max_retries=_env_int("DUBBING_LLM_MAX_RETRIES", 3),
+            llm_timeout=_env_float("DUBBING_LLM_TIMEOUT", 120.0),
         )
 
     def as_dict(self) -> dict[str, object]:

@@ -18,9 +18,9 @@ Sources (see ``PROVENANCE.md``):
 
 Every source file is checked against a pinned sha256, and the build is deterministic: the same
 sources and the same ffmpeg/x264/numpy give the same bytes. Nothing here reads the clock, the
-host name or the number of CPUs. Floating-point work uses only exactly rounded operations
-(``+ - * /``, ``sqrt``, ``math.fsum``) so that the result does not depend on the CPU's SIMD
-extensions.
+host name or the number of CPUs. Floating-point work that reaches the output uses only
+exactly rounded operations (``+ - * /``, ``sqrt``, ``math.fsum``; the one ``pow`` is rounded to six
+decimals) so that the result does not depend on the CPU's SIMD extensions.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ import sys
 import tempfile
 import wave
 import zipfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,6 +44,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 F64 = NDArray[np.float64]
+F32 = NDArray[np.float32]
 
 DEMO_DIR = Path(__file__).resolve().parent
 
@@ -93,7 +94,13 @@ CROP_END = (232.0, 200.0, 400.0)
 KR, KB = 0.2126, 0.0722
 KG = 1.0 - KR - KB
 
-X264_PARAMS = "threads=1"
+# mbtree's float code has CPU-specific versions (AVX-512 and AVX2 give different bytes with it on);
+# with mbtree off the bitstream is the same on every x86-64 CPU from SSSE3 to AVX-512.
+X264_PARAMS = "threads=1:mbtree=0"
+
+# The ffmpeg (Debian 12 package, with libx264 core 164 and libsoxr) that built the committed
+# demo.mp4. Other ffmpeg/x264 versions give a valid clip but, most likely, different bytes.
+BUILT_WITH_FFMPEG = "5.1.9-0+deb12u1"
 
 
 class DemoBuildError(RuntimeError):
@@ -113,7 +120,7 @@ def _check_sha256(path: Path, expected: str, what: str) -> None:
     if not path.is_file():
         raise DemoBuildError(f"{what}: {path} is missing")
     actual = sha256_file(path)
-    if expected and actual != expected:
+    if actual != expected:
         raise DemoBuildError(
             f"{what}: {path} has sha256 {actual}, expected {expected}; "
             "the demo is only reproducible from the pinned source files"
@@ -192,7 +199,8 @@ def locate_pyannote_sample(explicit: Path | None, workdir: Path, allow_download:
             folder = _download_sample(workdir)
         else:
             raise DemoBuildError(
-                f"the {PYANNOTE_REQUIREMENT} speech sample was not found; pass --pyannote-sample DIR"
+                f"the {PYANNOTE_REQUIREMENT} speech sample was not found and pip download is disabled; "
+                "pass --pyannote-sample DIR"
             )
     for name, digest in PYANNOTE_SHA256.items():
         _check_sha256(folder / name, digest, f"speech sample ({PYANNOTE_REQUIREMENT})")
@@ -215,7 +223,8 @@ def load_astronaut() -> NDArray[np.uint8]:
         from skimage import data
     except ImportError:
         raise DemoBuildError("scikit-image is needed for the picture: pip install scikit-image") from None
-    image = np.ascontiguousarray(data.astronaut(), dtype=np.uint8)
+    astronaut: Callable[[], NDArray[np.uint8]] = data.astronaut
+    image = np.ascontiguousarray(astronaut(), dtype=np.uint8)
     digest = hashlib.sha256(image.tobytes()).hexdigest()
     if image.shape != (512, 512, 3) or digest != ASTRONAUT_SHA256:
         raise DemoBuildError(
@@ -229,6 +238,18 @@ def find_tool(name: str) -> str:
     if path is None:
         raise DemoBuildError(f"{name} not found on PATH: install ffmpeg (with libx264 and libsoxr)")
     return path
+
+
+def ffmpeg_version(ffmpeg: str | None = None) -> str:
+    """The version word of ``ffmpeg -version`` (e.g. ``5.1.9-0+deb12u1``)."""
+    result = subprocess.run(
+        [ffmpeg or find_tool("ffmpeg"), "-hide_banner", "-version"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    words = result.stdout.split()
+    return words[2] if len(words) > 2 and words[:2] == ["ffmpeg", "version"] else "unknown"
 
 
 # --------------------------------------------------------------------------------------------
@@ -424,41 +445,57 @@ def build_mix(sample_dir: Path, icons_dir: Path) -> Mix:
 # --------------------------------------------------------------------------------------------
 
 
-def smoothstep(u: float) -> float:
-    return u * u * (3.0 - 2.0 * u)
+def yuv_planes(image: NDArray[np.uint8]) -> tuple[F32, F32, F32]:
+    """The photo as full-resolution Y, Cb, Cr planes (BT.709, limited range), float32.
+
+    The conversion is linear, so converting once and then resampling each plane is the same as
+    resampling RGB and converting every frame, and much cheaper.
+    """
+    rgb = image.astype(np.float64)
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    luma = KR * r + KG * g + KB * b  # 0..255
+    y = 16.0 + luma * (219.0 / 255.0)
+    cb = 128.0 + (b - luma) * (224.0 / 255.0 / (2.0 * (1.0 - KB)))
+    cr = 128.0 + (r - luma) * (224.0 / 255.0 / (2.0 * (1.0 - KR)))
+    return (
+        np.ascontiguousarray(y, dtype=np.float32),
+        np.ascontiguousarray(cb, dtype=np.float32),
+        np.ascontiguousarray(cr, dtype=np.float32),
+    )
 
 
-def _taps(centre: float, side: float, limit: int) -> tuple[NDArray[np.intp], NDArray[np.intp], F64]:
-    """Bilinear taps (lower index, upper index, upper weight) for one axis of the crop."""
-    positions = centre - side / 2.0 + (np.arange(SIZE, dtype=np.float64) + 0.5) * (side / SIZE) - 0.5
+def _taps(
+    centre: float, side: float, limit: int, count: int
+) -> tuple[NDArray[np.intp], NDArray[np.intp], F32]:
+    """Bilinear taps (lower index, upper index, upper weight) sampling ``count`` pixels of the crop."""
+    positions = centre - side / 2.0 + (np.arange(count, dtype=np.float64) + 0.5) * (side / count) - 0.5
     positions = np.clip(positions, 0.0, limit - 1.0)
     lower = np.floor(positions).astype(np.intp)
     upper = np.minimum(lower + 1, limit - 1)
-    return lower, upper, positions - lower
+    return lower, upper, (positions - lower).astype(np.float32)
 
 
-def render_frame(image: F64, index: int) -> bytes:
-    """Frame ``index`` as planar YUV 4:2:0 (BT.709, limited range)."""
-    e = smoothstep(index / (FRAMES - 1))
+def _resample(plane: F32, cx: float, cy: float, side: float, count: int) -> bytes:
+    """The crop window of ``plane`` resampled (bilinear) to ``count`` x ``count`` 8-bit pixels."""
+    height, width = plane.shape
+    x0, x1, wx = _taps(cx, side, width, count)
+    y0, y1, wy = _taps(cy, side, height, count)
+    rows = plane[y0] * (1.0 - wy)[:, None] + plane[y1] * wy[:, None]
+    out = rows[:, x0] * (1.0 - wx) + rows[:, x1] * wx
+    pixels: NDArray[np.uint8] = np.clip(np.floor(out + 0.5), 0, 255).astype(np.uint8)
+    return pixels.tobytes()
+
+
+def render_frame(planes: tuple[F32, F32, F32], index: int) -> bytes:
+    """Frame ``index`` as planar YUV 4:2:0; chroma is sampled at the centre of each 2 x 2 block."""
+    e = index / (FRAMES - 1)  # linear: constant, slow motion, so consecutive frames always differ
     cx, cy, side = (a + (b - a) * e for a, b in zip(CROP_START, CROP_END, strict=True))
-    height, width = image.shape[:2]
-    x0, x1, wx = _taps(cx, side, width)
-    y0, y1, wy = _taps(cy, side, height)
-    rows = image[y0] * (1.0 - wy)[:, None, None] + image[y1] * wy[:, None, None]
-    rgb = rows[:, x0] * (1.0 - wx)[None, :, None] + rows[:, x1] * wx[None, :, None]
-    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
-    luma = KR * r + KG * g + KB * b  # 0..255
-    cb = (b - luma) / (2.0 * (1.0 - KB))
-    cr = (r - luma) / (2.0 * (1.0 - KR))
-    y_plane = 16.0 + luma * (219.0 / 255.0)
-
-    def subsample(plane: F64) -> F64:
-        return (plane[0::2, 0::2] + plane[1::2, 0::2] + plane[0::2, 1::2] + plane[1::2, 1::2]) * 0.25
-
-    u_plane = 128.0 + subsample(cb) * (224.0 / 255.0)
-    v_plane = 128.0 + subsample(cr) * (224.0 / 255.0)
-    planes = [np.clip(np.floor(p + 0.5), 0, 255).astype(np.uint8) for p in (y_plane, u_plane, v_plane)]
-    return b"".join(p.tobytes() for p in planes)
+    y, cb, cr = planes
+    return (
+        _resample(y, cx, cy, side, SIZE)
+        + _resample(cb, cx, cy, side, SIZE // 2)
+        + _resample(cr, cx, cy, side, SIZE // 2)
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -496,13 +533,13 @@ def encode(mix: F64, image: NDArray[np.uint8], output: Path, workdir: Path) -> N
     audio_raw = workdir / "mix.f32"
     audio_raw.write_bytes(mix.astype("<f4").tobytes())
     command = ffmpeg_command(ffmpeg, audio_raw, output)
-    picture = image.astype(np.float64)
+    planes = yuv_planes(image)
     with tempfile.TemporaryFile() as log:
         process = subprocess.Popen(command, stdin=subprocess.PIPE, stderr=log)
         assert process.stdin is not None
         try:
             for index in range(FRAMES):
-                process.stdin.write(render_frame(picture, index))
+                process.stdin.write(render_frame(planes, index))
             process.stdin.close()
         except BrokenPipeError:
             pass
@@ -568,6 +605,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     video = args.out / "demo.mp4"
     print(f"{video}: {video.stat().st_size} bytes, sha256 {sha256_file(video)}")
+    version = ffmpeg_version()
+    if version != BUILT_WITH_FFMPEG:
+        print(
+            f"note: built with ffmpeg {version}; the committed demo.mp4 was built with ffmpeg "
+            f"{BUILT_WITH_FFMPEG}, so its bytes may differ",
+            file=sys.stderr,
+        )
     print(
         f"speech {mix.speech_db:.2f} dBFS (RMS over turns), bed {mix.bed_db:.2f} dBFS (RMS, whole clip): "
         f"speech-to-bed {mix.speech_db - mix.bed_db:.2f} dB "

@@ -11,7 +11,7 @@ from numpy.typing import ArrayLike, NDArray
 from scipy.fft import irfft, next_fast_len, rfft  # type: ignore[import-untyped,unused-ignore]
 from scipy.optimize import linear_sum_assignment  # type: ignore[import-untyped,unused-ignore]
 
-_APOSTROPHES = str.maketrans({c: "'" for c in "’‘ʼʹ`´′＇"})
+_APOSTROPHES = str.maketrans(dict.fromkeys("’‘ʼʹ`´′＇", "'"))
 _TURKIC = str.maketrans({"I": "ı", "İ": "i"})
 EPS = 1e-10
 
@@ -93,8 +93,9 @@ def _activity(turns: Sequence[Turn], n_frames: int, step: float) -> tuple[list[s
     return speakers, act
 
 
-def diarization_error_rate(reference: Sequence[Turn], hypothesis: Sequence[Turn], collar: float = 0.0,
-                           step: float = 0.01) -> dict[str, float]:
+def diarization_error_rate(
+    reference: Sequence[Turn], hypothesis: Sequence[Turn], collar: float = 0.0, step: float = 0.01
+) -> dict[str, float]:
     """Frame-based DER with the optimal one-to-one speaker mapping (Hungarian on overlap).
 
     Turns are ``(start, end, speaker)``. Overlapping reference speech counts once per speaker.
@@ -125,12 +126,15 @@ def diarization_error_rate(reference: Sequence[Turn], hypothesis: Sequence[Turn]
     false_alarm = float(np.maximum(n_hyp - n_ref, 0).sum()) * step
     confusion = (float(np.minimum(n_ref, n_hyp).sum()) - correct) * step
     total = float(n_ref.sum()) * step
-    if total > 0:
-        der = (missed + false_alarm + confusion) / total
-    else:
-        der = 0.0 if false_alarm == 0 else 1.0
-    return {"der": der, "missed": missed, "false_alarm": false_alarm, "confusion": confusion,
-            "total_reference": total}
+    errors = missed + false_alarm + confusion
+    der = errors / total if total > 0 else float(false_alarm > 0)
+    return {
+        "der": der,
+        "missed": missed,
+        "false_alarm": false_alarm,
+        "confusion": confusion,
+        "total_reference": total,
+    }
 
 
 def sdr(reference: ArrayLike, estimate: ArrayLike) -> float:

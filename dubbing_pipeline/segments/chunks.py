@@ -80,8 +80,9 @@ def _coverage(t: float, regions: list[Interval]) -> int:
     return sum(1 for s, e in regions if s < t < e)
 
 
-def _choose_cut(lo: float, hi: float, regions: list[Interval], gaps: list[Interval],
-                scenes: list[float], min_pause: float) -> float:
+def _choose_cut(
+    lo: float, hi: float, regions: list[Interval], gaps: list[Interval], scenes: list[float], min_pause: float
+) -> float:
     """Best cut point in ``(lo, hi]`` by the preference order documented on :func:`plan_chunks`."""
     clipped = [(max(a, lo), min(b, hi), b - a) for a, b in gaps]
     clipped = [(a, b, full) for a, b, full in clipped if b - a > _EPS]
@@ -105,8 +106,14 @@ def _choose_cut(lo: float, hi: float, regions: list[Interval], gaps: list[Interv
     return min(ranked)[1]
 
 
-def plan_chunks(duration: float, speech: Sequence[tuple[float, float]], scene_changes: Sequence[float] = (),
-                max_seconds: float = 300.0, overlap: float = 2.0, min_pause: float = 0.3) -> list[Chunk]:
+def plan_chunks(
+    duration: float,
+    speech: Sequence[tuple[float, float]],
+    scene_changes: Sequence[float] = (),
+    max_seconds: float = 300.0,
+    overlap: float = 2.0,
+    min_pause: float = 0.3,
+) -> list[Chunk]:
     """Cut ``[0, duration)`` into chunks whose cores tile it (see the module docstring).
 
     From each core start ``s`` the cut lies in ``(s + M/2, min(s + M - O, D - (M/2 - O))]``.
@@ -117,7 +124,7 @@ def plan_chunks(duration: float, speech: Sequence[tuple[float, float]], scene_ch
     """
     if not math.isfinite(duration) or duration < 0:
         raise ValueError(f"duration must be finite and >= 0, got {duration}")
-    if max_seconds <= 0 or overlap < 0 or overlap >= max_seconds / 2:
+    if not (max_seconds > 0 and 0 <= overlap < max_seconds / 2):  # also rejects NaN
         raise ValueError("need max_seconds > 0 and 0 <= overlap < max_seconds / 2")
     duration = float(duration)
     if duration <= max_seconds:

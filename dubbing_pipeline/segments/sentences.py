@@ -14,11 +14,11 @@ SENTENCE_END = frozenset(".?!…。？！‼⁇⁈⁉؟۔।॥᙮")
 CLAUSE_END = frozenset(",;:，、；：—–")
 _CLOSERS = "\"'”’»)]}」』）】"
 _OPENERS = "\"'“‘«([{「『（【¿¡"
-ABBREVIATIONS = frozenset({
-    "mr", "mrs", "ms", "mx", "dr", "prof", "sr", "sra", "srta", "jr", "st", "mt", "vs", "etc", "cf", "ca",
-    "approx", "dept", "univ", "gen", "col", "capt", "lt", "sgt", "cmdr", "rev", "hon", "fig", "vol", "pp",
-    "mme", "mlle", "bzw", "usw", "vgl", "sog", "inkl",
-})
+_ABBREVIATION_LIST = (
+    "mr mrs ms mx dr prof sr sra srta jr st mt vs etc cf ca approx dept univ gen col capt lt sgt cmdr rev "
+    "hon fig vol pp mme mlle bzw usw vgl sog inkl"
+)
+ABBREVIATIONS = frozenset(_ABBREVIATION_LIST.split())
 _DOTTED = re.compile(r"^(?:[^\W\d_]\.){2,}$")  # "e.g.", "U.S.", "z.B."
 CLAUSE_BONUS = 0.3
 """When splitting an over-long segment, a comma counts as this many seconds of extra pause."""
@@ -78,7 +78,7 @@ def join_words(words: Sequence[Word]) -> str:
 
 
 def ends_sentence(word: Word, next_word: Word | None = None) -> bool:
-    """Whether a sentence ends after ``word`` (not after "Mr.", "e.g." or the "3." of "3" "." "5")."""
+    """Whether a sentence ends after ``word`` (not after "Mr.", "e.g." or a split decimal "3." "5")."""
     text = word.text.strip().rstrip(_CLOSERS)
     if not text or text[-1] not in SENTENCE_END:
         return False
@@ -117,8 +117,9 @@ def _split_long(words: list[Word], max_seconds: float) -> list[list[Word]]:
     return _split_long(words[:best], max_seconds) + _split_long(words[best:], max_seconds)
 
 
-def _merge_short(groups: list[list[Word]], min_seconds: float, max_seconds: float,
-                 pause: float) -> list[list[Word]]:
+def _merge_short(
+    groups: list[list[Word]], min_seconds: float, max_seconds: float, pause: float
+) -> list[list[Word]]:
     """Glue segments shorter than ``min_seconds`` to their closer neighbour (gap < pause, fits max)."""
     changed = True
     while changed:
@@ -142,8 +143,9 @@ def _merge_short(groups: list[list[Word]], min_seconds: float, max_seconds: floa
     return groups
 
 
-def split_sentences(words: Sequence[Word], *, pause: float = 0.8, max_seconds: float = 12.0,
-                    min_seconds: float = 0.0) -> list[Segment]:
+def split_sentences(
+    words: Sequence[Word], *, pause: float = 0.8, max_seconds: float = 12.0, min_seconds: float = 0.0
+) -> list[Segment]:
     """Group time-ordered words into sentence segments with ids ``s0001``, ``s0002``, ...
 
     A segment ends after sentence punctuation (see :func:`ends_sentence`) and at every

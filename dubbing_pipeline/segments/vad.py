@@ -8,9 +8,10 @@ results are deterministic and torch is never imported.
 Long audio is processed in blocks of at most ``block_seconds`` so that the model's
 per-call memory (it scores every 32 ms window of its input at once) stays bounded.
 Every block after the first is scored together with ~2 s of the audio before it (a
-warm-up for the model's recurrent state; regions in that pre-roll are cut away). Each block yields raw speech regions (no padding, no minimum length); the regions of
-all blocks are then post-processed globally, so a region cut by a block join is
-stitched back together exactly like a region interrupted by a short pause:
+warm-up for the model's recurrent state; regions in that pre-roll are cut away). Each
+block yields raw speech regions (no padding, no minimum length); the regions of all
+blocks are then post-processed globally, so a region cut by a block join is stitched
+back together exactly like a region interrupted by a short pause:
 
 1. regions separated by less than ``min_silence`` are merged;
 2. every region is widened by ``pad`` on both sides (clamped to the audio) and
@@ -46,7 +47,7 @@ def _raw_regions(audio: np.ndarray, threshold: float, min_silence: float) -> lis
     options = VadOptions(
         threshold=threshold,
         min_speech_duration_ms=0,
-        min_silence_duration_ms=int(round(min_silence * 1000)),
+        min_silence_duration_ms=round(min_silence * 1000),
         speech_pad_ms=0,
     )
     stamps = get_speech_timestamps(audio, options, sampling_rate=SAMPLE_RATE)
@@ -71,9 +72,9 @@ def _postprocess(
     min_silence: float,
     pad: float,
 ) -> list[tuple[float, float]]:
-    gap = int(round(min_silence * SAMPLE_RATE))
-    pad_n = int(round(pad * SAMPLE_RATE))
-    min_n = int(round(min_speech * SAMPLE_RATE))
+    gap = round(min_silence * SAMPLE_RATE)
+    pad_n = round(pad * SAMPLE_RATE)
+    min_n = round(min_speech * SAMPLE_RATE)
     merged: list[list[int]] = []
     for start, end in sorted(raw):
         if end <= start:
@@ -89,9 +90,7 @@ def _postprocess(
             padded[-1][1] = max(padded[-1][1], e)
         else:
             padded.append([s, e])
-    return [
-        (round(s / SAMPLE_RATE, 3), round(e / SAMPLE_RATE, 3)) for s, e in padded if e - s >= min_n
-    ]
+    return [(round(s / SAMPLE_RATE, 3), round(e / SAMPLE_RATE, 3)) for s, e in padded if e - s >= min_n]
 
 
 def _block_samples(block_seconds: float) -> int:
@@ -149,7 +148,7 @@ def speech_regions_from_file(
     while start < duration:
         lead_s = min(start, _PREROLL / SAMPLE_RATE)
         chunk = read_wav_16k_mono(path, start - lead_s, min(duration, start + block_s))
-        lead = int(round(lead_s * SAMPLE_RATE))
+        lead = round(lead_s * SAMPLE_RATE)
         if chunk.shape[0] <= lead:
             break
         raw.extend(_clip(_raw_regions(chunk, threshold, min_silence), total - lead, total))
@@ -170,8 +169,8 @@ def read_wav_16k_mono(path: str | os.PathLike[str], start: float = 0, end: float
         raise ValueError("start must be >= 0")
     with sf.SoundFile(str(path)) as f:
         rate = int(f.samplerate)
-        first = min(int(round(start * rate)), f.frames)
-        last = f.frames if end is None else min(f.frames, int(round(end * rate)))
+        first = min(round(start * rate), f.frames)
+        last = f.frames if end is None else min(f.frames, round(end * rate))
         if last <= first:
             return np.zeros(0, dtype=np.float32)
         f.seek(first)

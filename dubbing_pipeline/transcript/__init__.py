@@ -1,0 +1,1 @@
+"""Transcription: speech recognition providers (``providers``) and the ``transcript`` asset."""

@@ -1,0 +1,208 @@
+"""Translators: the interface, the request/result records and the factory.
+
+Two implementations:
+
+* ``ApertiumTranslator`` (``dubbing_pipeline.translation.apertium``): rule-based, offline,
+  deterministic; the default for the pairs Apertium has installed (en→es with the Debian
+  packages ``apertium`` + ``apertium-eng-spa``). It cannot shorten, so it only *reports*
+  lines that are too long for their time (status ``"over_budget"``).
+* ``LLMTranslator`` (``dubbing_pipeline.translation.llm``): any OpenAI-compatible chat
+  endpoint (vLLM in production, llama-server for tests); any language pair; context-aware
+  windows, word budgets in the prompt, schema-checked replies, and a stricter retry for lines
+  that come back too long.
+
+``make_translator(settings, source, target)`` picks one from ``DUBBING_TRANSLATOR``:
+
+* ``auto`` (default): Apertium when it has the pair installed, else the llm translator when
+  ``DUBBING_LLM_URL`` is set, else a clear error;
+* ``apertium`` / ``llm``: that provider, or a clear error.
+
+Translating never raises because of one bad line: such a line comes back with status
+``"failed"`` and empty text. Errors that concern the whole call (the binary is gone, the
+server refuses every request, the API key is wrong) are raised as classified errors.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from dubbing_pipeline.errors import ConfigurationError, ModelMissingError, UnsupportedError
+from dubbing_pipeline.settings import Settings
+from dubbing_pipeline.translation.budget import normalize_language, over_budget
+
+if TYPE_CHECKING:  # pragma: no cover
+    from dubbing_pipeline.translation.apertium import ApertiumTranslator
+
+STATUS_OK = "ok"
+STATUS_OVER_BUDGET = "over_budget"
+STATUS_FAILED = "failed"
+STATUSES = (STATUS_OK, STATUS_OVER_BUDGET, STATUS_FAILED)
+
+TRANSLATORS = ("auto", "apertium", "llm")
+
+LLM_HOWTO = (
+    "to translate any pair, point the llm translator at an OpenAI-compatible server (vLLM, "
+    "llama-server): set DUBBING_TRANSLATOR=llm, DUBBING_LLM_URL=http://host:port and "
+    "DUBBING_LLM_MODEL=<served model name> (DUBBING_LLM_API_KEY if it needs one)"
+)
+APERTIUM_HOWTO = (
+    "offline en->es needs the Debian packages apertium and apertium-eng-spa "
+    "(apt-get install apertium apertium-eng-spa)"
+)
+
+
+@dataclass(frozen=True)
+class LineRequest:
+    """One line to translate: ``budget`` is its word budget in the target language (see
+    ``budget.word_budget``), ``duration`` the seconds it was spoken in."""
+
+    id: str
+    text: str
+    budget: int
+    duration: float
+
+
+@dataclass(frozen=True)
+class LineResult:
+    """The translation of one line.
+
+    ``status``: ``"ok"``; ``"over_budget"`` (translated, but longer than 1.5 × budget words
+    even after any retry: the caller's isochrony must deal with it); ``"failed"`` (no usable
+    translation: ``text`` is ``""`` and ``detail`` says why). ``attempts`` counts the provider
+    requests that included this line; ``stricter_retry`` tells whether a shorter translation
+    was asked for.
+    """
+
+    id: str
+    text: str
+    attempts: int
+    stricter_retry: bool
+    status: str
+    detail: str = ""
+
+
+def status_for(text: str, budget: int, language: str) -> str:
+    """``"failed"`` for empty text, ``"over_budget"`` beyond 1.5 × budget, else ``"ok"``."""
+    if not text.strip():
+        return STATUS_FAILED
+    return STATUS_OVER_BUDGET if over_budget(text, budget, language) else STATUS_OK
+
+
+class Translator(ABC):
+    """Translates a sequence of lines of one video, in order, with their neighbours as context."""
+
+    name: str
+
+    @abstractmethod
+    def describe(self) -> dict[str, object]:
+        """Name, model/data versions and result-affecting settings (for cache keys); no secrets."""
+
+    @abstractmethod
+    def pairs(self) -> list[tuple[str, str]]:
+        """The (source, target) pairs offered, as ISO 639-1 codes; ``[]`` when ``any_pair``."""
+
+    any_pair: bool = False
+
+    def supports(self, source: str, target: str) -> bool:
+        """Whether this translator can translate ``source`` → ``target``."""
+        src, tgt = normalize_language(source), normalize_language(target)
+        if src == tgt:
+            return False
+        return self.any_pair or (src, tgt) in self.pairs()
+
+    @abstractmethod
+    def translate(self, lines: Sequence[LineRequest], source: str, target: str) -> list[LineResult]:
+        """One ``LineResult`` per request, same order and ids; never raises for one bad line."""
+
+    def shorten(
+        self, line: LineRequest, budget: int, *, source: str, target: str, previous: str = ""
+    ) -> LineResult:
+        """Re-translate ``line`` to fit ``budget`` words ("re-translate shorter once").
+
+        ``previous`` is the translation that was too long. The default (for translators that
+        cannot shorten) translates again and reports the result against ``budget``.
+        """
+        request = LineRequest(line.id, line.text, budget, line.duration)
+        result = self.translate([request], source, target)[0]
+        return LineResult(result.id, result.text, result.attempts, True, result.status, result.detail)
+
+
+def _supported_message(source: str, target: str, apertium_pairs: list[tuple[str, str]], why: str) -> str:
+    offered = ", ".join(f"{s}->{t}" for s, t in apertium_pairs) or "none (apertium is not installed)"
+    return f"{why}; offline pairs (apertium): {offered}; {LLM_HOWTO}"
+
+
+def _apertium() -> ApertiumTranslator | None:
+    from dubbing_pipeline.translation.apertium import ApertiumTranslator, find_apertium
+
+    binary = find_apertium()
+    return ApertiumTranslator(binary) if binary else None
+
+
+def make_translator(settings: Settings, source: str, target: str) -> Translator:
+    """The translator ``settings`` ask for, checked against the pair ``source`` → ``target``.
+
+    Raises ``UnsupportedError`` (same language, or a pair no configured provider offers; the
+    message lists what is supported and how to configure the llm translator),
+    ``ModelMissingError`` (Apertium or its pair data is not installed) or
+    ``ConfigurationError`` (unknown ``DUBBING_TRANSLATOR``, llm without URL or model).
+    """
+    src, tgt = normalize_language(source), normalize_language(target)
+    choice = (settings.translator or "auto").strip().lower()
+    if choice not in TRANSLATORS:
+        raise ConfigurationError(
+            f"DUBBING_TRANSLATOR={settings.translator!r} is not one of {', '.join(TRANSLATORS)}"
+        )
+    if not src or not tgt:
+        raise UnsupportedError(f"source and target languages are needed (got {source!r} -> {target!r})")
+    if src == tgt:
+        apertium = _apertium()
+        raise UnsupportedError(
+            _supported_message(
+                src,
+                tgt,
+                apertium.pairs() if apertium else [],
+                f"source and target language are both {src!r}: nothing to translate",
+            )
+        )
+
+    if choice == "llm":
+        return _make_llm(settings)
+
+    apertium = _apertium()
+    if choice == "apertium":
+        if apertium is None:
+            raise ModelMissingError(f"DUBBING_TRANSLATOR=apertium but apertium is missing; {APERTIUM_HOWTO}")
+        if not apertium.supports(src, tgt):
+            from dubbing_pipeline.translation.apertium import debian_package
+
+            offered = ", ".join(f"{s}->{t}" for s, t in apertium.pairs()) or "none"
+            raise ModelMissingError(
+                f"apertium has no {src}->{tgt} pair installed (installed: {offered}); its data would be "
+                f"the Debian package {debian_package(src, tgt)} where Debian has one; {LLM_HOWTO}"
+            )
+        return apertium
+
+    # auto
+    if apertium is not None and apertium.supports(src, tgt):
+        return apertium
+    if settings.llm_url:
+        return _make_llm(settings)
+    if apertium is None and (src, tgt) == ("en", "es"):
+        raise ModelMissingError(f"no translator for en->es: {APERTIUM_HOWTO}; or {LLM_HOWTO}")
+    raise UnsupportedError(
+        _supported_message(src, tgt, apertium.pairs() if apertium else [], f"no translator for {src}->{tgt}")
+    )
+
+
+def _make_llm(settings: Settings) -> Translator:
+    from dubbing_pipeline.translation.llm import LLMTranslator
+
+    if not settings.llm_url:
+        raise ConfigurationError(f"the llm translator needs DUBBING_LLM_URL; {LLM_HOWTO}")
+    if not settings.llm_model:
+        raise ConfigurationError(f"the llm translator needs DUBBING_LLM_MODEL; {LLM_HOWTO}")
+    return LLMTranslator.from_settings(settings)
