@@ -36,7 +36,9 @@ def prepare_video(path: str, video_id: str | None) -> tuple[Any, Any, str]:
     ensure_dagster_home()
     settings = Settings.from_env()
     storage = make_storage(
-        settings.storage_url, s3_endpoint_url=settings.s3_endpoint_url or None, s3_region=settings.s3_region or None
+        settings.storage_url,
+        s3_endpoint_url=settings.s3_endpoint_url or None,
+        s3_region=settings.s3_region or None,
     )
     vid = sanitize_id(video_id) if video_id else video_id_from_name(src.name)
     register_video(storage, vid, src.resolve().as_uri())
@@ -109,16 +111,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("transcribe", help="materialise the source half of one video and print its transcript",
-                       description="Materialise source_video → audio_stems → speech_segments → transcript → "
-                       "speakers for VIDEO in the Dagster instance at $DAGSTER_HOME (default ./dagster_home).")
+    p = sub.add_parser(
+        "transcribe",
+        help="materialise the source half of one video and print its transcript",
+        description="Materialise source_video → audio_stems → speech_segments → transcript → "
+        "speakers for VIDEO in the Dagster instance at $DAGSTER_HOME (default ./dagster_home).",
+    )
     p.add_argument("video", metavar="VIDEO", help="path of the video file")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.add_argument("--id", help="video id (default: derived from the file name)")
     p.set_defaults(func=cmd_transcribe)
 
-    p = sub.add_parser("config", help="list the environment variables and their defaults",
-                       description="List every DUBBING_* environment variable with its default.")
+    p = sub.add_parser(
+        "config",
+        help="list the environment variables and their defaults",
+        description="List every DUBBING_* environment variable with its default.",
+    )
     p.set_defaults(func=cmd_config)
     return parser
 

@@ -135,5 +135,7 @@ def require_dir(path: str | os.PathLike[str] | None, what: str, env_var: str) ->
     if not path:
         raise ModelMissingError(f"{what} needs a model directory: set {env_var}")
     if not os.path.isdir(path):
-        raise ModelMissingError(f"{what}: model directory {os.path.basename(str(path))!r} not found (set {env_var})")
+        raise ModelMissingError(
+            f"{what}: model directory {os.path.basename(str(path))!r} not found (set {env_var})"
+        )
     return str(path)

@@ -25,7 +25,11 @@ def ensure_dagster_home() -> Path:
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
     if not config.exists():
-        text = EMBEDDED_DAGSTER_YAML.read_text() if EMBEDDED_DAGSTER_YAML.exists() else "telemetry:\n  enabled: false\n"
+        text = (
+            EMBEDDED_DAGSTER_YAML.read_text()
+            if EMBEDDED_DAGSTER_YAML.exists()
+            else "telemetry:\n  enabled: false\n"
+        )
         config.write_text(text)
     return home
 
@@ -48,7 +52,9 @@ class StageProgress:
 class ProgressWatcher:
     """Polls the run's events in the instance and draws one bar per stage on stderr."""
 
-    def __init__(self, instance: dg.DagsterInstance, run_id: str, stages: list[str], stream: TextIO | None) -> None:
+    def __init__(
+        self, instance: dg.DagsterInstance, run_id: str, stages: list[str], stream: TextIO | None
+    ) -> None:
         self.instance = instance
         self.run_id = run_id
         self.stages = stages
@@ -136,7 +142,9 @@ def _failure(result: dg.ExecuteInProcessResult) -> tuple[DubbingError, str | Non
             err = cls(str(meta.get("error", user.description or "failed")))
             return err, str(meta.get("error_stage") or stage_of(event.step_key or ""))
         if data and data.error:
-            return DubbingError(f"{data.error.cls_name}: {data.error.message}"), stage_of(event.step_key or "")
+            return DubbingError(f"{data.error.cls_name}: {data.error.message}"), stage_of(
+                event.step_key or ""
+            )
     return DubbingError("the run failed"), None
 
 

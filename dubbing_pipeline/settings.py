@@ -32,11 +32,17 @@ def dagster_home() -> Path:
 # name -> (default, help) for the README and ``dubbing-pipeline config``
 ENV_DOC: dict[str, tuple[str, str]] = {
     "DUBBING_DEPLOYMENT": ("embedded", "embedded (in-process executor) or production (k8s_job_executor)"),
-    "DUBBING_STORAGE_URL": ("$DAGSTER_HOME/media", "media storage: a directory, file:// URL or s3://bucket/prefix"),
+    "DUBBING_STORAGE_URL": (
+        "$DAGSTER_HOME/media",
+        "media storage: a directory, file:// URL or s3://bucket/prefix",
+    ),
     "DUBBING_S3_ENDPOINT_URL": ("", "S3 endpoint override (MinIO, moto); empty = AWS"),
     "DUBBING_S3_REGION": ("", "S3 region; empty = boto3 default"),
     "DUBBING_WORK_DIR": ("system temp", "scratch directory for per-step temporary files"),
-    "DUBBING_MODEL_CACHE": ("~/.cache/dubbing_pipeline", "where packaged models are assembled (Whisper base)"),
+    "DUBBING_MODEL_CACHE": (
+        "~/.cache/dubbing_pipeline",
+        "where packaged models are assembled (Whisper base)",
+    ),
     "DUBBING_DEVICE": ("cpu", "cpu or cuda, for every torch/CTranslate2 provider"),
     "DUBBING_CPU_THREADS": ("2", "threads per model on CPU (fixed for determinism)"),
     "DUBBING_SEPARATOR": ("spleeter", "voice/background separation: spleeter (CPU, packaged) or demucs"),
@@ -46,14 +52,26 @@ ENV_DOC: dict[str, tuple[str, str]] = {
     "DUBBING_WHISPER_MODEL_DIR": ("", "CTranslate2 Whisper directory (e.g. large-v3); empty = packaged base"),
     "DUBBING_WHISPER_COMPUTE_TYPE": ("int8", "CTranslate2 compute type: int8 on CPU, float16 on CUDA"),
     "DUBBING_WHISPER_BEAM_SIZE": ("5", "beam size for decoding"),
-    "DUBBING_DIARIZER": ("voicefilter", "speaker embeddings: voicefilter (CPU ONNX, packaged), resemblyzer, pyannote"),
+    "DUBBING_DIARIZER": (
+        "voicefilter",
+        "speaker embeddings: voicefilter (CPU ONNX, packaged), resemblyzer, pyannote",
+    ),
     "DUBBING_PYANNOTE_DIR": ("", "local pyannote speaker-diarization-3.1 directory (config.yaml + models)"),
     "DUBBING_CHUNK_SECONDS": ("300", "longest chunk for ASR/diarization; memory is bounded by it"),
     "DUBBING_CHUNK_OVERLAP": ("2.0", "overlap at chunk joins, seconds"),
-    "DUBBING_SPEAKER_MERGE_SIM": ("0.78", "complete-linkage merge threshold (cosine similarity) inside a chunk"),
-    "DUBBING_SPEAKER_MATCH_SIM": ("0.80", "cross-chunk match threshold; below it a new global speaker is made"),
+    "DUBBING_SPEAKER_MERGE_SIM": (
+        "0.78",
+        "complete-linkage merge threshold (cosine similarity) inside a chunk",
+    ),
+    "DUBBING_SPEAKER_MATCH_SIM": (
+        "0.80",
+        "cross-chunk match threshold; below it a new global speaker is made",
+    ),
     "DUBBING_TRANSLATOR": ("auto", "auto (apertium for its pairs, e.g. en->es, else llm), apertium or llm"),
-    "DUBBING_LLM_URL": ("", "OpenAI-compatible server of the llm translator (vLLM, llama-server): http://host:port"),
+    "DUBBING_LLM_URL": (
+        "",
+        "OpenAI-compatible server of the llm translator (vLLM, llama-server): http://host:port",
+    ),
     "DUBBING_LLM_MODEL": ("", "model name the llm server serves (required with the llm translator)"),
     "DUBBING_LLM_API_KEY": ("", "bearer token for the llm server; never logged"),
     "DUBBING_LLM_MAX_RETRIES": ("3", "retries of a failed or malformed llm reply (exponential backoff)"),

@@ -34,7 +34,9 @@ def pyannote_sample(tmp_path_factory: pytest.TempPathFactory) -> Path:
     env = os.environ.get("DUBBING_PYANNOTE_SAMPLE_DIR")
     if env and (Path(env) / "sample.wav").exists():
         return Path(env)
-    cache = Path(os.environ.get("DUBBING_TEST_CACHE", Path.home() / ".cache" / "dubbing_pipeline" / "test-media"))
+    cache = Path(
+        os.environ.get("DUBBING_TEST_CACHE", Path.home() / ".cache" / "dubbing_pipeline" / "test-media")
+    )
     target = cache / "pyannote-sample"
     if (target / "sample.wav").exists():
         return target

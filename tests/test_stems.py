@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 import time
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +25,6 @@ from dubbing_pipeline.settings import Settings
 from dubbing_pipeline.stems import clear_separator_cache, make_separator, separate_file
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SAMPLE_DIR = Path(os.environ.get("DUBBING_PYANNOTE_SAMPLE_DIR", "/tmp/pyannote/pyannote/audio/sample"))
 SOUND_ICONS = Path("/usr/share/sounds/sound-icons")
 # melodic recordings, played one after the other into a continuous music bed
 MUSIC = [
@@ -64,10 +64,11 @@ def _sha(path: Path) -> str:
 
 
 @pytest.fixture(scope="module")
-def recordings(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
-    sample = SAMPLE_DIR / "sample.wav"
+def recordings(tmp_path_factory: pytest.TempPathFactory, pyannote_sample: Path) -> dict[str, object]:
+    """Speech (pyannote sample, via the conftest fixture) + music (sound-icons) at 0 dB."""
+    sample = pyannote_sample / "sample.wav"
     if not sample.is_file():
-        pytest.skip(f"speech recording not found: {sample} (set DUBBING_PYANNOTE_SAMPLE_DIR)")
+        pytest.skip(f"speech recording not found: {sample.name} (set DUBBING_PYANNOTE_SAMPLE_DIR)")
     notes = [SOUND_ICONS / f"{name}.wav" for name in MUSIC]
     if not all(p.is_file() for p in notes):
         pytest.skip(f"music recordings not found in {SOUND_ICONS} (install the Debian package sound-icons)")
@@ -205,7 +206,8 @@ def test_demucs_adapter_on_a_small_local_repository(tmp_path) -> None:  # type: 
 
     torch.manual_seed(0)
     sources = ["drums", "bass", "other", "vocals"]
-    net = HTDemucs(sources, channels=4, dconv_comp=2, t_layers=1, t_heads=2, segment=1)
+    # a Fraction segment, as in the released packages (pickled: needs the loader's allowlist)
+    net = HTDemucs(sources, channels=4, dconv_comp=2, t_layers=1, t_heads=2, segment=Fraction(1))
     args, kwargs = net._init_args_kwargs
     package = {"klass": HTDemucs, "args": args, "kwargs": kwargs, "state": get_state(net, None)}
     save_with_checksum(package, tmp_path / "0123abcd.th")

@@ -4,7 +4,6 @@ They are stored in the media storage itself, so the embedded default (a director
 production (S3, one pod per step) share one mechanism.
 """
 
-
 from typing import Any
 
 import dagster as dg

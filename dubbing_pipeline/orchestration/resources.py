@@ -1,6 +1,5 @@
 """Dagster resources: each wraps one provider family, configured from environment variables."""
 
-
 import functools
 from dataclasses import replace
 from typing import Any
@@ -34,7 +33,9 @@ class _ProviderResource(dg.ConfigurableResource):  # type: ignore[misc]
     model_cache: str = ""
 
     def settings(self) -> Settings:
-        values: dict[str, Any] = {k: v for k, v in self.model_dump().items() if k in Settings.__dataclass_fields__}
+        values: dict[str, Any] = {
+            k: v for k, v in self.model_dump().items() if k in Settings.__dataclass_fields__
+        }
         return replace(Settings(), **values)
 
 
@@ -82,7 +83,11 @@ class DiarizerResource(_ProviderResource):
 
 
 def resources_from_settings(settings: Settings) -> dict[str, Any]:
-    common = {"device": settings.device, "cpu_threads": settings.cpu_threads, "model_cache": settings.model_cache}
+    common = {
+        "device": settings.device,
+        "cpu_threads": settings.cpu_threads,
+        "model_cache": settings.model_cache,
+    }
     storage = StorageResource(
         url=settings.storage_url,
         s3_endpoint_url=settings.s3_endpoint_url,

@@ -56,7 +56,9 @@ def stage_metadata(
     """Materialisation metadata every stage carries."""
     meta: dict[str, Any] = {
         "seconds": dg.MetadataValue.float(round(seconds, 3)),
-        "real_time_factor": dg.MetadataValue.float(round(seconds / media_seconds, 4) if media_seconds else 0.0),
+        "real_time_factor": dg.MetadataValue.float(
+            round(seconds / media_seconds, 4) if media_seconds else 0.0
+        ),
         "cached": dg.MetadataValue.bool(cached),
         "cache_key": dg.MetadataValue.text(cache_key),
     }
@@ -111,7 +113,9 @@ def fetch_source(uri: str, dest_dir: Path, *, s3_endpoint_url: str | None = None
         try:
             client.download_file(netloc, path, str(dest))
         except ClientError as exc:
-            raise BadInputError(f"source object not readable: {exc.response.get('Error', {}).get('Code')}") from exc
+            raise BadInputError(
+                f"source object not readable: {exc.response.get('Error', {}).get('Code')}"
+            ) from exc
         return dest
     raise BadInputError(f"unsupported source URI scheme {scheme!r}")
 

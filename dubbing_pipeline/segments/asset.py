@@ -1,6 +1,5 @@
 """``speech_segments``: where the voice is (Silero VAD on the vocals stem) and how to chunk it."""
 
-
 from pathlib import Path
 from typing import Any
 

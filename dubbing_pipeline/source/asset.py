@@ -1,6 +1,5 @@
 """``source_video``: probe, validate and hash the upload; decode its full-band audio once."""
 
-
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +36,11 @@ def ingest(storage_res: StorageResource, video_id: str) -> tuple[dict[str, Any],
         extract_audio(local, audio, sample_rate=FULL_BAND_RATE, channels=FULL_BAND_CHANNELS)
         frames = sf.info(str(audio)).frames
         check_decoded_length(info, frames / FULL_BAND_RATE)
-        suffix = Path(local).suffix.lower() if Path(local).suffix.lower() in (".mp4", ".mov", ".mkv", ".webm", ".m4v", ".avi") else ".bin"
+        suffix = (
+            Path(local).suffix.lower()
+            if Path(local).suffix.lower() in (".mp4", ".mov", ".mkv", ".webm", ".m4v", ".avi")
+            else ".bin"
+        )
         record = {
             "sha256": sha,
             "cache_key": key,
@@ -80,6 +83,9 @@ def source_video(context: dg.AssetExecutionContext, storage: StorageResource) ->
             cache_key=record["cache_key"],
             provider={"name": "ffmpeg", "model": "ffprobe"},
             preview=preview,
-            extra={"sha256": dg.MetadataValue.text(record["sha256"]), "duration": dg.MetadataValue.float(record["duration"])},
+            extra={
+                "sha256": dg.MetadataValue.text(record["sha256"]),
+                "duration": dg.MetadataValue.float(record["duration"]),
+            },
         ),
     )

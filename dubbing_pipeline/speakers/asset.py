@@ -1,6 +1,5 @@
 """``speakers``: diarization per chunk (fan-out), then one global speaker set (Hungarian matching)."""
 
-
 from typing import Any
 
 import dagster as dg
@@ -59,7 +58,9 @@ def diarize_chunk(
         with scratch("diarize", storage.work_dir or None) as tmp:
             with store.open_local(store.key_of(job["asr_audio_uri"]), tmp) as path:
                 audio = read_wav_16k_mono(path, chunk["start"], chunk["end"])
-        result = model.diarize(audio, [(float(s), float(e)) for _, s, e in job["spans"]], offset=chunk["start"])
+        result = model.diarize(
+            audio, [(float(s), float(e)) for _, s, e in job["spans"]], offset=chunk["start"]
+        )
         record = {
             "cache_key": key,
             "index": chunk["index"],

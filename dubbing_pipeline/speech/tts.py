@@ -463,7 +463,7 @@ class KokoroEngine(TTSEngine):
     """Kokoro-82M (int8 ONNX) on espeak-ng phonemes, with the packaged Japanese voices."""
 
     name = "kokoro"
-    languages = frozenset({"en", "es", "fr", "it", "pt", "de", "hi"})
+    languages = frozenset({"en", "es", "fr", "it", "pt", "hi"})
     supports_rate = True
     sample_rate = 24000
     voices = ("male", "female", "jm_kumo", "jf_alpha", "jf_gongitsune", "jf_nezumi", "jf_tebukuro")

@@ -1,6 +1,5 @@
 """``audio_stems``: the full-band mix split into vocals and background, sample-aligned."""
 
-
 from typing import Any
 
 import dagster as dg

@@ -86,7 +86,7 @@ def _checked(name: str, out: object, shape: tuple[int, ...]) -> AudioBlock:
     if not isinstance(out, np.ndarray) or out.shape != shape:
         got = getattr(out, "shape", type(out).__name__)
         raise ProviderError(f"separator returned {name} of shape {got}, expected {shape}")
-    block = np.asarray(out, dtype=np.float32)
+    block = np.array(out, dtype=np.float32)  # a copy: the crossfade works in place
     if not np.isfinite(block).all():
         raise ProviderError(f"separator returned non-finite samples in {name}")
     return block

@@ -17,6 +17,7 @@ import hashlib
 import importlib.metadata
 import importlib.util
 import os
+import pickle
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -277,6 +278,24 @@ class SpleeterSeparator(Separator):
 # --------------------------------------------------------------------------- Demucs
 
 
+def _demucs_pickle_globals() -> list[Any]:
+    """The classes a Demucs model package pickles besides tensors and builtins."""
+    import importlib
+    from fractions import Fraction
+
+    allowed: list[Any] = [Fraction]
+    for module, name in (
+        ("demucs.htdemucs", "HTDemucs"),
+        ("demucs.hdemucs", "HDemucs"),
+        ("demucs.demucs", "Demucs"),
+    ):
+        try:
+            allowed.append(getattr(importlib.import_module(module), name))
+        except (ImportError, AttributeError):
+            continue
+    return allowed
+
+
 class DemucsSeparator(Separator):
     """HTDemucs (or another Demucs model) from a local model repository.
 
@@ -308,8 +327,19 @@ class DemucsSeparator(Separator):
         torch.set_num_threads(max(1, int(settings.cpu_threads)))
         self.model = settings.demucs_model or "htdemucs"
         try:
-            model = get_model(self.model, repo=repo)
-        except (ModelLoadingError, OSError, KeyError, ValueError, yaml.YAMLError) as exc:
+            # demucs 4.0.x calls torch.load() without weights_only, which torch >= 2.6 turns
+            # into a weights-only load that refuses the pickled model class: allow exactly
+            # the Demucs model classes and Fraction (HTDemucs' segment) for this load.
+            with torch.serialization.safe_globals(_demucs_pickle_globals()):
+                model = get_model(self.model, repo=repo)
+        except (
+            ModelLoadingError,
+            OSError,
+            KeyError,
+            ValueError,
+            yaml.YAMLError,
+            pickle.UnpicklingError,
+        ) as exc:
             raise ModelMissingError(
                 f"Demucs model {self.model!r} could not be loaded from DUBBING_DEMUCS_REPO: {exc}"
             ) from exc

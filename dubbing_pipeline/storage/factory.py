@@ -7,7 +7,9 @@ from dubbing_pipeline.storage.base import MediaStorage, parse_uri
 from dubbing_pipeline.storage.local import LocalStorage
 
 
-def make_storage(url: str, *, s3_endpoint_url: str | None = None, s3_region: str | None = None) -> MediaStorage:
+def make_storage(
+    url: str, *, s3_endpoint_url: str | None = None, s3_region: str | None = None
+) -> MediaStorage:
     scheme, netloc, path = parse_uri(url)
     if scheme == "file":
         return LocalStorage(path)

@@ -1,6 +1,5 @@
 """``transcript``: faster-whisper per chunk (a dynamic fan-out), merged and split into sentences."""
 
-
 from typing import Any
 
 import dagster as dg
@@ -30,7 +29,9 @@ def _speech_sample(speech: list[list[float]], limit: float) -> list[tuple[float,
     return picked
 
 
-def detect_language(storage_res: StorageResource, asr_res: ASRResource, segments: dict[str, Any]) -> dict[str, Any]:
+def detect_language(
+    storage_res: StorageResource, asr_res: ASRResource, segments: dict[str, Any]
+) -> dict[str, Any]:
     """Spoken language from the first ≤30 s of speech, cached."""
     import numpy as np
 
@@ -38,7 +39,9 @@ def detect_language(storage_res: StorageResource, asr_res: ASRResource, segments
 
     storage = storage_res.get()
     asr = asr_res.get()
-    key = cache_key("language", upstream=segments["cache_key"], provider=asr.describe(), seconds=LANGUAGE_PROBE_SECONDS)
+    key = cache_key(
+        "language", upstream=segments["cache_key"], provider=asr.describe(), seconds=LANGUAGE_PROBE_SECONDS
+    )
     cache = StepCache(storage, "language")
     hit = cache.get(key)
     if hit is not None:
@@ -55,7 +58,10 @@ def detect_language(storage_res: StorageResource, asr_res: ASRResource, segments
 
 @dg.op(out=dg.DynamicOut(dict), tags={"stage": "transcript"})
 def plan_transcription(
-    context: dg.OpExecutionContext, storage: StorageResource, asr: ASRResource, speech_segments: dict[str, Any]
+    context: dg.OpExecutionContext,
+    storage: StorageResource,
+    asr: ASRResource,
+    speech_segments: dict[str, Any],
 ) -> Any:
     """Detect the language once, then emit one job per chunk that holds speech."""
     with classified("transcript"):
@@ -134,7 +140,10 @@ def _preview(segments: list[dict[str, Any]], limit: int = 40) -> str:
 
 @dg.op(tags={"stage": "transcript"})
 def assemble_transcript(
-    context: dg.OpExecutionContext, asr: ASRResource, speech_segments: dict[str, Any], chunks: list[dict[str, Any]]
+    context: dg.OpExecutionContext,
+    asr: ASRResource,
+    speech_segments: dict[str, Any],
+    chunks: list[dict[str, Any]],
 ) -> dg.Output[dict[str, Any]]:
     """Merge chunk words at the joins and split them into sentence segments."""
     timer = Timer()
@@ -156,7 +165,9 @@ def assemble_transcript(
             "segments": [s.to_dict() for s in segments],
             "words": len(words),
             "provider": provider,
-            "chunks": [{"index": r["index"], "cache_key": r["cache_key"], "cached": r["cached"]} for r in ordered],
+            "chunks": [
+                {"index": r["index"], "cache_key": r["cache_key"], "cached": r["cached"]} for r in ordered
+            ],
         }
     compute = sum(float(r["seconds"]) for r in ordered)
     cached = all(r["cached"] for r in ordered)

@@ -153,8 +153,21 @@ def validate_reply(content: str, ids: Sequence[str]) -> tuple[dict[str, str], st
     return good, ("; ".join(problems) or None)
 
 
-def response_schema(ids: Sequence[str]) -> dict[str, Any]:
-    """The ``response_format`` for a request translating ``ids``."""
+def max_text_chars(budget: int, target: str) -> int:
+    """The ``maxLength`` a line's text may have in the schema: about three times the budget.
+
+    It stops a looping model long before the token limit (so the reply stays valid JSON) yet
+    leaves room above 1.5 × budget, so an over-long translation is still seen and retried.
+    """
+    per_unit = 6 if normalize_language(target) in _CHAR_UNIT_LANGS else 16
+    return max(40, per_unit * max(1, budget))
+
+
+def response_schema(ids: Sequence[str], max_chars: int | None = None) -> dict[str, Any]:
+    """The ``response_format`` for a request translating ``ids`` (texts of at most ``max_chars``)."""
+    text: dict[str, Any] = {"type": "string", "minLength": 1}
+    if max_chars:
+        text["maxLength"] = int(max_chars)
     return {
         "type": "json_schema",
         "json_schema": {
@@ -175,7 +188,7 @@ def response_schema(ids: Sequence[str]) -> dict[str, Any]:
                             "required": ["id", "text"],
                             "properties": {
                                 "id": {"type": "string", "enum": list(ids)},
-                                "text": {"type": "string", "minLength": 1},
+                                "text": text,
                             },
                         },
                     }
@@ -413,14 +426,10 @@ class LLMTranslator(Translator):
                 self.sleep(max(min(self.backoff * (2 ** (attempt - 1)), 30.0), retry_after))
                 retry_after = 0.0
             ids = [line.request.id for line in pending]
+            budgets_now = [(budgets or {}).get(line.request.id, line.request.budget) for line in pending]
             items = [
-                self._item(
-                    line,
-                    target,
-                    (budgets or {}).get(line.request.id, line.request.budget),
-                    line.text if strict else "",
-                )
-                for line in pending
+                self._item(line, target, budget, line.text if strict else "")
+                for line, budget in zip(pending, budgets_now, strict=True)
             ]
             # the lines already answered stay visible as context for the ones asked again
             answered = [line.request.text for line in todo if line.request.id in got]
@@ -433,7 +442,7 @@ class LLMTranslator(Translator):
                 "temperature": STRICT_TEMPERATURE if strict else TEMPERATURE,
                 "seed": SEED,
                 "max_tokens": _max_tokens(items),
-                "response_format": response_schema(ids),
+                "response_format": response_schema(ids, max(max_text_chars(b, target) for b in budgets_now)),
                 "stream": False,
             }
             for line in pending:

@@ -209,3 +209,32 @@ def test_separate_file_cleans_up_when_the_separator_misbehaves(tmp_path) -> None
     # the old output is untouched and no partial file is left behind
     assert (tmp_path / "v.wav").read_bytes() == b"previous result"
     assert sorted(os.listdir(tmp_path)) == ["mix.wav", "v.wav"]
+
+
+def test_separate_file_writes_no_timestamp_into_the_stems(tmp_path) -> None:
+    """libsndfile stamps float WAVs with the time (PEAK chunk); equal audio must give equal bytes."""
+    _write(str(tmp_path / "mix.wav"), np.full((2, SR), 0.25, dtype=np.float32))
+    separate_file(tmp_path / "mix.wav", tmp_path / "v.wav", tmp_path / "b.wav", Recorder(), SR)
+    for name in ("v.wav", "b.wav"):
+        data = (tmp_path / name).read_bytes()
+        peak = data.find(b"PEAK", 12, data.find(b"data"))
+        if peak >= 0:  # chunk id, size, version, then the timestamp
+            assert data[peak + 12 : peak + 16] == b"\0\0\0\0"
+    np.testing.assert_allclose(_read(str(tmp_path / "v.wav")), 0.0625, atol=1e-7)
+
+
+def test_separate_file_copes_with_a_separator_returning_its_input(tmp_path) -> None:
+    """The crossfade must not be applied twice when both stems are the very same array."""
+    n = 4 * SR + 5
+    mix = np.sin(np.arange(n) / 7.0).astype(np.float32)[None, :]
+    _write(str(tmp_path / "mix.wav"), mix)
+
+    def passthrough(block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return block, block
+
+    info = separate_file(
+        tmp_path / "mix.wav", tmp_path / "v.wav", tmp_path / "b.wav", passthrough, SR, 1.0, 0.2
+    )
+    assert info["blocks"] > 1
+    np.testing.assert_allclose(_read(str(tmp_path / "v.wav")), mix, atol=1e-6)
+    np.testing.assert_allclose(_read(str(tmp_path / "b.wav")), mix, atol=1e-6)
