@@ -96,6 +96,73 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     return 0
 
 
+TARGET_STAGES = ["translation", "dubbed_speech", "dub_mix", "dubbed_video"]
+
+
+def _copy_out(storage: Any, uri: str, dest: Path) -> None:
+    tmp = dest.with_name(f".{dest.name}.part")
+    storage.download(storage.key_of(uri), tmp)
+    tmp.replace(dest)
+
+
+def dub_one(path: str, languages: list[str], out_dir: Path, video_id: str | None = None) -> int:
+    """Source half once, then the target half per language; write the outputs under out_dir."""
+    import dagster as dg
+
+    from dubbing_pipeline.orchestration.io_manager import load_asset_record
+    from dubbing_pipeline.orchestration.partitions import video_language_key
+    from dubbing_pipeline.runner import run_job
+
+    defs, storage, vid = prepare_video(path, video_id)
+    instance = dg.DagsterInstance.get()
+    new = [lang for lang in languages if not instance.has_dynamic_partition("languages", lang)]
+    if new:
+        instance.add_dynamic_partitions("languages", new)
+    outcome = run_job(defs, "source_half", vid, stages=SOURCE_STAGES, progress=sys.stderr)
+    if not outcome.success:
+        assert outcome.error is not None
+        return _fail(outcome.error, outcome.error_stage)
+    worst = 0
+    for lang in languages:
+        key = video_language_key(vid, lang)
+        result = run_job(defs, "dub", str(key), stages=TARGET_STAGES, progress=sys.stderr)
+        if not result.success:
+            assert result.error is not None
+            worst = worst or _fail(result.error, result.error_stage)
+            continue
+        record = load_asset_record(storage, "dubbed_video", str(key))
+        dest = out_dir / vid / lang
+        dest.mkdir(parents=True, exist_ok=True)
+        outputs = record["outputs"]
+        _copy_out(storage, outputs["video"], dest / record["video_name"])
+        _copy_out(storage, outputs["srt"], dest / f"{lang}.srt")
+        _copy_out(storage, outputs["vtt"], dest / f"{lang}.vtt")
+        _copy_out(storage, record["report_uri"], dest / "report.json")
+        print(dest / record["video_name"])
+    return worst
+
+
+def cmd_dub(args: argparse.Namespace) -> int:
+    languages = [lang.strip().lower() for lang in args.to.split(",") if lang.strip()]
+    if not languages:
+        return _fail(BadInputError("--to needs at least one language code, e.g. --to es,fr"))
+    out_dir = Path(args.out)
+    worst = 0
+    for video in args.videos:
+        try:
+            code = dub_one(video, [sanitize_id(lang) for lang in languages], out_dir, args.id)
+        except DubbingError as err:
+            code = _fail(err)
+        worst = worst or code
+    return worst
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from dubbing_pipeline.demo import DEMO_VIDEO
+
+    return dub_one(str(DEMO_VIDEO), [args.to], Path(args.out))
+
+
 def cmd_config(args: argparse.Namespace) -> int:
     from dubbing_pipeline.settings import ENV_DOC
 
@@ -121,6 +188,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.add_argument("--id", help="video id (default: derived from the file name)")
     p.set_defaults(func=cmd_transcribe)
+
+    p = sub.add_parser(
+        "dub",
+        help="dub videos into one or more languages",
+        description="Dub each VIDEO into every language of --to; writes DIR/<video_id>/<lang>/ "
+        "with <video_id>.<lang>.mp4, <lang>.srt, <lang>.vtt and report.json.",
+    )
+    p.add_argument("videos", metavar="VIDEO", nargs="+", help="video files")
+    p.add_argument("--to", required=True, help="target languages, comma separated (e.g. es or es,fr)")
+    p.add_argument("--out", default="out", help="output directory (default: ./out)")
+    p.add_argument("--id", help="video id (only with one VIDEO; default: from the file name)")
+    p.set_defaults(func=cmd_dub)
+
+    p = sub.add_parser(
+        "demo",
+        help="dub the bundled demo video into Spanish",
+        description="Dub the bundled demo (two speakers over a music bed) into Spanish, offline.",
+    )
+    p.add_argument("--to", default="es", help="target language (default: es)")
+    p.add_argument("--out", default="out", help="output directory (default: ./out)")
+    p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser(
         "config",

@@ -6,21 +6,32 @@ from typing import Any
 
 import dagster as dg
 
-from dubbing_pipeline.orchestration.partitions import videos
+from dubbing_pipeline.mix.asset import dub_mix
+from dubbing_pipeline.mux.asset import dubbed_video
+from dubbing_pipeline.orchestration.partitions import video_language, videos
 from dubbing_pipeline.orchestration.resources import resources_from_settings
 from dubbing_pipeline.segments.asset import speech_segments
 from dubbing_pipeline.settings import Settings
 from dubbing_pipeline.source.asset import source_video
 from dubbing_pipeline.speakers.asset import speakers
+from dubbing_pipeline.speech.asset import dubbed_speech
 from dubbing_pipeline.stems.asset import audio_stems
 from dubbing_pipeline.transcript.asset import transcript
+from dubbing_pipeline.translation.asset import translation
 
 SOURCE_HALF = [source_video, audio_stems, speech_segments, transcript, speakers]
+TARGET_HALF = [translation, dubbed_speech, dub_mix, dubbed_video]
 
 source_half_job = dg.define_asset_job(
     "source_half",
     selection=dg.AssetSelection.assets(*SOURCE_HALF),
     description="Understand one video: stems, speech, transcript and speakers.",
+)
+
+dub_job = dg.define_asset_job(
+    "dub",
+    selection=dg.AssetSelection.assets(*TARGET_HALF),
+    description="Dub one video into one language (its source half must be materialised).",
 )
 
 
@@ -36,8 +47,8 @@ def executor_for(settings: Settings) -> Any:
 def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     settings = settings or Settings.from_env()
     return dg.Definitions(
-        assets=SOURCE_HALF,
-        jobs=[source_half_job],
+        assets=[*SOURCE_HALF, *TARGET_HALF],
+        jobs=[source_half_job, dub_job],
         resources=resources_from_settings(settings),
         executor=executor_for(settings),
     )
@@ -45,4 +56,4 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
 
 defs = build_definitions()
 
-__all__ = ["build_definitions", "defs", "videos"]
+__all__ = ["build_definitions", "defs", "video_language", "videos"]

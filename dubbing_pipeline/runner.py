@@ -165,6 +165,7 @@ def run_job(
     stages: list[str],
     progress: TextIO | None = sys.stderr,
     tags: dict[str, str] | None = None,
+    log_level: str = "CRITICAL",
 ) -> RunOutcome:
     instance = dg.DagsterInstance.get()
     job = defs.resolve_job_def(job_name)
@@ -172,7 +173,12 @@ def run_job(
     started = time.perf_counter()
     with ProgressWatcher(instance, run_id, stages, progress if progress and progress.isatty() else None):
         result = job.execute_in_process(
-            instance=instance, partition_key=partition_key, run_id=run_id, raise_on_error=False, tags=tags
+            run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
+            instance=instance,
+            partition_key=partition_key,
+            run_id=run_id,
+            raise_on_error=False,
+            tags=tags,
         )
     meta = materialization_metadata(result)
     meta["_run"] = {"seconds": time.perf_counter() - started}

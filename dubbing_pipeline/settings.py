@@ -76,6 +76,12 @@ ENV_DOC: dict[str, tuple[str, str]] = {
     "DUBBING_LLM_API_KEY": ("", "bearer token for the llm server; never logged"),
     "DUBBING_LLM_MAX_RETRIES": ("3", "retries of a failed or malformed llm reply (exponential backoff)"),
     "DUBBING_LLM_TIMEOUT": ("120", "seconds to wait for one llm reply"),
+    "DUBBING_TTS": (
+        "auto",
+        "text-to-speech: auto (per-language table), espeak, piper, kokoro, chatterbox, or en=piper,es=espeak",
+    ),
+    "DUBBING_TTS_MODEL_DIR": ("", "local Chatterbox multilingual model directory (DUBBING_TTS=chatterbox)"),
+    "DUBBING_VOICE_MATCH": ("on", "on: shift each synthetic voice to its speaker's median pitch; off: don't"),
 }
 
 
@@ -108,6 +114,9 @@ class Settings:
     llm_api_key: str = field(default="", repr=False)
     llm_max_retries: int = 3
     llm_timeout: float = 120.0
+    tts: str = "auto"
+    tts_model_dir: str = ""
+    voice_match: str = "on"
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -141,6 +150,9 @@ class Settings:
             llm_api_key=_env("DUBBING_LLM_API_KEY", ""),
             llm_max_retries=_env_int("DUBBING_LLM_MAX_RETRIES", 3),
             llm_timeout=_env_float("DUBBING_LLM_TIMEOUT", 120.0),
+            tts=_env("DUBBING_TTS", "auto"),
+            tts_model_dir=_env("DUBBING_TTS_MODEL_DIR", ""),
+            voice_match=_env("DUBBING_VOICE_MATCH", "on"),
         )
 
     def as_dict(self) -> dict[str, object]:

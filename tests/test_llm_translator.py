@@ -41,8 +41,8 @@ from dubbing_pipeline.translation.llm import (
 )
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "servers"))
-import llm_server  # noqa: E402
-from llm_server import FaultProxy, edit_lines, free_port, http_error, truncate_reply  # noqa: E402
+import llm_server
+from llm_server import FaultProxy, edit_lines, free_port, http_error, truncate_reply
 
 API_KEY = "test-secret-key-5f1c0b"
 DEMO = [
@@ -105,6 +105,8 @@ def test_a_server_that_is_down_raises_a_sanitised_provider_error() -> None:
     assert sleeps == [0.5, 1.0]
     assert API_KEY not in info.value.message and "Connection" in info.value.message
     assert API_KEY not in repr(translator) and API_KEY not in json.dumps(translator.describe())
+    with pytest.raises(ValueError, match="unique"):
+        translator.translate([LineRequest("a", "x", 1, 1.0), LineRequest("a", "y", 1, 1.0)], "en", "es")
 
 
 # --------------------------------------------------------------------------- real server
@@ -293,7 +295,11 @@ def test_persistent_garbage_ends_as_failed_lines_not_a_crash(
 ) -> None:
     proxy.reset([truncate_reply] * 3)
     translator = LLMTranslator(proxy.url, backend.model, backend.api_key, max_retries=2, sleep=sleeps.append)
-    lines = [LineRequest("x", "Hello?", 3, 1.0), LineRequest("blank", "  ", 1, 0.2), LineRequest("y", "Bye.", 3, 1.0)]
+    lines = [
+        LineRequest("x", "Hello?", 3, 1.0),
+        LineRequest("blank", "  ", 1, 0.2),
+        LineRequest("y", "Bye.", 3, 1.0),
+    ]
     results = translator.translate(lines, "en", "es")
     assert len(proxy.posts()) == 3 and sleeps == [0.5, 1.0]
     x, blank, y = results
@@ -317,7 +323,9 @@ def test_a_server_error_is_retried_and_a_rejected_request_is_not(
     assert len(proxy.posts()) == 1
 
 
-def test_a_wrong_api_key_is_a_configuration_error_that_hides_the_key(backend: Backend, proxy: FaultProxy) -> None:
+def test_a_wrong_api_key_is_a_configuration_error_that_hides_the_key(
+    backend: Backend, proxy: FaultProxy
+) -> None:
     if not backend.api_key:
         pytest.skip("the server under test does not check API keys")
     proxy.reset()
@@ -329,7 +337,9 @@ def test_a_wrong_api_key_is_a_configuration_error_that_hides_the_key(backend: Ba
     assert proxy.posts()[0].status == 401 and len(proxy.posts()) == 1
 
 
-def test_shorten_asks_once_with_the_stricter_instruction(translator: LLMTranslator, proxy: FaultProxy) -> None:
+def test_shorten_asks_once_with_the_stricter_instruction(
+    translator: LLMTranslator, proxy: FaultProxy
+) -> None:
     previous = "Y yo soy Sheila, que vive en Texas, aunque en realidad soy originalmente de Chicago."
     line = LineRequest("s", DEMO[5], 10, 3.3)
     result = translator.shorten(line, 4, source="en", target="es", previous=previous)
@@ -343,7 +353,7 @@ def test_shorten_asks_once_with_the_stricter_instruction(translator: LLMTranslat
 
 
 def test_translation_is_deterministic(translator: LLMTranslator) -> None:
-    lines = _lines(DEMO[4:7], budget=8)
+    lines = _lines(DEMO[4:6], budget=4)
     assert translator.translate(lines, "en", "es") == translator.translate(lines, "en", "es")
 
 

@@ -62,7 +62,12 @@ def test_pairs_are_discovered_from_the_installed_modes(apertium: ApertiumTransla
 
 def test_mode_names_map_to_iso_639_1_pairs() -> None:
     modes = _parse_modes(["eng-spa", "spa-eng_US", "spa-eng", "eng-spa-tagger", "cat-glg", "oci-cat"])
-    assert modes == {("en", "es"): "eng-spa", ("es", "en"): "spa-eng", ("ca", "gl"): "cat-glg", ("oc", "ca"): "oci-cat"}
+    assert modes == {
+        ("en", "es"): "eng-spa",
+        ("es", "en"): "spa-eng",
+        ("ca", "gl"): "cat-glg",
+        ("oc", "ca"): "oci-cat",
+    }
     assert _parse_modes(["en-es"]) == {("en", "es"): "en-es"}
     assert debian_package("en", "es") == "apertium-eng-spa"
 

@@ -82,6 +82,35 @@ class DiarizerResource(_ProviderResource):
         return make_diarizer(self.settings())
 
 
+class TranslatorResource(_ProviderResource):
+    """Translation (``DUBBING_TRANSLATOR``, ``DUBBING_LLM_*``)."""
+
+    translator: str = "auto"
+    llm_url: str = ""
+    llm_model: str = ""
+    llm_api_key: str = ""
+    llm_max_retries: int = 3
+    llm_timeout: float = 120.0
+
+    def get(self, source: str, target: str) -> Any:
+        from dubbing_pipeline.translation.providers import make_translator
+
+        return make_translator(self.settings(), source, target)
+
+
+class TTSResource(_ProviderResource):
+    """Text to speech and voice matching (``DUBBING_TTS``, ``DUBBING_TTS_MODEL_DIR``, ``DUBBING_VOICE_MATCH``)."""
+
+    tts: str = "auto"
+    tts_model_dir: str = ""
+    voice_match: str = "on"
+
+    def get(self, language: str) -> Any:
+        from dubbing_pipeline.speech.tts import make_tts
+
+        return make_tts(self.settings(), language)
+
+
 def resources_from_settings(settings: Settings) -> dict[str, Any]:
     common = {
         "device": settings.device,
@@ -118,6 +147,17 @@ def resources_from_settings(settings: Settings) -> dict[str, Any]:
             speaker_match_sim=settings.speaker_match_sim,
             **common,
         ),
+        "translator": TranslatorResource(
+            translator=settings.translator,
+            llm_url=settings.llm_url,
+            llm_model=settings.llm_model,
+            # the key stays an EnvVar so the UI never shows it
+            llm_api_key=dg.EnvVar("DUBBING_LLM_API_KEY") if settings.llm_api_key else "",
+            llm_max_retries=settings.llm_max_retries,
+            llm_timeout=settings.llm_timeout,
+            **common,
+        ),
+        "tts": TTSResource(tts=settings.tts, tts_model_dir=settings.tts_model_dir, voice_match=settings.voice_match, **common),
         "io_manager": _io_manager(storage),
     }
 

@@ -87,7 +87,7 @@ def ends_sentence(word: Word, next_word: Word | None = None) -> bool:
     stem = text[:-1].lstrip(_OPENERS)
     if stem.casefold() in ABBREVIATIONS or _DOTTED.match(text.lstrip(_OPENERS)):
         return False
-    if len(stem) == 1 and stem.isupper():  # an initial, as in "J. R. R. Tolkien"
+    if len(stem) == 1 and stem.isupper() and stem != "I":  # an initial, as in "J. R. R. Tolkien"
         return False
     # A decimal split across words ("3." "5") is not a sentence end.
     return not (stem[-1:].isdigit() and next_word is not None and next_word.text[:1].isdigit())

@@ -186,7 +186,9 @@ def measure(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--languages", default=",".join(SENTENCES))
     parser.add_argument("--engines", default="espeak,piper,kokoro")
     parser.add_argument("--voices", default="male,female")

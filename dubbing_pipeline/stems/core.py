@@ -21,6 +21,7 @@ import numpy as np
 import numpy.typing as npt
 import soundfile as sf  # type: ignore[import-untyped,unused-ignore]
 
+from dubbing_pipeline.audio import clear_peak_timestamp
 from dubbing_pipeline.errors import BadInputError, ProviderError
 
 AudioBlock = npt.NDArray[np.float32]
@@ -90,30 +91,6 @@ def _checked(name: str, out: object, shape: tuple[int, ...]) -> AudioBlock:
     if not np.isfinite(block).all():
         raise ProviderError(f"separator returned non-finite samples in {name}")
     return block
-
-
-def _clear_peak_timestamp(path: str) -> None:
-    """Zero the creation time libsndfile stores in the PEAK chunk of float WAV/RF64 files.
-
-    Without this, two runs over the same input differ in those four header bytes; with it,
-    equal audio gives byte-identical files (content-addressed caching relies on that).
-    """
-    with open(path, "r+b") as fh:
-        header = fh.read(12)
-        if len(header) < 12 or header[:4] not in (b"RIFF", b"RF64") or header[8:12] != b"WAVE":
-            return
-        offset = 12
-        while True:
-            fh.seek(offset)
-            chunk = fh.read(8)
-            if len(chunk) < 8 or chunk[:4] == b"data":
-                return
-            size = int.from_bytes(chunk[4:8], "little")
-            if chunk[:4] == b"PEAK" and size >= 8:
-                fh.seek(offset + 8 + 4)  # after the chunk header and the version field
-                fh.write(b"\0\0\0\0")
-                return
-            offset += 8 + size + (size & 1)
 
 
 def _remove_quietly(path: str) -> None:
@@ -197,7 +174,7 @@ def separate_file(
             for writer in writers:
                 writer.close()
             for part, target in zip(parts, targets, strict=True):
-                _clear_peak_timestamp(part)
+                clear_peak_timestamp(part)
                 os.replace(part, target)
         except BaseException:
             for writer in writers:

@@ -477,7 +477,10 @@ class LLMTranslator(Translator):
     # ------------------------------------------------------------------ public
 
     def translate(self, lines: Sequence[LineRequest], source: str, target: str) -> list[LineResult]:
+        """Translate in windows (see the module docstring); ids must be unique."""
         src, tgt = normalize_language(source), normalize_language(target)
+        if len({line.id for line in lines}) != len(lines):
+            raise ValueError("line ids must be unique within one translate() call")
         state = _CallState()
         work = [_Line(line) for line in lines]
         texts = [" ".join(line.text.split()) for line in lines]

