@@ -184,9 +184,8 @@ def _check_attempt_counts(results: list[Any], proxy: FaultProxy) -> None:
         assert result.attempts == asked, result
 
 
-pytestmark = pytest.mark.slow
 
-
+@pytest.mark.slow
 def test_windows_context_budgets_and_schema_reach_the_server(
     translator: LLMTranslator, proxy: FaultProxy, backend: Backend
 ) -> None:
@@ -219,6 +218,7 @@ def test_windows_context_budgets_and_schema_reach_the_server(
     _check_attempt_counts(results, proxy)
 
 
+@pytest.mark.slow
 def test_a_malformed_reply_is_retried_with_backoff(
     translator: LLMTranslator, proxy: FaultProxy, sleeps: list[float]
 ) -> None:
@@ -238,6 +238,7 @@ def test_a_malformed_reply_is_retried_with_backoff(
     _check_attempt_counts(results, proxy)
 
 
+@pytest.mark.slow
 def test_an_incomplete_reply_asks_only_for_the_missing_line(
     translator: LLMTranslator, proxy: FaultProxy, sleeps: list[float]
 ) -> None:
@@ -254,6 +255,7 @@ def test_an_incomplete_reply_asks_only_for_the_missing_line(
     _check_attempt_counts(results, proxy)
 
 
+@pytest.mark.slow
 def test_an_extra_id_rejects_the_whole_reply(translator: LLMTranslator, proxy: FaultProxy) -> None:
     proxy.reset([edit_lines(lambda items: [*items, {"id": "intruder", "text": "hola"}])])
     results = translator.translate(_lines(DEMO[:2], budget=8), "en", "es")
@@ -263,6 +265,7 @@ def test_an_extra_id_rejects_the_whole_reply(translator: LLMTranslator, proxy: F
     assert all(r.status != STATUS_FAILED and r.attempts >= 2 for r in results)
 
 
+@pytest.mark.slow
 def test_a_line_over_budget_gets_one_stricter_retry(
     translator: LLMTranslator, proxy: FaultProxy, sleeps: list[float]
 ) -> None:
@@ -290,6 +293,7 @@ def test_a_line_over_budget_gets_one_stricter_retry(
     assert result.status == expected
 
 
+@pytest.mark.slow
 def test_persistent_garbage_ends_as_failed_lines_not_a_crash(
     backend: Backend, proxy: FaultProxy, sleeps: list[float]
 ) -> None:
@@ -309,6 +313,7 @@ def test_persistent_garbage_ends_as_failed_lines_not_a_crash(
     assert blank.status == STATUS_OK and blank.text == "" and blank.attempts == 0
 
 
+@pytest.mark.slow
 def test_a_server_error_is_retried_and_a_rejected_request_is_not(
     translator: LLMTranslator, proxy: FaultProxy, sleeps: list[float]
 ) -> None:
@@ -323,6 +328,7 @@ def test_a_server_error_is_retried_and_a_rejected_request_is_not(
     assert len(proxy.posts()) == 1
 
 
+@pytest.mark.slow
 def test_a_wrong_api_key_is_a_configuration_error_that_hides_the_key(
     backend: Backend, proxy: FaultProxy
 ) -> None:
@@ -337,6 +343,7 @@ def test_a_wrong_api_key_is_a_configuration_error_that_hides_the_key(
     assert proxy.posts()[0].status == 401 and len(proxy.posts()) == 1
 
 
+@pytest.mark.slow
 def test_shorten_asks_once_with_the_stricter_instruction(
     translator: LLMTranslator, proxy: FaultProxy
 ) -> None:
@@ -352,11 +359,13 @@ def test_shorten_asks_once_with_the_stricter_instruction(
     assert result.status == (STATUS_OVER_BUDGET if over_budget(result.text, 4, "es") else STATUS_OK)
 
 
+@pytest.mark.slow
 def test_translation_is_deterministic(translator: LLMTranslator) -> None:
     lines = _lines(DEMO[4:6], budget=4)
     assert translator.translate(lines, "en", "es") == translator.translate(lines, "en", "es")
 
 
+@pytest.mark.slow
 def test_settings_build_an_llm_translator_for_any_pair(backend: Backend, proxy: FaultProxy) -> None:
     proxy.reset()
     settings = Settings(
