@@ -32,8 +32,6 @@ def clear_peak_timestamp(path: str) -> None:
             offset += 8 + size + (size & 1)
 
 
-
-
 def write_wav(path: str | Path, data: np.ndarray, sample_rate: int, subtype: str = "FLOAT") -> Path:
     """Write a WAV whose bytes depend only on the samples (no creation time in the header).
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import threading
@@ -87,10 +88,8 @@ class ProgressWatcher:
 
     def _loop(self) -> None:
         while not self._stop.wait(0.5):
-            try:
+            with contextlib.suppress(Exception):  # progress is best effort; the run's result counts
                 self._poll()
-            except Exception:  # progress is best effort; the run's result is what counts
-                pass
 
     def _poll(self) -> None:
         logs = self.instance.all_logs(self.run_id)

@@ -85,6 +85,9 @@ ENV_DOC: dict[str, tuple[str, str]] = {
 }
 
 
+SECRET_FIELDS = frozenset({"llm_api_key"})
+
+
 @dataclass(frozen=True)
 class Settings:
     deployment: str = "embedded"
@@ -156,4 +159,11 @@ class Settings:
         )
 
     def as_dict(self) -> dict[str, object]:
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "extra"}
+        """All settings, secrets masked (safe to log or put in metadata)."""
+        out: dict[str, object] = {}
+        for f in fields(self):
+            if f.name == "extra":
+                continue
+            value = getattr(self, f.name)
+            out[f.name] = "***" if f.name in SECRET_FIELDS and value else value
+        return out

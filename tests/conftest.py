@@ -1,5 +1,6 @@
 """Shared fixtures: real recordings from packages, a real local S3 endpoint, temp instances."""
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -65,7 +66,5 @@ def pyannote_sample(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _sample_env(request: pytest.FixtureRequest) -> None:
     """Expose the sample dir to tests that read DUBBING_PYANNOTE_SAMPLE_DIR directly."""
     if "DUBBING_PYANNOTE_SAMPLE_DIR" not in os.environ:
-        try:
+        with contextlib.suppress(pytest.skip.Exception):
             request.getfixturevalue("pyannote_sample")
-        except pytest.skip.Exception:
-            pass

@@ -40,7 +40,11 @@ def ffprobe_durations(path: Path) -> dict[str, float]:
         ["ffprobe", "-v", "error", "-show_entries", "stream=codec_type,duration", "-of", "json", str(path)],
         capture_output=True, check=True, text=True,
     ).stdout  # fmt: skip
-    return {s["codec_type"]: float(s["duration"]) for s in json.loads(out)["streams"] if s["codec_type"] != "subtitle"}
+    return {
+        s["codec_type"]: float(s["duration"])
+        for s in json.loads(out)["streams"]
+        if s["codec_type"] != "subtitle"
+    }
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +65,13 @@ def test_outputs_and_report_schema(dubbed: dict[str, Any]) -> None:
     for key in ("video_id", "source_language", "target_language", "duration", "stages", "segments"):
         assert key in report
     assert report["source_language"] == "en" and report["target_language"] == "es"
-    assert set(report["stages"]) >= {*SOURCE_STAGES, "translation", "dubbed_speech", "dub_mix", "dubbed_video"}
+    assert set(report["stages"]) >= {
+        *SOURCE_STAGES,
+        "translation",
+        "dubbed_speech",
+        "dub_mix",
+        "dubbed_video",
+    }
     fields = {"id", "start", "end", "speaker", "source_text", "target_text", "dub_start", "dub_end", "rate",
               "stretch", "status"}  # fmt: skip
     assert all(fields <= set(seg) for seg in report["segments"])

@@ -184,7 +184,6 @@ def _check_attempt_counts(results: list[Any], proxy: FaultProxy) -> None:
         assert result.attempts == asked, result
 
 
-
 @pytest.mark.slow
 def test_windows_context_budgets_and_schema_reach_the_server(
     translator: LLMTranslator, proxy: FaultProxy, backend: Backend

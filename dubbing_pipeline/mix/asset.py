@@ -72,7 +72,8 @@ def mix_dub(
     code_version=CODE_VERSION,
     group_name="target_half",
     kinds={"numpy"},
-    description="Background stem + dubbed lines (gain matched to the source speech, 100 ms fades), loudness-normalised.",
+    description="Background stem + dubbed lines (gain matched to the source speech, 100 ms fades), "
+    "loudness-normalised.",
 )
 def dub_mix(
     context: dg.AssetExecutionContext,

@@ -20,7 +20,8 @@ ISO639_2 = {
     "ru": "rus", "sv": "swe", "th": "tha", "tr": "tur", "uk": "ukr", "vi": "vie", "zh": "zho",
 }  # fmt: skip
 UPSTREAM_STAGES = [
-    ("source_video", "video"), ("audio_stems", "video"), ("speech_segments", "video"), ("transcript", "video"),
+    ("source_video", "video"), ("audio_stems", "video"), ("speech_segments", "video"),
+    ("transcript", "video"),
     ("speakers", "video"), ("translation", "pair"), ("dubbed_speech", "pair"), ("dub_mix", "pair"),
 ]  # fmt: skip
 
@@ -55,7 +56,8 @@ def mux_dub(
     storage = storage_res.get()
     src, tgt = translation["source_language"], translation["target_language"]
     key = cache_key(
-        "mux", upstream=[source["cache_key"], translation["cache_key"], speech["cache_key"], mix["cache_key"]],
+        "mux",
+        upstream=[source["cache_key"], translation["cache_key"], speech["cache_key"], mix["cache_key"]],
         video_id=video_id, code=CODE_VERSION,
     )  # fmt: skip
     cache = StepCache(storage, "mux")
@@ -94,7 +96,9 @@ def mux_dub(
             outputs["video"] = cache.put_artifact(key, name, tmp / name)
         for name in files:
             label = {"srt": "srt", "vtt": "vtt"}[name.rsplit(".", 1)[1]]
-            outputs[("source_" if ".source." in name else "") + label] = cache.put_artifact(key, name, tmp / name)
+            outputs[("source_" if ".source." in name else "") + label] = cache.put_artifact(
+                key, name, tmp / name
+            )
     record = {"cache_key": key, "outputs": outputs, "video_name": f"{video_id}.{tgt}.mp4", "reencoded": False}
     return cache.put(key, record), False
 
@@ -122,7 +126,8 @@ def upstream_stages(context: dg.AssetExecutionContext, video_id: str) -> dict[st
     code_version=CODE_VERSION,
     group_name="target_half",
     kinds={"ffmpeg"},
-    description="The dubbed MP4 (video stream-copied, AAC, +faststart, soft subtitles), SRT/VTT and report.json.",
+    description="The dubbed MP4 (video stream-copied, AAC, +faststart, soft subtitles), SRT/VTT and "
+    "report.json.",
 )
 def dubbed_video(
     context: dg.AssetExecutionContext,

@@ -16,7 +16,7 @@ def _asset_key_parts(context: dg.OutputContext | dg.InputContext) -> list[str]:
     return [sanitize_id(p) for p in context.asset_key.path]
 
 
-class RecordIOManager(dg.ConfigurableIOManager):  # type: ignore[misc]
+class RecordIOManager(dg.ConfigurableIOManager):
     storage: dg.ResourceDependency[StorageResource]
 
     def _key(self, context: dg.OutputContext) -> str:

@@ -15,7 +15,7 @@ def _storage(url: str, endpoint: str, region: str) -> MediaStorage:
     return make_storage(url, s3_endpoint_url=endpoint or None, s3_region=region or None)
 
 
-class StorageResource(dg.ConfigurableResource):  # type: ignore[misc]
+class StorageResource(dg.ConfigurableResource):
     """Where media and records live: a directory or ``s3://bucket/prefix``."""
 
     url: str
@@ -27,7 +27,7 @@ class StorageResource(dg.ConfigurableResource):  # type: ignore[misc]
         return _storage(self.url, self.s3_endpoint_url, self.s3_region)
 
 
-class _ProviderResource(dg.ConfigurableResource):  # type: ignore[misc]
+class _ProviderResource(dg.ConfigurableResource):
     device: str = "cpu"
     cpu_threads: int = 2
     model_cache: str = ""
@@ -99,7 +99,8 @@ class TranslatorResource(_ProviderResource):
 
 
 class TTSResource(_ProviderResource):
-    """Text to speech and voice matching (``DUBBING_TTS``, ``DUBBING_TTS_MODEL_DIR``, ``DUBBING_VOICE_MATCH``)."""
+    """Text to speech and voice matching (``DUBBING_TTS``, ``DUBBING_TTS_MODEL_DIR``,
+    ``DUBBING_VOICE_MATCH``)."""
 
     tts: str = "auto"
     tts_model_dir: str = ""
@@ -112,7 +113,7 @@ class TTSResource(_ProviderResource):
 
 
 def resources_from_settings(settings: Settings) -> dict[str, Any]:
-    common = {
+    common: dict[str, Any] = {
         "device": settings.device,
         "cpu_threads": settings.cpu_threads,
         "model_cache": settings.model_cache,
@@ -157,7 +158,9 @@ def resources_from_settings(settings: Settings) -> dict[str, Any]:
             llm_timeout=settings.llm_timeout,
             **common,
         ),
-        "tts": TTSResource(tts=settings.tts, tts_model_dir=settings.tts_model_dir, voice_match=settings.voice_match, **common),
+        "tts": TTSResource(
+            tts=settings.tts, tts_model_dir=settings.tts_model_dir, voice_match=settings.voice_match, **common
+        ),
         "io_manager": _io_manager(storage),
     }
 

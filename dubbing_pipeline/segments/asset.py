@@ -70,7 +70,8 @@ def find_segments(
         speech_seconds = sum(e - s for s, e in speech)
         if speech_seconds < MIN_SPEECH_SECONDS:
             raise IneligibleError(
-                f"no speech to dub: {speech_seconds:.1f} s of speech found (at least {MIN_SPEECH_SECONDS} s needed)"
+                f"no speech to dub: {speech_seconds:.1f} s of speech found "
+                f"(at least {MIN_SPEECH_SECONDS} s needed)"
             )
         scenes: list[float] = []
         if long_video:

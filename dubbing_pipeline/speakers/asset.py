@@ -163,7 +163,8 @@ def assemble_speakers(
     code_version=CODE_VERSION,
     group_name="source_half",
     kinds={"onnx"},
-    description="Who speaks each segment: embeddings + complete-linkage per chunk, Hungarian matching across chunks.",
+    description="Who speaks each segment: embeddings + complete linkage per chunk, Hungarian matching "
+    "across chunks.",
 )
 def speakers(speech_segments: dict[str, Any], transcript: dict[str, Any]) -> Any:
     jobs = plan_diarization(speech_segments, transcript)

@@ -161,7 +161,8 @@ def synthesize_batch(
             key = cache_key(
                 "speech_line", text=line["target_text"], source_text=line["source_text"], language=language,
                 provider=provider, voice=engine.voice_key(voice), f0=line["profile"].get("f0"),
-                voice_match=tts.voice_match, slot=[line["start"], line["end"], line["next_start"]], code=CODE_VERSION,
+                voice_match=tts.voice_match, slot=[line["start"], line["end"], line["next_start"]],
+                code=CODE_VERSION,
             )  # fmt: skip
             hit = cache.get(key)
             if hit is not None:

@@ -190,7 +190,8 @@ def assemble_transcript(
     code_version=CODE_VERSION,
     group_name="source_half",
     kinds={"whisper"},
-    description="Words with timestamps from faster-whisper, one fan-out step per ≤300 s chunk, split into sentences.",
+    description="Words with timestamps from faster-whisper, one fan-out step per ≤300 s chunk, split into "
+    "sentences.",
 )
 def transcript(speech_segments: dict[str, Any]) -> Any:
     jobs = plan_transcription(speech_segments)

@@ -71,7 +71,9 @@ def _preview(lines: list[dict[str, Any]], limit: int = 40) -> str:
     for line in lines[:limit]:
         src = line["source_text"].replace("|", "\\|")
         tgt = line["target_text"].replace("|", "\\|")
-        rows.append(f"| {line['id']} | {line['speaker']} | {src} | {tgt} | {line['budget']} | {line['status']} |")
+        rows.append(
+            f"| {line['id']} | {line['speaker']} | {src} | {tgt} | {line['budget']} | {line['status']} |"
+        )
     return "\n".join(rows)
 
 
@@ -80,7 +82,8 @@ def _preview(lines: list[dict[str, Any]], limit: int = 40) -> str:
     code_version=CODE_VERSION,
     group_name="target_half",
     kinds={"llm"},
-    description="Segment-aligned, context-aware translation with a word budget per line (apertium or an LLM).",
+    description="Segment-aligned, context-aware translation with a word budget per line "
+    "(apertium or an LLM).",
 )
 def translation(
     context: dg.AssetExecutionContext,
@@ -110,6 +113,8 @@ def translation(
                 "stricter_retries": sum(1 for line in lines if line["stricter_retry"]),
             },
             preview=_preview(lines),
-            extra={"pair": dg.MetadataValue.text(f"{record['source_language']}->{record['target_language']}")},
+            extra={
+                "pair": dg.MetadataValue.text(f"{record['source_language']}->{record['target_language']}")
+            },
         ),
     )
