@@ -44,11 +44,31 @@ def executor_for(settings: Settings) -> Any:
     return dg.in_process_executor
 
 
+def automation_for(settings: Settings) -> tuple[list[Any], list[Any]]:
+    """Sensors and schedules: drops (S3 in production, inbox embedded), the dub chain, the catalog."""
+    from dubbing_pipeline.orchestration import catalog, sensors
+
+    found: list[Any] = [sensors.build_dub_chain_sensor(source_half_job, dub_job)]
+    if sensors.drops_enabled(settings):
+        found.append(sensors.build_s3_drop_sensor(settings, source_half_job))
+    if sensors.inbox_enabled(settings):
+        found.append(sensors.build_inbox_sensor(settings, source_half_job))
+    schedules: list[Any] = []
+    if catalog.catalog_enabled(settings):
+        schedules = catalog.build_catalog_schedules(
+            settings, source_half_job, dub_job, [*SOURCE_HALF, *TARGET_HALF]
+        )
+    return found, schedules
+
+
 def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     settings = settings or Settings.from_env()
+    automation_sensors, schedules = automation_for(settings)
     return dg.Definitions(
         assets=[*SOURCE_HALF, *TARGET_HALF],
         jobs=[source_half_job, dub_job],
+        sensors=automation_sensors,
+        schedules=schedules,
         resources=resources_from_settings(settings),
         executor=executor_for(settings),
     )

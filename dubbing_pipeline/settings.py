@@ -38,6 +38,26 @@ ENV_DOC: dict[str, tuple[str, str]] = {
     ),
     "DUBBING_S3_ENDPOINT_URL": ("", "S3 endpoint override (MinIO, moto); empty = AWS"),
     "DUBBING_S3_REGION": ("", "S3 region; empty = boto3 default"),
+    "DUBBING_DROP_BUCKET": ("", "production: S3 bucket the drop sensor watches; empty = no sensor"),
+    "DUBBING_DROP_PREFIX": ("", "key prefix inside DUBBING_DROP_BUCKET (e.g. drops/)"),
+    "DUBBING_DROP_SUFFIXES": (
+        ".mp4,.mov,.mkv,.webm,.m4v",
+        "object keys / inbox files with these suffixes are videos",
+    ),
+    "DUBBING_TARGET_LANGUAGES": (
+        "es",
+        "languages a dropped video is dubbed into (comma list); per object: x-amz-meta-languages",
+    ),
+    "DUBBING_INBOX_DIR": ("$DAGSTER_HOME/inbox", "embedded: folder the inbox sensor watches for new videos"),
+    "DUBBING_CATALOG_URL": ("", "catalog file (YAML/JSON), a path or s3:// URL; empty = no schedules"),
+    "DUBBING_CATALOG_CRON": ("@daily", "cron of the catalog schedules (missing or stale partitions)"),
+    "DUBBING_GPU_NODE_SELECTOR": ("dubbing.io/pool=gpu", "production: node labels of the GPU pool (k=v,k=v)"),
+    "DUBBING_GPU_TOLERATIONS": (
+        "nvidia.com/gpu:NoSchedule",
+        "production: taints GPU steps tolerate (key[=value]:Effect, comma list)",
+    ),
+    "DUBBING_GPU_LIMIT": ("1", "production: nvidia.com/gpu limit of one GPU step pod"),
+    "DUBBING_GPU_POOL": ("gpu", "production: concurrency pool of GPU steps (limit it in the instance)"),
     "DUBBING_WORK_DIR": ("system temp", "scratch directory for per-step temporary files"),
     "DUBBING_MODEL_CACHE": (
         "~/.cache/dubbing_pipeline",
@@ -82,6 +102,22 @@ ENV_DOC: dict[str, tuple[str, str]] = {
     ),
     "DUBBING_TTS_MODEL_DIR": ("", "local Chatterbox multilingual model directory (DUBBING_TTS=chatterbox)"),
     "DUBBING_VOICE_MATCH": ("on", "on: shift each synthetic voice to its speaker's median pitch; off: don't"),
+    "DUBBING_LIPSYNC": (
+        "none",
+        "lip-sync engine: none (CPU default: original frames kept), latentsync or musetalk (GPU)",
+    ),
+    "DUBBING_LATENTSYNC_DIR": (
+        "",
+        "LatentSync 1.5/1.6 checkpoints: latentsync_unet.pt, whisper/tiny.pt, the unet yaml, sd-vae-ft-mse/",
+    ),
+    "DUBBING_LATENTSYNC_STEPS": ("20", "LatentSync denoising steps"),
+    "DUBBING_LATENTSYNC_GUIDANCE": ("1.5", "LatentSync classifier-free guidance scale"),
+    "DUBBING_LATENTSYNC_SEED": ("1247", "LatentSync seed (fixed for deterministic output)"),
+    "DUBBING_MUSETALK_DIR": ("", "MuseTalk checkpoints directory (DUBBING_LIPSYNC=musetalk)"),
+    "DUBBING_LIPSYNC_MAX_WINDOW": (
+        "0",
+        "longest model window in seconds; 0 = the engine's own cap (30 LatentSync, 120 MuseTalk)",
+    ),
 }
 
 
@@ -95,6 +131,17 @@ class Settings:
     s3_endpoint_url: str = ""
     s3_region: str = ""
     work_dir: str = ""
+    drop_bucket: str = ""
+    drop_prefix: str = ""
+    drop_suffixes: str = ".mp4,.mov,.mkv,.webm,.m4v"
+    target_languages: str = "es"
+    inbox_dir: str = ""
+    catalog_url: str = ""
+    catalog_cron: str = "@daily"
+    gpu_node_selector: str = "dubbing.io/pool=gpu"
+    gpu_tolerations: str = "nvidia.com/gpu:NoSchedule"
+    gpu_limit: int = 1
+    gpu_pool: str = "gpu"
     model_cache: str = ""
     device: str = "cpu"
     cpu_threads: int = 2
@@ -120,6 +167,13 @@ class Settings:
     tts: str = "auto"
     tts_model_dir: str = ""
     voice_match: str = "on"
+    lipsync: str = "none"
+    latentsync_dir: str = ""
+    latentsync_steps: int = 20
+    latentsync_guidance: float = 1.5
+    latentsync_seed: int = 1247
+    musetalk_dir: str = ""
+    lipsync_max_window: float = 0.0
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -131,6 +185,17 @@ class Settings:
             s3_endpoint_url=_env("DUBBING_S3_ENDPOINT_URL", ""),
             s3_region=_env("DUBBING_S3_REGION", ""),
             work_dir=_env("DUBBING_WORK_DIR", ""),
+            drop_bucket=_env("DUBBING_DROP_BUCKET", ""),
+            drop_prefix=_env("DUBBING_DROP_PREFIX", ""),
+            drop_suffixes=_env("DUBBING_DROP_SUFFIXES", ".mp4,.mov,.mkv,.webm,.m4v"),
+            target_languages=_env("DUBBING_TARGET_LANGUAGES", "es"),
+            inbox_dir=_env("DUBBING_INBOX_DIR", str(home / "inbox")),
+            catalog_url=_env("DUBBING_CATALOG_URL", ""),
+            catalog_cron=_env("DUBBING_CATALOG_CRON", "@daily"),
+            gpu_node_selector=_env("DUBBING_GPU_NODE_SELECTOR", "dubbing.io/pool=gpu"),
+            gpu_tolerations=_env("DUBBING_GPU_TOLERATIONS", "nvidia.com/gpu:NoSchedule"),
+            gpu_limit=_env_int("DUBBING_GPU_LIMIT", 1),
+            gpu_pool=_env("DUBBING_GPU_POOL", "gpu"),
             model_cache=_env("DUBBING_MODEL_CACHE", str(Path.home() / ".cache" / "dubbing_pipeline")),
             device=_env("DUBBING_DEVICE", "cpu"),
             cpu_threads=_env_int("DUBBING_CPU_THREADS", 2),
@@ -156,6 +221,13 @@ class Settings:
             tts=_env("DUBBING_TTS", "auto"),
             tts_model_dir=_env("DUBBING_TTS_MODEL_DIR", ""),
             voice_match=_env("DUBBING_VOICE_MATCH", "on"),
+            lipsync=_env("DUBBING_LIPSYNC", "none"),
+            latentsync_dir=_env("DUBBING_LATENTSYNC_DIR", ""),
+            latentsync_steps=_env_int("DUBBING_LATENTSYNC_STEPS", 20),
+            latentsync_guidance=_env_float("DUBBING_LATENTSYNC_GUIDANCE", 1.5),
+            latentsync_seed=_env_int("DUBBING_LATENTSYNC_SEED", 1247),
+            musetalk_dir=_env("DUBBING_MUSETALK_DIR", ""),
+            lipsync_max_window=_env_float("DUBBING_LIPSYNC_MAX_WINDOW", 0.0),
         )
 
     def as_dict(self) -> dict[str, object]:

@@ -145,3 +145,21 @@ def test_second_language_reuses_the_source_half(dubbed: dict[str, Any]) -> None:
         assert report["stages"][stage]["cached"] is True, stage
     for stage in ("translation", "dubbed_speech", "dub_mix", "dubbed_video"):
         assert report["stages"][stage]["cached"] is False, stage
+
+
+def test_quality_scorecard_in_report_and_asset_checks(dubbed: dict[str, Any]) -> None:
+    import dagster as dg
+
+    quality = dubbed["report"]["quality"]
+    checks = quality["checks"]
+    assert set(checks) == {"intelligibility", "timing", "background", "failed_lines", "av_duration"}
+    for name in ("timing", "background", "failed_lines", "av_duration"):
+        assert checks[name]["passed"], (name, checks[name])
+    print(f"per-line round-trip CER (weighted mean) = {checks['intelligibility']['mean_cer']}")
+    assert len(quality["segments"]) == len(dubbed["report"]["segments"])
+    instance = dg.DagsterInstance.from_config(str(dubbed["home"]))
+    records = instance.get_event_records(
+        dg.EventRecordsFilter(event_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION), limit=50
+    )
+    names = {r.event_log_entry.dagster_event.event_specific_data.check_name for r in records}  # type: ignore[union-attr]
+    assert names == set(checks)

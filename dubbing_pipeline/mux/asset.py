@@ -13,6 +13,7 @@ from dubbing_pipeline.orchestration.stage import Timer, classified, stage_metada
 from dubbing_pipeline.report import build_report
 
 CODE_VERSION = "mux-1"
+CHECKS = ("intelligibility", "timing", "background", "failed_lines", "av_duration")
 ISO639_2 = {
     "ar": "ara", "ca": "cat", "cs": "ces", "da": "dan", "de": "deu", "el": "ell", "en": "eng", "es": "spa",
     "eu": "eus", "fi": "fin", "fr": "fra", "gl": "glg", "he": "heb", "hi": "hin", "hu": "hun", "id": "ind",
@@ -103,6 +104,55 @@ def mux_dub(
     return cache.put(key, record), False
 
 
+def quality_section(
+    storage_res: StorageResource,
+    report: dict[str, Any],
+    speech: dict[str, Any],
+    stems: dict[str, Any],
+    mix: dict[str, Any],
+    source: dict[str, Any],
+    video_uri: str,
+) -> dict[str, Any]:
+    """Measure the dub: per-line scores, background preservation, A/V duration (report.json ``quality``)."""
+    import numpy as np
+    import soundfile as sf
+
+    from dubbing_pipeline.mux.core import probe_durations
+    from dubbing_pipeline.quality.scorecard import Thresholds, line_scores, scorecard
+
+    thresholds = Thresholds.from_env()
+    storage = storage_res.get()
+    duration = float(source["duration"])
+    cer = {line["id"]: line.get("cer") for line in speech["lines"]}
+    rows = line_scores(report["segments"], cer, duration, thresholds)
+    with scratch("quality", storage_res.work_dir or None) as tmp:
+        with storage.open_local(storage.key_of(mix["mix_uri"]), tmp) as path:
+            mixed, sr = sf.read(str(path), dtype="float32", always_2d=True)
+        with storage.open_local(storage.key_of(stems["background_uri"]), tmp) as path:
+            background, _ = sf.read(str(path), dtype="float32", always_2d=True)
+        with storage.open_local(storage.key_of(video_uri), tmp) as path:
+            durations = probe_durations(path)
+    quiet = np.ones(min(len(mixed), len(background)), dtype=bool)
+    for seg in report["segments"]:
+        if seg["dub_start"] is not None:
+            a, b = int((seg["dub_start"] - 0.15) * sr), int((seg["dub_end"] + 0.15) * sr)
+            quiet[max(a, 0) : max(b, 0)] = False
+    corr = None
+    if quiet.sum() > sr // 2:
+        x, y = mixed[: len(quiet)][quiet].ravel(), background[: len(quiet)][quiet].ravel()
+        if float(np.std(x)) > 0 and float(np.std(y)) > 0:
+            corr = float(np.corrcoef(x, y)[0, 1])
+    info = source["info"]
+    frame = 1.0 / float(info["fps"]) if info.get("fps") else 0.04
+    video_d = durations.get("video") or duration
+    audio_d = durations.get("audio") or 0.0
+    av_difference = max(abs(video_d - duration), abs(audio_d - video_d))
+    card = scorecard(
+        rows, background_corr=corr, av_difference=av_difference, frame_seconds=frame, t=thresholds
+    )
+    return {"thresholds": thresholds.to_dict(), "checks": card, "segments": rows}
+
+
 def upstream_stages(context: dg.AssetExecutionContext, video_id: str) -> dict[str, dict[str, Any]]:
     """Seconds and cache state of each upstream stage's latest materialisation of this partition."""
     stages: dict[str, dict[str, Any]] = {}
@@ -128,16 +178,18 @@ def upstream_stages(context: dg.AssetExecutionContext, video_id: str) -> dict[st
     kinds={"ffmpeg"},
     description="The dubbed MP4 (video stream-copied, AAC, +faststart, soft subtitles), SRT/VTT and "
     "report.json.",
+    check_specs=[dg.AssetCheckSpec(name, asset="dubbed_video") for name in CHECKS],
 )
 def dubbed_video(
     context: dg.AssetExecutionContext,
     storage: StorageResource,
     source_video: dict[str, Any],
+    audio_stems: dict[str, Any],
     speakers: dict[str, Any],
     translation: dict[str, Any],
     dubbed_speech: dict[str, Any],
     dub_mix: dict[str, Any],
-) -> dg.Output[dict[str, Any]]:
+) -> Any:
     timer = Timer()
     video_id, _ = split_video_language(context)
     with classified("dubbed_video"):
@@ -158,13 +210,16 @@ def dubbed_video(
             },
             mix={k: dub_mix[k] for k in ("target_lufs", "loudness_lufs")},
         )
+        report["quality"] = quality_section(
+            storage, report, dubbed_speech, audio_stems, dub_mix, source_video, record["outputs"]["video"]
+        )
         store = storage.get()
         report_uri = store.put_bytes(
             f"reports/{video_id}/{translation['target_language']}/report.json",
             json.dumps(report, indent=1, ensure_ascii=False, sort_keys=True).encode("utf-8"),
         )
     statuses = [s["status"] for s in report["segments"]]
-    return dg.Output(
+    yield dg.Output(
         {**record, "report_uri": report_uri},
         metadata=stage_metadata(
             seconds=timer.seconds,
@@ -176,3 +231,26 @@ def dubbed_video(
             extra={"video": dg.MetadataValue.url(record["outputs"]["video"])},
         ),
     )
+    yield from check_results(report["quality"])
+
+
+def check_results(quality: dict[str, Any]) -> Any:
+    """One asset check result per scorecard check; the per-segment table rides on ``timing``."""
+    from dubbing_pipeline.quality.scorecard import markdown_table
+
+    for name in CHECKS:
+        result = quality["checks"][name]
+        metadata: dict[str, Any] = {
+            k: dg.MetadataValue.json(v) if isinstance(v, list) else v
+            for k, v in result.items()
+            if k != "passed" and v is not None
+        }
+        if name in ("timing", "intelligibility"):
+            metadata["segments"] = dg.MetadataValue.md(markdown_table(quality["segments"]))
+        metadata["thresholds"] = dg.MetadataValue.json(quality["thresholds"])
+        yield dg.AssetCheckResult(
+            check_name=name,
+            passed=bool(result["passed"]),
+            severity=dg.AssetCheckSeverity.ERROR if name == "failed_lines" else dg.AssetCheckSeverity.WARN,
+            metadata=metadata,
+        )

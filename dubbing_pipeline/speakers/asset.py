@@ -7,6 +7,7 @@ import dagster as dg
 from dubbing_pipeline.cache import StepCache, scratch
 from dubbing_pipeline.hashing import cache_key
 from dubbing_pipeline.orchestration.partitions import videos
+from dubbing_pipeline.orchestration.placement import DEPLOYED, gpu_op_tags, gpu_pool
 from dubbing_pipeline.orchestration.resources import DiarizerResource, StorageResource
 from dubbing_pipeline.orchestration.stage import Timer, classified, stage_metadata
 
@@ -35,7 +36,11 @@ def plan_diarization(speech_segments: dict[str, Any], transcript: dict[str, Any]
             )
 
 
-@dg.op(retry_policy=RETRY, tags={"stage": "speakers"})
+@dg.op(
+    retry_policy=RETRY,
+    tags={"stage": "speakers", **gpu_op_tags(DEPLOYED, "speakers")},
+    pool=gpu_pool(DEPLOYED, "speakers"),
+)
 def diarize_chunk(
     context: dg.OpExecutionContext, storage: StorageResource, diarizer: DiarizerResource, job: dict[str, Any]
 ) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from dubbing_pipeline.cache import StepCache, scratch
 from dubbing_pipeline.errors import ConfigurationError
 from dubbing_pipeline.hashing import cache_key
 from dubbing_pipeline.orchestration.partitions import videos
+from dubbing_pipeline.orchestration.placement import DEPLOYED, gpu_op_tags, gpu_pool
 from dubbing_pipeline.orchestration.resources import SeparatorResource, StorageResource
 from dubbing_pipeline.orchestration.stage import Timer, classified, stage_metadata
 
@@ -61,6 +62,8 @@ def separate(
     code_version=CODE_VERSION,
     group_name="source_half",
     kinds={"pytorch"},
+    op_tags=gpu_op_tags(DEPLOYED, "stems"),
+    pool=gpu_pool(DEPLOYED, "stems"),
     description="Vocals and background stems from the full-band audio (Spleeter on CPU, Demucs on GPU).",
 )
 def audio_stems(

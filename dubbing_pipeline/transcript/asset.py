@@ -7,6 +7,7 @@ import dagster as dg
 from dubbing_pipeline.cache import StepCache, scratch
 from dubbing_pipeline.hashing import cache_key
 from dubbing_pipeline.orchestration.partitions import videos
+from dubbing_pipeline.orchestration.placement import DEPLOYED, gpu_op_tags, gpu_pool
 from dubbing_pipeline.orchestration.resources import ASRResource, StorageResource
 from dubbing_pipeline.orchestration.stage import Timer, classified, stage_metadata
 from dubbing_pipeline.segments.chunks import Chunk
@@ -87,7 +88,11 @@ def plan_transcription(
         )
 
 
-@dg.op(retry_policy=RETRY, tags={"stage": "transcript"})
+@dg.op(
+    retry_policy=RETRY,
+    tags={"stage": "transcript", **gpu_op_tags(DEPLOYED, "transcript")},
+    pool=gpu_pool(DEPLOYED, "transcript"),
+)
 def transcribe_chunk(
     context: dg.OpExecutionContext, storage: StorageResource, asr: ASRResource, job: dict[str, Any]
 ) -> dict[str, Any]:
