@@ -112,6 +112,7 @@ def dub_one(path: str, languages: list[str], out_dir: Path, video_id: str | None
     from dubbing_pipeline.orchestration.io_manager import load_asset_record
     from dubbing_pipeline.orchestration.partitions import video_language_key
     from dubbing_pipeline.runner import run_job
+    from dubbing_pipeline.source.core import require_video
 
     defs, storage, vid = prepare_video(path, video_id)
     instance = dg.DagsterInstance.get()
@@ -122,6 +123,10 @@ def dub_one(path: str, languages: list[str], out_dir: Path, video_id: str | None
     if not outcome.success:
         assert outcome.error is not None
         return _fail(outcome.error, outcome.error_stage)
+    try:  # fail before any target-half work (dubbed_video checks again for runs not started here)
+        require_video(load_asset_record(storage, "source_video", vid)["info"])
+    except DubbingError as err:
+        return _fail(err)
     worst = 0
     for lang in languages:
         key = video_language_key(vid, lang)
@@ -161,6 +166,20 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from dubbing_pipeline.demo import DEMO_VIDEO
 
     return dub_one(str(DEMO_VIDEO), [args.to], Path(args.out))
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from dubbing_pipeline.bench import run_bench
+
+    out = Path(args.out)
+    result = run_bench(out, long_seconds=args.long_seconds, keep_home=args.keep)
+    print((out / "bench.md").read_text(encoding="utf-8"), end="")
+    print(f"wrote {out / 'bench.json'} and {out / 'bench.md'}", file=sys.stderr)
+    failed = [m["name"] for m in result["measurements"] if m["exit_code"] != 0]
+    if failed:
+        print(f"error: bench commands failed: {', '.join(failed)} (see {out / 'bench.log'})", file=sys.stderr)
+        return 1
+    return 0
 
 
 def cmd_config(args: argparse.Namespace) -> int:
@@ -209,6 +228,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--to", default="es", help="target language (default: es)")
     p.add_argument("--out", default="out", help="output directory (default: ./out)")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser(
+        "bench",
+        help="time the embedded default on the demo and a longer clip",
+        description="Dub the demo (es, then ca, then es again unchanged) and a longer clip built from it "
+        "in a fresh temporary DAGSTER_HOME; write per-stage seconds, real-time factors, peak memory, "
+        "second-language and re-run costs and the orchestration overhead to DIR/bench.json and "
+        "DIR/bench.md.",
+    )
+    p.add_argument("--out", default="bench", help="output directory (default: ./bench)")
+    p.add_argument(
+        "--long-seconds", type=float, default=180.0,
+        help="length of the looped long clip in seconds; 0 skips it (default: 180)",
+    )  # fmt: skip
+    p.add_argument("--keep", action="store_true", help="keep the temporary DAGSTER_HOME")
+    p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser(
         "config",

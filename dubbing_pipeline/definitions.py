@@ -6,6 +6,7 @@ from typing import Any
 
 import dagster as dg
 
+from dubbing_pipeline.lipsync.asset import lip_sync, lip_sync_succeeded, lipsync_resource
 from dubbing_pipeline.mix.asset import dub_mix
 from dubbing_pipeline.mux.asset import dubbed_video
 from dubbing_pipeline.orchestration.partitions import video_language, videos
@@ -20,7 +21,7 @@ from dubbing_pipeline.transcript.asset import transcript
 from dubbing_pipeline.translation.asset import translation
 
 SOURCE_HALF = [source_video, audio_stems, speech_segments, transcript, speakers]
-TARGET_HALF = [translation, dubbed_speech, dub_mix, dubbed_video]
+TARGET_HALF = [translation, dubbed_speech, dub_mix, lip_sync, dubbed_video]
 
 source_half_job = dg.define_asset_job(
     "source_half",
@@ -56,7 +57,7 @@ def automation_for(settings: Settings) -> tuple[list[Any], list[Any]]:
     schedules: list[Any] = []
     if catalog.catalog_enabled(settings):
         schedules = catalog.build_catalog_schedules(
-            settings, source_half_job, dub_job, [*SOURCE_HALF, *TARGET_HALF]
+            settings, source_half_job, dub_job, lambda: build_definitions(settings).resolve_asset_graph()
         )
     return found, schedules
 
@@ -69,7 +70,8 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
         jobs=[source_half_job, dub_job],
         sensors=automation_sensors,
         schedules=schedules,
-        resources=resources_from_settings(settings),
+        asset_checks=[lip_sync_succeeded],
+        resources={**resources_from_settings(settings), "lipsync": lipsync_resource(settings)},
         executor=executor_for(settings),
     )
 

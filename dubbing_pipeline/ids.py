@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 import unicodedata
 
@@ -25,12 +26,27 @@ def sanitize_id(raw: str, *, max_len: int = MAX_ID_LEN) -> str:
     return text or "video"
 
 
+def _loses_letters(text: str) -> bool:
+    """Whether sanitising drops letters or digits that have no ASCII form (東京, ø, ß...)."""
+    return any(
+        ch.isalnum() and not unicodedata.normalize("NFKD", ch).encode("ascii", "ignore") for ch in text
+    )
+
+
 def video_id_from_name(name: str) -> str:
-    """Video id from a file name or object key: its last component without extension."""
+    """Video id from a file name or object key: its last component without extension.
+
+    When letters without an ASCII form are dropped, a short hash of the name is appended, so
+    ``東京.mp4`` and ``大阪.mp4`` get different ids (``video-1c5e…``) instead of both ``video``.
+    """
     base = name.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
     if "." in base.strip("."):
         base = base.rsplit(".", 1)[0]
-    return sanitize_id(base)
+    vid = sanitize_id(base)
+    if _loses_letters(base):
+        digest = hashlib.sha256(base.encode("utf-8")).hexdigest()[:8]
+        vid = sanitize_id(f"{vid[: MAX_ID_LEN - 9]}-{digest}")
+    return vid
 
 
 def is_safe_key_part(part: str) -> bool:

@@ -19,7 +19,7 @@ import dagster as dg
 import pytest
 import yaml
 
-from dubbing_pipeline.definitions import SOURCE_HALF, TARGET_HALF, dub_job, source_half_job
+from dubbing_pipeline.definitions import source_half_job
 from dubbing_pipeline.ids import is_safe_key_part
 from dubbing_pipeline.orchestration import catalog as cat
 from dubbing_pipeline.orchestration import sensors as sen
@@ -84,8 +84,7 @@ def _tick(sensor: Any, instance: dg.DagsterInstance, cursor: str | None, defs: d
     context = dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs)
     start = time.perf_counter()
     result = sensor(context)
-    TIMINGS.setdefault("s3_ticks", 0.0)
-    TIMINGS[f"tick_{len(TIMINGS)}"] = time.perf_counter() - start
+    TIMINGS[f"s3_tick_{sum(k.startswith('s3_tick') for k in TIMINGS) + 1}"] = time.perf_counter() - start
     return result
 
 
@@ -377,7 +376,9 @@ def test_postgres_storage_round_trip(pg: Any, tmp_path: Path, monkeypatch: pytes
         run = instance.get_run_by_id(result.run_id)
         assert run is not None and run.tags["dubbing/x"] == "1" and run.status == dg.DagsterRunStatus.SUCCESS
         events = instance.all_logs(result.run_id)
-        assert any(e.dagster_event and e.dagster_event.event_type_value == "RUN_SUCCESS" for e in events)
+        assert any(
+            e.dagster_event and e.dagster_event.event_type == dg.DagsterEventType.RUN_SUCCESS for e in events
+        )
         records = instance.fetch_materializations(
             dg.AssetRecordsFilter(asset_key=dg.AssetKey("probe"), asset_partitions=["vid00042"]), limit=1
         ).records
@@ -430,7 +431,9 @@ def _step_job(tags: dict[str, str], *, launcher_defaults: dict[str, Any] | None 
 
 
 def _validate(doc: dict[str, Any]) -> None:
-    import kubernetes_validate
+    kubernetes_validate = pytest.importorskip(
+        "kubernetes_validate", reason="pip install kubernetes-validate (Kubernetes JSON schemas, offline)"
+    )
 
     kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
 
@@ -651,18 +654,18 @@ def test_catalog_schedules_request_exactly_missing_and_stale(
         catalog_url=str(catalog_file),
         catalog_cron="0 3 * * *",
     )
-    schedules = {
-        s.name: s
-        for s in cat.build_catalog_schedules(settings, source_half_job, dub_job, [*SOURCE_HALF, *TARGET_HALF])
-    }
-    graph = dg.Definitions(assets=[*SOURCE_HALF, *TARGET_HALF]).resolve_asset_graph()
+    from dubbing_pipeline.definitions import build_definitions
+
+    defs = build_definitions(settings)
+    repository = defs.get_repository_def()
+    graph = defs.resolve_asset_graph()
 
     def evaluate() -> tuple[dict[str, dg.RunRequest], dict[str, dg.RunRequest]]:
         out = []
         for name in ("catalog_source_schedule", "catalog_dub_schedule"):
-            context = dg.build_schedule_context(instance=instance)
+            context = dg.build_schedule_context(instance=instance, repository_def=repository)
             start = time.perf_counter()
-            data = schedules[name].evaluate_tick(context)
+            data = defs.resolve_schedule_def(name).evaluate_tick(context)
             TIMINGS[f"{name}_tick"] = time.perf_counter() - start
             out.append({r.partition_key: r for r in data.run_requests or []})
         return out[0], out[1]

@@ -7,10 +7,12 @@ import dagster as dg
 
 from dubbing_pipeline.cache import StepCache, scratch
 from dubbing_pipeline.hashing import cache_key
+from dubbing_pipeline.hooks import pause_point
 from dubbing_pipeline.orchestration.partitions import split_video_language, video_language
 from dubbing_pipeline.orchestration.resources import StorageResource
 from dubbing_pipeline.orchestration.stage import Timer, classified, stage_metadata
 from dubbing_pipeline.report import build_report
+from dubbing_pipeline.source.core import require_video
 
 CODE_VERSION = "mux-1"
 CHECKS = ("intelligibility", "timing", "background", "failed_lines", "av_duration")
@@ -24,6 +26,7 @@ UPSTREAM_STAGES = [
     ("source_video", "video"), ("audio_stems", "video"), ("speech_segments", "video"),
     ("transcript", "video"),
     ("speakers", "video"), ("translation", "pair"), ("dubbed_speech", "pair"), ("dub_mix", "pair"),
+    ("lip_sync", "pair"),
 ]  # fmt: skip
 
 
@@ -50,15 +53,20 @@ def mux_dub(
     translation: dict[str, Any],
     speech: dict[str, Any],
     mix: dict[str, Any],
+    lipsync: dict[str, Any],
 ) -> tuple[dict[str, Any], bool]:
     from dubbing_pipeline.mux import mux_video, to_srt, to_vtt
+    from dubbing_pipeline.mux.core import needs_reencode
     from dubbing_pipeline.report import report_segments
 
     storage = storage_res.get()
     src, tgt = translation["source_language"], translation["target_language"]
     key = cache_key(
         "mux",
-        upstream=[source["cache_key"], translation["cache_key"], speech["cache_key"], mix["cache_key"]],
+        upstream=[
+            source["cache_key"], translation["cache_key"], speech["cache_key"], mix["cache_key"],
+            lipsync.get("cache_key") or lipsync["video_uri"],
+        ],
         video_id=video_id, code=CODE_VERSION,
     )  # fmt: skip
     cache = StepCache(storage, "mux")
@@ -69,6 +77,7 @@ def mux_dub(
     target_cues = cues(segments, "target_text", "dub_start", "dub_end")
     source_cues = cues(segments, "source_text", "start", "end")
     outputs: dict[str, str] = {}
+    reencode = needs_reencode(str(source["info"].get("video_codec", "")))
     with scratch("mux", storage_res.work_dir or None) as tmp:
         files = {
             f"{tgt}.srt": to_srt(target_cues),
@@ -79,7 +88,7 @@ def mux_dub(
         for name, text in files.items():
             (tmp / name).write_text(text, encoding="utf-8")
         with (
-            storage.open_local(storage.key_of(source["media_uri"]), tmp) as media,
+            storage.open_local(storage.key_of(lipsync["video_uri"]), tmp) as media,
             storage.open_local(storage.key_of(mix["mix_uri"]), tmp) as audio,
         ):
             name = f"{video_id}.{tgt}.mp4"
@@ -93,14 +102,21 @@ def mux_dub(
                     (tmp / f"{src}.source.srt", iso3(src), f"{src} (original)"),
                 ],
                 audio_language=iso3(tgt),
+                reencode=reencode,
             )
             outputs["video"] = cache.put_artifact(key, name, tmp / name)
+            pause_point("mux")  # test hook (off by default): the MP4 is stored, its record.json not yet
         for name in files:
             label = {"srt": "srt", "vtt": "vtt"}[name.rsplit(".", 1)[1]]
             outputs[("source_" if ".source." in name else "") + label] = cache.put_artifact(
                 key, name, tmp / name
             )
-    record = {"cache_key": key, "outputs": outputs, "video_name": f"{video_id}.{tgt}.mp4", "reencoded": False}
+    record = {
+        "cache_key": key,
+        "outputs": outputs,
+        "video_name": f"{video_id}.{tgt}.mp4",
+        "reencoded": reencode,
+    }
     return cache.put(key, record), False
 
 
@@ -189,11 +205,15 @@ def dubbed_video(
     translation: dict[str, Any],
     dubbed_speech: dict[str, Any],
     dub_mix: dict[str, Any],
+    lip_sync: dict[str, Any],
 ) -> Any:
     timer = Timer()
     video_id, _ = split_video_language(context)
     with classified("dubbed_video"):
-        record, cached = mux_dub(storage, video_id, source_video, translation, dubbed_speech, dub_mix)
+        require_video(source_video["info"])
+        record, cached = mux_dub(
+            storage, video_id, source_video, translation, dubbed_speech, dub_mix, lip_sync
+        )
         stages = upstream_stages(context, video_id)
         stages["dubbed_video"] = {"seconds": timer.seconds, "cached": cached}
         report = build_report(
@@ -207,9 +227,16 @@ def dubbed_video(
             providers={
                 "translation": translation.get("provider", {}),
                 "speech": dubbed_speech.get("provider", {}),
+                "lipsync": {"name": lip_sync.get("lipsync", {}).get("provider", "none")},
             },
             mix={k: dub_mix[k] for k in ("target_lufs", "loudness_lufs")},
         )
+        report["lipsync"] = {
+            **lip_sync.get("lipsync", {}),
+            "changed": bool(lip_sync.get("changed", False)),
+            "status": lip_sync.get("status", ""),
+            "error": lip_sync.get("error"),
+        }
         report["quality"] = quality_section(
             storage, report, dubbed_speech, audio_stems, dub_mix, source_video, record["outputs"]["video"]
         )

@@ -45,8 +45,17 @@ AUDIO_SAMPLE_RATE = 48000
 VIDEO_CRF = 22
 VIDEO_PRESET = "fast"
 
+# Video codecs the MP4 muxer carries and players play when stream-copied; anything else (VP8 from
+# WebM, Theora, MPEG-2, ProRes, MJPEG...) is re-encoded with libx264.
+MP4_COPY_CODECS = frozenset({"h264", "hevc", "av1", "vp9", "mpeg4"})
+
 SubtitleTrack = tuple[str | os.PathLike[str], str, str]
 _LANG_RE = re.compile(r"^[a-z]{3}$")
+
+
+def needs_reencode(video_codec: str) -> bool:
+    """Whether a source video stream must be re-encoded (not stream-copied) to go into the MP4."""
+    return video_codec.lower() not in MP4_COPY_CODECS
 
 
 def fit_audio_length(x: npt.ArrayLike, sample_rate: int, duration: float) -> npt.NDArray[Any]:

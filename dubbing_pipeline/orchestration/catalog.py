@@ -46,13 +46,15 @@ import yaml
 from dubbing_pipeline.errors import BadInputError, ConfigurationError
 from dubbing_pipeline.hashing import canonical_json, sha256_bytes
 from dubbing_pipeline.ids import sanitize_id, video_id_from_name
-from dubbing_pipeline.orchestration.partitions import languages, video_language, video_language_key, videos
+from dubbing_pipeline.orchestration.partitions import video_language, video_language_key, videos
 from dubbing_pipeline.orchestration.sensors import (
     FINGERPRINT_TAG,
+    LANGUAGES,
     LANGUAGES_TAG,
     PARTITION_TAG,
     SOURCE_URI_TAG,
     TRIGGER_TAG,
+    VIDEOS,
     parse_languages,
     s3_client,
 )
@@ -169,10 +171,11 @@ class Freshness:
                     ascending=False,
                 )
                 for record in result.records:
-                    pk = record.asset_materialization.partition
-                    if pk in wanted:
-                        self._latest[(key, pk)] = record
-                        wanted.discard(pk)
+                    event = record.asset_materialization
+                    found = event.partition if event is not None else None
+                    if found is not None and found in wanted:
+                        self._latest[(key, found)] = record
+                        wanted.discard(found)
                 if not result.has_more:
                     break
                 cursor = result.cursor
@@ -324,13 +327,13 @@ def plan_catalog(
                 fingerprint=fp, fingerprint_since=now, languages=list(video.languages),
             )  # fmt: skip
         registered[video.video_id] = old
-    new_videos = [v for v in current_fp if not instance.has_dynamic_partition(videos.name, v)]
+    new_videos = [v for v in current_fp if not instance.has_dynamic_partition(VIDEOS, v)]
     all_langs = sorted({lang for v in catalog if v.video_id in current_fp for lang in v.languages})
-    new_langs = [lang for lang in all_langs if not instance.has_dynamic_partition(languages.name, lang)]
+    new_langs = [lang for lang in all_langs if not instance.has_dynamic_partition(LANGUAGES, lang)]
     if new_videos:
-        instance.add_dynamic_partitions(videos.name, new_videos)
+        instance.add_dynamic_partitions(VIDEOS, new_videos)
     if new_langs:
-        instance.add_dynamic_partitions(languages.name, new_langs)
+        instance.add_dynamic_partitions(LANGUAGES, new_langs)
 
     vids = [v for v in catalog if v.video_id in current_fp]
     for key in source_keys:
@@ -399,14 +402,15 @@ def plan_catalog(
 
 
 def build_catalog_schedules(
-    settings: Settings, source_job: Any, dub_job: Any, assets: Sequence[Any]
+    settings: Settings, source_job: Any, dub_job: Any, asset_graph: Callable[[], Any]
 ) -> list[dg.ScheduleDefinition]:
-    """The two catalog schedules (same cron); ``assets`` gives the asset graph to judge staleness."""
+    """The two catalog schedules (same cron); ``asset_graph()`` gives the graph to judge staleness
+    (``Definitions.resolve_asset_graph()`` of the code location, resolved at the first tick)."""
     graph_cache: list[Any] = []
 
     def graph() -> Any:
         if not graph_cache:
-            graph_cache.append(dg.Definitions(assets=list(assets)).resolve_asset_graph())
+            graph_cache.append(asset_graph())
         return graph_cache[0]
 
     def plan(context: dg.ScheduleEvaluationContext) -> CatalogPlan:

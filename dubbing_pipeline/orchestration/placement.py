@@ -26,6 +26,7 @@ GPU_PROVIDERS: dict[str, tuple[str, frozenset[str]]] = {
     "transcript": ("asr", frozenset({"faster-whisper"})),
     "speakers": ("diarizer", frozenset({"pyannote", "resemblyzer"})),
     "speech": ("tts", frozenset({"chatterbox"})),
+    "lipsync": ("lipsync", frozenset({"latentsync", "musetalk"})),
 }
 
 

@@ -59,6 +59,7 @@ RUN_KEY_TAG = "dagster/run_key"
 PARTITION_TAG = "dagster/partition"
 
 MAX_PER_TICK = 500
+VIDEOS, LANGUAGES = "videos", "languages"  # the dynamic partitions definitions' names
 _LANG = re.compile(r"^[a-z]{2,3}(-[a-z0-9]{2,8})?$")
 
 
@@ -191,7 +192,7 @@ def plan_drops(
             storage, vid, drop.source_uri,
             fingerprint=drop.version, fingerprint_since=time.time(), languages=langs, drop_key=drop.key,
         )  # fmt: skip
-        if vid not in new_videos and not instance.has_dynamic_partition(videos.name, vid):
+        if vid not in new_videos and not instance.has_dynamic_partition(VIDEOS, vid):
             new_videos.append(vid)
         wanted_langs += [lang for lang in langs if lang not in wanted_langs]
         requests.append(
@@ -206,7 +207,7 @@ def plan_drops(
                 },
             )
         )
-    new_langs = [lang for lang in wanted_langs if not instance.has_dynamic_partition(languages.name, lang)]
+    new_langs = [lang for lang in wanted_langs if not instance.has_dynamic_partition(LANGUAGES, lang)]
     adds: list[Any] = []
     if new_videos:
         adds.append(videos.build_add_request(new_videos))

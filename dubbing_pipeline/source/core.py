@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass
 from fractions import Fraction
 from typing import Any
 
-from dubbing_pipeline.errors import BadInputError
+from dubbing_pipeline.errors import BadInputError, UnsupportedError
 
 MIN_DURATION = 0.5  # seconds of audio below which nothing can be dubbed
 
@@ -108,3 +108,11 @@ def check_decoded_length(info: SourceInfo, decoded_seconds: float, tolerance: fl
         raise BadInputError(
             f"truncated file: audio decodes to {decoded_seconds:.2f} s of {info.duration:.2f} s"
         )
+
+
+def require_video(info: SourceInfo | dict[str, Any]) -> None:
+    """Dubbing replaces a video's soundtrack: an audio-only input (cover art does not count) is
+    transcribed fine but cannot be dubbed."""
+    has_video = info["has_video"] if isinstance(info, dict) else info.has_video
+    if not has_video:
+        raise UnsupportedError("no video stream to dub (audio-only input; transcribe works on it)")

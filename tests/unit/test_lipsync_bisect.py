@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 
 import pytest
@@ -31,7 +32,7 @@ def _tiles(pieces: list[Piece], window: Window) -> bool:
     return (
         edges[0][0] == window.start_frame
         and edges[-1][1] == window.end_frame
-        and all(a[1] == b[0] for a, b in zip(edges, edges[1:], strict=False))
+        and all(a[1] == b[0] for a, b in itertools.pairwise(edges))
     )
 
 

@@ -1,0 +1,267 @@
+"""``dubbing-pipeline bench``: time the embedded default end to end and write JSON plus a markdown table.
+
+Every measured command is a real ``dubbing-pipeline dub`` in its own process, against one fresh
+temporary ``DAGSTER_HOME``, in this order:
+
+1. ``demo_es``: the bundled 30 s demo into Spanish, cold (nothing cached);
+2. ``demo_ca``: the same video into Catalan: the marginal cost of a second language (the source
+   half is served from the cache);
+3. ``demo_es_rerun``: the first command again, unchanged: what a no-op re-run costs;
+4. ``long_es``: a longer clip (the demo looped with a stream copy, default 180 s, byte-identical
+   every time), into Spanish, cold.
+
+For each command: per-stage compute seconds (the ``seconds`` each materialisation records) and
+real-time factor (seconds / media seconds), the process's wall time, the wall time of its Dagster
+runs, the orchestration overhead (run wall time minus the sum of stage seconds) and the peak
+resident memory of the process and everything it started (``wait4`` ``ru_maxrss``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+STAGES = [
+    "source_video", "audio_stems", "speech_segments", "transcript", "speakers",
+    "translation", "dubbed_speech", "dub_mix", "dubbed_video",
+]  # fmt: skip
+
+
+@dataclass
+class Measurement:
+    """One measured command."""
+
+    name: str
+    video: str
+    language: str
+    media_seconds: float
+    exit_code: int
+    wall_seconds: float  # the whole process, interpreter start-up included
+    run_seconds: float  # wall time of the Dagster runs it launched (start → end)
+    peak_rss_mib: float
+    stages: dict[str, dict[str, Any]] = field(default_factory=dict)  # {stage: {seconds, cached}}
+
+    @property
+    def stage_seconds(self) -> float:
+        return sum(float(s["seconds"]) for s in self.stages.values())
+
+    @property
+    def overhead_seconds(self) -> float:
+        return orchestration_overhead(self.run_seconds, [float(s["seconds"]) for s in self.stages.values()])
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["stage_seconds"] = round(self.stage_seconds, 3)
+        out["overhead_seconds"] = round(self.overhead_seconds, 3)
+        out["real_time_factor"] = real_time_factor(self.stage_seconds, self.media_seconds)
+        return out
+
+
+def orchestration_overhead(run_wall_seconds: float, stage_seconds: Sequence[float]) -> float:
+    """What the orchestration costs: run wall time minus the compute the stages report (≥ 0)."""
+    return max(0.0, float(run_wall_seconds) - float(sum(stage_seconds)))
+
+
+def real_time_factor(seconds: float, media_seconds: float) -> float | None:
+    """Compute seconds per second of media (< 1 is faster than real time)."""
+    return round(seconds / media_seconds, 4) if media_seconds > 0 else None
+
+
+def _fmt(value: float | None, digits: int = 1) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def markdown_table(measurements: Sequence[Measurement]) -> str:
+    """Two tables: seconds (and RTF) per stage and command; then wall, overhead and memory per command."""
+    head = "| stage | " + " | ".join(m.name for m in measurements) + " |"
+    rule = "|---|" + "---:|" * len(measurements)
+    rows = [head, rule]
+    for stage in STAGES:
+        cells = []
+        for m in measurements:
+            s = m.stages.get(stage)
+            if s is None:
+                cells.append("–")
+                continue
+            rtf = real_time_factor(float(s["seconds"]), m.media_seconds)
+            cached = " (cached)" if s.get("cached") else ""
+            cells.append(f"{float(s['seconds']):.2f} s · RTF {_fmt(rtf, 3)}{cached}")
+        rows.append(f"| {stage} | " + " | ".join(cells) + " |")
+    rows.append(
+        "| **all stages** | "
+        + " | ".join(
+            f"**{m.stage_seconds:.2f} s · RTF {_fmt(real_time_factor(m.stage_seconds, m.media_seconds), 3)}**"
+            for m in measurements
+        )
+        + " |"
+    )
+    summary = [
+        "",
+        "| command | video | media s | exit | process wall s | Dagster run wall s | stage compute s "
+        "| orchestration overhead s | peak RSS MiB |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for m in measurements:
+        summary.append(
+            f"| {m.name} | {m.video} → {m.language} | {m.media_seconds:.1f} | {m.exit_code} "
+            f"| {m.wall_seconds:.1f} | {m.run_seconds:.1f} | {m.stage_seconds:.1f} "
+            f"| {m.overhead_seconds:.1f} | {m.peak_rss_mib:.0f} |"
+        )
+    return "\n".join(rows + summary) + "\n"
+
+
+def derived(measurements: Mapping[str, Measurement]) -> dict[str, float | None]:
+    """The headline numbers: second-language marginal cost, unchanged re-run, overheads."""
+    out: dict[str, float | None] = {}
+    if "demo_ca" in measurements:
+        out["second_language_wall_seconds"] = round(measurements["demo_ca"].wall_seconds, 2)
+        out["second_language_stage_seconds"] = round(measurements["demo_ca"].stage_seconds, 2)
+    if "demo_es_rerun" in measurements:
+        out["unchanged_rerun_wall_seconds"] = round(measurements["demo_es_rerun"].wall_seconds, 2)
+    for name, m in measurements.items():
+        out[f"{name}_overhead_seconds"] = round(m.overhead_seconds, 2)
+    return out
+
+
+# --- running -------------------------------------------------------------------------------
+
+
+def make_long_clip(src: Path, dest: Path, seconds: float) -> float:
+    """``src`` looped (stream copy, bit-exact: same bytes every time) to about ``seconds``; its duration."""
+    from dubbing_pipeline.media import BITEXACT, run_ffmpeg
+
+    length = float(_probe_duration(src))
+    loops = max(0, int(round(seconds / length)) - 1)
+    run_ffmpeg(
+        ["-stream_loop", str(loops), "-i", str(src), "-map", "0", "-c", "copy", *BITEXACT,
+         "-movflags", "+faststart", str(dest)],
+        what="looping the demo",
+    )  # fmt: skip
+    return float(_probe_duration(dest))
+
+
+def _probe_duration(path: Path) -> float:
+    from dubbing_pipeline.media import ffprobe
+
+    return float(ffprobe(path)["format"]["duration"])
+
+
+def _spawn(argv: list[str], env: dict[str, str], log: Path) -> tuple[int, float, float]:
+    """Run ``argv``; return (exit code, wall seconds, peak RSS MiB of it and its children)."""
+    started = time.perf_counter()
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    wall = time.perf_counter() - started
+    # Linux reports ru_maxrss in KiB (macOS in bytes); wait4 covers the child and its reaped children.
+    scale = 1024 * 1024 if sys.platform == "darwin" else 1024
+    return proc.returncode, wall, usage.ru_maxrss / scale
+
+
+def _runs_of(instance: Any, before: set[str]) -> list[Any]:
+    return [r for r in instance.get_runs() if r.run_id not in before]
+
+
+def _stage_metadata(instance: Any, run_ids: Sequence[str]) -> tuple[dict[str, dict[str, Any]], float]:
+    """Per-stage {seconds, cached} from the runs' materialisations, and the runs' summed wall time."""
+    import dagster as dg
+
+    stages: dict[str, dict[str, Any]] = {}
+    wall = 0.0
+    for run_id in run_ids:
+        stats = instance.get_run_stats(run_id)
+        if stats.start_time and stats.end_time:
+            wall += float(stats.end_time) - float(stats.start_time)
+        for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION):
+            mat = entry.dagster_event.event_specific_data.materialization
+            meta = mat.metadata
+            name = mat.asset_key.to_user_string()
+            stages[name] = {
+                "seconds": float(meta["seconds"].value) if "seconds" in meta else 0.0,
+                "cached": bool(meta["cached"].value) if "cached" in meta else False,
+            }
+    return stages, wall
+
+
+@contextlib.contextmanager
+def _fresh_home(keep: bool) -> Iterator[Path]:
+    home = Path(tempfile.mkdtemp(prefix="dubbing-bench-"))
+    try:
+        yield home
+    finally:
+        if not keep:
+            shutil.rmtree(home, ignore_errors=True)
+
+
+def run_bench(
+    out_dir: Path, *, long_seconds: float = 180.0, keep_home: bool = False, log: Any = sys.stderr
+) -> dict[str, Any]:
+    import dagster as dg
+
+    from dubbing_pipeline.demo import DEMO_VIDEO
+    from dubbing_pipeline.runner import ensure_dagster_home
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    measurements: dict[str, Measurement] = {}
+    with _fresh_home(keep_home) as home:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DUBBING_TEST_")}
+        env.pop("DUBBING_STORAGE_URL", None)
+        env.update(DAGSTER_HOME=str(home / "dagster_home"), DUBBING_WORK_DIR=str(home / "work"))
+        (home / "dagster_home").mkdir()
+        media = home / "media"
+        media.mkdir()
+        demo = media / "demo.mp4"
+        shutil.copyfile(DEMO_VIDEO, demo)
+        plan: list[tuple[str, Path, str]] = [
+            ("demo_es", demo, "es"), ("demo_ca", demo, "ca"), ("demo_es_rerun", demo, "es"),
+        ]  # fmt: skip
+        if long_seconds > 0:
+            long_clip = media / "long.mp4"
+            make_long_clip(demo, long_clip, long_seconds)
+            plan.append(("long_es", long_clip, "es"))
+        os.environ["DAGSTER_HOME"] = env["DAGSTER_HOME"]
+        ensure_dagster_home()  # the embedded dagster.yaml, as the CLI would write it
+        run_log = out_dir / "bench.log"
+        run_log.write_text("", encoding="utf-8")
+        for name, video, lang in plan:
+            print(f"bench: {name} ({video.name} → {lang})", file=log, flush=True)
+            argv = [sys.executable, "-m", "dubbing_pipeline.cli", "dub", str(video), "--to", lang,
+                    "--out", str(home / "out")]  # fmt: skip
+            instance = dg.DagsterInstance.get()
+            before = {r.run_id for r in instance.get_runs()}
+            code, wall, rss = _spawn(argv, env, run_log)
+            run_ids = [r.run_id for r in _runs_of(instance, before)]
+            stages, run_wall = _stage_metadata(instance, run_ids)
+            measurements[name] = Measurement(
+                name=name, video=video.name, language=lang, media_seconds=_probe_duration(video),
+                exit_code=code, wall_seconds=round(wall, 3), run_seconds=round(run_wall, 3),
+                peak_rss_mib=round(rss, 1), stages=stages,
+            )  # fmt: skip
+            print(f"bench: {name} exit {code}, {wall:.1f} s", file=log, flush=True)
+    ordered = list(measurements.values())
+    result = {
+        "machine": {
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+            "threads": os.environ.get("DUBBING_CPU_THREADS", "2"),
+        },
+        "measurements": [m.to_dict() for m in ordered],
+        "derived": derived(measurements),
+    }
+    (out_dir / "bench.json").write_text(json.dumps(result, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    table = markdown_table(ordered)
+    (out_dir / "bench.md").write_text(table, encoding="utf-8")
+    return result
