@@ -97,13 +97,13 @@ def test_s3_drops_one_run_per_object_version(moto_s3: str, videos_dir: Path, ins
     import boto3
 
     s3 = boto3.client("s3", endpoint_url=moto_s3, region_name="us-east-1")
-    s3.create_bucket(Bucket="drops")
-    s3.create_bucket(Bucket="media")
+    s3.create_bucket(Bucket="prod-drops")
+    s3.create_bucket(Bucket="prod-media")
     settings = replace(
         Settings(),
-        storage_url="s3://media/pipeline",
+        storage_url="s3://prod-media/pipeline",
         s3_endpoint_url=moto_s3,
-        drop_bucket="drops",
+        drop_bucket="prod-drops",
         drop_prefix="incoming/",
         target_languages="es",
     )
@@ -120,22 +120,22 @@ def test_s3_drops_one_run_per_object_version(moto_s3: str, videos_dir: Path, ins
     # two objects in the same second, with a tick between them; one with its own languages
     for _attempt in range(5):
         _wait_for_fresh_second()
-        s3.put_object(Bucket="drops", Key="incoming/talk.mp4", Body=body1)
+        s3.put_object(Bucket="prod-drops", Key="incoming/talk.mp4", Body=body1)
         first = _tick(sensor, instance, None, defs)
         s3.put_object(
-            Bucket="drops", Key="incoming/Show/Épisode 2.MOV", Body=(videos_dir / "v2.mp4").read_bytes(),
+            Bucket="prod-drops", Key="incoming/Show/Épisode 2.MOV", Body=(videos_dir / "v2.mp4").read_bytes(),
             Metadata={"languages": "es,DE"},
         )  # fmt: skip
         heads = [
-            s3.head_object(Bucket="drops", Key=k)
+            s3.head_object(Bucket="prod-drops", Key=k)
             for k in ("incoming/talk.mp4", "incoming/Show/Épisode 2.MOV")
         ]
         if int(heads[0]["LastModified"].timestamp()) == int(heads[1]["LastModified"].timestamp()):
             break
-        s3.delete_object(Bucket="drops", Key="incoming/Show/Épisode 2.MOV")  # retry within one second
+        s3.delete_object(Bucket="prod-drops", Key="incoming/Show/Épisode 2.MOV")  # retry within one second
     else:
         pytest.fail("could not drop two objects within one second")
-    s3.put_object(Bucket="drops", Key="incoming/notes.txt", Body=b"not a video")
+    s3.put_object(Bucket="prod-drops", Key="incoming/notes.txt", Body=b"not a video")
     assert [r.partition_key for r in first.run_requests] == ["talk"]
     apply_partition_adds(instance, first)
 
@@ -149,7 +149,7 @@ def test_s3_drops_one_run_per_object_version(moto_s3: str, videos_dir: Path, ins
 
     # a path-traversal key maps to a safe id; three new objects → one batch
     for key in ("incoming/../../etc/passwd.mp4", "incoming/a/b.webm", "incoming/c.m4v"):
-        s3.put_object(Bucket="drops", Key=key, Body=body1)
+        s3.put_object(Bucket="prod-drops", Key=key, Body=body1)
     third = _tick(sensor, instance, second.cursor, defs)
     ids = sorted(r.partition_key for r in third.run_requests)
     assert ids == ["a-b", "c", "etc-passwd"]
@@ -162,13 +162,13 @@ def test_s3_drops_one_run_per_object_version(moto_s3: str, videos_dir: Path, ins
     assert isinstance(quiet, dg.SkipReason)
 
     # re-upload with new content: exactly one new request, same partition, new run_key
-    s3.put_object(Bucket="drops", Key="incoming/talk.mp4", Body=(videos_dir / "v3.mp4").read_bytes())
+    s3.put_object(Bucket="prod-drops", Key="incoming/talk.mp4", Body=(videos_dir / "v3.mp4").read_bytes())
     fourth = _tick(sensor, instance, third.cursor, defs)
     assert [r.partition_key for r in fourth.run_requests] == ["talk"]
     request = fourth.run_requests[0]
     assert request.run_key != first.run_requests[0].run_key
     assert not fourth.dynamic_partitions_requests  # the partition exists already
-    assert storage.get_json(registry_key("talk"))["source_uri"] == "s3://drops/incoming/talk.mp4"
+    assert storage.get_json(registry_key("talk"))["source_uri"] == "s3://prod-drops/incoming/talk.mp4"
 
     # launch it as the daemon would: the run materialises source_video through S3 media storage
     start = time.perf_counter()
@@ -182,12 +182,12 @@ def test_s3_drops_one_run_per_object_version(moto_s3: str, videos_dir: Path, ins
     TIMINGS["source_video_run_s3"] = time.perf_counter() - start
     assert result.success
     record = result.output_for_node("source_video")
-    assert record["media_uri"].startswith("s3://media/pipeline/")
+    assert record["media_uri"].startswith("s3://prod-media/pipeline/")
     assert record["duration"] == pytest.approx(1.0, abs=0.15)
     assert storage.exists(storage.key_of(record["audio_uri"]))
 
     # the same bytes uploaded again: a duplicate never runs
-    s3.put_object(Bucket="drops", Key="incoming/talk.mp4", Body=(videos_dir / "v3.mp4").read_bytes())
+    s3.put_object(Bucket="prod-drops", Key="incoming/talk.mp4", Body=(videos_dir / "v3.mp4").read_bytes())
     fifth = _tick(sensor, instance, fourth.cursor, defs)
     assert not getattr(fifth, "run_requests", None)
 

