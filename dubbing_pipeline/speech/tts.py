@@ -105,7 +105,7 @@ log = logging.getLogger(__name__)
 
 # language -> engine for DUBBING_TTS=auto (see the measurements in the module docstring)
 DEFAULT_TTS: dict[str, str] = {
-    "en": "piper",
+    "en": "kokoro",  # piper measured best but is GPL-3.0 in-process: opt in with DUBBING_TTS=en=piper
     "es": "kokoro",
     "fr": "kokoro",
     "it": "kokoro",
@@ -690,18 +690,12 @@ def make_tts_engine(name: str, settings: Settings, language: str | None = None) 
 def make_tts(settings: Settings, language: str) -> TTSEngine:
     """The engine for ``language``: ``DUBBING_TTS`` or, for ``auto``, ``DEFAULT_TTS``.
 
-    An automatic choice whose packages are missing falls back to espeak-ng (logged); an
-    explicit one raises ModelMissingError. A language the chosen engine does not speak
-    raises UnsupportedError.
+    A chosen engine whose packages are missing raises ModelMissingError (never a silent switch
+    to another engine: the voice, the timing and the cache keys would all change). A language
+    the chosen engine does not speak raises UnsupportedError.
     """
     choice = _parse_choice(getattr(settings, "tts", "auto"), language)
-    try:
-        return make_tts_engine(choice.engine, settings, language)
-    except ModelMissingError:
-        if choice.explicit or choice.engine == FALLBACK_TTS:
-            raise
-        log.warning("TTS engine %r is not installed; using %r for %r", choice.engine, FALLBACK_TTS, language)
-        return make_tts_engine(FALLBACK_TTS, settings, language)
+    return make_tts_engine(choice.engine, settings, language)
 
 
 def clear_tts_cache() -> None:
