@@ -77,6 +77,7 @@ ENV_DOC: dict[str, tuple[str, str]] = {
         "speaker embeddings: voicefilter (CPU ONNX, packaged), resemblyzer, pyannote",
     ),
     "DUBBING_PYANNOTE_DIR": ("", "local pyannote speaker-diarization-3.1 directory (config.yaml + models)"),
+    "DUBBING_MIN_LANGUAGE_CONFIDENCE": ("0.5", "language-ID confidence below which a video is ineligible"),
     "DUBBING_CHUNK_SECONDS": ("300", "longest chunk for ASR/diarization; memory is bounded by it"),
     "DUBBING_CHUNK_OVERLAP": ("2.0", "overlap at chunk joins, seconds"),
     "DUBBING_SPEAKER_MERGE_SIM": (
@@ -156,6 +157,7 @@ class Settings:
     pyannote_dir: str = ""
     chunk_seconds: float = 300.0
     chunk_overlap: float = 2.0
+    min_language_confidence: float = 0.5
     speaker_merge_sim: float = 0.78
     speaker_match_sim: float = 0.80
     translator: str = "auto"
@@ -210,6 +212,7 @@ class Settings:
             pyannote_dir=_env("DUBBING_PYANNOTE_DIR", ""),
             chunk_seconds=_env_float("DUBBING_CHUNK_SECONDS", 300.0),
             chunk_overlap=_env_float("DUBBING_CHUNK_OVERLAP", 2.0),
+            min_language_confidence=_env_float("DUBBING_MIN_LANGUAGE_CONFIDENCE", 0.5),
             speaker_merge_sim=_env_float("DUBBING_SPEAKER_MERGE_SIM", 0.78),
             speaker_match_sim=_env_float("DUBBING_SPEAKER_MATCH_SIM", 0.80),
             translator=_env("DUBBING_TRANSLATOR", "auto"),

@@ -61,6 +61,7 @@ class ASRResource(_ProviderResource):
     whisper_beam_size: int = 5
     chunk_seconds: float = 300.0
     chunk_overlap: float = 2.0
+    min_language_confidence: float = 0.5
 
     def get(self) -> Any:
         from dubbing_pipeline.transcript.providers import make_asr
@@ -139,6 +140,7 @@ def resources_from_settings(settings: Settings) -> dict[str, Any]:
             whisper_beam_size=settings.whisper_beam_size,
             chunk_seconds=settings.chunk_seconds,
             chunk_overlap=settings.chunk_overlap,
+            min_language_confidence=settings.min_language_confidence,
             **common,
         ),
         "diarizer": DiarizerResource(

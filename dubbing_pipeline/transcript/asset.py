@@ -5,6 +5,7 @@ from typing import Any
 import dagster as dg
 
 from dubbing_pipeline.cache import StepCache, scratch
+from dubbing_pipeline.errors import IneligibleError
 from dubbing_pipeline.hashing import cache_key
 from dubbing_pipeline.orchestration.partitions import videos
 from dubbing_pipeline.orchestration.placement import DEPLOYED, gpu_op_tags, gpu_pool
@@ -67,6 +68,12 @@ def plan_transcription(
     """Detect the language once, then emit one job per chunk that holds speech."""
     with classified("transcript"):
         language = detect_language(storage, asr, speech_segments)
+        if language["probability"] < asr.min_language_confidence:
+            raise IneligibleError(
+                f"spoken language unclear: {language['language']} with confidence "
+                f"{language['probability']:.2f} "
+                f"(at least {asr.min_language_confidence:.2f} needed, DUBBING_MIN_LANGUAGE_CONFIDENCE)"
+            )
     context.log.info(f"language {language['language']} (p={language['probability']})")
     for chunk in speech_segments["chunks"]:
         regions = [
