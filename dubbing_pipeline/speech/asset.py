@@ -185,8 +185,8 @@ def speak_and_check(
     shorter = translator.shorten(
         request, budget, source=source_language, target=language, previous=fit["target_text"]
     )
-    if not shorter.text.strip():
-        return audio, fit
+    if not shorter.text.strip() or shorter.text.strip() == fit["target_text"].strip():
+        return audio, {**fit, "repair_tried": True}  # nothing shorter to say (e.g. Apertium cannot shorten)
     retry_audio, retry_fit = synthesize_line(
         {**line, "target_text": shorter.text}, language, source_language, tts, translator_res, voice_match
     )
