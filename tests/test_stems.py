@@ -242,3 +242,20 @@ def test_importing_stems_does_not_import_torch() -> None:
     code = "import sys, dubbing_pipeline.stems; sys.exit(1 if 'torch' in sys.modules else 0)"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])}
     assert subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, env=env).returncode == 0
+
+
+def test_spleeter_fingerprint_needs_no_model_and_matches_the_loaded_one() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from dubbing_pipeline.settings import Settings; "
+        "from dubbing_pipeline.stems.providers import describe_separator; "
+        "d = describe_separator(Settings()); print('torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"  # a cache lookup does not load torch or the model
+    from dubbing_pipeline.settings import Settings
+    from dubbing_pipeline.stems.providers import describe_separator, make_separator
+
+    assert describe_separator(Settings()) == make_separator(Settings()).describe()

