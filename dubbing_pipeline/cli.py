@@ -254,8 +254,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _quiet_dagster_warnings() -> None:
+    """Dagster's beta/preview notices are for pipeline authors, not for people running a dub."""
+    import warnings
+
+    warnings.filterwarnings("ignore", message=r".*is currently in (beta|preview).*")
+    warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"dagster.*")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    _quiet_dagster_warnings()
     try:
         code: int = args.func(args)
     except DubbingError as err:

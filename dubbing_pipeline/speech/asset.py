@@ -24,7 +24,7 @@ from dubbing_pipeline.orchestration.resources import (
 )
 from dubbing_pipeline.orchestration.stage import Timer, classified, stage_metadata
 
-CODE_VERSION = "speech-1"
+CODE_VERSION = "speech-2"
 BATCH = 16  # lines per fan-out step (production batches ~32 per GPU step)
 PROFILE_SECONDS = 20.0  # seconds of each speaker's speech used to measure their pitch
 JUDGE_PAD = 0.5  # seconds of silence around a line for the round-trip ASR (measured: CER of "Hola." 0.75 → 0)
@@ -118,9 +118,28 @@ def synthesize_line(
     def speak(words: str, rate: float = 1.0) -> np.ndarray:
         return np.asarray(tts.synthesize(words, language, voice=voice, rate=rate), dtype=np.float32)
 
-    audio = speak(text)
-    plan = plan_fit(start, end, nxt, len(audio) / sr, supports_rate=tts.supports_rate)
-    if plan.status == "retranslate":
+    def fit(
+        words: str, final: bool, audio: np.ndarray | None = None, rate: float = 1.0
+    ) -> tuple[np.ndarray, Any, float]:
+        """Plan (re-speaking at the planned rate); ``final``: no re-translation is left.
+
+        Returns the audio, its plan and the rate the audio was actually spoken at.
+        """
+        if audio is None:
+            audio, rate = speak(words), 1.0
+        if rate == 1.0:
+            plan = plan_fit(
+                start, end, nxt, len(audio) / sr, supports_rate=tts.supports_rate, retranslated=final
+            )
+            if plan.status == "retranslate" or not plan.needs_resynthesis:
+                return audio, plan, 1.0
+            audio, rate = speak(words, plan.rate), plan.rate
+        # the engine's rate is approximate: measure, then stretch exactly (or re-translate / trim)
+        plan = replan_after_synthesis(start, end, nxt, len(audio) / sr, rate=rate, retranslated=final)
+        return audio, plan, rate
+
+    audio, plan, spoken_rate = fit(text, final=False)
+    if plan.status == "retranslate":  # even at 1.2× and 1.1× it overflows: ask once for a shorter line
         seconds = capacity(start, end, nxt, supports_rate=tts.supports_rate)
         request = LineRequest(
             line["id"], line["source_text"], max(1, word_budget(seconds, language)), end - start
@@ -129,13 +148,11 @@ def synthesize_line(
         shorter = translator.shorten(
             request, request.budget, source=source_language, target=language, previous=text
         )
-        if shorter.text.strip():
+        if shorter.text.strip() and shorter.text.strip() != text.strip():
             text, retranslated = shorter.text, True
-            audio = speak(text)
-        plan = plan_fit(start, end, nxt, len(audio) / sr, supports_rate=tts.supports_rate, retranslated=True)
-    if plan.needs_resynthesis:
-        audio = speak(text, plan.rate)
-        plan = replan_after_synthesis(start, end, nxt, len(audio) / sr, rate=plan.rate, retranslated=True)
+            audio, plan, _ = fit(text, final=True)
+        else:  # nothing shorter to say (e.g. Apertium): finish with the audio we have
+            audio, plan, _ = fit(text, final=True, audio=audio, rate=spoken_rate)
     audio = render_fit(audio, sr, plan)
     target_f0 = line["profile"].get("f0")
     if voice_match and target_f0:
