@@ -103,3 +103,48 @@ def test_bad_input_fails_its_partition_with_one_line(tmp_path: Path) -> None:
     assert len(lines) == 1 and "bad_input" in lines[0] and "Traceback" not in proc.stderr
     media = tmp_path / "home" / "media"
     assert not (media / "cache").exists() or not any((media / "cache").rglob("*.json"))
+
+
+def test_the_ui_shows_the_cli_materialisations(first_run: tuple[Path, dict[str, Any]]) -> None:
+    """`dagster-webserver` (what `dagster dev` serves) shows the CLI's the same materialisations."""
+    import socket
+    import time
+    import urllib.request
+
+    home, _ = first_run
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**os.environ, "DAGSTER_HOME": str(home)}
+    server = subprocess.Popen(
+        [str(Path(sys.executable).parent / "dagster-webserver"), "-w", "workspace.yaml", "-h", "127.0.0.1",
+         "-p", str(port)],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    query = (
+        '{ assetOrError(assetKey: {path: ["transcript"]}) { ... on Asset { '
+        'assetMaterializations(partitions: ["demo"]) { partition metadataEntries { label } } } } }'
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                request = urllib.request.Request(
+                    f"http://127.0.0.1:{port}/graphql",
+                    data=json.dumps({"query": query}).encode(),
+                    headers={"Content-Type": "application/json"},
+                )
+                with urllib.request.urlopen(request, timeout=10) as response:
+                    data = json.loads(response.read())
+                break
+            except OSError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise
+                time.sleep(1)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    materializations = data["data"]["assetOrError"]["assetMaterializations"]
+    assert materializations and all(m["partition"] == "demo" for m in materializations)
+    labels = {e["label"] for e in materializations[0]["metadataEntries"]}
+    assert {"seconds", "real_time_factor", "cached", "cache_key", "provider", "model", "preview"} <= labels
