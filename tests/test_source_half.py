@@ -106,7 +106,7 @@ def test_bad_input_fails_its_partition_with_one_line(tmp_path: Path) -> None:
 
 
 def test_the_ui_shows_the_cli_materialisations(first_run: tuple[Path, dict[str, Any]]) -> None:
-    """`dagster-webserver` (what `dagster dev` serves) shows the CLI's the same materialisations."""
+    """`dagster-webserver` (what `dagster dev` serves) shows the materialisations the CLI made."""
     import socket
     import time
     import urllib.request
