@@ -1,5 +1,6 @@
 """The source half end to end on the bundled demo, through the CLI and a real Dagster instance."""
 
+import itertools
 import json
 import os
 import subprocess
@@ -148,3 +149,25 @@ def test_the_ui_shows_the_cli_materialisations(first_run: tuple[Path, dict[str, 
     assert materializations and all(m["partition"] == "demo" for m in materializations)
     labels = {e["label"] for e in materializations[0]["metadataEntries"]}
     assert {"seconds", "real_time_factor", "cached", "cache_key", "provider", "model", "preview"} <= labels
+
+
+def test_long_video_path_chunks_and_joins(tmp_path: Path) -> None:
+    """With 12 s chunks the demo takes the long-video path: several ASR/diarization steps, joined cleanly."""
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path), "DUBBING_CHUNK_SECONDS": "12"}
+    env.pop("DUBBING_STORAGE_URL", None)
+    proc = subprocess.run(
+        [sys.executable, "-m", "dubbing_pipeline.cli", "transcribe", str(DEMO_VIDEO), "--json"],
+        env=env, capture_output=True, text=True, check=False, cwd=ROOT,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    data = json.loads(proc.stdout)
+    record = json.loads((tmp_path / "media" / "records" / "speech_segments" / "demo.json").read_text())
+    assert len(record["chunks"]) >= 3
+    assert all(c["end"] - c["start"] <= 12 + 2 * 2.0 for c in record["chunks"])
+    segments = data["segments"]
+    assert all(a["end"] <= b["start"] + 1e-6 for a, b in itertools.pairwise(segments))
+    ref = " ".join(s["text"] for s in load_reference()["segments"])
+    wer = word_error_rate(ref, " ".join(s["text"] for s in segments))
+    print(f"demo WER with 12 s chunks = {wer:.3f}")
+    assert wer <= WER_CEILING  # no words lost or doubled at the joins
+    assert 1 <= len(data["speakers"]) <= 3
