@@ -25,21 +25,17 @@ def prepare_video(path: str, video_id: str | None) -> tuple[Any, Any, str]:
     import dagster as dg
 
     from dubbing_pipeline.definitions import build_definitions
+    from dubbing_pipeline.orchestration.resources import storage_resource
     from dubbing_pipeline.orchestration.stage import register_video
     from dubbing_pipeline.runner import ensure_dagster_home
     from dubbing_pipeline.settings import Settings
-    from dubbing_pipeline.storage import make_storage
 
     src = Path(path)
     if not src.is_file():
         raise BadInputError(f"no such file: {src.name}")
     ensure_dagster_home()
     settings = Settings.from_env()
-    storage = make_storage(
-        settings.storage_url,
-        s3_endpoint_url=settings.s3_endpoint_url or None,
-        s3_region=settings.s3_region or None,
-    )
+    storage = storage_resource(settings).get()
     vid = sanitize_id(video_id) if video_id else video_id_from_name(src.name)
     register_video(storage, vid, src.resolve().as_uri())
     instance = dg.DagsterInstance.get()

@@ -414,12 +414,10 @@ def build_catalog_schedules(
         return graph_cache[0]
 
     def plan(context: dg.ScheduleEvaluationContext) -> CatalogPlan:
-        from dubbing_pipeline.orchestration.resources import StorageResource
+        from dubbing_pipeline.orchestration.resources import storage_resource
 
         catalog = parse_catalog(read_text(settings.catalog_url, settings))
-        storage = StorageResource(
-            url=settings.storage_url, s3_endpoint_url=settings.s3_endpoint_url, s3_region=settings.s3_region
-        ).get()
+        storage = storage_resource(settings).get()
         result = plan_catalog(
             context.instance,
             graph(),

@@ -113,18 +113,23 @@ class TTSResource(_ProviderResource):
         return make_tts(self.settings(), language)
 
 
+def storage_resource(settings: Settings) -> StorageResource:
+    """The media storage the settings name (the resources, the CLI, sensors and schedules share it)."""
+    return StorageResource(
+        url=settings.storage_url,
+        s3_endpoint_url=settings.s3_endpoint_url,
+        s3_region=settings.s3_region,
+        work_dir=settings.work_dir,
+    )
+
+
 def resources_from_settings(settings: Settings) -> dict[str, Any]:
     common: dict[str, Any] = {
         "device": settings.device,
         "cpu_threads": settings.cpu_threads,
         "model_cache": settings.model_cache,
     }
-    storage = StorageResource(
-        url=settings.storage_url,
-        s3_endpoint_url=settings.s3_endpoint_url,
-        s3_region=settings.s3_region,
-        work_dir=settings.work_dir,
-    )
+    storage = storage_resource(settings)
     return {
         "storage": storage,
         "separator": SeparatorResource(

@@ -270,7 +270,7 @@ def build_s3_drop_sensor(
         description=f"New video objects under s3://{bucket}/{prefix} start a source_half run each.",
     )
     def _sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
-        from dubbing_pipeline.orchestration.resources import StorageResource
+        from dubbing_pipeline.orchestration.resources import storage_resource
 
         client = s3_client(settings)
         cursor = DropCursor.parse(context.cursor)
@@ -278,9 +278,7 @@ def build_s3_drop_sensor(
         if not drops:
             return dg.SkipReason(f"no new objects under s3://{bucket}/{prefix}")
         drops = [with_s3_languages(client, bucket, d) for d in drops]
-        storage = StorageResource(
-            url=settings.storage_url, s3_endpoint_url=settings.s3_endpoint_url, s3_region=settings.s3_region
-        ).get()
+        storage = storage_resource(settings).get()
         requests, adds = plan_drops(context.instance, storage, drops, default_languages, "s3_drop")
         return dg.SensorResult(
             run_requests=requests, dynamic_partitions_requests=adds, cursor=new_cursor.dump()
@@ -362,7 +360,7 @@ def build_inbox_sensor(
         description=f"New videos in {inbox} start a source_half run each (languages: <file>.json).",
     )
     def _sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
-        from dubbing_pipeline.orchestration.resources import StorageResource
+        from dubbing_pipeline.orchestration.resources import storage_resource
 
         memo: dict[str, list[Any]] = json.loads(context.cursor) if context.cursor else {}
         found, new_memo = scan_inbox(inbox, video_suffixes, memo, settle_seconds)
@@ -371,9 +369,7 @@ def build_inbox_sensor(
         cursor = json.dumps(new_memo, sort_keys=True, separators=(",", ":"))
         if not drops:
             return dg.SensorResult(skip_reason=dg.SkipReason(f"no new files in {inbox}"), cursor=cursor)
-        storage = StorageResource(
-            url=settings.storage_url, s3_endpoint_url=settings.s3_endpoint_url, s3_region=settings.s3_region
-        ).get()
+        storage = storage_resource(settings).get()
         requests, adds = plan_drops(context.instance, storage, drops, default_languages, "inbox")
         return dg.SensorResult(run_requests=requests, dynamic_partitions_requests=adds, cursor=cursor)
 
