@@ -6,6 +6,7 @@ import json
 import os
 import re
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +87,38 @@ def scene_changes(src: str | Path, threshold: float = 0.3, *, scale_width: int =
         raise ProviderError(f"scene detection failed: {_tail(proc.stderr)}")
     text = proc.stderr.decode("utf-8", "replace")
     return [float(m) for m in re.findall(r"pts_time:([0-9.]+)", text)]
+
+
+def raw_video_frames(path: str | Path, video_filter: str, frame_size: int, *, check: bool) -> Iterator[bytes]:
+    """Decoded frames of the first video stream after ``video_filter``, ``frame_size`` raw bytes each.
+
+    Closing the iterator early stops ffmpeg. ``check``: a decode that fails before the end
+    raises ProviderError (otherwise the frames read so far are all there is).
+    """
+    cmd = [
+        "ffmpeg", "-nostdin", "-hide_banner", "-v", "error", "-i", str(path), "-map", "0:v:0",
+        "-vf", video_filter, "-vsync", "passthrough", "-f", "rawvideo", "-",
+    ]  # fmt: skip
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE if check else subprocess.DEVNULL
+    )
+    assert proc.stdout is not None
+    finished = False
+    try:
+        while True:
+            buf = proc.stdout.read(frame_size)
+            if len(buf) < frame_size:
+                finished = True
+                break
+            yield buf
+    finally:
+        proc.stdout.close()
+        if proc.poll() is None and not finished:
+            proc.kill()
+        err = proc.stderr.read() if proc.stderr else b""
+        code = proc.wait()
+    if check and code != 0:
+        raise ProviderError(f"frame decode failed: {_tail(err)}")
 
 
 def dumps(value: Any) -> str:

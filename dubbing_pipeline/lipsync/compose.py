@@ -35,7 +35,7 @@ import numpy as np
 
 from dubbing_pipeline.errors import BadInputError, ProviderError
 from dubbing_pipeline.lipsync.windows import MODEL_FPS, Window, source_frame_range
-from dubbing_pipeline.media import BITEXACT, ffprobe, run_ffmpeg
+from dubbing_pipeline.media import BITEXACT, ffprobe, raw_video_frames, run_ffmpeg
 
 CRF = 22
 PRESET = "fast"
@@ -225,24 +225,8 @@ def gop_spans(
 
 def _raw_frames(path: Path, info: VideoInfo, pix_fmt: str) -> Iterator[bytes]:
     """Decoded frames of ``path`` at the source's size and ``pix_fmt``, as raw bytes."""
-    cmd = [
-        "ffmpeg", "-nostdin", "-hide_banner", "-v", "error", "-i", str(path), "-map", "0:v:0",
-        "-vf", f"scale={info.width}:{info.height}:flags=bicubic,format={pix_fmt}", "-vsync", "passthrough",
-        "-f", "rawvideo", "-",
-    ]  # fmt: skip
-    size = frame_bytes(info.width, info.height, pix_fmt)
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-    assert proc.stdout is not None
-    try:
-        while True:
-            buf = proc.stdout.read(size)
-            if len(buf) < size:
-                break
-            yield buf
-    finally:
-        proc.stdout.close()
-        proc.kill() if proc.poll() is None else None
-        proc.wait()
+    video_filter = f"scale={info.width}:{info.height}:flags=bicubic,format={pix_fmt}"
+    return raw_video_frames(path, video_filter, frame_bytes(info.width, info.height, pix_fmt), check=False)
 
 
 class _Replacements:

@@ -21,7 +21,6 @@ half (horizontally) of the lower third of the chosen face box, in source pixels.
 from __future__ import annotations
 
 import math
-import subprocess
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from dubbing_pipeline.errors import BadInputError, ModelMissingError, ProviderError
+from dubbing_pipeline.errors import BadInputError, ModelMissingError
+from dubbing_pipeline.media import raw_video_frames
 
 DETECT_WIDTH = 160
 SAMPLE_FPS = 12.5
@@ -223,26 +223,9 @@ def _probe_video(path: Path) -> tuple[int, int, float, int]:
 
 def grey_frames(path: Path, width: int, height: int) -> Iterator[np.ndarray]:
     """Decode every frame, downscaled to ``width``×``height`` grey (area filter)."""
-    cmd = [
-        "ffmpeg", "-nostdin", "-hide_banner", "-v", "error", "-i", str(path), "-map", "0:v:0",
-        "-vf", f"scale={width}:{height}:flags=area,format=gray", "-vsync", "passthrough",
-        "-f", "rawvideo", "-",
-    ]  # fmt: skip
-    size = width * height
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    assert proc.stdout is not None
-    try:
-        while True:
-            buf = proc.stdout.read(size)
-            if len(buf) < size:
-                break
-            yield np.frombuffer(buf, dtype=np.uint8).reshape(height, width)
-    finally:
-        proc.stdout.close()
-        err = proc.stderr.read() if proc.stderr else b""
-        code = proc.wait()
-    if code != 0:
-        raise ProviderError(f"frame decode failed: {err.decode('utf-8', 'replace').strip()[-200:]}")
+    video_filter = f"scale={width}:{height}:flags=area,format=gray"
+    for buf in raw_video_frames(path, video_filter, width * height, check=True):
+        yield np.frombuffer(buf, dtype=np.uint8).reshape(height, width)
 
 
 def track_faces(path: str | Path, *, detector: FaceDetector | None = None) -> FaceTrack:
