@@ -41,11 +41,11 @@ class Piece:
 
     @property
     def start(self) -> float:
-        return self.start_frame / MODEL_FPS
+        return self.window.start
 
     @property
     def end(self) -> float:
-        return self.end_frame / MODEL_FPS
+        return self.window.end
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
