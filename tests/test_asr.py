@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import time
 from pathlib import Path
 
@@ -24,7 +23,6 @@ from dubbing_pipeline.transcript.providers import (
     packaged_whisper_base_dir,
 )
 
-SAMPLE_DIR = Path(os.environ.get("DUBBING_PYANNOTE_SAMPLE_DIR", "/tmp/pyannote/pyannote/audio/sample"))
 WER_CEILING = 0.25  # measured 0.136 (int8, beam 5, 2 threads)
 
 
@@ -48,10 +46,8 @@ def _wer(reference: str, hypothesis: str) -> float:
 
 
 @pytest.fixture(scope="module")
-def sample() -> Path:
-    if not (SAMPLE_DIR / "sample.wav").exists():
-        pytest.skip(f"speech recording not found: {SAMPLE_DIR} (set DUBBING_PYANNOTE_SAMPLE_DIR)")
-    return SAMPLE_DIR
+def sample(pyannote_sample: Path) -> Path:
+    return pyannote_sample
 
 
 @pytest.fixture(scope="module")

@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from dubbing_pipeline.demo import DEMO_DIR, DEMO_VIDEO, load_reference
 from dubbing_pipeline.demo import build as demo_build
-
-# A folder with sample.wav/.rttm/.stm (or the pyannote-audio 4.0.7 wheel) for the build test.
-SAMPLE_ENV = "DUBBING_DEMO_PYANNOTE_SAMPLE"
 
 
 def _ffprobe(path: Path) -> dict[str, Any]:
@@ -91,37 +88,31 @@ def test_demo_video_streams() -> None:
     assert float(audio["duration"]) == pytest.approx(30.0, abs=0.05)
 
 
-def _speech_sample(workdir: Path) -> Path | None:
-    """``$DUBBING_DEMO_PYANNOTE_SAMPLE``, else an installed pyannote.audio 4.0.7; never the network."""
-    explicit = os.environ.get(SAMPLE_ENV)
-    if explicit:
-        return Path(explicit)
-    try:
-        return demo_build.locate_pyannote_sample(None, workdir, allow_download=False)
-    except demo_build.DemoBuildError:
-        return None
+def _decoded_audio(path: Path) -> np.ndarray:
+    raw = subprocess.run(
+        ["ffmpeg", "-v", "error", "-i", str(path), "-map", "0:a:0", "-ac", "1", "-ar", "16000",
+         "-f", "s16le", "-"], capture_output=True, check=True,
+    ).stdout  # fmt: skip
+    return np.frombuffer(raw, dtype="<i2").astype(np.float64)
 
 
 def test_builder_reproduces_the_committed_files(tmp_path: Path, pyannote_sample: Path) -> None:
-    if shutil.which("ffmpeg") is None:
-        pytest.skip("ffmpeg is not installed")
-    if not demo_build.SOUND_ICONS_DIR.is_dir():
-        pytest.skip(f"the Debian package sound-icons is not installed ({demo_build.SOUND_ICONS_DIR})")
-    work = tmp_path / "work"
-    work.mkdir()
-    # the suite's fixture brings the wheel's sample (pip, PyPI) when nothing local has it
-    sample = _speech_sample(work) or pyannote_sample
-    if sample is None:
-        pytest.skip(f"pyannote.audio 4.0.7 is not installed and ${SAMPLE_ENV} is not set")
-
     out = tmp_path / "out"
-    demo_build.build(out, sample, allow_download=False)
+    demo_build.build(out, pyannote_sample, allow_download=False)
 
     assert (out / "reference.json").read_bytes() == (DEMO_DIR / "reference.json").read_bytes()
     version = demo_build.ffmpeg_version()
-    if version != demo_build.BUILT_WITH_FFMPEG:
-        pytest.skip(
-            f"ffmpeg {version} is not the {demo_build.BUILT_WITH_FFMPEG} that built demo.mp4: "
-            "byte identity is only expected with the same encoder"
-        )
-    assert demo_build.sha256_file(out / "demo.mp4") == demo_build.sha256_file(DEMO_VIDEO)
+    if version == demo_build.BUILT_WITH_FFMPEG:
+        assert demo_build.sha256_file(out / "demo.mp4") == demo_build.sha256_file(DEMO_VIDEO)
+        return
+    # another ffmpeg encodes other bytes: the same streams, the same sound
+    print(f"ffmpeg {version} is not {demo_build.BUILT_WITH_FFMPEG}: comparing decoded streams")
+    built, committed = _ffprobe(out / "demo.mp4"), _ffprobe(DEMO_VIDEO)
+    fields = ("codec_type", "codec_name", "width", "height", "nb_frames", "sample_rate", "channels")
+    assert [{f: s.get(f) for f in fields} for s in built["streams"]] == [
+        {f: s.get(f) for f in fields} for s in committed["streams"]
+    ]
+    a, b = _decoded_audio(out / "demo.mp4"), _decoded_audio(DEMO_VIDEO)
+    n = min(a.size, b.size)
+    assert abs(a.size - b.size) <= 1600
+    assert float(np.corrcoef(a[:n], b[:n])[0, 1]) > 0.99

@@ -43,6 +43,7 @@ from dubbing_pipeline.translation.llm import (
 sys.path.insert(0, str(Path(__file__).resolve().parent / "servers"))
 import llm_server
 from llm_server import FaultProxy, edit_lines, free_port, http_error, truncate_reply
+from testmedia import TestMedia
 
 API_KEY = "test-secret-key-5f1c0b"
 DEMO = [
@@ -127,20 +128,17 @@ def _first_model(url: str, api_key: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
+def backend(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[Backend]:
     url = os.environ.get("DUBBING_TEST_LLM_URL")
     if url:
         key = os.environ.get("DUBBING_TEST_LLM_API_KEY", "")
         model = os.environ.get("DUBBING_TEST_LLM_MODEL") or _first_model(url, key)
         yield Backend(url.rstrip("/"), model, key, "DUBBING_TEST_LLM_URL")
         return
-    binary, why = llm_server.find_llama_server()
-    if binary is None:
-        pytest.skip(f"no OpenAI-compatible server: {why}; or set DUBBING_TEST_LLM_URL")
-    gguf, why = llm_server.find_gguf()
-    if gguf is None:
-        pytest.skip(f"no model for llama-server: {why}; or set DUBBING_TEST_GGUF / DUBBING_TEST_LLM_URL")
-    server = llm_server.start_llama_server(binary, gguf, tmp_path_factory.mktemp("llama"), api_key=API_KEY)
+    test_media: TestMedia = request.getfixturevalue("test_media")
+    server = llm_server.start_llama_server(
+        str(test_media.llama_server), str(test_media.gguf), tmp_path_factory.mktemp("llama"), api_key=API_KEY
+    )
     try:
         yield Backend(server.url, server.model, API_KEY, "llama-server")
     finally:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -21,15 +20,12 @@ from dubbing_pipeline.speakers.diarize import (
 )
 from dubbing_pipeline.speakers.embedders import VoiceFilterEmbedder, make_embedder
 
-SAMPLE_DIR = Path(os.environ.get("DUBBING_PYANNOTE_SAMPLE_DIR", "/tmp/pyannote/pyannote/audio/sample"))
 Turn = tuple[float, float, str]
 
 
 @pytest.fixture(scope="module")
-def sample() -> Path:
-    if not (SAMPLE_DIR / "sample.wav").exists():
-        pytest.skip(f"speech recording not found: {SAMPLE_DIR} (set DUBBING_PYANNOTE_SAMPLE_DIR)")
-    return SAMPLE_DIR
+def sample(pyannote_sample: Path) -> Path:
+    return pyannote_sample
 
 
 @pytest.fixture(scope="module")
@@ -295,3 +291,26 @@ def test_split_score_separates_groups_from_span_noise() -> None:
     assert split_score(noise - noise.mean(axis=0), owner, speaker) < 4
     with pytest.raises(ConfigurationError):
         EmbeddingDiarizer(VoiceFilterEmbedder.__new__(VoiceFilterEmbedder), split_score=0.0)
+
+
+def test_the_embedder_runs_a_float_graph_close_to_the_packaged_int8_one(
+    embedder: VoiceFilterEmbedder, audio: np.ndarray
+) -> None:
+    """Dequantised at load (int8 kernels differ by CPU); the voice vectors stay the model's."""
+    import onnx
+    import onnxruntime as ort
+
+    from dubbing_pipeline.speakers.embedders import float_graph
+
+    packaged = onnx.load(str(embedder.model_path))
+    ops = {node.op_type for node in float_graph(packaged).graph.node}
+    assert not ops & {"DynamicQuantizeLSTM", "MatMulInteger", "DynamicQuantizeLinear"}
+    assert "LSTM" in ops and "MatMul" in ops
+    int8 = ort.InferenceSession(str(embedder.model_path), providers=["CPUExecutionProvider"])
+    windows = embedder._windows(audio[: 16000 * 6])
+    reference = int8.run(None, {int8.get_inputs()[0].name: windows})[0]
+    reference /= np.linalg.norm(reference, axis=1, keepdims=True)
+    _, ours = embedder.window_embeddings(audio[: 16000 * 6])
+    cosines = (reference * ours).sum(axis=1)
+    assert cosines.shape[0] == windows.shape[0] >= 10
+    assert float(cosines.min()) > 0.995

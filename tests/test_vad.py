@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import os
 from pathlib import Path
 
 import numpy as np
@@ -12,16 +11,12 @@ import soundfile as sf
 
 from dubbing_pipeline.segments.vad import read_wav_16k_mono, speech_regions, speech_regions_from_file
 
-SAMPLE_DIR = Path(os.environ.get("DUBBING_PYANNOTE_SAMPLE_DIR", "/tmp/pyannote/pyannote/audio/sample"))
 FIRST_SPEECH = 6.69  # first reference turn in sample.rttm
 
 
 @pytest.fixture(scope="module")
-def sample() -> Path:
-    wav = SAMPLE_DIR / "sample.wav"
-    if not wav.exists():
-        pytest.skip(f"speech recording not found: {wav} (set DUBBING_PYANNOTE_SAMPLE_DIR)")
-    return SAMPLE_DIR
+def sample(pyannote_sample: Path) -> Path:
+    return pyannote_sample
 
 
 def _reference_speech(sample: Path, frames: int, step: float = 0.01) -> np.ndarray:

