@@ -32,6 +32,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dubbing_pipeline import numerics
+
 STAGES = [
     "source_video", "audio_stems", "speech_segments", "transcript", "speakers",
     "translation", "dubbed_speech", "dub_mix", "dubbed_video",
@@ -256,12 +258,16 @@ def run_bench(
             "platform": platform.platform(),
             "python": platform.python_version(),
             "cpus": os.cpu_count(),
+            "cpu": numerics.cpu_model(),
+            "cpu_isa": numerics.cpu_isa(),
+            "kernels": numerics.kernel_settings(),
             "threads": os.environ.get("DUBBING_CPU_THREADS", "2"),
         },
         "measurements": [m.to_dict() for m in ordered],
         "derived": derived(measurements),
     }
     (out_dir / "bench.json").write_text(json.dumps(result, indent=1, sort_keys=True) + "\n", encoding="utf-8")
-    table = markdown_table(ordered)
+    table = f"Measured on {numerics.cpu_model()} ({numerics.cpu_isa()}), {os.cpu_count()} CPUs.\n\n"
+    table += markdown_table(ordered)
     (out_dir / "bench.md").write_text(table, encoding="utf-8")
     return result

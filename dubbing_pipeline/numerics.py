@@ -47,6 +47,27 @@ def cpu_flags() -> set[str]:
     return set()
 
 
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), for reports that quote speeds or scores."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def cpu_isa(flags: set[str] | None = None) -> str:
+    """The widest vector extension the CPU offers, in the words the pins use."""
+    flags = flags if flags is not None else cpu_flags()
+    for name, flag in (("AMX", "amx_tile"), ("AVX512", "avx512f"), ("AVX2", "avx2"), ("AVX", "avx")):
+        if flag in flags:
+            return name
+    return "GENERIC"
+
+
 def can_pin(machine: str | None = None, flags: set[str] | None = None) -> bool:
     """Whether this machine runs the pinned path: x86-64 with AVX2 and FMA."""
     machine = machine if machine is not None else platform.machine()

@@ -30,12 +30,11 @@ pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espea
 
 SPANISH = "Deberíamos tomar un café cuando vuelvas a la ciudad. Bueno, no hay tanta diferencia."
 CER_BOUND = 0.12  # measured 0.000 (espeak-ng 1.51 male voice, Whisper base int8, beam 5, 2 threads)
-MODEL_CACHE = os.environ.get("DUBBING_MODEL_CACHE", str(Path.home() / ".cache" / "dubbing_pipeline"))
 
 
 @pytest.fixture(scope="module")
 def settings() -> Settings:
-    return Settings(model_cache=MODEL_CACHE, cpu_threads=2)
+    return Settings(model_cache=Settings.from_env().model_cache, cpu_threads=2)
 
 
 @pytest.fixture(scope="module")

@@ -39,3 +39,11 @@ def test_importing_the_package_pins_the_kernels_before_any_library_loads() -> No
     loaded, pins = out.splitlines()
     assert loaded == "[]"
     assert pins == ("1 AVX2" if numerics.can_pin() else "None None")
+
+
+def test_the_widest_vector_extension_names_the_cpu_kind() -> None:
+    assert numerics.cpu_isa({"avx", "avx2", "avx512f", "amx_tile"}) == "AMX"
+    assert numerics.cpu_isa({"avx", "avx2", "avx512f"}) == "AVX512"
+    assert numerics.cpu_isa({"avx", "avx2"}) == "AVX2"
+    assert numerics.cpu_isa({"sse4_2"}) == "GENERIC"
+    assert numerics.cpu_model()  # never empty

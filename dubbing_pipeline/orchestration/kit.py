@@ -1,0 +1,197 @@
+"""The stage kit: how every stage declares a cached step and reports it to Dagster.
+
+A *step* is one unit of work whose result is worth keeping: a whole stage (``audio_stems``) or
+one fan-out item (a transcript chunk, a batch's line). The kit owns everything around the
+work itself, so a stage's own code is only what it computes:
+
+* the **cache key**: a content hash of the step's name and its declared inputs (the upstream
+  keys, which chain back to the source file's sha256; the provider's fingerprint; the
+  settings and code version that change the result);
+* the **step cache**: a hit returns the stored record without running anything; a miss runs
+  the step in a private scratch directory, stores its artifacts, then writes ``record.json``
+  last (a record that exists is complete, so a step killed half way is simply redone);
+* **timing**, **error classification** (:func:`classified`) and **materialisation
+  metadata** (:func:`stage_output`).
+
+Usage, in a stage module::
+
+    result = run_step(store, "stems", inputs={"upstream": ..., "provider": ...},
+                      compute=lambda step: {...record fields...}, work_dir=...)
+    return stage_output(result, media_seconds=..., provider=..., counts=...)
+
+The compute function receives a :class:`Step`: its key, a scratch folder, ``local(uri)`` to
+read media from storage and ``put(name, path)`` to store an artifact under the step's key.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+
+from dubbing_pipeline.cache import StepCache, scratch
+from dubbing_pipeline.errors import DubbingError, classify
+from dubbing_pipeline.hashing import cache_key
+from dubbing_pipeline.storage import MediaStorage
+
+RETRIED = ("provider_failure", "resources_exhausted")
+
+
+@contextmanager
+def classified(stage: str) -> Iterator[None]:
+    """Turn any exception into a ``dg.Failure`` with a one-line, sanitised, classified message.
+
+    Provider failures and exhausted resources may be retried; every other class is final. An
+    exception that is neither a :class:`DubbingError` nor a known failure is one of our own
+    bugs: an ``internal`` error, not retried, whose traceback stays in the run's log.
+    """
+    try:
+        yield
+    except dg.Failure:
+        raise
+    except Exception as exc:
+        err = classify(exc)
+        raise dg.Failure(
+            description=f"{stage}: {err.one_line()}",
+            metadata={"error_code": err.code, "error_stage": stage, "error": err.message},
+            allow_retries=err.code in RETRIED,
+        ) from (exc if not isinstance(exc, DubbingError) or err.code == "internal" else None)
+
+
+class Timer:
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+
+    @property
+    def seconds(self) -> float:
+        return time.perf_counter() - self.start
+
+
+@dataclass
+class Step:
+    """A step being computed: where its artifacts go and where its inputs come from."""
+
+    name: str
+    key: str
+    storage: MediaStorage
+    cache: StepCache
+    tmp: Path
+
+    @contextmanager
+    def local(self, uri: str) -> Iterator[Path]:
+        """A local path for a media URI of the storage (downloaded into the scratch folder if remote)."""
+        with self.storage.open_local(self.storage.key_of(uri), self.tmp) as path:
+            yield Path(path)
+
+    def put(self, name: str, path: str | Path) -> str:
+        """Store an artifact of this step; returns its URI."""
+        return self.cache.put_artifact(self.key, name, path)
+
+
+@dataclass
+class StepResult:
+    """A step's record, whether it came from the cache, and how long the step took here."""
+
+    record: dict[str, Any]
+    cached: bool
+    seconds: float
+    key: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def step_key(name: str, inputs: Mapping[str, Any]) -> str:
+    return cache_key(name, **dict(inputs))
+
+
+def run_step(
+    storage: MediaStorage,
+    name: str,
+    *,
+    inputs: Mapping[str, Any],
+    compute: Callable[[Step], dict[str, Any]],
+    work_dir: str | None = None,
+    key: str | None = None,
+) -> StepResult:
+    """The cached result of step ``name`` for ``inputs``, computing it on a miss.
+
+    ``compute`` returns the record's fields; the kit adds ``cache_key`` first and writes the
+    record after every artifact the step stored. ``key`` overrides the key computed from
+    ``inputs`` (for steps whose key needs a value only known inside, e.g. a file's hash).
+    """
+    timer = Timer()
+    key = key or step_key(name, inputs)
+    cache = StepCache(storage, name)
+    hit = cache.get(key)
+    if hit is not None:
+        return StepResult(hit, True, timer.seconds, key)
+    with scratch(name, work_dir) as tmp:
+        fields = compute(Step(name, key, storage, cache, tmp))
+    record = cache.put(key, {"cache_key": key, **fields})
+    return StepResult(record, False, timer.seconds, key)
+
+
+def stage_metadata(
+    *,
+    seconds: float,
+    media_seconds: float,
+    cached: bool,
+    cache_key: str,
+    provider: Mapping[str, Any] | None = None,
+    counts: Mapping[str, int | float] | None = None,
+    preview: str | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Materialisation metadata every stage carries."""
+    meta: dict[str, Any] = {
+        "seconds": dg.MetadataValue.float(round(seconds, 3)),
+        "real_time_factor": dg.MetadataValue.float(
+            round(seconds / media_seconds, 4) if media_seconds else 0.0
+        ),
+        "cached": dg.MetadataValue.bool(cached),
+        "cache_key": dg.MetadataValue.text(cache_key),
+    }
+    if provider:
+        meta["provider"] = dg.MetadataValue.text(str(provider.get("name", "")))
+        meta["model"] = dg.MetadataValue.text(str(provider.get("model", "")))
+        meta["provider_config"] = dg.MetadataValue.json(dict(provider))
+    for name, value in (counts or {}).items():
+        meta[name] = dg.MetadataValue.int(value) if isinstance(value, int) else dg.MetadataValue.float(value)
+    if preview:
+        meta["preview"] = dg.MetadataValue.md(preview)
+    for name, value in (extra or {}).items():
+        meta[name] = value
+    return meta
+
+
+def stage_output(
+    record: dict[str, Any],
+    *,
+    seconds: float,
+    cached: bool,
+    media_seconds: float,
+    provider: Mapping[str, Any] | None = None,
+    counts: Mapping[str, int | float] | None = None,
+    preview: str | None = None,
+    extra: Mapping[str, Any] | None = None,
+    data_version: str | None = None,
+) -> dg.Output[dict[str, Any]]:
+    """The asset's output: its record plus the metadata every stage carries."""
+    return dg.Output(
+        record,
+        data_version=dg.DataVersion(data_version) if data_version else None,
+        metadata=stage_metadata(
+            seconds=seconds,
+            media_seconds=media_seconds,
+            cached=cached,
+            cache_key=str(record["cache_key"]),
+            provider=provider,
+            counts=counts,
+            preview=preview,
+            extra=extra,
+        ),
+    )
