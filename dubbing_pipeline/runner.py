@@ -7,6 +7,7 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -54,7 +55,7 @@ class ProgressWatcher:
     """Polls the run's events in the instance and draws one bar per stage on stderr."""
 
     def __init__(
-        self, instance: dg.DagsterInstance, run_id: str, stages: list[str], stream: TextIO | None
+        self, instance: dg.DagsterInstance, run_id: str, stages: Sequence[str], stream: TextIO | None
     ) -> None:
         self.instance = instance
         self.run_id = run_id
@@ -161,7 +162,7 @@ def run_job(
     job_name: str,
     partition_key: str,
     *,
-    stages: list[str],
+    stages: Sequence[str],
     progress: TextIO | None = sys.stderr,
     tags: dict[str, str] | None = None,
     log_level: str = "CRITICAL",

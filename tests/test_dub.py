@@ -13,10 +13,10 @@ import soundfile as sf
 
 from dubbing_pipeline.demo import DEMO_VIDEO
 from dubbing_pipeline.quality.metrics import char_error_rate
+from dubbing_pipeline.stages import SOURCE_HALF
 
 ROOT = Path(__file__).resolve().parent.parent
 CER_BOUND = 0.35  # measured 0.28 on the demo with espeak-ng Spanish and Whisper base (see the README)
-SOURCE_STAGES = ["source_video", "audio_stems", "speech_segments", "transcript", "speakers"]
 
 
 def cli(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -66,7 +66,7 @@ def test_outputs_and_report_schema(dubbed: dict[str, Any]) -> None:
         assert key in report
     assert report["source_language"] == "en" and report["target_language"] == "es"
     assert set(report["stages"]) >= {
-        *SOURCE_STAGES,
+        *SOURCE_HALF,
         "translation",
         "dubbed_speech",
         "dub_mix",
@@ -141,7 +141,7 @@ def test_second_language_reuses_the_source_half(dubbed: dict[str, Any]) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads((dubbed["out"] / "demo" / "ca" / "report.json").read_text())
     assert report["target_language"] == "ca"
-    for stage in SOURCE_STAGES:
+    for stage in SOURCE_HALF:
         assert report["stages"][stage]["cached"] is True, stage
     for stage in ("translation", "dubbed_speech", "dub_mix", "dubbed_video"):
         assert report["stages"][stage]["cached"] is False, stage

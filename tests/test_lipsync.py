@@ -325,9 +325,7 @@ def test_latentsync_smoke(tmp_path: Path, speech) -> None:  # type: ignore[no-un
     cmd = ["ffmpeg", "-nostdin", "-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", "512x512",
            "-framerate", "25", "-i", "-", "-c:v", "libx264", "-pix_fmt", "yuv420p", str(src)]  # fmt: skip
     subprocess.run(cmd, input=face.tobytes() * 64, check=True)
-    settings = Settings(
-        lipsync="latentsync", latentsync_dir=latentsync_dir, device="cuda"
-    )
+    settings = Settings(lipsync="latentsync", latentsync_dir=latentsync_dir, device="cuda")
     engine = make_lipsync(settings)
     engine.check()
     w = Window(0, 64)
@@ -348,7 +346,7 @@ def _materialize_lip_sync(tmp_path: Path, clip: Path, settings: Settings):  # ty
     import soundfile as sf
 
     from dubbing_pipeline.hashing import sha256_file
-    from dubbing_pipeline.lipsync.asset import build_lip_sync, lipsync_resource
+    from dubbing_pipeline.lipsync.asset import build_lip_sync
     from dubbing_pipeline.orchestration.partitions import video_language, video_language_key, videos
     from dubbing_pipeline.orchestration.resources import resources_from_settings
     from dubbing_pipeline.storage import make_storage
@@ -370,7 +368,7 @@ def _materialize_lip_sync(tmp_path: Path, clip: Path, settings: Settings):  # ty
     instance = dg.DagsterInstance.ephemeral()
     instance.add_dynamic_partitions("videos", ["clip"])
     instance.add_dynamic_partitions("languages", ["es"])
-    resources = {**resources_from_settings(settings), "lipsync": lipsync_resource(settings)}
+    resources = resources_from_settings(settings)
     result = dg.materialize(
         [dg.AssetSpec("source_video", partitions_def=videos),
          dg.AssetSpec("dubbed_speech", partitions_def=video_language), lip_sync, check],

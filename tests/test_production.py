@@ -24,8 +24,8 @@ from dubbing_pipeline.ids import is_safe_key_part
 from dubbing_pipeline.orchestration import catalog as cat
 from dubbing_pipeline.orchestration import sensors as sen
 from dubbing_pipeline.orchestration.placement import gpu_op_tags, gpu_pool
+from dubbing_pipeline.orchestration.registry import registry_key
 from dubbing_pipeline.orchestration.resources import resources_from_settings
-from dubbing_pipeline.orchestration.stage import registry_key
 from dubbing_pipeline.settings import Settings
 from dubbing_pipeline.source.asset import source_video
 from dubbing_pipeline.stems.asset import audio_stems
@@ -264,7 +264,7 @@ def test_rerun_over_s3_hits_the_step_cache(moto_s3: str, videos_dir: Path, insta
     s3.upload_file(str(videos_dir / "v2.mp4"), "cache-media", "uploads/clip.mp4")
     settings = replace(Settings(), storage_url="s3://cache-media/pipeline", s3_endpoint_url=moto_s3)
     storage = make_storage(settings.storage_url, s3_endpoint_url=moto_s3)
-    from dubbing_pipeline.orchestration.stage import register_video
+    from dubbing_pipeline.orchestration.registry import register_video
 
     register_video(storage, "clip", "s3://cache-media/uploads/clip.mp4")
     instance.add_dynamic_partitions("videos", ["clip"])

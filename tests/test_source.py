@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 
 from dubbing_pipeline.errors import BadInputError, sanitize
+from dubbing_pipeline.orchestration.registry import register_video
 from dubbing_pipeline.orchestration.resources import StorageResource
-from dubbing_pipeline.orchestration.stage import register_video
 from dubbing_pipeline.source.asset import ingest
 from dubbing_pipeline.source.core import parse_probe
 
@@ -48,7 +48,8 @@ def storage(tmp_path: Path) -> StorageResource:
 
 def _ingest(storage: StorageResource, path: Path) -> tuple[dict, bool]:
     register_video(storage.get(), "v1", path.resolve().as_uri())
-    return ingest(storage, "v1")
+    result = ingest(storage, "v1")
+    return result.record, result.cached
 
 
 def test_good_video_is_probed_hashed_and_cached(storage: StorageResource, media: dict[str, Path]) -> None:

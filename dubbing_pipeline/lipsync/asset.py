@@ -11,78 +11,22 @@ dub is muxed over the original frames, and the ``lip_sync_succeeded`` asset chec
 WARN) records the failure.
 """
 
-import json
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
 
-from dubbing_pipeline.cache import StepCache, scratch
+from dubbing_pipeline.cache import scratch
 from dubbing_pipeline.errors import classify
-from dubbing_pipeline.hashing import cache_key, sha256_file
+from dubbing_pipeline.hashing import sha256_file
+from dubbing_pipeline.orchestration.kit import Step, Timer, run_step, stage_output
 from dubbing_pipeline.orchestration.partitions import video_language
-from dubbing_pipeline.orchestration.resources import StorageResource, _ProviderResource
-from dubbing_pipeline.orchestration.stage import Timer, stage_metadata
+from dubbing_pipeline.orchestration.placement import gpu_op_tags, gpu_pool
+from dubbing_pipeline.orchestration.resources import LipSyncResource, StorageResource
 from dubbing_pipeline.settings import Settings
 
 CODE_VERSION = "lipsync-1"
 STAGE = "lip_sync"
-
-
-class LipSyncResource(_ProviderResource):
-    """The lip-sync engine (``DUBBING_LIPSYNC``, ``DUBBING_LATENTSYNC_*``, ``DUBBING_LIPSYNC_MAX_WINDOW``)."""
-
-    lipsync: str = "none"
-    latentsync_dir: str = ""
-    latentsync_steps: int = 20
-    latentsync_guidance: float = 1.5
-    latentsync_seed: int = 1247
-    musetalk_dir: str = ""
-    lipsync_max_window: float = 0.0
-
-    def get(self) -> Any:
-        from dubbing_pipeline.lipsync.providers import make_lipsync
-
-        return make_lipsync(self.settings())
-
-
-def lipsync_resource(settings: Settings) -> LipSyncResource:
-    return LipSyncResource(
-        lipsync=settings.lipsync,
-        latentsync_dir=settings.latentsync_dir,
-        latentsync_steps=settings.latentsync_steps,
-        latentsync_guidance=settings.latentsync_guidance,
-        latentsync_seed=settings.latentsync_seed,
-        musetalk_dir=settings.musetalk_dir,
-        lipsync_max_window=settings.lipsync_max_window,
-        device=settings.device,
-        cpu_threads=settings.cpu_threads,
-        model_cache=settings.model_cache,
-    )
-
-
-def engine_uses_gpu(settings: Settings) -> bool:
-    """Production with a GPU engine (LatentSync, MuseTalk): the window steps go to the GPU pool."""
-    from dubbing_pipeline.lipsync.providers import make_lipsync
-
-    try:
-        gpu = bool(make_lipsync(settings).gpu)
-    except Exception:  # an unknown engine fails at run time, classified
-        gpu = False
-    return gpu and settings.deployment == "production"
-
-
-def gpu_tags(settings: Settings) -> tuple[dict[str, str], str | None]:
-    """``(op_tags, pool)`` of ``sync_window``: empty and ``None`` unless the engine uses a GPU.
-
-    The ``dagster-k8s/config`` tag (an ``nvidia.com/gpu`` limit, the GPU pool's node selector and
-    tolerations, from ``DUBBING_GPU_*``) is the JSON string dagster-k8s reads.
-    """
-    if not engine_uses_gpu(settings):
-        return {}, None
-    from dubbing_pipeline.orchestration.placement import K8S_CONFIG_TAG, gpu_k8s_config
-
-    return {K8S_CONFIG_TAG: json.dumps(gpu_k8s_config(settings), sort_keys=True)}, settings.gpu_pool
 
 
 # --- the face track ---------------------------------------------------------------------------
@@ -96,15 +40,19 @@ def face_track(
     from dubbing_pipeline.lipsync.faces import DETECT_WIDTH, FaceDetector, track_faces
 
     detector = FaceDetector()
-    key = cache_key(
-        "faces", sha256=source["sha256"], detector=detector.name, width=DETECT_WIDTH, code=FACES_CODE
+    inputs = {
+        "sha256": source["sha256"],
+        "detector": detector.name,
+        "width": DETECT_WIDTH,
+        "code": FACES_CODE,
+    }
+    result = run_step(
+        storage_res,
+        "faces",
+        inputs=inputs,
+        compute=lambda step: track_faces(local, detector=detector).to_dict(),
     )
-    cache = StepCache(storage_res.get(), "faces")
-    hit = cache.get(key)
-    if hit is not None:
-        return hit, True
-    track = track_faces(local, detector=detector)
-    return cache.put(key, {"cache_key": key, **track.to_dict()}), False
+    return result.record, result.cached
 
 
 def placed_lines(dubbed_speech: dict[str, Any]) -> list[dict[str, Any]]:
@@ -136,60 +84,69 @@ def plan_lipsync(
     dubbed_speech: dict[str, Any],
 ) -> Any:
     """Face track and windows; one job per window (a single no-op job when there is nothing to run)."""
-    from dubbing_pipeline.lipsync.faces import FaceTrack
-    from dubbing_pipeline.lipsync.windows import plan_windows
-
     timer = Timer()
-    desc: dict[str, Any] = {"name": lipsync.lipsync}
-    plan: dict[str, Any]
+    desc: dict[str, Any] = {"name": lipsync.settings().lipsync}
     try:
         engine = lipsync.get()
         desc = engine.describe()
         engine.check()
-        info = source_video["info"]
-        lines = placed_lines(dubbed_speech)
-        face, faces_cached, detector = None, True, None
-        frames_total = int(info.get("frame_count") or 0) or None
-        if not engine.passthrough and lines:
-            store = storage.get()
-            with scratch("faces", storage.work_dir or None) as tmp:
-                with store.open_local(store.key_of(source_video["media_uri"]), tmp) as local:
-                    record, faces_cached = face_track(storage, source_video, local)
-            track = FaceTrack.from_dict(record)
-            face, frames_total, detector = track.present, track.frames_total, track.detector
-        wplan = plan_windows(
-            [(ln["dub_start"], ln["dub_end"]) for ln in lines],
-            duration=float(source_video["duration"]),
-            fps=float(info["fps"]),
-            frames_total=frames_total,
-            face=face,
-            max_window_seconds=engine.max_window_seconds,
-        )
-        plan = {
-            "status": "ok",
-            "provider": desc,
-            "passthrough": bool(engine.passthrough),
-            "detector": detector,
-            "faces_cached": faces_cached,
-            **wplan.to_dict(),
-            "seconds": timer.seconds,
-        }
+        plan = {**window_plan(storage, engine, source_video, dubbed_speech), "seconds": timer.seconds}
     except Exception as err:  # the stage degrades to the original video, never fails the partition
         context.log.warning(f"lip_sync planning failed: {classify(err).one_line()}")
         plan = _failed_plan(source_video, desc, err)
     yield dg.Output(plan, output_name="plan")
-    windows = plan["windows"] if plan["status"] == "ok" and not plan.get("passthrough") else []
-    if not windows:
+    jobs = window_jobs(plan, dubbed_speech)
+    if not jobs:
         yield dg.DynamicOutput({"skip": True}, output_name="jobs", mapping_key="none")
-        return
+    for mapping_key, job in jobs:
+        yield dg.DynamicOutput(job, output_name="jobs", mapping_key=mapping_key)
+
+
+def window_plan(
+    storage: StorageResource, engine: Any, source_video: dict[str, Any], dubbed_speech: dict[str, Any]
+) -> dict[str, Any]:
+    """The windows the engine runs on: where dubbed speech sounds and a face is seen (face track cached)."""
+    from dubbing_pipeline.lipsync.faces import FaceTrack
+    from dubbing_pipeline.lipsync.windows import plan_windows
+
+    info = source_video["info"]
     lines = placed_lines(dubbed_speech)
+    face, faces_cached, detector = None, True, None
+    frames_total = int(info.get("frame_count") or 0) or None
+    if not engine.passthrough and lines:
+        store = storage.get()
+        with scratch("faces", storage.work_dir or None) as tmp:
+            with store.open_local(store.key_of(source_video["media_uri"]), tmp) as local:
+                record, faces_cached = face_track(storage, source_video, local)
+        track = FaceTrack.from_dict(record)
+        face, frames_total, detector = track.present, track.frames_total, track.detector
+    wplan = plan_windows(
+        [(ln["dub_start"], ln["dub_end"]) for ln in lines],
+        duration=float(source_video["duration"]),
+        fps=float(info["fps"]),
+        frames_total=frames_total,
+        face=face,
+        max_window_seconds=engine.max_window_seconds,
+    )
+    return {
+        "status": "ok",
+        "provider": engine.describe(),
+        "passthrough": bool(engine.passthrough),
+        "detector": detector,
+        "faces_cached": faces_cached,
+        **wplan.to_dict(),
+    }
+
+
+def window_jobs(plan: dict[str, Any], dubbed_speech: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """``(mapping key, job)`` per window to run, each with the dubbed lines that sound in it."""
+    windows = plan["windows"] if plan["status"] == "ok" and not plan.get("passthrough") else []
+    lines = placed_lines(dubbed_speech)
+    jobs = []
     for i, w in enumerate(windows):
         near = [ln for ln in lines if ln["dub_end"] > w["start"] and ln["dub_start"] < w["end"]]
-        yield dg.DynamicOutput(
-            {"index": i, "window": w, "lines": near, "provider": plan["provider"]},
-            output_name="jobs",
-            mapping_key=f"w{i:04d}",
-        )
+        jobs.append((f"w{i:04d}", {"index": i, "window": w, "lines": near, "provider": plan["provider"]}))
+    return jobs
 
 
 # --- one window -------------------------------------------------------------------------------
@@ -214,38 +171,37 @@ def sync_one(
                 data, sr = sf.read(str(path), dtype="float32", always_2d=False)
             loaded.append((float(line["dub_start"]), data, int(sr)))
         audio = window_speech(loaded, window, tmp / "window.wav", rate=engine.audio_rate)
-        key = cache_key(
-            "lipsync_window", video=source["sha256"], audio=sha256_file(audio), engine=engine.describe(),
-            window=[window.start_frame, window.end_frame], code=CODE_VERSION,
-        )  # fmt: skip
-        cache = StepCache(store, "lipsync_window")
-        hit = cache.get(key)
-        if hit is not None:
-            return {**hit, "cached": True}
-        outputs: dict[int, str] = {}
-        with store.open_local(store.key_of(source["media_uri"]), tmp) as local:
-            info = probe_video(local)
+        inputs = {
+            "video": source["sha256"], "audio": sha256_file(audio), "engine": engine.describe(),
+            "window": [window.start_frame, window.end_frame], "code": CODE_VERSION,
+        }  # fmt: skip
 
-            def sync(piece: Window) -> None:
-                name = f"p{piece.start_frame:06d}-{piece.end_frame:06d}"
-                clip, wav, out = tmp / f"{name}.in.mp4", tmp / f"{name}.wav", tmp / f"{name}.out.mp4"
-                cut_window(local, piece, clip, info=info)
-                window_speech(loaded, piece, wav, rate=engine.audio_rate)
-                work = tmp / f"{name}.work"
-                work.mkdir(exist_ok=True)
-                engine.sync(clip, wav, out, work)
-                outputs[piece.start_frame] = cache.put_artifact(key, f"{name}.mp4", out)
+        def compute(step: Step) -> dict[str, Any]:
+            outputs: dict[int, str] = {}
+            with step.local(source["media_uri"]) as local:
+                info = probe_video(local)
 
-            pieces = run_window(window, sync)
-        record = {
-            "cache_key": key,
-            "window": job["window"],
-            "pieces": [
-                {**p.to_dict(), "uri": outputs.get(p.start_frame) if p.status == "synced" else None}
-                for p in pieces
-            ],
-        }
-    return {**cache.put(key, record), "cached": False}
+                def sync(piece: Window) -> None:
+                    name = f"p{piece.start_frame:06d}-{piece.end_frame:06d}"
+                    clip, wav, out = tmp / f"{name}.in.mp4", tmp / f"{name}.wav", tmp / f"{name}.out.mp4"
+                    cut_window(local, piece, clip, info=info)
+                    window_speech(loaded, piece, wav, rate=engine.audio_rate)
+                    work = tmp / f"{name}.work"
+                    work.mkdir(exist_ok=True)
+                    engine.sync(clip, wav, out, work)
+                    outputs[piece.start_frame] = step.put(f"{name}.mp4", out)
+
+                pieces = run_window(window, sync)
+            return {
+                "window": job["window"],
+                "pieces": [
+                    {**p.to_dict(), "uri": outputs.get(p.start_frame) if p.status == "synced" else None}
+                    for p in pieces
+                ],
+            }
+
+        result = run_step(storage_res, "lipsync_window", inputs=inputs, compute=compute)
+    return {**result.record, "cached": result.cached}
 
 
 def _sync_window_op(op_tags: dict[str, Any], pool: str | None) -> Any:
@@ -318,37 +274,30 @@ def compose_record(
             "changed": False,
             "compose": None,
         }, False
-    key = cache_key(
-        "lip_sync",
-        video=source["sha256"],
-        pieces=[[p["start_frame"], p["end_frame"], p["uri"]] for p in synced],
-        code=CODE_VERSION,
-    )
-    store = storage_res.get()
-    cache = StepCache(store, "lip_sync")
-    hit = cache.get(key)
-    if hit is not None:
-        return {**hit, "lipsync": lipsync, "status": base["status"]}, True
-    with scratch("lipsync-compose", storage_res.work_dir or None) as tmp:
-        clips = []
-        for p in synced:
-            clips.append(
-                (
-                    Piece.from_dict(p).window,
-                    store.download(store.key_of(p["uri"]), tmp / f"{p['start_frame']}.mp4"),
-                )
+
+    def compute(step: Step) -> dict[str, Any]:
+        store = step.storage
+        clips = [
+            (
+                Piece.from_dict(p).window,
+                store.download(store.key_of(p["uri"]), step.tmp / f"{p['start_frame']}.mp4"),
             )
-        with store.open_local(store.key_of(source["media_uri"]), tmp) as local:
+            for p in synced
+        ]
+        with step.local(source["media_uri"]) as local:
             name = "video.lipsync.mp4"
-            result = compose(local, clips, tmp / name, tmp)
-        record = {
+            result = compose(local, clips, step.tmp / name, step.tmp)
+        return {
             **base,
-            "cache_key": key,
-            "video_uri": cache.put_artifact(key, name, tmp / name),
+            "video_uri": step.put(name, step.tmp / name),
             "changed": result.changed,
             "compose": result.to_dict(),
         }
-    return cache.put(key, record), False
+
+    pieces_key = [[p["start_frame"], p["end_frame"], p["uri"]] for p in synced]
+    inputs = {"video": source["sha256"], "pieces": pieces_key, "code": CODE_VERSION}
+    done = run_step(storage_res, "lip_sync", inputs=inputs, compute=compute)
+    return {**done.record, "lipsync": lipsync, "status": base["status"]}, done.cached
 
 
 @dg.op(tags={"stage": STAGE})
@@ -372,52 +321,48 @@ def compose_lipsync(
             {"start": w["start"], "end": w["end"], "status": "failed"} for w in plan.get("windows") or []
         ]
         cached = False
-    ls = record["lipsync"]
-    statuses = [w["status"] for w in ls["windows"]]
     seconds = (
         sum(float(r.get("seconds", 0.0)) for r in results) + float(plan.get("seconds", 0.0)) + timer.seconds
     )
-    return dg.Output(
+    return stage_output(
         record,
-        metadata=stage_metadata(
-            seconds=seconds,
-            media_seconds=float(source_video["duration"]),
-            cached=cached and all(r.get("cached", True) for r in results),
-            cache_key=record.get("cache_key", ""),
-            provider=plan.get("provider") or {"name": ls["provider"]},
-            counts={
-                **{
-                    k: ls[k]
-                    for k in (
-                        "frames_total",
-                        "frames_to_model",
-                        "frames_skipped_silence",
-                        "frames_skipped_no_face",
-                    )
-                },
-                "windows": len(statuses),
-                "synced": statuses.count("synced"),
-                "failed": statuses.count("failed"),
-                "skipped": statuses.count("skipped"),
-            },
-            extra={
-                "status": dg.MetadataValue.text(record["status"]),
-                "changed": dg.MetadataValue.bool(bool(record["changed"])),
-                **({"error": dg.MetadataValue.text(record["error"])} if record.get("error") else {}),
-                **(
-                    {"frames_reencoded": dg.MetadataValue.int(int(record["compose"]["frames_reencoded"]))}
-                    if record.get("compose")
-                    else {}
-                ),
-            },
-        ),
+        seconds=seconds,
+        cached=cached and all(r.get("cached", True) for r in results),
+        media_seconds=float(source_video["duration"]),
+        provider=plan.get("provider") or {"name": record["lipsync"]["provider"]},
+        counts=lipsync_counts(record["lipsync"]),
+        extra=lipsync_extra(record),
     )
+
+
+def lipsync_counts(ls: dict[str, Any]) -> dict[str, int | float]:
+    """Frame accounting and window outcomes, for the materialisation."""
+    statuses = [w["status"] for w in ls["windows"]]
+    frames = ("frames_total", "frames_to_model", "frames_skipped_silence", "frames_skipped_no_face")
+    return {
+        **{k: ls[k] for k in frames},
+        "windows": len(statuses),
+        "synced": statuses.count("synced"),
+        "failed": statuses.count("failed"),
+        "skipped": statuses.count("skipped"),
+    }
+
+
+def lipsync_extra(record: dict[str, Any]) -> dict[str, Any]:
+    extra: dict[str, Any] = {
+        "status": dg.MetadataValue.text(record["status"]),
+        "changed": dg.MetadataValue.bool(bool(record["changed"])),
+    }
+    if record.get("error"):
+        extra["error"] = dg.MetadataValue.text(record["error"])
+    if record.get("compose"):
+        extra["frames_reencoded"] = dg.MetadataValue.int(int(record["compose"]["frames_reencoded"]))
+    return extra
 
 
 def build_lip_sync(settings: Settings) -> tuple[Any, Any]:
     """The ``lip_sync`` graph asset and its asset check, with GPU placement from ``settings``."""
-    op_tags, pool = gpu_tags(settings)
-    sync_window = _sync_window_op(op_tags, pool)
+    sync_window = _sync_window_op(gpu_op_tags(settings, "lipsync"), gpu_pool(settings, "lipsync"))
 
     @dg.graph_asset(
         name="lip_sync",
@@ -460,13 +405,4 @@ def build_lip_sync(settings: Settings) -> tuple[Any, Any]:
     return lip_sync, lip_sync_succeeded
 
 
-def _deployed() -> Settings:
-    try:
-        from dubbing_pipeline.orchestration.placement import DEPLOYED
-
-        return DEPLOYED
-    except ImportError:  # pragma: no cover
-        return Settings.from_env()
-
-
-lip_sync, lip_sync_succeeded = build_lip_sync(_deployed())
+lip_sync, lip_sync_succeeded = build_lip_sync(Settings())  # the embedded default

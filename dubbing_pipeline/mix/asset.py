@@ -7,64 +7,70 @@ import numpy as np
 import soundfile as sf
 
 from dubbing_pipeline.audio import write_wav
-from dubbing_pipeline.cache import StepCache, scratch
-from dubbing_pipeline.hashing import cache_key
+from dubbing_pipeline.orchestration.kit import Step, StepResult, classified, run_step, stage_output
 from dubbing_pipeline.orchestration.partitions import video_language
 from dubbing_pipeline.orchestration.resources import StorageResource
-from dubbing_pipeline.orchestration.stage import Timer, classified, stage_metadata
 
 CODE_VERSION = "mix-1"
 
 
-def mix_dub(
-    storage_res: StorageResource, stems: dict[str, Any], speech: dict[str, Any]
-) -> tuple[dict[str, Any], bool]:
-    import soxr
+def mix_dub(storage_res: StorageResource, stems: dict[str, Any], speech: dict[str, Any]) -> StepResult:
+    """The background stem with every dubbed line placed at its time, loudness-matched (cached)."""
 
-    from dubbing_pipeline.mix import PlacedLine, dbfs, default_target_lufs, line_gain_db, mix_lines, normalize
-    from dubbing_pipeline.mix.loudness import integrated_loudness
+    def compute(step: Step) -> dict[str, Any]:
+        from dubbing_pipeline.mix import default_target_lufs, mix_lines, normalize
+        from dubbing_pipeline.mix.loudness import integrated_loudness
 
-    storage = storage_res.get()
-    key = cache_key("mix", upstream=[stems["cache_key"], speech["cache_key"]], code=CODE_VERSION)
-    cache = StepCache(storage, "mix")
-    hit = cache.get(key)
-    if hit is not None:
-        return hit, True
-    with scratch("mix", storage_res.work_dir or None) as tmp:
-        with storage.open_local(storage.key_of(stems["background_uri"]), tmp) as path:
-            background, sr = sf.read(str(path), dtype="float32", always_2d=True)
-        with storage.open_local(storage.key_of(stems["vocals_uri"]), tmp) as path:
-            vocals, _ = sf.read(str(path), dtype="float32", always_2d=True)
-        with storage.open_local(storage.key_of(stems["mix_uri"]), tmp) as path:
-            original, _ = sf.read(str(path), dtype="float32", always_2d=True)
-        background, vocals, original = background.T, vocals.T.mean(axis=0), original.T
-        placed, gains = [], {}
-        for line in speech["lines"]:
-            if not line.get("uri"):
-                continue
-            with storage.open_local(storage.key_of(line["uri"]), tmp) as path:
-                audio, line_sr = sf.read(str(path), dtype="float32")
-            if line_sr != sr:
-                audio = soxr.resample(audio, line_sr, sr, quality="HQ").astype(np.float32)
-            a, b = int(round(line["start"] * sr)), int(round(line["end"] * sr))
-            gain = line_gain_db(dbfs(vocals[a:b]), dbfs(audio))
-            gains[line["id"]] = round(float(gain), 3)
-            placed.append(PlacedLine(start=float(line["dub_start"]), audio=audio, gain_db=gain))
+        background, sr = read_audio(step, stems["background_uri"])
+        vocals, _ = read_audio(step, stems["vocals_uri"])
+        original, _ = read_audio(step, stems["mix_uri"])
+        placed, gains = place_lines(step, speech["lines"], vocals.mean(axis=0), sr)
         mixed, _bus = mix_lines(background, sr, placed)
         target = default_target_lufs(original, sr)
         out, gain_db = normalize(mixed, sr, target)
-        wav = write_wav(tmp / "mix.wav", out.T, sr)
-        record = {
-            "cache_key": key,
+        wav = write_wav(step.tmp / "mix.wav", out.T, sr)
+        return {
             "sample_rate": int(sr),
             "frames": int(out.shape[1]),
-            "mix_uri": cache.put_artifact(key, "mix.wav", wav),
+            "mix_uri": step.put("mix.wav", wav),
             "target_lufs": round(float(target), 2),
             "loudness_lufs": round(float(integrated_loudness(out, sr)), 2),
             "normalize_gain_db": round(float(gain_db), 3),
             "line_gains_db": gains,
         }
-    return cache.put(key, record), False
+
+    inputs = {"upstream": [stems["cache_key"], speech["cache_key"]], "code": CODE_VERSION}
+    return run_step(storage_res, "mix", inputs=inputs, compute=compute)
+
+
+def read_audio(step: Step, uri: str) -> tuple[np.ndarray, int]:
+    """``(channels, frames)`` float32 audio of a stored WAV and its rate."""
+    with step.local(uri) as path:
+        audio, sr = sf.read(str(path), dtype="float32", always_2d=True)
+    return audio.T, int(sr)
+
+
+def place_lines(
+    step: Step, lines: list[dict[str, Any]], vocals: np.ndarray, sr: int
+) -> tuple[list[Any], dict[str, float]]:
+    """Each spoken line at its dub start, its gain matched to the source speech in its slot."""
+    import soxr
+
+    from dubbing_pipeline.mix import PlacedLine, dbfs, line_gain_db
+
+    placed, gains = [], {}
+    for line in lines:
+        if not line.get("uri"):
+            continue
+        with step.local(line["uri"]) as path:
+            audio, line_sr = sf.read(str(path), dtype="float32")
+        if line_sr != sr:
+            audio = soxr.resample(audio, line_sr, sr, quality="HQ").astype(np.float32)
+        a, b = int(round(line["start"] * sr)), int(round(line["end"] * sr))
+        gain = line_gain_db(dbfs(vocals[a:b]), dbfs(audio))
+        gains[line["id"]] = round(float(gain), 3)
+        placed.append(PlacedLine(start=float(line["dub_start"]), audio=audio, gain_db=gain))
+    return placed, gains
 
 
 @dg.asset(
@@ -82,17 +88,14 @@ def dub_mix(
     audio_stems: dict[str, Any],
     dubbed_speech: dict[str, Any],
 ) -> dg.Output[dict[str, Any]]:
-    timer = Timer()
     with classified("dub_mix"):
-        record, cached = mix_dub(storage, audio_stems, dubbed_speech)
-    return dg.Output(
+        result = mix_dub(storage, audio_stems, dubbed_speech)
+    record = result.record
+    return stage_output(
         record,
-        metadata=stage_metadata(
-            seconds=timer.seconds,
-            media_seconds=float(source_video["duration"]),
-            cached=cached,
-            cache_key=record["cache_key"],
-            provider={"name": "mix", "model": "BS.1770 loudness match"},
-            counts={"lines": len(record["line_gains_db"]), "loudness_lufs": float(record["loudness_lufs"])},
-        ),
+        seconds=result.seconds,
+        cached=result.cached,
+        media_seconds=float(source_video["duration"]),
+        provider={"name": "mix", "model": "BS.1770 loudness match"},
+        counts={"lines": len(record["line_gains_db"]), "loudness_lufs": float(record["loudness_lufs"])},
     )

@@ -5,16 +5,17 @@ from typing import Any
 
 import dagster as dg
 
-from dubbing_pipeline.cache import StepCache, scratch
-from dubbing_pipeline.hashing import cache_key
+from dubbing_pipeline.cache import scratch
 from dubbing_pipeline.hooks import pause_point
+from dubbing_pipeline.orchestration.kit import Step, StepResult, Timer, classified, run_step, stage_output
 from dubbing_pipeline.orchestration.partitions import split_video_language, video_language
-from dubbing_pipeline.orchestration.resources import StorageResource
-from dubbing_pipeline.orchestration.stage import Timer, classified, stage_metadata
+from dubbing_pipeline.orchestration.resources import QualityResource, StorageResource
 from dubbing_pipeline.report import build_report
 from dubbing_pipeline.source.core import require_video
+from dubbing_pipeline.stages import before, scope
 
 CODE_VERSION = "mux-1"
+MUX_PROVIDER = {"name": "ffmpeg", "model": "libx264/aac mux"}
 CHECKS = ("intelligibility", "timing", "background", "failed_lines", "av_duration")
 ISO639_2 = {
     "ar": "ara", "ca": "cat", "cs": "ces", "da": "dan", "de": "deu", "el": "ell", "en": "eng", "es": "spa",
@@ -22,12 +23,6 @@ ISO639_2 = {
     "it": "ita", "ja": "jpn", "ko": "kor", "nl": "nld", "no": "nor", "pl": "pol", "pt": "por", "ro": "ron",
     "ru": "rus", "sv": "swe", "th": "tha", "tr": "tur", "uk": "ukr", "vi": "vie", "zh": "zho",
 }  # fmt: skip
-UPSTREAM_STAGES = [
-    ("source_video", "video"), ("audio_stems", "video"), ("speech_segments", "video"),
-    ("transcript", "video"),
-    ("speakers", "video"), ("translation", "pair"), ("dubbed_speech", "pair"), ("dub_mix", "pair"),
-    ("lip_sync", "pair"),
-]  # fmt: skip
 
 
 def iso3(code: str) -> str:
@@ -54,74 +49,77 @@ def mux_dub(
     speech: dict[str, Any],
     mix: dict[str, Any],
     lipsync: dict[str, Any],
-) -> tuple[dict[str, Any], bool]:
-    from dubbing_pipeline.mux import mux_video, to_srt, to_vtt
+) -> StepResult:
+    """The dubbed MP4 with soft subtitle tracks, and the SRT/VTT files (cached)."""
     from dubbing_pipeline.mux.core import needs_reencode
+
+    src, tgt = translation["source_language"], translation["target_language"]
+    reencode = needs_reencode(str(source["info"].get("video_codec", "")))
+
+    def compute(step: Step) -> dict[str, Any]:
+        files = subtitle_files(report_segments_of(translation, speech), src, tgt)
+        for name, text in files.items():
+            (step.tmp / name).write_text(text, encoding="utf-8")
+        name = f"{video_id}.{tgt}.mp4"
+        with step.local(lipsync["video_uri"]) as media, step.local(mix["mix_uri"]) as audio:
+            mux_to(media, audio, step.tmp, name, source, src, tgt, reencode)
+            outputs = {"video": step.put(name, step.tmp / name)}
+            pause_point("mux")  # test hook (off by default): the MP4 is stored, its record.json not yet
+        for sub in files:
+            label = ("source_" if ".source." in sub else "") + sub.rsplit(".", 1)[1]
+            outputs[label] = step.put(sub, step.tmp / sub)
+        return {"outputs": outputs, "video_name": name, "reencoded": reencode}
+
+    upstream = [
+        source["cache_key"], translation["cache_key"], speech["cache_key"], mix["cache_key"],
+        lipsync.get("cache_key") or lipsync["video_uri"],
+    ]  # fmt: skip
+    inputs = {"upstream": upstream, "video_id": video_id, "code": CODE_VERSION}
+    return run_step(storage_res, "mux", inputs=inputs, compute=compute)
+
+
+def report_segments_of(translation: dict[str, Any], speech: dict[str, Any]) -> list[dict[str, Any]]:
     from dubbing_pipeline.report import report_segments
 
-    storage = storage_res.get()
-    src, tgt = translation["source_language"], translation["target_language"]
-    key = cache_key(
-        "mux",
-        upstream=[
-            source["cache_key"], translation["cache_key"], speech["cache_key"], mix["cache_key"],
-            lipsync.get("cache_key") or lipsync["video_uri"],
-        ],
-        video_id=video_id, code=CODE_VERSION,
-    )  # fmt: skip
-    cache = StepCache(storage, "mux")
-    hit = cache.get(key)
-    if hit is not None:
-        return hit, True
-    segments = report_segments(translation, speech)
+    return report_segments(translation, speech)
+
+
+def subtitle_files(segments: list[dict[str, Any]], src: str, tgt: str) -> dict[str, str]:
+    """SRT and VTT of the dub (at the dubbed times) and of the source (at the source times)."""
+    from dubbing_pipeline.mux import to_srt, to_vtt
+
     target_cues = cues(segments, "target_text", "dub_start", "dub_end")
     source_cues = cues(segments, "source_text", "start", "end")
-    outputs: dict[str, str] = {}
-    reencode = needs_reencode(str(source["info"].get("video_codec", "")))
-    with scratch("mux", storage_res.work_dir or None) as tmp:
-        files = {
-            f"{tgt}.srt": to_srt(target_cues),
-            f"{tgt}.vtt": to_vtt(target_cues),
-            f"{src}.source.srt": to_srt(source_cues),
-            f"{src}.source.vtt": to_vtt(source_cues),
-        }
-        for name, text in files.items():
-            (tmp / name).write_text(text, encoding="utf-8")
-        with (
-            storage.open_local(storage.key_of(lipsync["video_uri"]), tmp) as media,
-            storage.open_local(storage.key_of(mix["mix_uri"]), tmp) as audio,
-        ):
-            name = f"{video_id}.{tgt}.mp4"
-            mux_video(
-                media,
-                audio,
-                tmp / name,
-                duration=float(source["duration"]),
-                subtitles=[
-                    (tmp / f"{tgt}.srt", iso3(tgt), f"{tgt} (dub)"),
-                    (tmp / f"{src}.source.srt", iso3(src), f"{src} (original)"),
-                ],
-                audio_language=iso3(tgt),
-                reencode=reencode,
-            )
-            outputs["video"] = cache.put_artifact(key, name, tmp / name)
-            pause_point("mux")  # test hook (off by default): the MP4 is stored, its record.json not yet
-        for name in files:
-            label = {"srt": "srt", "vtt": "vtt"}[name.rsplit(".", 1)[1]]
-            outputs[("source_" if ".source." in name else "") + label] = cache.put_artifact(
-                key, name, tmp / name
-            )
-    record = {
-        "cache_key": key,
-        "outputs": outputs,
-        "video_name": f"{video_id}.{tgt}.mp4",
-        "reencoded": reencode,
+    return {
+        f"{tgt}.srt": to_srt(target_cues),
+        f"{tgt}.vtt": to_vtt(target_cues),
+        f"{src}.source.srt": to_srt(source_cues),
+        f"{src}.source.vtt": to_vtt(source_cues),
     }
-    return cache.put(key, record), False
+
+
+def mux_to(
+    media: Any, audio: Any, tmp: Any, name: str, source: dict[str, Any], src: str, tgt: str, reencode: bool
+) -> None:
+    from dubbing_pipeline.mux import mux_video
+
+    mux_video(
+        media,
+        audio,
+        tmp / name,
+        duration=float(source["duration"]),
+        subtitles=[
+            (tmp / f"{tgt}.srt", iso3(tgt), f"{tgt} (dub)"),
+            (tmp / f"{src}.source.srt", iso3(src), f"{src} (original)"),
+        ],
+        audio_language=iso3(tgt),
+        reencode=reencode,
+    )
 
 
 def quality_section(
     storage_res: StorageResource,
+    thresholds: Any,
     report: dict[str, Any],
     speech: dict[str, Any],
     stems: dict[str, Any],
@@ -130,13 +128,16 @@ def quality_section(
     video_uri: str,
 ) -> dict[str, Any]:
     """Measure the dub: per-line scores, background preservation, A/V duration (report.json ``quality``)."""
-    import numpy as np
     import soundfile as sf
 
     from dubbing_pipeline.mux.core import probe_durations
-    from dubbing_pipeline.quality.scorecard import Thresholds, line_scores, scorecard
+    from dubbing_pipeline.quality.scorecard import (
+        background_correlation,
+        line_scores,
+        quiet_mask,
+        scorecard,
+    )
 
-    thresholds = Thresholds.from_env()
     storage = storage_res.get()
     duration = float(source["duration"])
     cer = {line["id"]: line.get("cer") for line in speech["lines"]}
@@ -148,16 +149,8 @@ def quality_section(
             background, _ = sf.read(str(path), dtype="float32", always_2d=True)
         with storage.open_local(storage.key_of(video_uri), tmp) as path:
             durations = probe_durations(path)
-    quiet = np.ones(min(len(mixed), len(background)), dtype=bool)
-    for seg in report["segments"]:
-        if seg["dub_start"] is not None:
-            a, b = int((seg["dub_start"] - 0.15) * sr), int((seg["dub_end"] + 0.15) * sr)
-            quiet[max(a, 0) : max(b, 0)] = False
-    corr = None
-    if quiet.sum() > sr // 2:
-        x, y = mixed[: len(quiet)][quiet].ravel(), background[: len(quiet)][quiet].ravel()
-        if float(np.std(x)) > 0 and float(np.std(y)) > 0:
-            corr = float(np.corrcoef(x, y)[0, 1])
+    quiet = quiet_mask(report["segments"], sr, min(len(mixed), len(background)))
+    corr = background_correlation(mixed, background, quiet, sr)
     info = source["info"]
     frame = 1.0 / float(info["fps"]) if info.get("fps") else 0.04
     video_d = durations.get("video") or duration
@@ -172,8 +165,8 @@ def quality_section(
 def upstream_stages(context: dg.AssetExecutionContext, video_id: str) -> dict[str, dict[str, Any]]:
     """Seconds and cache state of each upstream stage's latest materialisation of this partition."""
     stages: dict[str, dict[str, Any]] = {}
-    for name, scope in UPSTREAM_STAGES:
-        partition = video_id if scope == "video" else str(context.partition_key)
+    for name in before("dubbed_video"):
+        partition = video_id if scope(name) == "video" else str(context.partition_key)
         records = context.instance.fetch_materializations(
             dg.AssetRecordsFilter(asset_key=dg.AssetKey(name), asset_partitions=[partition]), limit=1
         ).records
@@ -199,6 +192,7 @@ def upstream_stages(context: dg.AssetExecutionContext, video_id: str) -> dict[st
 def dubbed_video(
     context: dg.AssetExecutionContext,
     storage: StorageResource,
+    quality: QualityResource,
     source_video: dict[str, Any],
     audio_stems: dict[str, Any],
     speakers: dict[str, Any],
@@ -209,56 +203,70 @@ def dubbed_video(
 ) -> Any:
     timer = Timer()
     video_id, _ = split_video_language(context)
+    up = {
+        "source_video": source_video, "audio_stems": audio_stems, "speakers": speakers,
+        "translation": translation, "dubbed_speech": dubbed_speech, "dub_mix": dub_mix, "lip_sync": lip_sync,
+    }  # fmt: skip
     with classified("dubbed_video"):
         require_video(source_video["info"])
-        record, cached = mux_dub(
-            storage, video_id, source_video, translation, dubbed_speech, dub_mix, lip_sync
-        )
-        stages = upstream_stages(context, video_id)
-        stages["dubbed_video"] = {"seconds": timer.seconds, "cached": cached}
-        report = build_report(
-            video_id=video_id,
-            duration=float(source_video["duration"]),
-            translation=translation,
-            speech=dubbed_speech,
-            stages=stages,
-            outputs=record["outputs"],
-            speakers=[{"id": s["id"], "seconds": s["seconds"]} for s in speakers["speakers"]],
-            providers={
-                "translation": translation.get("provider", {}),
-                "speech": dubbed_speech.get("provider", {}),
-                "lipsync": {"name": lip_sync.get("lipsync", {}).get("provider", "none")},
-            },
-            mix={k: dub_mix[k] for k in ("target_lufs", "loudness_lufs")},
-        )
-        report["lipsync"] = {
-            **lip_sync.get("lipsync", {}),
-            "changed": bool(lip_sync.get("changed", False)),
-            "status": lip_sync.get("status", ""),
-            "error": lip_sync.get("error"),
-        }
+        result = mux_dub(storage, video_id, source_video, translation, dubbed_speech, dub_mix, lip_sync)
+        here = {"seconds": timer.seconds, "cached": result.cached}
+        stages = {**upstream_stages(context, video_id), "dubbed_video": here}
+        report = dub_report(video_id, stages, result.record, **up)
         report["quality"] = quality_section(
-            storage, report, dubbed_speech, audio_stems, dub_mix, source_video, record["outputs"]["video"]
-        )
-        store = storage.get()
-        report_uri = store.put_bytes(
+            storage, quality.thresholds(), report, dubbed_speech, audio_stems, dub_mix, source_video,
+            result.record["outputs"]["video"],
+        )  # fmt: skip
+        report_uri = storage.get().put_bytes(
             f"reports/{video_id}/{translation['target_language']}/report.json",
             json.dumps(report, indent=1, ensure_ascii=False, sort_keys=True).encode("utf-8"),
         )
     statuses = [s["status"] for s in report["segments"]]
-    yield dg.Output(
-        {**record, "report_uri": report_uri},
-        metadata=stage_metadata(
-            seconds=timer.seconds,
-            media_seconds=float(source_video["duration"]),
-            cached=cached,
-            cache_key=record["cache_key"],
-            provider={"name": "ffmpeg", "model": "libx264/aac mux"},
-            counts={"segments": len(statuses), "failed": statuses.count("failed")},
-            extra={"video": dg.MetadataValue.url(record["outputs"]["video"])},
-        ),
-    )
+    yield stage_output(
+        {**result.record, "report_uri": report_uri}, seconds=timer.seconds, cached=result.cached,
+        media_seconds=float(source_video["duration"]), provider=MUX_PROVIDER,
+        counts={"segments": len(statuses), "failed": statuses.count("failed")},
+        extra={"video": dg.MetadataValue.url(result.record["outputs"]["video"])},
+    )  # fmt: skip
     yield from check_results(report["quality"])
+
+
+def dub_report(
+    video_id: str,
+    stages: dict[str, dict[str, Any]],
+    record: dict[str, Any],
+    *,
+    source_video: dict[str, Any],
+    audio_stems: dict[str, Any],
+    speakers: dict[str, Any],
+    translation: dict[str, Any],
+    dubbed_speech: dict[str, Any],
+    dub_mix: dict[str, Any],
+    lip_sync: dict[str, Any],
+) -> dict[str, Any]:
+    """report.json without its quality section (see the README for the schema)."""
+    report = build_report(
+        video_id=video_id,
+        duration=float(source_video["duration"]),
+        translation=translation,
+        speech=dubbed_speech,
+        stages=stages,
+        outputs=record["outputs"],
+        speakers=[{"id": s["id"], "seconds": s["seconds"]} for s in speakers["speakers"]],
+        providers={
+            "translation": translation.get("provider", {}),
+            "speech": dubbed_speech.get("provider", {}),
+            "lipsync": {"name": lip_sync.get("lipsync", {}).get("provider", "none")},
+        },
+        mix={k: dub_mix[k] for k in ("target_lufs", "loudness_lufs")},
+    )
+    report["lipsync"] = {
+        **lip_sync.get("lipsync", {}),
+        "changed": bool(lip_sync.get("changed", False)),
+        "status": lip_sync.get("status", ""),
+        "error": lip_sync.get("error"),
+    }
+    return report
 
 
 def check_results(quality: dict[str, Any]) -> Any:

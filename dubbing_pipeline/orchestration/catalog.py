@@ -47,6 +47,7 @@ from dubbing_pipeline.errors import BadInputError, ConfigurationError
 from dubbing_pipeline.hashing import canonical_json, sha256_bytes
 from dubbing_pipeline.ids import sanitize_id, video_id_from_name
 from dubbing_pipeline.orchestration.partitions import video_language, video_language_key, videos
+from dubbing_pipeline.orchestration.registry import register_video, registry_key
 from dubbing_pipeline.orchestration.sensors import (
     FINGERPRINT_TAG,
     LANGUAGES,
@@ -58,7 +59,6 @@ from dubbing_pipeline.orchestration.sensors import (
     parse_languages,
     s3_client,
 )
-from dubbing_pipeline.orchestration.stage import register_video, registry_key
 from dubbing_pipeline.settings import Settings
 from dubbing_pipeline.storage import MediaStorage, parse_uri
 

@@ -15,8 +15,8 @@ work itself, so a stage's own code is only what it computes:
 
 Usage, in a stage module::
 
-    result = run_step(store, "stems", inputs={"upstream": ..., "provider": ...},
-                      compute=lambda step: {...record fields...}, work_dir=...)
+    result = run_step(storage, "stems", inputs={"upstream": ..., "provider": ...},
+                      compute=lambda step: {...record fields...})
     return stage_output(result, media_seconds=..., provider=..., counts=...)
 
 The compute function receives a :class:`Step`: its key, a scratch folder, ``local(uri)`` to
@@ -26,7 +26,7 @@ read media from storage and ``put(name, path)`` to store an artifact under the s
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,9 +37,14 @@ import dagster as dg
 from dubbing_pipeline.cache import StepCache, scratch
 from dubbing_pipeline.errors import DubbingError, classify
 from dubbing_pipeline.hashing import cache_key
+from dubbing_pipeline.orchestration.placement import gpu_op_tags, gpu_pool
+from dubbing_pipeline.orchestration.resources import StorageResource
+from dubbing_pipeline.settings import Settings
 from dubbing_pipeline.storage import MediaStorage
 
 RETRIED = ("provider_failure", "resources_exhausted")
+# a step whose provider failed (or ran out of memory) is tried twice more; other failures are final
+RETRY = dg.RetryPolicy(max_retries=2, delay=2.0, backoff=dg.Backoff.EXPONENTIAL)
 
 
 @contextmanager
@@ -60,7 +65,7 @@ def classified(stage: str) -> Iterator[None]:
             description=f"{stage}: {err.one_line()}",
             metadata={"error_code": err.code, "error_stage": stage, "error": err.message},
             allow_retries=err.code in RETRIED,
-        ) from (exc if not isinstance(exc, DubbingError) or err.code == "internal" else None)
+        ) from (exc if not isinstance(exc, DubbingError) else None)
 
 
 class Timer:
@@ -104,17 +109,27 @@ class StepResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+def model_op(fn: Callable[..., Any], settings: Settings, *, stage: str, placement: str) -> dg.OpDefinition:
+    """The fan-out op that runs a model: retried on provider failures, on the GPU pool where
+    ``settings`` put the ``placement`` stage's provider on a GPU (production), nowhere special else."""
+    return dg.op(
+        name=fn.__name__,
+        retry_policy=RETRY,
+        tags={"stage": stage, **gpu_op_tags(settings, placement)},
+        pool=gpu_pool(settings, placement),
+    )(fn)
+
+
 def step_key(name: str, inputs: Mapping[str, Any]) -> str:
     return cache_key(name, **dict(inputs))
 
 
 def run_step(
-    storage: MediaStorage,
+    where: StorageResource,
     name: str,
     *,
     inputs: Mapping[str, Any],
     compute: Callable[[Step], dict[str, Any]],
-    work_dir: str | None = None,
     key: str | None = None,
 ) -> StepResult:
     """The cached result of step ``name`` for ``inputs``, computing it on a miss.
@@ -124,15 +139,33 @@ def run_step(
     ``inputs`` (for steps whose key needs a value only known inside, e.g. a file's hash).
     """
     timer = Timer()
+    storage = where.get()
     key = key or step_key(name, inputs)
     cache = StepCache(storage, name)
     hit = cache.get(key)
     if hit is not None:
         return StepResult(hit, True, timer.seconds, key)
-    with scratch(name, work_dir) as tmp:
+    with scratch(name, where.work_dir or None) as tmp:
         fields = compute(Step(name, key, storage, cache, tmp))
     record = cache.put(key, {"cache_key": key, **fields})
     return StepResult(record, False, timer.seconds, key)
+
+
+def preview_table(
+    columns: Sequence[tuple[str, Callable[[Mapping[str, Any]], Any], bool]],
+    items: Sequence[Mapping[str, Any]],
+    limit: int = 40,
+) -> str:
+    """A markdown table of the first ``limit`` items for the UI: ``(header, cell, right-aligned)``
+    per column; ``|`` in cells is escaped, and a last row counts what was left out."""
+    head = "| " + " | ".join(name for name, _, _ in columns) + " |"
+    rule = "|" + "|".join("---:" if right else "---" for _, _, right in columns) + "|"
+    rows = [head, rule]
+    for item in items[:limit]:
+        rows.append("| " + " | ".join(str(cell(item)).replace("|", "\\|") for _, cell, _ in columns) + " |")
+    if len(items) > limit:
+        rows.append("| " + " | ".join(["…"] * (len(columns) - 1)) + f" | {len(items) - limit} more |")
+    return "\n".join(rows)
 
 
 def stage_metadata(

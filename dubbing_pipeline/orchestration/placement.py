@@ -99,7 +99,3 @@ def gpu_op_tags(settings: Settings, stage: str | None = None) -> dict[str, str]:
 def gpu_pool(settings: Settings, stage: str | None = None) -> str | None:
     """The concurrency pool of a GPU step (``None``: no pool, as in the embedded default)."""
     return settings.gpu_pool if uses_gpu(settings, stage) else None
-
-
-# Read once at import: op decorators are evaluated when the asset modules load.
-DEPLOYED = Settings.from_env()

@@ -6,7 +6,7 @@ from typing import Any
 
 import dagster as dg
 
-from dubbing_pipeline.settings import Settings
+from dubbing_pipeline.settings import Settings, rows
 from dubbing_pipeline.storage import MediaStorage, make_storage
 
 
@@ -27,24 +27,31 @@ class StorageResource(dg.ConfigurableResource):
         return _storage(self.url, self.s3_endpoint_url, self.s3_region)
 
 
-class _ProviderResource(dg.ConfigurableResource):
-    device: str = "cpu"
-    cpu_threads: int = 2
-    model_cache: str = ""
+class SettingsResource(dg.ConfigurableResource):
+    """Every setting of the settings table (``settings.py``); secrets as ``EnvVar`` fields.
+
+    The provider resources below all read their settings from this one resource, so a provider
+    sees exactly the settings the definitions were built with: a new row of the table reaches
+    every resource, and nothing reverts to its default on the way.
+    """
+
+    values: dict[str, Any] = {}  # noqa: RUF012 (pydantic copies defaults)
+    llm_api_key: str = ""  # secret rows are fields of their own (never in ``values``, shown as EnvVar)
 
     def settings(self) -> Settings:
-        values: dict[str, Any] = {
-            k: v for k, v in self.model_dump().items() if k in Settings.__dataclass_fields__
-        }
-        return replace(Settings(), **values)
+        secrets = {row.name: getattr(self, row.name) for row in rows() if row.metadata["secret"]}
+        return replace(Settings(), **{**self.values, **secrets})
+
+
+class _ProviderResource(dg.ConfigurableResource):
+    config: SettingsResource
+
+    def settings(self) -> Settings:
+        return self.config.settings()
 
 
 class SeparatorResource(_ProviderResource):
     """Voice/background separation (``DUBBING_SEPARATOR``)."""
-
-    separator: str = "spleeter"
-    demucs_repo: str = ""
-    demucs_model: str = "htdemucs"
 
     def get(self) -> Any:
         from dubbing_pipeline.stems.providers import make_separator
@@ -55,14 +62,6 @@ class SeparatorResource(_ProviderResource):
 class ASRResource(_ProviderResource):
     """Speech recognition and voice activity (``DUBBING_ASR``, ``DUBBING_WHISPER_*``)."""
 
-    asr: str = "faster-whisper"
-    whisper_model_dir: str = ""
-    whisper_compute_type: str = "int8"
-    whisper_beam_size: int = 5
-    chunk_seconds: float = 300.0
-    chunk_overlap: float = 2.0
-    min_language_confidence: float = 0.5
-
     def get(self) -> Any:
         from dubbing_pipeline.transcript.providers import make_asr
 
@@ -71,11 +70,6 @@ class ASRResource(_ProviderResource):
 
 class DiarizerResource(_ProviderResource):
     """Speaker diarization (``DUBBING_DIARIZER``, ``DUBBING_PYANNOTE_DIR``)."""
-
-    diarizer: str = "voicefilter"
-    pyannote_dir: str = ""
-    speaker_merge_sim: float = 0.78
-    speaker_match_sim: float = 0.80
 
     def get(self) -> Any:
         from dubbing_pipeline.speakers.diarize import make_diarizer
@@ -86,15 +80,8 @@ class DiarizerResource(_ProviderResource):
 class TranslatorResource(_ProviderResource):
     """Translation (``DUBBING_TRANSLATOR``, ``DUBBING_LLM_*``)."""
 
-    translator: str = "auto"
-    llm_url: str = ""
-    llm_model: str = ""
-    llm_api_key: str = ""
-    llm_max_retries: int = 3
-    llm_timeout: float = 120.0
-
     def get(self, source: str, target: str) -> Any:
-        from dubbing_pipeline.translation.providers import make_translator
+        from dubbing_pipeline.translation.factory import make_translator
 
         return make_translator(self.settings(), source, target)
 
@@ -103,14 +90,38 @@ class TTSResource(_ProviderResource):
     """Text to speech and voice matching (``DUBBING_TTS``, ``DUBBING_TTS_MODEL_DIR``,
     ``DUBBING_VOICE_MATCH``)."""
 
-    tts: str = "auto"
-    tts_model_dir: str = ""
-    voice_match: str = "on"
-
     def get(self, language: str) -> Any:
         from dubbing_pipeline.speech.tts import make_tts
 
         return make_tts(self.settings(), language)
+
+
+class LipSyncResource(_ProviderResource):
+    """The lip-sync engine (``DUBBING_LIPSYNC``, ``DUBBING_LATENTSYNC_*``, ``DUBBING_LIPSYNC_MAX_WINDOW``)."""
+
+    def get(self) -> Any:
+        from dubbing_pipeline.lipsync.providers import make_lipsync
+
+        return make_lipsync(self.settings())
+
+
+class QualityResource(_ProviderResource):
+    """The quality thresholds of the scorecard and the automatic repair (``DUBBING_QC_*``)."""
+
+    def thresholds(self) -> Any:
+        from dubbing_pipeline.quality.scorecard import Thresholds
+
+        return Thresholds.from_settings(self.settings())
+
+
+def settings_resource(settings: Settings) -> SettingsResource:
+    secrets = {
+        row.name: dg.EnvVar(row.metadata["env"]) if getattr(settings, row.name) else ""
+        for row in rows()
+        if row.metadata["secret"]
+    }
+    values = {row.name: getattr(settings, row.name) for row in rows() if not row.metadata["secret"]}
+    return SettingsResource(values=values, **secrets)
 
 
 def storage_resource(settings: Settings) -> StorageResource:
@@ -124,55 +135,16 @@ def storage_resource(settings: Settings) -> StorageResource:
 
 
 def resources_from_settings(settings: Settings) -> dict[str, Any]:
-    common: dict[str, Any] = {
-        "device": settings.device,
-        "cpu_threads": settings.cpu_threads,
-        "model_cache": settings.model_cache,
-    }
+    """Every provider and storage resource of the definitions, from one ``Settings``."""
+    config = settings_resource(settings)
     storage = storage_resource(settings)
     return {
         "storage": storage,
-        "separator": SeparatorResource(
-            separator=settings.separator,
-            demucs_repo=settings.demucs_repo,
-            demucs_model=settings.demucs_model,
-            **common,
-        ),
-        "asr": ASRResource(
-            asr=settings.asr,
-            whisper_model_dir=settings.whisper_model_dir,
-            whisper_compute_type=settings.whisper_compute_type,
-            whisper_beam_size=settings.whisper_beam_size,
-            chunk_seconds=settings.chunk_seconds,
-            chunk_overlap=settings.chunk_overlap,
-            min_language_confidence=settings.min_language_confidence,
-            **common,
-        ),
-        "diarizer": DiarizerResource(
-            diarizer=settings.diarizer,
-            pyannote_dir=settings.pyannote_dir,
-            speaker_merge_sim=settings.speaker_merge_sim,
-            speaker_match_sim=settings.speaker_match_sim,
-            **common,
-        ),
-        "translator": TranslatorResource(
-            translator=settings.translator,
-            llm_url=settings.llm_url,
-            llm_model=settings.llm_model,
-            # the key stays an EnvVar so the UI never shows it
-            llm_api_key=dg.EnvVar("DUBBING_LLM_API_KEY") if settings.llm_api_key else "",
-            llm_max_retries=settings.llm_max_retries,
-            llm_timeout=settings.llm_timeout,
-            **common,
-        ),
-        "tts": TTSResource(
-            tts=settings.tts, tts_model_dir=settings.tts_model_dir, voice_match=settings.voice_match, **common
-        ),
-        "io_manager": _io_manager(storage),
+        "separator": SeparatorResource(config=config),
+        "asr": ASRResource(config=config),
+        "diarizer": DiarizerResource(config=config),
+        "translator": TranslatorResource(config=config),
+        "tts": TTSResource(config=config),
+        "quality": QualityResource(config=config),
+        "lipsync": LipSyncResource(config=config),
     }
-
-
-def _io_manager(storage: StorageResource) -> Any:
-    from dubbing_pipeline.orchestration.io_manager import RecordIOManager
-
-    return RecordIOManager(storage=storage)

@@ -47,7 +47,7 @@ import dagster as dg
 from dubbing_pipeline.hashing import sha256_file
 from dubbing_pipeline.ids import sanitize_id, video_id_from_name
 from dubbing_pipeline.orchestration.partitions import languages, video_language_key, videos
-from dubbing_pipeline.orchestration.stage import register_video, registry_key
+from dubbing_pipeline.orchestration.registry import register_video, registry_key
 from dubbing_pipeline.settings import Settings
 from dubbing_pipeline.storage import MediaStorage
 

@@ -17,10 +17,11 @@ Checks (each a Dagster asset check on ``dubbed_video``, and the ``quality`` sect
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
+
+from dubbing_pipeline.speech.isochrony import FAILURE_LIMIT, MAX_RATE, MAX_STRETCH
 
 
 @dataclass(frozen=True)
@@ -28,23 +29,20 @@ class Thresholds:
     max_line_cer: float = 0.6
     max_mean_cer: float = 0.4
     max_start_offset: float = 0.05
-    max_rate: float = 1.2
-    max_stretch: float = 1.1
+    max_rate: float = MAX_RATE
+    max_stretch: float = MAX_STRETCH
     min_background_corr: float = 0.99
-    max_failed_share: float = 0.2
+    max_failed_share: float = FAILURE_LIMIT
 
     @classmethod
-    def from_env(cls) -> Thresholds:
-        def get(name: str, default: float) -> float:
-            value = os.environ.get(name)
-            return float(value) if value else default
-
+    def from_settings(cls, settings: Any) -> Thresholds:
+        """The ``DUBBING_QC_*`` rows of the settings table."""
         return cls(
-            max_line_cer=get("DUBBING_QC_MAX_LINE_CER", cls.max_line_cer),
-            max_mean_cer=get("DUBBING_QC_MAX_MEAN_CER", cls.max_mean_cer),
-            max_start_offset=get("DUBBING_QC_MAX_START_OFFSET", cls.max_start_offset),
-            min_background_corr=get("DUBBING_QC_MIN_BACKGROUND_CORR", cls.min_background_corr),
-            max_failed_share=get("DUBBING_QC_MAX_FAILED_SHARE", cls.max_failed_share),
+            max_line_cer=settings.qc_max_line_cer,
+            max_mean_cer=settings.qc_max_mean_cer,
+            max_start_offset=settings.qc_max_start_offset,
+            min_background_corr=settings.qc_min_background_corr,
+            max_failed_share=settings.qc_max_failed_share,
         )
 
     def to_dict(self) -> dict[str, float]:
@@ -129,6 +127,34 @@ def scorecard(
             "difference": round(av_difference, 4),
         },
     }
+
+
+def quiet_mask(
+    segments: Sequence[Mapping[str, Any]], sample_rate: int, frames: int, pad: float = 0.15
+) -> Any:
+    """``frames`` booleans: True where no dubbed line sounds (each line widened by ``pad`` seconds)."""
+    import numpy as np
+
+    quiet = np.ones(frames, dtype=bool)
+    for seg in segments:
+        if seg["dub_start"] is not None:
+            a = int((seg["dub_start"] - pad) * sample_rate)
+            b = int((seg["dub_end"] + pad) * sample_rate)
+            quiet[max(a, 0) : max(b, 0)] = False
+    return quiet
+
+
+def background_correlation(mixed: Any, background: Any, quiet: Any, sample_rate: int) -> float | None:
+    """Correlation of the mix with the background stem where nobody speaks (``None``: under 0.5 s of it,
+    or a silent side)."""
+    import numpy as np
+
+    if quiet.sum() <= sample_rate // 2:
+        return None
+    x, y = mixed[: len(quiet)][quiet].ravel(), background[: len(quiet)][quiet].ravel()
+    if float(np.std(x)) > 0 and float(np.std(y)) > 0:
+        return float(np.corrcoef(x, y)[0, 1])
+    return None
 
 
 def markdown_table(rows: Sequence[Mapping[str, Any]], limit: int = 80) -> str:

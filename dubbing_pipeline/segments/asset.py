@@ -6,13 +6,11 @@ from typing import Any
 import dagster as dg
 import soundfile as sf
 
-from dubbing_pipeline.cache import StepCache, scratch
 from dubbing_pipeline.errors import IneligibleError
-from dubbing_pipeline.hashing import cache_key
 from dubbing_pipeline.media import extract_audio, scene_changes
+from dubbing_pipeline.orchestration.kit import Step, StepResult, classified, run_step, stage_output
 from dubbing_pipeline.orchestration.partitions import videos
 from dubbing_pipeline.orchestration.resources import ASRResource, StorageResource
-from dubbing_pipeline.orchestration.stage import Timer, classified, stage_metadata
 from dubbing_pipeline.segments.chunks import plan_chunks
 
 CODE_VERSION = "segments-1"
@@ -50,47 +48,48 @@ def vad_file(path: Path, block_seconds: float = VAD_BLOCK_SECONDS) -> list[tuple
 
 def find_segments(
     storage_res: StorageResource, asr_res: ASRResource, source: dict[str, Any], stems: dict[str, Any]
-) -> tuple[dict[str, Any], bool]:
-    storage = storage_res.get()
+) -> StepResult:
+    """Speech regions on the vocals stem and the chunk plan (cached)."""
     duration = float(source["duration"])
-    long_video = duration > asr_res.chunk_seconds
-    key = cache_key(
-        "segments", upstream=stems["cache_key"], vad=VAD_PROVIDER, code=CODE_VERSION,
-        chunk=asr_res.chunk_seconds, overlap=asr_res.chunk_overlap, scenes=long_video,
-    )  # fmt: skip
-    cache = StepCache(storage, "segments")
-    hit = cache.get(key)
-    if hit is not None:
-        return hit, True
-    with scratch("segments", storage_res.work_dir or None) as tmp:
-        with storage.open_local(storage.key_of(stems["vocals_uri"]), tmp) as vocals:
-            asr_copy = tmp / "asr16k.wav"
+    settings = asr_res.settings()
+    chunk, overlap = settings.chunk_seconds, settings.chunk_overlap
+    long_video = duration > chunk
+
+    def compute(step: Step) -> dict[str, Any]:
+        with step.local(stems["vocals_uri"]) as vocals:
+            asr_copy = step.tmp / "asr16k.wav"
             extract_audio(vocals, asr_copy, sample_rate=ASR_RATE, channels=1, codec="pcm_s16le")
         speech = vad_file(asr_copy)
-        speech_seconds = sum(e - s for s, e in speech)
-        if speech_seconds < MIN_SPEECH_SECONDS:
-            raise IneligibleError(
-                f"no speech to dub: {speech_seconds:.1f} s of speech found "
-                f"(at least {MIN_SPEECH_SECONDS} s needed)"
-            )
+        require_speech(speech)
         scenes: list[float] = []
         if long_video:
-            with storage.open_local(storage.key_of(source["media_uri"]), tmp) as media:
+            with step.local(source["media_uri"]) as media:
                 scenes = scene_changes(media)
-        chunks = plan_chunks(
-            duration, speech, scenes, max_seconds=asr_res.chunk_seconds, overlap=asr_res.chunk_overlap
-        )
-        record = {
-            "cache_key": key,
+        chunks = plan_chunks(duration, speech, scenes, max_seconds=chunk, overlap=overlap)
+        return {
             "duration": duration,
-            "asr_audio_uri": cache.put_artifact(key, "asr16k.wav", asr_copy),
+            "asr_audio_uri": step.put("asr16k.wav", asr_copy),
             "asr_rate": ASR_RATE,
             "speech": [[s, e] for s, e in speech],
             "speech_seconds": round(sum(e - s for s, e in speech), 3),
             "scene_changes": scenes,
             "chunks": [c.to_dict() for c in chunks],
         }
-    return cache.put(key, record), False
+
+    inputs = {
+        "upstream": stems["cache_key"], "vad": VAD_PROVIDER, "code": CODE_VERSION,
+        "chunk": chunk, "overlap": overlap, "scenes": long_video,
+    }  # fmt: skip
+    return run_step(storage_res, "segments", inputs=inputs, compute=compute)
+
+
+def require_speech(speech: list[tuple[float, float]], minimum: float = MIN_SPEECH_SECONDS) -> None:
+    """A video with less than ``minimum`` seconds of speech is ineligible for dubbing."""
+    seconds = sum(e - s for s, e in speech)
+    if seconds < minimum:
+        raise IneligibleError(
+            f"no speech to dub: {seconds:.1f} s of speech found (at least {minimum} s needed)"
+        )
 
 
 @dg.asset(
@@ -107,21 +106,18 @@ def speech_segments(
     source_video: dict[str, Any],
     audio_stems: dict[str, Any],
 ) -> dg.Output[dict[str, Any]]:
-    timer = Timer()
     with classified("speech_segments"):
-        record, cached = find_segments(storage, asr, source_video, audio_stems)
-    return dg.Output(
+        result = find_segments(storage, asr, source_video, audio_stems)
+    record = result.record
+    return stage_output(
         record,
-        metadata=stage_metadata(
-            seconds=timer.seconds,
-            media_seconds=record["duration"],
-            cached=cached,
-            cache_key=record["cache_key"],
-            provider=VAD_PROVIDER,
-            counts={
-                "speech_regions": len(record["speech"]),
-                "chunks": len(record["chunks"]),
-                "speech_seconds": float(record["speech_seconds"]),
-            },
-        ),
+        seconds=result.seconds,
+        cached=result.cached,
+        media_seconds=record["duration"],
+        provider=VAD_PROVIDER,
+        counts={
+            "speech_regions": len(record["speech"]),
+            "chunks": len(record["chunks"]),
+            "speech_seconds": float(record["speech_seconds"]),
+        },
     )

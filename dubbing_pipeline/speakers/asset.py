@@ -4,15 +4,22 @@ from typing import Any
 
 import dagster as dg
 
-from dubbing_pipeline.cache import StepCache, scratch
 from dubbing_pipeline.hashing import cache_key
+from dubbing_pipeline.orchestration.kit import (
+    Step,
+    StepResult,
+    Timer,
+    classified,
+    model_op,
+    preview_table,
+    run_step,
+    stage_output,
+)
 from dubbing_pipeline.orchestration.partitions import videos
-from dubbing_pipeline.orchestration.placement import DEPLOYED, gpu_op_tags, gpu_pool
 from dubbing_pipeline.orchestration.resources import DiarizerResource, StorageResource
-from dubbing_pipeline.orchestration.stage import Timer, classified, stage_metadata
+from dubbing_pipeline.settings import Settings
 
 CODE_VERSION = "speakers-1"
-RETRY = dg.RetryPolicy(max_retries=2, delay=2.0, backoff=dg.Backoff.EXPONENTIAL)
 
 
 @dg.op(out=dg.DynamicOut(dict), tags={"stage": "speakers"})
@@ -36,55 +43,48 @@ def plan_diarization(speech_segments: dict[str, Any], transcript: dict[str, Any]
             )
 
 
-@dg.op(
-    retry_policy=RETRY,
-    tags={"stage": "speakers", **gpu_op_tags(DEPLOYED, "speakers")},
-    pool=gpu_pool(DEPLOYED, "speakers"),
-)
 def diarize_chunk(
     context: dg.OpExecutionContext, storage: StorageResource, diarizer: DiarizerResource, job: dict[str, Any]
 ) -> dict[str, Any]:
     """Local speakers of one chunk and their embeddings (cached)."""
-    from dubbing_pipeline.segments.vad import read_wav_16k_mono
-
-    timer = Timer()
     with classified("speakers"):
-        store = storage.get()
-        model = diarizer.get()
-        chunk = job["chunk"]
-        key = cache_key(
-            "diarize_chunk", upstream=job["upstream"], chunk=chunk, spans=job["spans"],
-            provider=model.describe(), code=CODE_VERSION,
-        )  # fmt: skip
-        cache = StepCache(store, "diarize_chunk")
-        hit = cache.get(key)
-        if hit is not None:
-            return {**hit, "cached": True, "seconds": timer.seconds}
-        with scratch("diarize", storage.work_dir or None) as tmp:
-            with store.open_local(store.key_of(job["asr_audio_uri"]), tmp) as path:
-                audio = read_wav_16k_mono(path, chunk["start"], chunk["end"])
-        result = model.diarize(
-            audio, [(float(s), float(e)) for _, s, e in job["spans"]], offset=chunk["start"]
-        )
-        record = {
-            "cache_key": key,
+        result = diarize_one(storage, diarizer, job)
+    return {**result.record, "cached": result.cached, "seconds": result.seconds}
+
+
+def diarize_one(
+    storage_res: StorageResource, diarizer_res: DiarizerResource, job: dict[str, Any]
+) -> StepResult:
+    model = diarizer_res.get()
+    chunk = job["chunk"]
+
+    def compute(step: Step) -> dict[str, Any]:
+        from dubbing_pipeline.segments.vad import read_wav_16k_mono
+
+        with step.local(job["asr_audio_uri"]) as path:
+            audio = read_wav_16k_mono(path, chunk["start"], chunk["end"])
+        spans = [(float(s), float(e)) for _, s, e in job["spans"]]
+        result = model.diarize(audio, spans, offset=chunk["start"])
+        return {
             "index": chunk["index"],
             "segment_ids": [sid for sid, _, _ in job["spans"]],
             "labels": [int(x) for x in result.labels],
             "embeddings": [[round(float(v), 6) for v in row] for row in result.embeddings],
         }
-        cache.put(key, record)
-    return {**record, "cached": False, "seconds": timer.seconds}
+
+    inputs = {
+        "upstream": job["upstream"], "chunk": chunk, "spans": job["spans"], "provider": model.describe(),
+        "code": CODE_VERSION,
+    }  # fmt: skip
+    return run_step(storage_res, "diarize_chunk", inputs=inputs, compute=compute)
 
 
-def _preview(segments: list[dict[str, Any]], limit: int = 60) -> str:
-    rows = ["| start | end | speaker | text |", "|---:|---:|---|---|"]
-    for seg in segments[:limit]:
-        text = seg["text"].replace("|", "\\|")
-        rows.append(f"| {seg['start']:.2f} | {seg['end']:.2f} | {seg['speaker']} | {text} |")
-    if len(segments) > limit:
-        rows.append(f"| … | … | … | {len(segments) - limit} more |")
-    return "\n".join(rows)
+PREVIEW = (
+    ("start", lambda s: f"{s['start']:.2f}", True),
+    ("end", lambda s: f"{s['end']:.2f}", True),
+    ("speaker", lambda s: s["speaker"], False),
+    ("text", lambda s: s["text"], False),
+)
 
 
 def assign_speakers(
@@ -135,10 +135,11 @@ def assemble_speakers(
 ) -> dg.Output[dict[str, Any]]:
     timer = Timer()
     with classified("speakers"):
-        speakers, segments, embeddings = assign_speakers(transcript, chunks, diarizer.speaker_match_sim)
+        match = diarizer.settings().speaker_match_sim
+        speakers, segments, embeddings = assign_speakers(transcript, chunks, match)
         provider = diarizer.get().describe()
         key = cache_key(
-            "speakers", chunks=sorted(r["cache_key"] for r in chunks), match=diarizer.speaker_match_sim,
+            "speakers", chunks=sorted(r["cache_key"] for r in chunks), match=match,
             code=CODE_VERSION,
         )  # fmt: skip
         record = {
@@ -148,30 +149,35 @@ def assemble_speakers(
             "segments": segments,
             "provider": provider,
         }
-    compute = sum(float(r["seconds"]) for r in chunks)
-    return dg.Output(
+    return stage_output(
         record,
-        metadata=stage_metadata(
-            seconds=compute + timer.seconds,
-            media_seconds=float(speech_segments["duration"]),
-            cached=all(r["cached"] for r in chunks),
-            cache_key=key,
-            provider=provider,
-            counts={"speakers": len(speakers), "segments": len(segments), "chunks": len(chunks)},
-            preview=_preview(segments),
-        ),
+        seconds=sum(float(r["seconds"]) for r in chunks) + timer.seconds,
+        cached=all(r["cached"] for r in chunks),
+        media_seconds=float(speech_segments["duration"]),
+        provider=provider,
+        counts={"speakers": len(speakers), "segments": len(segments), "chunks": len(chunks)},
+        preview=preview_table(PREVIEW, segments, limit=60),
     )
 
 
-@dg.graph_asset(
-    partitions_def=videos,
-    code_version=CODE_VERSION,
-    group_name="source_half",
-    kinds={"onnx"},
-    description="Who speaks each segment: embeddings + complete linkage per chunk, Hungarian matching "
-    "across chunks.",
-)
-def speakers(speech_segments: dict[str, Any], transcript: dict[str, Any]) -> Any:
-    jobs = plan_diarization(speech_segments, transcript)
-    results = jobs.map(diarize_chunk)
-    return assemble_speakers(speech_segments, transcript, results.collect())
+def build_speakers(settings: Settings) -> dg.AssetsDefinition:
+    """The ``speakers`` graph asset; its chunk steps go to the GPU pool where ``settings`` say so."""
+    chunk_op = model_op(diarize_chunk, settings, stage="speakers", placement="speakers")
+
+    @dg.graph_asset(
+        name="speakers",
+        partitions_def=videos,
+        code_version=CODE_VERSION,
+        group_name="source_half",
+        kinds={"onnx"},
+        description="Who speaks each segment: embeddings + complete linkage per chunk, Hungarian matching "
+        "across chunks.",
+    )
+    def speakers(speech_segments: dict[str, Any], transcript: dict[str, Any]) -> Any:
+        jobs = plan_diarization(speech_segments, transcript)
+        return assemble_speakers(speech_segments, transcript, jobs.map(chunk_op).collect())
+
+    return speakers
+
+
+speakers = build_speakers(Settings())  # the embedded default; build_definitions builds its own

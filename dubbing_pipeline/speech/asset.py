@@ -4,70 +4,79 @@ Each line is cached by a content hash of its text, voice, engine, fit geometry, 
 code version: a re-run or a resumed run synthesises only the lines that are not done yet.
 """
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import dagster as dg
 import numpy as np
 
 from dubbing_pipeline.audio import write_wav
-from dubbing_pipeline.cache import StepCache, scratch
 from dubbing_pipeline.errors import DubbingError, ProviderError
 from dubbing_pipeline.hashing import cache_key
 from dubbing_pipeline.hooks import pause_point
+from dubbing_pipeline.orchestration.kit import (
+    Step,
+    StepResult,
+    Timer,
+    classified,
+    model_op,
+    run_step,
+    stage_output,
+)
 from dubbing_pipeline.orchestration.partitions import video_language
-from dubbing_pipeline.orchestration.placement import DEPLOYED, gpu_op_tags, gpu_pool
 from dubbing_pipeline.orchestration.resources import (
     ASRResource,
+    QualityResource,
     StorageResource,
     TranslatorResource,
     TTSResource,
 )
-from dubbing_pipeline.orchestration.stage import Timer, classified, stage_metadata
+from dubbing_pipeline.settings import Settings
 
 CODE_VERSION = "speech-2"
 BATCH = 16  # lines per fan-out step (production batches ~32 per GPU step)
 PROFILE_SECONDS = 20.0  # seconds of each speaker's speech used to measure their pitch
 JUDGE_PAD = 0.5  # seconds of silence around a line for the round-trip ASR (measured: CER of "Hola." 0.75 → 0)
-FAILURE_LIMIT = 0.2  # share of silent (failed) lines above which the partition fails
-RETRY = dg.RetryPolicy(max_retries=2, delay=2.0, backoff=dg.Backoff.EXPONENTIAL)
 
 
 def speaker_profiles(
     storage_res: StorageResource, speech_segments: dict[str, Any], speakers: dict[str, Any]
 ) -> dict[str, dict[str, Any]]:
     """Median F0 and a voice family (male/female) per speaker, measured on the vocals stem."""
-    from dubbing_pipeline.segments.vad import read_wav_16k_mono
-    from dubbing_pipeline.speech.voice import median_f0, voice_for_speaker
 
-    storage = storage_res.get()
-    key = cache_key(
-        "profiles", upstream=[speech_segments["cache_key"], speakers["cache_key"]], code=CODE_VERSION
-    )
-    cache = StepCache(storage, "profiles")
-    hit = cache.get(key)
-    if hit is not None:
-        return dict(hit["profiles"])
-    profiles: dict[str, dict[str, Any]] = {}
-    with scratch("profiles", storage_res.work_dir or None) as tmp:
-        with storage.open_local(storage.key_of(speech_segments["asr_audio_uri"]), tmp) as path:
+    def compute(step: Step) -> dict[str, Any]:
+        from dubbing_pipeline.segments.vad import read_wav_16k_mono
+        from dubbing_pipeline.speech.voice import median_f0, voice_for_speaker
+
+        profiles: dict[str, dict[str, Any]] = {}
+        with step.local(speech_segments["asr_audio_uri"]) as path:
             for spk in speakers["speakers"]:
-                segs = sorted(
-                    (s for s in speakers["segments"] if s["speaker"] == spk["id"]),
-                    key=lambda s: (s["start"] - s["end"], s["start"]),
-                )
-                parts, total = [], 0.0
-                for seg in segs:
-                    if total >= PROFILE_SECONDS:
-                        break
-                    parts.append(read_wav_16k_mono(path, seg["start"], seg["end"]))
-                    total += seg["end"] - seg["start"]
+                spans = profile_spans(speakers["segments"], spk["id"], PROFILE_SECONDS)
+                parts = [read_wav_16k_mono(path, s, e) for s, e in spans]
                 f0 = median_f0(np.concatenate(parts), 16000) if parts else None
                 profiles[spk["id"]] = {
                     "f0": None if f0 is None else round(float(f0), 2),
                     "voice": voice_for_speaker(f0),
                 }
-    cache.put(key, {"profiles": profiles})
-    return profiles
+        return {"profiles": profiles}
+
+    inputs = {"upstream": [speech_segments["cache_key"], speakers["cache_key"]], "code": CODE_VERSION}
+    return dict(run_step(storage_res, "profiles", inputs=inputs, compute=compute).record["profiles"])
+
+
+def profile_spans(segments: list[dict[str, Any]], speaker: str, seconds: float) -> list[tuple[float, float]]:
+    """A speaker's longest segments (earliest first among equals) until ``seconds`` are reached."""
+    mine = sorted(
+        (s for s in segments if s["speaker"] == speaker), key=lambda s: (s["start"] - s["end"], s["start"])
+    )
+    spans, total = [], 0.0
+    for seg in mine:
+        if total >= seconds:
+            break
+        spans.append((seg["start"], seg["end"]))
+        total += seg["end"] - seg["start"]
+    return spans
 
 
 @dg.op(out=dg.DynamicOut(dict), tags={"stage": "dubbed_speech"})
@@ -106,8 +115,8 @@ def synthesize_line(
     """Speak one line and fit it: borrow silence, raise the rate, stretch, re-translate shorter once."""
     from dubbing_pipeline.speech.isochrony import capacity, plan_fit, render_fit, replan_after_synthesis
     from dubbing_pipeline.speech.voice import match_voice
+    from dubbing_pipeline.translation.base import LineRequest
     from dubbing_pipeline.translation.budget import word_budget
-    from dubbing_pipeline.translation.providers import LineRequest
 
     start, end, nxt = float(line["start"]), float(line["end"]), float(line["next_start"])
     text = line["target_text"]
@@ -165,6 +174,18 @@ def synthesize_line(
     }
 
 
+def require_enough_spoken(statuses: list[str], limit: float) -> None:
+    """Fail the partition when more than ``limit`` of its lines are silent (``isochrony.failure_gate``)."""
+    from dubbing_pipeline.speech.isochrony import SILENT, failure_gate
+
+    if failure_gate(statuses, limit):
+        silent = statuses.count(SILENT)
+        raise ProviderError(
+            f"{silent} of {len(statuses)} lines could not be dubbed (more than {limit:.0%}): "
+            "the partition fails"
+        )
+
+
 def round_trip_cer(judge: Any, audio: np.ndarray, sample_rate: int, text: str, language: str) -> float:
     """Character error rate of the project's own ASR on a dubbed line against the text it should say."""
     import soxr
@@ -186,8 +207,8 @@ def speak_and_check(
     judge: Any, voice_match: bool, max_line_cer: float,
 ) -> tuple[np.ndarray, dict[str, Any]]:  # fmt: skip
     """Synthesise and fit a line; if the round trip is unintelligible, repair it once (shorter, re-spoken)."""
+    from dubbing_pipeline.translation.base import LineRequest
     from dubbing_pipeline.translation.budget import word_budget
-    from dubbing_pipeline.translation.providers import LineRequest
 
     audio, fit = synthesize_line(line, language, source_language, tts, translator_res, voice_match)
     cer = round_trip_cer(judge, audio, fit["sample_rate"], fit["target_text"], language)
@@ -220,78 +241,90 @@ def speak_and_check(
     return audio, {**fit, "repair_tried": True}
 
 
-@dg.op(
-    retry_policy=RETRY,
-    tags={"stage": "dubbed_speech", **gpu_op_tags(DEPLOYED, "speech")},
-    pool=gpu_pool(DEPLOYED, "speech"),
-)
 def synthesize_batch(
     context: dg.OpExecutionContext,
     storage: StorageResource,
     tts: TTSResource,
     translator: TranslatorResource,
     asr: ASRResource,
+    quality: QualityResource,
     job: dict[str, Any],
 ) -> dict[str, Any]:
-    from dubbing_pipeline.quality.scorecard import Thresholds
-
     timer = Timer()
-    language = job["target_language"]
-    thresholds = Thresholds.from_env()
     with classified("dubbed_speech"):
-        store = storage.get()
-        engine = tts.get(language)
-        judge = asr.get()
-        provider = engine.describe()
-        cache = StepCache(store, "speech_line")
-        results, hits = [], 0
+        language = job["target_language"]
+        speaking = Speaking(
+            engine=tts.get(language), judge=asr.get(), translator=translator, language=language,
+            source_language=job["source_language"], voice_match=tts.settings().voice_match,
+            max_line_cer=quality.thresholds().max_line_cer, warn=context.log.warning,
+        )  # fmt: skip
+        results = []
         for line in job["lines"]:
-            voice = line["profile"].get("voice")
-            key = cache_key(
-                "speech_line", text=line["target_text"], source_text=line["source_text"], language=language,
-                provider=provider, voice=engine.voice_key(voice), f0=line["profile"].get("f0"),
-                voice_match=tts.voice_match, slot=[line["start"], line["end"], line["next_start"]],
-                judge=judge.describe(), max_line_cer=thresholds.max_line_cer, code=CODE_VERSION,
-            )  # fmt: skip
-            hit = cache.get(key)
-            if hit is not None:
-                results.append(hit)
-                hits += 1
-                continue
-            base = {"id": line["id"], "cache_key": key}
-            if not line["target_text"].strip():
-                record = {**base, "status": "failed", "detail": "no translation", "uri": None}
-            else:
-                try:
-                    audio, fit = speak_and_check(
-                        line, language, job["source_language"], engine, translator, judge,
-                        tts.voice_match == "on", thresholds.max_line_cer,
-                    )  # fmt: skip
-                except DubbingError as err:  # one line never fails the partition: it becomes silence
-                    context.log.warning(f"line {line['id']}: {err.one_line()}")
-                    record = {**base, "status": "failed", "detail": err.one_line(), "uri": None}
-                else:
-                    with scratch("line", storage.work_dir or None) as tmp:
-                        wav = tmp / "line.wav"
-                        write_wav(wav, audio, fit["sample_rate"])
-                        record = {**base, **fit, "uri": cache.put_artifact(key, "line.wav", wav)}
-            results.append(cache.put(key, record))
+            results.append(speak_line(storage, speaking, line))
             pause_point("speech_line")  # test hook, off by default (dubbing_pipeline/hooks.py)
+    hits = sum(1 for r in results if r.cached)
     return {
         "index": job["lines"][0]["id"] if job["lines"] else "",
-        "lines": results,
+        "lines": [r.record for r in results],
         "cached": hits == len(job["lines"]),
         "hits": hits,
         "seconds": timer.seconds,
-        "provider": provider,
+        "provider": speaking.engine.describe(),
     }
+
+
+@dataclass(frozen=True)
+class Speaking:
+    """What every line of a batch is spoken with: the engine, the judge, the translator for repairs."""
+
+    engine: Any
+    judge: Any
+    translator: TranslatorResource
+    language: str
+    source_language: str
+    voice_match: str
+    max_line_cer: float
+    warn: Callable[[str], Any]
+
+
+def speak_line(storage: StorageResource, speaking: Speaking, line: dict[str, Any]) -> StepResult:
+    """One line spoken, fitted and checked (cached); a line that cannot be spoken becomes silence."""
+    sp = speaking
+
+    def compute(step: Step) -> dict[str, Any]:
+        base = {"id": line["id"]}
+        if not line["target_text"].strip():
+            return {**base, "status": "failed", "detail": "no translation", "uri": None}
+        try:
+            audio, fit = speak_and_check(
+                line, sp.language, sp.source_language, sp.engine, sp.translator, sp.judge,
+                sp.voice_match == "on", sp.max_line_cer,
+            )  # fmt: skip
+        except DubbingError as err:  # one line never fails the partition: it becomes silence
+            sp.warn(f"line {line['id']}: {err.one_line()}")
+            return {**base, "status": "failed", "detail": err.one_line(), "uri": None}
+        wav = write_wav(step.tmp / "line.wav", audio, fit["sample_rate"])
+        return {**base, **fit, "uri": step.put("line.wav", wav)}
+
+    inputs = {
+        "text": line["target_text"], "source_text": line["source_text"], "language": sp.language,
+        "provider": sp.engine.describe(), "voice": sp.engine.voice_key(line["profile"].get("voice")),
+        "f0": line["profile"].get("f0"), "voice_match": sp.voice_match,
+        "slot": [line["start"], line["end"], line["next_start"]], "judge": sp.judge.describe(),
+        "max_line_cer": sp.max_line_cer, "code": CODE_VERSION,
+    }  # fmt: skip
+    return run_step(storage, "speech_line", inputs=inputs, compute=compute)
 
 
 @dg.op(tags={"stage": "dubbed_speech"})
 def assemble_speech(
-    context: dg.OpExecutionContext, translation: dict[str, Any], batches: list[dict[str, Any]]
+    context: dg.OpExecutionContext,
+    quality: QualityResource,
+    translation: dict[str, Any],
+    batches: list[dict[str, Any]],
 ) -> dg.Output[dict[str, Any]]:
     timer = Timer()
+    failure_limit = quality.thresholds().max_failed_share
     by_id = {r["id"]: r for b in batches for r in b["lines"]}
     lines = []
     for line in translation["lines"]:
@@ -299,14 +332,8 @@ def assemble_speech(
         lines.append(
             {**rec, "id": line["id"], "speaker": line["speaker"], "start": line["start"], "end": line["end"]}
         )
-    # A trimmed line was spoken (cut by a few hundredths at the next line): only lines that
-    # could not be spoken at all (silence) count against the 20 % gate.
-    failed = sum(1 for r in lines if r["status"] == "failed")
     with classified("dubbed_speech"):
-        if lines and failed / len(lines) > FAILURE_LIMIT:
-            raise ProviderError(
-                f"{failed} of {len(lines)} lines could not be dubbed (more than 20 %): the partition fails"
-            )
+        require_enough_spoken([r["status"] for r in lines], failure_limit)
     provider = batches[0]["provider"] if batches else {}
     key = cache_key("dubbed_speech", lines=[r.get("cache_key") for r in lines], code=CODE_VERSION)
     record = {
@@ -315,6 +342,18 @@ def assemble_speech(
         "provider": provider,
         "lines": lines,
     }
+    return stage_output(
+        record,
+        seconds=sum(float(b["seconds"]) for b in batches) + timer.seconds,
+        cached=all(b["cached"] for b in batches),
+        media_seconds=sum(r["end"] - r["start"] for r in lines) or 1.0,
+        provider=provider,
+        counts=speech_counts(lines, batches),
+    )
+
+
+def speech_counts(lines: list[dict[str, Any]], batches: list[dict[str, Any]]) -> dict[str, int | float]:
+    """Materialisation counts: lines per status, cache hits, repairs, mean round-trip CER."""
     counts: dict[str, int | float] = {"lines": len(lines), "batches": len(batches)}
     for status in ("fits", "borrowed", "rate", "stretch", "trimmed", "failed"):
         counts[f"status_{status}"] = sum(1 for r in lines if r["status"] == status)
@@ -322,32 +361,31 @@ def assemble_speech(
     counts["repaired"] = sum(1 for r in lines if r.get("repaired"))
     cers = [float(r["cer"]) for r in lines if r.get("cer") is not None]
     counts["mean_round_trip_cer"] = round(sum(cers) / len(cers), 4) if cers else 0.0
-    duration = sum(r["end"] - r["start"] for r in lines) or 1.0
-    return dg.Output(
-        record,
-        metadata=stage_metadata(
-            seconds=sum(float(b["seconds"]) for b in batches) + timer.seconds,
-            media_seconds=duration,
-            cached=all(b["cached"] for b in batches),
-            cache_key=key,
-            provider=provider,
-            counts=counts,
-        ),
+    return counts
+
+
+def build_dubbed_speech(settings: Settings) -> dg.AssetsDefinition:
+    """The ``dubbed_speech`` graph asset; its batch steps go to the GPU pool where ``settings`` say so."""
+    batch_op = model_op(synthesize_batch, settings, stage="dubbed_speech", placement="speech")
+
+    @dg.graph_asset(
+        name="dubbed_speech",
+        partitions_def=video_language,
+        code_version=CODE_VERSION,
+        group_name="target_half",
+        kinds={"tts"},
+        description="Each translated line spoken in a voice matched to its speaker and fitted to its slot.",
     )
+    def dubbed_speech(
+        source_video: dict[str, Any],
+        speech_segments: dict[str, Any],
+        speakers: dict[str, Any],
+        translation: dict[str, Any],
+    ) -> Any:
+        jobs = plan_speech(source_video, speech_segments, speakers, translation)
+        return assemble_speech(translation, jobs.map(batch_op).collect())
+
+    return dubbed_speech
 
 
-@dg.graph_asset(
-    partitions_def=video_language,
-    code_version=CODE_VERSION,
-    group_name="target_half",
-    kinds={"tts"},
-    description="Each translated line spoken in a voice matched to its speaker and fitted to its slot.",
-)
-def dubbed_speech(
-    source_video: dict[str, Any],
-    speech_segments: dict[str, Any],
-    speakers: dict[str, Any],
-    translation: dict[str, Any],
-) -> Any:
-    jobs = plan_speech(source_video, speech_segments, speakers, translation)
-    return assemble_speech(translation, jobs.map(synthesize_batch).collect())
+dubbed_speech = build_dubbed_speech(Settings())  # the embedded default; build_definitions builds its own

@@ -45,8 +45,10 @@ stretch exactly from the measured duration (``stretch = actual / budget`` when i
 with the same caps and the same retranslate/trim rules. ``render_fit`` then applies the
 stretch and the final cut.
 
-``failure_gate`` fails a partition when more than ``limit`` (20 %) of its lines ended as
-``retranslate`` (never resolved) or ``trimmed``.
+``failure_gate`` fails a partition when more than ``limit`` (20 %) of its lines are
+``failed``: silent, because they had no translation or could not be synthesised. A ``trimmed``
+line was spoken (cut by a few hundredths before the next line) and does not count; the
+scorecard reports trims separately.
 """
 
 from __future__ import annotations
@@ -62,6 +64,8 @@ from numpy.typing import NDArray
 FitStatus = Literal["fits", "borrowed", "rate", "stretch", "retranslate", "trimmed"]
 STATUSES: Final[tuple[str, ...]] = ("fits", "borrowed", "rate", "stretch", "retranslate", "trimmed")
 FAILED_STATUSES: Final[frozenset[str]] = frozenset({"retranslate", "trimmed"})
+SILENT: Final = "failed"  # a dubbed line with no audio: no translation, or no synthesis
+LINE_STATUSES: Final[tuple[str, ...]] = (*STATUSES, SILENT)
 MAX_RATE: Final = 1.2
 MAX_STRETCH: Final = 1.1
 BREATH: Final = 0.15
@@ -299,14 +303,14 @@ def replan_after_synthesis(
 
 
 def failure_rate(statuses: Iterable[str]) -> float:
-    """Fraction of lines whose final status is ``retranslate`` or ``trimmed`` (0.0 for none)."""
+    """Fraction of lines whose final status is ``failed`` (silent), 0.0 for none."""
     items = list(statuses)
     for status in items:
-        if status not in STATUSES:
-            raise ValueError(f"unknown fit status {status!r}")
+        if status not in LINE_STATUSES:
+            raise ValueError(f"unknown line status {status!r}")
     if not items:
         return 0.0
-    return sum(1 for s in items if s in FAILED_STATUSES) / len(items)
+    return sum(1 for s in items if s == SILENT) / len(items)
 
 
 def failure_gate(statuses: Iterable[str], limit: float = FAILURE_LIMIT) -> bool:

@@ -4,19 +4,26 @@ from typing import Any
 
 import dagster as dg
 
-from dubbing_pipeline.cache import StepCache, scratch
 from dubbing_pipeline.errors import IneligibleError
 from dubbing_pipeline.hashing import cache_key
+from dubbing_pipeline.orchestration.kit import (
+    Step,
+    StepResult,
+    Timer,
+    classified,
+    model_op,
+    preview_table,
+    run_step,
+    stage_output,
+)
 from dubbing_pipeline.orchestration.partitions import videos
-from dubbing_pipeline.orchestration.placement import DEPLOYED, gpu_op_tags, gpu_pool
 from dubbing_pipeline.orchestration.resources import ASRResource, StorageResource
-from dubbing_pipeline.orchestration.stage import Timer, classified, stage_metadata
 from dubbing_pipeline.segments.chunks import Chunk
 from dubbing_pipeline.segments.sentences import Word, merge_chunk_words, split_sentences
+from dubbing_pipeline.settings import Settings
 
 CODE_VERSION = "transcript-1"
 LANGUAGE_PROBE_SECONDS = 30.0
-RETRY = dg.RetryPolicy(max_retries=2, delay=2.0, backoff=dg.Backoff.EXPONENTIAL)
 
 
 def _speech_sample(speech: list[list[float]], limit: float) -> list[tuple[float, float]]:
@@ -35,27 +42,52 @@ def detect_language(
     storage_res: StorageResource, asr_res: ASRResource, segments: dict[str, Any]
 ) -> dict[str, Any]:
     """Spoken language from the first ≤30 s of speech, cached."""
-    import numpy as np
-
-    from dubbing_pipeline.segments.vad import read_wav_16k_mono
-
-    storage = storage_res.get()
     asr = asr_res.get()
-    key = cache_key(
-        "language", upstream=segments["cache_key"], provider=asr.describe(), seconds=LANGUAGE_PROBE_SECONDS
-    )
-    cache = StepCache(storage, "language")
-    hit = cache.get(key)
-    if hit is not None:
-        return {**hit, "cached": True}
-    sample = _speech_sample(segments["speech"], LANGUAGE_PROBE_SECONDS)
-    with scratch("language", storage_res.work_dir or None) as tmp:
-        with storage.open_local(storage.key_of(segments["asr_audio_uri"]), tmp) as path:
+
+    def compute(step: Step) -> dict[str, Any]:
+        import numpy as np
+
+        from dubbing_pipeline.segments.vad import read_wav_16k_mono
+
+        sample = _speech_sample(segments["speech"], LANGUAGE_PROBE_SECONDS)
+        with step.local(segments["asr_audio_uri"]) as path:
             parts = [read_wav_16k_mono(path, s, e) for s, e in sample] or [read_wav_16k_mono(path, 0.0, 30.0)]
-    guess = asr.detect_language(np.concatenate(parts))
-    record = {"cache_key": key, "language": guess.language, "probability": round(float(guess.probability), 4)}
-    cache.put(key, record)
-    return {**record, "cached": False}
+        guess = asr.detect_language(np.concatenate(parts))
+        return {"language": guess.language, "probability": round(float(guess.probability), 4)}
+
+    inputs = {
+        "upstream": segments["cache_key"], "provider": asr.describe(), "seconds": LANGUAGE_PROBE_SECONDS
+    }  # fmt: skip
+    result = run_step(storage_res, "language", inputs=inputs, compute=compute)
+    return {**result.record, "cached": result.cached}
+
+
+def require_clear_language(language: dict[str, Any], minimum: float) -> None:
+    """A language guess below ``minimum`` confidence makes the video ineligible."""
+    if language["probability"] < minimum:
+        raise IneligibleError(
+            f"spoken language unclear: {language['language']} with confidence "
+            f"{language['probability']:.2f} "
+            f"(at least {minimum:.2f} needed, DUBBING_MIN_LANGUAGE_CONFIDENCE)"
+        )
+
+
+def chunk_jobs(speech_segments: dict[str, Any], language: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """``(mapping key, job)`` for every chunk that holds speech, with its speech regions."""
+    jobs = []
+    for chunk in speech_segments["chunks"]:
+        regions = [
+            [max(s, chunk["start"]), min(e, chunk["end"])]
+            for s, e in speech_segments["speech"]
+            if e > chunk["start"] and s < chunk["end"]
+        ]
+        if regions:
+            job = {
+                "chunk": chunk, "regions": regions, "language": language,
+                "asr_audio_uri": speech_segments["asr_audio_uri"], "upstream": speech_segments["cache_key"],
+            }  # fmt: skip
+            jobs.append((f"c{chunk['index']:04d}", job))
+    return jobs
 
 
 @dg.op(out=dg.DynamicOut(dict), tags={"stage": "transcript"})
@@ -68,86 +100,54 @@ def plan_transcription(
     """Detect the language once, then emit one job per chunk that holds speech."""
     with classified("transcript"):
         language = detect_language(storage, asr, speech_segments)
-        if language["probability"] < asr.min_language_confidence:
-            raise IneligibleError(
-                f"spoken language unclear: {language['language']} with confidence "
-                f"{language['probability']:.2f} "
-                f"(at least {asr.min_language_confidence:.2f} needed, DUBBING_MIN_LANGUAGE_CONFIDENCE)"
-            )
+        require_clear_language(language, asr.settings().min_language_confidence)
     context.log.info(f"language {language['language']} (p={language['probability']})")
-    for chunk in speech_segments["chunks"]:
-        regions = [
-            [max(s, chunk["start"]), min(e, chunk["end"])]
-            for s, e in speech_segments["speech"]
-            if e > chunk["start"] and s < chunk["end"]
-        ]
-        if not regions:
-            continue
-        yield dg.DynamicOutput(
-            {
-                "chunk": chunk,
-                "regions": regions,
-                "language": language,
-                "asr_audio_uri": speech_segments["asr_audio_uri"],
-                "upstream": speech_segments["cache_key"],
-            },
-            mapping_key=f"c{chunk['index']:04d}",
-        )
+    for mapping_key, job in chunk_jobs(speech_segments, language):
+        yield dg.DynamicOutput(job, mapping_key=mapping_key)
 
 
-@dg.op(
-    retry_policy=RETRY,
-    tags={"stage": "transcript", **gpu_op_tags(DEPLOYED, "transcript")},
-    pool=gpu_pool(DEPLOYED, "transcript"),
-)
 def transcribe_chunk(
     context: dg.OpExecutionContext, storage: StorageResource, asr: ASRResource, job: dict[str, Any]
 ) -> dict[str, Any]:
     """Words with timestamps for one chunk (cached by audio, bounds, language and model)."""
-    from dubbing_pipeline.segments.vad import read_wav_16k_mono
-
-    timer = Timer()
     with classified("transcript"):
-        store = storage.get()
-        model = asr.get()
-        chunk = Chunk.from_dict(job["chunk"])
-        key = cache_key(
-            "asr_chunk", upstream=job["upstream"], chunk=job["chunk"], regions=job["regions"],
-            language=job["language"]["language"], provider=model.describe(), code=CODE_VERSION,
-        )  # fmt: skip
-        cache = StepCache(store, "asr_chunk")
-        hit = cache.get(key)
-        if hit is not None:
-            return {**hit, "cached": True, "seconds": timer.seconds}
-        with scratch("asr", storage.work_dir or None) as tmp:
-            with store.open_local(store.key_of(job["asr_audio_uri"]), tmp) as path:
-                audio = read_wav_16k_mono(path, chunk.start, chunk.end)
-        words = model.transcribe(
-            audio,
-            language=job["language"]["language"],
-            offset=chunk.start,
-            regions=[(float(s), float(e)) for s, e in job["regions"]],
-        )
-        record = {
-            "cache_key": key,
+        result = transcribe_one(storage, asr, job)
+    record = result.record
+    context.log.info(f"chunk {record['index']}: {len(record['words'])} words in {result.seconds:.1f}s")
+    return {**record, "cached": result.cached, "seconds": result.seconds}
+
+
+def transcribe_one(storage_res: StorageResource, asr_res: ASRResource, job: dict[str, Any]) -> StepResult:
+    model = asr_res.get()
+    chunk = Chunk.from_dict(job["chunk"])
+    language = job["language"]
+
+    def compute(step: Step) -> dict[str, Any]:
+        from dubbing_pipeline.segments.vad import read_wav_16k_mono
+
+        with step.local(job["asr_audio_uri"]) as path:
+            audio = read_wav_16k_mono(path, chunk.start, chunk.end)
+        regions = [(float(s), float(e)) for s, e in job["regions"]]
+        words = model.transcribe(audio, language=language["language"], offset=chunk.start, regions=regions)
+        return {
             "index": chunk.index,
-            "language": job["language"]["language"],
-            "language_probability": job["language"]["probability"],
+            "language": language["language"],
+            "language_probability": language["probability"],
             "words": [w.to_dict() for w in words],
         }
-        cache.put(key, record)
-    context.log.info(f"chunk {chunk.index}: {len(words)} words in {timer.seconds:.1f}s")
-    return {**record, "cached": False, "seconds": timer.seconds}
+
+    inputs = {
+        "upstream": job["upstream"], "chunk": job["chunk"], "regions": job["regions"],
+        "language": language["language"], "provider": model.describe(), "code": CODE_VERSION,
+    }  # fmt: skip
+    return run_step(storage_res, "asr_chunk", inputs=inputs, compute=compute)
 
 
-def _preview(segments: list[dict[str, Any]], limit: int = 40) -> str:
-    rows = ["| start | end | text |", "|---:|---:|---|"]
-    for seg in segments[:limit]:
-        text = seg["text"].replace("|", "\\|")
-        rows.append(f"| {seg['start']:.2f} | {seg['end']:.2f} | {text} |")
-    if len(segments) > limit:
-        rows.append(f"| … | … | {len(segments) - limit} more |")
-    return "\n".join(rows)
+PREVIEW = (
+    ("start", lambda s: f"{s['start']:.2f}", True),
+    ("end", lambda s: f"{s['end']:.2f}", True),
+    ("text", lambda s: s["text"], False),
+)
 
 
 @dg.op(tags={"stage": "transcript"})
@@ -161,51 +161,57 @@ def assemble_transcript(
     timer = Timer()
     with classified("transcript"):
         ordered = sorted(chunks, key=lambda r: r["index"])
-        plan = {c["index"]: Chunk.from_dict(c) for c in speech_segments["chunks"]}
-        words = merge_chunk_words(
-            [plan[r["index"]] for r in ordered], [[Word.from_dict(w) for w in r["words"]] for r in ordered]
-        )
-        segments = split_sentences(words)
-        language = ordered[0]["language"] if ordered else None
-        probability = ordered[0]["language_probability"] if ordered else 0.0
-        provider = asr.get().describe()
-        key = cache_key("transcript", chunks=[r["cache_key"] for r in ordered], code=CODE_VERSION)
-        record = {
-            "cache_key": key,
-            "language": language,
-            "language_probability": probability,
-            "segments": [s.to_dict() for s in segments],
-            "words": len(words),
-            "provider": provider,
-            "chunks": [
-                {"index": r["index"], "cache_key": r["cache_key"], "cached": r["cached"]} for r in ordered
-            ],
-        }
-    compute = sum(float(r["seconds"]) for r in ordered)
-    cached = all(r["cached"] for r in ordered)
-    return dg.Output(
+        record = transcript_record(speech_segments, ordered, asr.get().describe())
+    return stage_output(
         record,
-        metadata=stage_metadata(
-            seconds=compute + timer.seconds,
-            media_seconds=float(speech_segments["duration"]),
-            cached=cached,
-            cache_key=key,
-            provider=provider,
-            counts={"segments": len(segments), "words": len(words), "chunks": len(ordered)},
-            preview=_preview(record["segments"]),
-        ),
+        seconds=sum(float(r["seconds"]) for r in ordered) + timer.seconds,
+        cached=all(r["cached"] for r in ordered),
+        media_seconds=float(speech_segments["duration"]),
+        provider=record["provider"],
+        counts={"segments": len(record["segments"]), "words": record["words"], "chunks": len(ordered)},
+        preview=preview_table(PREVIEW, record["segments"], limit=40),
     )
 
 
-@dg.graph_asset(
-    partitions_def=videos,
-    code_version=CODE_VERSION,
-    group_name="source_half",
-    kinds={"whisper"},
-    description="Words with timestamps from faster-whisper, one fan-out step per ≤300 s chunk, split into "
-    "sentences.",
-)
-def transcript(speech_segments: dict[str, Any]) -> Any:
-    jobs = plan_transcription(speech_segments)
-    results = jobs.map(transcribe_chunk)
-    return assemble_transcript(speech_segments, results.collect())
+def transcript_record(
+    speech_segments: dict[str, Any], ordered: list[dict[str, Any]], provider: dict[str, Any]
+) -> dict[str, Any]:
+    """The chunks' words joined at the chunk cores (no word lost or doubled), split into sentences."""
+    plan = {c["index"]: Chunk.from_dict(c) for c in speech_segments["chunks"]}
+    words = merge_chunk_words(
+        [plan[r["index"]] for r in ordered], [[Word.from_dict(w) for w in r["words"]] for r in ordered]
+    )
+    return {
+        "cache_key": cache_key("transcript", chunks=[r["cache_key"] for r in ordered], code=CODE_VERSION),
+        "language": ordered[0]["language"] if ordered else None,
+        "language_probability": ordered[0]["language_probability"] if ordered else 0.0,
+        "segments": [s.to_dict() for s in split_sentences(words)],
+        "words": len(words),
+        "provider": provider,
+        "chunks": [
+            {"index": r["index"], "cache_key": r["cache_key"], "cached": r["cached"]} for r in ordered
+        ],
+    }
+
+
+def build_transcript(settings: Settings) -> dg.AssetsDefinition:
+    """The ``transcript`` graph asset; its chunk steps go to the GPU pool where ``settings`` say so."""
+    chunk_op = model_op(transcribe_chunk, settings, stage="transcript", placement="transcript")
+
+    @dg.graph_asset(
+        name="transcript",
+        partitions_def=videos,
+        code_version=CODE_VERSION,
+        group_name="source_half",
+        kinds={"whisper"},
+        description="Words with timestamps from faster-whisper, one fan-out step per ≤300 s chunk, split "
+        "into sentences.",
+    )
+    def transcript(speech_segments: dict[str, Any]) -> Any:
+        jobs = plan_transcription(speech_segments)
+        return assemble_transcript(speech_segments, jobs.map(chunk_op).collect())
+
+    return transcript
+
+
+transcript = build_transcript(Settings())  # the embedded default; build_definitions builds its own

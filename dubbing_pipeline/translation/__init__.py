@@ -1,13 +1,22 @@
 """The ``translation`` stage's cores and providers: word budgets, Apertium and an LLM translator.
 
 * ``budget``: words-per-second table, word budgets, word counting, request windows (pure).
-* ``providers``: ``LineRequest`` / ``LineResult``, the ``Translator`` interface, ``make_translator``.
+* ``base``: ``LineRequest`` / ``LineResult`` and the ``Translator`` interface.
+* ``factory``: ``make_translator``, the translator the settings ask for.
 * ``apertium``: offline rule-based en→es (Debian ``apertium`` + ``apertium-eng-spa``).
 * ``llm``: any OpenAI-compatible chat endpoint (vLLM, llama-server).
 
 Importing this package starts no process and opens no connection.
 """
 
+from dubbing_pipeline.translation.base import (
+    STATUS_FAILED,
+    STATUS_OK,
+    STATUS_OVER_BUDGET,
+    LineRequest,
+    LineResult,
+    Translator,
+)
 from dubbing_pipeline.translation.budget import (
     WPS,
     context_windows,
@@ -15,15 +24,7 @@ from dubbing_pipeline.translation.budget import (
     over_budget,
     word_budget,
 )
-from dubbing_pipeline.translation.providers import (
-    STATUS_FAILED,
-    STATUS_OK,
-    STATUS_OVER_BUDGET,
-    LineRequest,
-    LineResult,
-    Translator,
-    make_translator,
-)
+from dubbing_pipeline.translation.factory import make_translator
 
 __all__ = [
     "STATUS_FAILED",

@@ -28,8 +28,7 @@ import subprocess
 from collections.abc import Sequence
 
 from dubbing_pipeline.errors import ModelMissingError, ProviderError, UnsupportedError, sanitize
-from dubbing_pipeline.translation.budget import normalize_language
-from dubbing_pipeline.translation.providers import (
+from dubbing_pipeline.translation.base import (
     APERTIUM_HOWTO,
     STATUS_FAILED,
     STATUS_OK,
@@ -38,6 +37,7 @@ from dubbing_pipeline.translation.providers import (
     Translator,
     status_for,
 )
+from dubbing_pipeline.translation.budget import normalize_language
 
 _MODE_DIRS = ("/usr/share/apertium/modes", "/usr/local/share/apertium/modes")
 _BLOCK_RE = re.compile(r'<p id="dp(\d+)">(.*?)</p>', re.DOTALL)

@@ -45,20 +45,20 @@ from typing import Any
 
 from dubbing_pipeline.errors import ConfigurationError, ProviderError, sanitize
 from dubbing_pipeline.settings import Settings
-from dubbing_pipeline.translation.budget import (
-    context_range,
-    context_windows,
-    count_words,
-    normalize_language,
-    over_budget,
-)
-from dubbing_pipeline.translation.providers import (
+from dubbing_pipeline.translation.base import (
     STATUS_FAILED,
     STATUS_OK,
     LineRequest,
     LineResult,
     Translator,
     status_for,
+)
+from dubbing_pipeline.translation.budget import (
+    context_range,
+    context_windows,
+    count_words,
+    normalize_language,
+    over_budget,
 )
 
 log = logging.getLogger(__name__)

@@ -317,16 +317,21 @@ def test_integers_are_accepted() -> None:
 
 def test_failure_gate_is_strictly_more_than_the_limit() -> None:
     four_ok = ["fits", "borrowed", "rate", "stretch"]
-    assert not failure_gate([*four_ok, "trimmed"])  # 20 %: passes
-    assert failure_gate([*four_ok[:3], "trimmed", "retranslate"])  # 40 %: fails
-    assert failure_rate([*four_ok, "trimmed"]) == approx(0.2)
+    assert not failure_gate([*four_ok, "failed"])  # 20 %: passes
+    assert failure_gate([*four_ok[:3], "failed", "failed"])  # 40 %: fails
+    assert failure_rate([*four_ok, "failed"]) == approx(0.2)
     assert not failure_gate([])
     assert failure_rate([]) == 0.0
     assert not failure_gate(four_ok, limit=0.0)
-    assert failure_gate(["trimmed"], limit=0.0)
-    assert not failure_gate(["trimmed"], limit=1.0)
-    assert failure_gate(["fits", "retranslate"], limit=0.49)
-    assert not failure_gate(iter(["fits", "fits", "trimmed"]), limit=0.34)
+    assert failure_gate(["failed"], limit=0.0)
+    assert not failure_gate(["failed"], limit=1.0)
+    assert failure_gate(["fits", "failed"], limit=0.49)
+    assert not failure_gate(iter(["fits", "fits", "failed"]), limit=0.34)
+
+
+def test_spoken_lines_never_count_against_the_gate_even_when_trimmed() -> None:
+    assert failure_rate(["trimmed", "trimmed", "retranslate", "fits"]) == 0.0
+    assert not failure_gate(["trimmed"] * 5, limit=0.0)
 
 
 def test_failure_gate_rejects_unknown_statuses_and_limits() -> None:

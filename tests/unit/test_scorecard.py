@@ -62,11 +62,8 @@ def test_markdown_table_has_a_row_per_segment() -> None:
     assert table.count("\n") == 3 and "failed" in table
 
 
-def test_thresholds_from_env(monkeypatch: object) -> None:
-    import os
+def test_thresholds_come_from_the_settings_table() -> None:
+    from dubbing_pipeline.settings import Settings
 
-    os.environ["DUBBING_QC_MAX_MEAN_CER"] = "0.25"
-    try:
-        assert Thresholds.from_env().max_mean_cer == 0.25
-    finally:
-        del os.environ["DUBBING_QC_MAX_MEAN_CER"]
+    t = Thresholds.from_settings(Settings.from_env({"DUBBING_QC_MAX_MEAN_CER": "0.25"}))
+    assert t.max_mean_cer == 0.25 and t.max_line_cer == Thresholds().max_line_cer
