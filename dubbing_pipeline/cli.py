@@ -104,7 +104,7 @@ def dub_one(path: str, languages: list[str], out_dir: Path, video_id: str | None
     from dubbing_pipeline.orchestration.io_manager import load_asset_record
     from dubbing_pipeline.orchestration.partitions import video_language_key
     from dubbing_pipeline.runner import run_job
-    from dubbing_pipeline.source.core import require_video
+    from dubbing_pipeline.source_video.core import require_video
 
     defs, storage, vid = prepare_video(path, video_id)
     instance = dg.DagsterInstance.get()

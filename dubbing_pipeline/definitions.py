@@ -7,18 +7,18 @@ from typing import Any
 import dagster as dg
 
 from dubbing_pipeline import stages
-from dubbing_pipeline.lipsync.asset import build_lip_sync
-from dubbing_pipeline.mix.asset import dub_mix
-from dubbing_pipeline.mux.asset import dubbed_video
+from dubbing_pipeline.audio_stems.asset import build_audio_stems
+from dubbing_pipeline.dub_mix.asset import dub_mix
+from dubbing_pipeline.dubbed_speech.asset import build_dubbed_speech
+from dubbing_pipeline.dubbed_video.asset import dubbed_video
+from dubbing_pipeline.lip_sync.asset import build_lip_sync
 from dubbing_pipeline.orchestration.io_manager import RecordIOManager
 from dubbing_pipeline.orchestration.partitions import video_language, videos
 from dubbing_pipeline.orchestration.resources import resources_from_settings
-from dubbing_pipeline.segments.asset import speech_segments
 from dubbing_pipeline.settings import Settings
-from dubbing_pipeline.source.asset import source_video
+from dubbing_pipeline.source_video.asset import source_video
 from dubbing_pipeline.speakers.asset import build_speakers
-from dubbing_pipeline.speech.asset import build_dubbed_speech
-from dubbing_pipeline.stems.asset import build_audio_stems
+from dubbing_pipeline.speech_segments.asset import speech_segments
 from dubbing_pipeline.transcript.asset import build_transcript
 from dubbing_pipeline.translation.asset import translation
 

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from dubbing_pipeline.errors import ConfigurationError, ModelMissingError
-from dubbing_pipeline.segments.sentences import Word
-from dubbing_pipeline.segments.vad import read_wav_16k_mono
 from dubbing_pipeline.settings import Settings
+from dubbing_pipeline.speech_segments.sentences import Word
+from dubbing_pipeline.speech_segments.vad import read_wav_16k_mono
 from dubbing_pipeline.transcript import providers
 from dubbing_pipeline.transcript.providers import (
     MARKER,

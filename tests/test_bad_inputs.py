@@ -372,7 +372,7 @@ def test_dubbed_webm_is_reencoded_and_complete(matrix: dict[str, Any]) -> None:
 
 def test_rotation_and_vfr_survive_the_mux(tmp_path: Path, matrix: dict[str, Any]) -> None:
     """The mux stream-copies: a phone video keeps its display matrix and a VFR video its timestamps."""
-    from dubbing_pipeline.mux.core import mux_video
+    from dubbing_pipeline.dubbed_video.core import mux_video
 
     media = matrix["media"]
     wav = tmp_path / "a.wav"

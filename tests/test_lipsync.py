@@ -19,25 +19,25 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from dubbing_pipeline.dubbed_video.core import probe_durations, video_frame_hashes
 from dubbing_pipeline.errors import ConfigurationError, ModelMissingError, ProviderError
-from dubbing_pipeline.lipsync.compose import (
+from dubbing_pipeline.lip_sync.compose import (
     compose,
     cut_window,
     keyframe_indices,
     probe_video,
     window_speech,
 )
-from dubbing_pipeline.lipsync.core import FLOOR_SECONDS, run_window
-from dubbing_pipeline.lipsync.faces import FaceTrack, choose_face, mouth_box, runs, track_faces
-from dubbing_pipeline.lipsync.providers import (
+from dubbing_pipeline.lip_sync.core import FLOOR_SECONDS, run_window
+from dubbing_pipeline.lip_sync.faces import FaceTrack, choose_face, mouth_box, runs, track_faces
+from dubbing_pipeline.lip_sync.providers import (
     LatentSyncEngine,
     LipSyncEngine,
     MuseTalkEngine,
     NoneEngine,
     make_lipsync,
 )
-from dubbing_pipeline.lipsync.windows import MODEL_FPS, Window, plan_windows, source_frame_range
-from dubbing_pipeline.mux.core import probe_durations, video_frame_hashes
+from dubbing_pipeline.lip_sync.windows import MODEL_FPS, Window, plan_windows, source_frame_range
 from dubbing_pipeline.settings import Settings
 
 pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg not installed")
@@ -346,7 +346,7 @@ def _materialize_lip_sync(tmp_path: Path, clip: Path, settings: Settings):  # ty
     import soundfile as sf
 
     from dubbing_pipeline.hashing import sha256_file
-    from dubbing_pipeline.lipsync.asset import build_lip_sync
+    from dubbing_pipeline.lip_sync.asset import build_lip_sync
     from dubbing_pipeline.orchestration.partitions import video_language, video_language_key, videos
     from dubbing_pipeline.orchestration.resources import resources_from_settings
     from dubbing_pipeline.storage import make_storage
@@ -406,7 +406,7 @@ def test_asset_failure_degrades_to_the_original_video_with_a_warning(tmp_path: P
 def test_gpu_tags_only_for_gpu_engines() -> None:
     import json
 
-    from dubbing_pipeline.lipsync.asset import build_lip_sync
+    from dubbing_pipeline.lip_sync.asset import build_lip_sync
 
     def sync_op(settings: Settings):  # type: ignore[no-untyped-def]
         asset, _ = build_lip_sync(settings)
@@ -428,7 +428,7 @@ def test_asset_end_to_end_with_an_engine_double(
     tmp_path: Path, clip: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """plan (face track) → sync_window per window (bisection, step cache) → compose, in Dagster."""
-    import dubbing_pipeline.lipsync.providers as providers
+    import dubbing_pipeline.lip_sync.providers as providers
 
     monkeypatch.setattr(providers, "make_lipsync", lambda settings: MarkEngine())
     settings = Settings(storage_url=str(tmp_path / "media"), lipsync="none")

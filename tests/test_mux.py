@@ -11,9 +11,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from dubbing_pipeline.errors import BadInputError, ConfigurationError
-from dubbing_pipeline.media import ffprobe
-from dubbing_pipeline.mux import (
+from dubbing_pipeline.dubbed_video import (
     AUDIO_SAMPLE_RATE,
     Cue,
     fit_audio_length,
@@ -24,6 +22,8 @@ from dubbing_pipeline.mux import (
     top_level_boxes,
     video_frame_hashes,
 )
+from dubbing_pipeline.errors import BadInputError, ConfigurationError
+from dubbing_pipeline.media import ffprobe
 
 pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg not installed")
 

@@ -19,6 +19,7 @@ import dagster as dg
 import pytest
 import yaml
 
+from dubbing_pipeline.audio_stems.asset import audio_stems
 from dubbing_pipeline.definitions import source_half_job
 from dubbing_pipeline.ids import is_safe_key_part
 from dubbing_pipeline.orchestration import catalog as cat
@@ -27,8 +28,7 @@ from dubbing_pipeline.orchestration.placement import gpu_op_tags, gpu_pool
 from dubbing_pipeline.orchestration.registry import registry_key
 from dubbing_pipeline.orchestration.resources import resources_from_settings
 from dubbing_pipeline.settings import Settings
-from dubbing_pipeline.source.asset import source_video
-from dubbing_pipeline.stems.asset import audio_stems
+from dubbing_pipeline.source_video.asset import source_video
 from dubbing_pipeline.storage import make_storage
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "servers"))

@@ -8,8 +8,8 @@ import pytest
 from dubbing_pipeline.errors import BadInputError, sanitize
 from dubbing_pipeline.orchestration.registry import register_video
 from dubbing_pipeline.orchestration.resources import StorageResource
-from dubbing_pipeline.source.asset import ingest
-from dubbing_pipeline.source.core import parse_probe
+from dubbing_pipeline.source_video.asset import ingest
+from dubbing_pipeline.source_video.core import parse_probe
 
 
 def ffmpeg(*args: str) -> None:

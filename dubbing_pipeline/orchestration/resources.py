@@ -54,7 +54,7 @@ class SeparatorResource(_ProviderResource):
     """Voice/background separation (``DUBBING_SEPARATOR``)."""
 
     def get(self) -> Any:
-        from dubbing_pipeline.stems.providers import make_separator
+        from dubbing_pipeline.audio_stems.providers import make_separator
 
         return make_separator(self.settings())
 
@@ -91,7 +91,7 @@ class TTSResource(_ProviderResource):
     ``DUBBING_VOICE_MATCH``)."""
 
     def get(self, language: str) -> Any:
-        from dubbing_pipeline.speech.tts import make_tts
+        from dubbing_pipeline.dubbed_speech.tts import make_tts
 
         return make_tts(self.settings(), language)
 
@@ -100,7 +100,7 @@ class LipSyncResource(_ProviderResource):
     """The lip-sync engine (``DUBBING_LIPSYNC``, ``DUBBING_LATENTSYNC_*``, ``DUBBING_LIPSYNC_MAX_WINDOW``)."""
 
     def get(self) -> Any:
-        from dubbing_pipeline.lipsync.providers import make_lipsync
+        from dubbing_pipeline.lip_sync.providers import make_lipsync
 
         return make_lipsync(self.settings())
 

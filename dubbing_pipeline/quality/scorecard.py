@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from dubbing_pipeline.speech.isochrony import FAILURE_LIMIT, MAX_RATE, MAX_STRETCH
+from dubbing_pipeline.dubbed_speech.isochrony import FAILURE_LIMIT, MAX_RATE, MAX_STRETCH
 
 
 @dataclass(frozen=True)

@@ -59,7 +59,7 @@ def diarize_one(
     chunk = job["chunk"]
 
     def compute(step: Step) -> dict[str, Any]:
-        from dubbing_pipeline.segments.vad import read_wav_16k_mono
+        from dubbing_pipeline.speech_segments.vad import read_wav_16k_mono
 
         with step.local(job["asr_audio_uri"]) as path:
             audio = read_wav_16k_mono(path, chunk["start"], chunk["end"])

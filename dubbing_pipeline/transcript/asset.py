@@ -18,9 +18,9 @@ from dubbing_pipeline.orchestration.kit import (
 )
 from dubbing_pipeline.orchestration.partitions import videos
 from dubbing_pipeline.orchestration.resources import ASRResource, StorageResource
-from dubbing_pipeline.segments.chunks import Chunk
-from dubbing_pipeline.segments.sentences import Word, merge_chunk_words, split_sentences
 from dubbing_pipeline.settings import Settings
+from dubbing_pipeline.speech_segments.chunks import Chunk
+from dubbing_pipeline.speech_segments.sentences import Word, merge_chunk_words, split_sentences
 
 CODE_VERSION = "transcript-1"
 LANGUAGE_PROBE_SECONDS = 30.0
@@ -47,7 +47,7 @@ def detect_language(
     def compute(step: Step) -> dict[str, Any]:
         import numpy as np
 
-        from dubbing_pipeline.segments.vad import read_wav_16k_mono
+        from dubbing_pipeline.speech_segments.vad import read_wav_16k_mono
 
         sample = _speech_sample(segments["speech"], LANGUAGE_PROBE_SECONDS)
         with step.local(segments["asr_audio_uri"]) as path:
@@ -123,7 +123,7 @@ def transcribe_one(storage_res: StorageResource, asr_res: ASRResource, job: dict
     language = job["language"]
 
     def compute(step: Step) -> dict[str, Any]:
-        from dubbing_pipeline.segments.vad import read_wav_16k_mono
+        from dubbing_pipeline.speech_segments.vad import read_wav_16k_mono
 
         with step.local(job["asr_audio_uri"]) as path:
             audio = read_wav_16k_mono(path, chunk.start, chunk.end)

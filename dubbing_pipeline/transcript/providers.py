@@ -34,8 +34,8 @@ import numpy as np
 
 from dubbing_pipeline.errors import ConfigurationError, ModelMissingError, ProviderError, require_dir
 from dubbing_pipeline.numerics import kernel_settings
-from dubbing_pipeline.segments.sentences import Word
 from dubbing_pipeline.settings import Settings
+from dubbing_pipeline.speech_segments.sentences import Word
 
 log = logging.getLogger(__name__)
 
@@ -387,7 +387,7 @@ class FasterWhisperASR(ASR):
     # -- language
 
     def detect_language(self, audio16k: np.ndarray) -> LanguageGuess:
-        from dubbing_pipeline.segments.vad import speech_regions
+        from dubbing_pipeline.speech_segments.vad import speech_regions
 
         audio = _as_audio(audio16k)
         if audio.size == 0:
@@ -421,7 +421,7 @@ class FasterWhisperASR(ASR):
         if duration == 0:
             return []
         if regions is None:
-            from dubbing_pipeline.segments.vad import speech_regions
+            from dubbing_pipeline.speech_segments.vad import speech_regions
 
             regions = [(offset + s, offset + e) for s, e in speech_regions(audio)]
         clips = _local_clips(regions, offset, duration)

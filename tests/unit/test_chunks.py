@@ -1,4 +1,4 @@
-"""Unit tests for dubbing_pipeline.segments.chunks."""
+"""Unit tests for dubbing_pipeline.speech_segments.chunks."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from dubbing_pipeline.segments.chunks import Chunk, plan_chunks
+from dubbing_pipeline.speech_segments.chunks import Chunk, plan_chunks
 
 M, OV = 300.0, 2.0  # defaults: first window from 0 is (150, 298]
 

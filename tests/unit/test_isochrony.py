@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dubbing_pipeline.speech.isochrony import (
+from dubbing_pipeline.dubbed_speech.isochrony import (
     BREATH,
     FAILED_STATUSES,
     MAX_RATE,

@@ -69,7 +69,7 @@ def test_our_own_bugs_are_internal_and_provider_errors_are_not() -> None:
     assert (
         classify(_raise_inside("onnxruntime.capi.session", RuntimeError("kernel"))).code == "provider_failure"
     )
-    assert classify(_raise_inside("dubbing_pipeline.mix", ValueError("shape"))).code == "internal"
+    assert classify(_raise_inside("dubbing_pipeline.dub_mix", ValueError("shape"))).code == "internal"
     assert classify(BadInputError("not a video")).code == "bad_input"
     assert classify(MemoryError()).code == "resources_exhausted"
 

@@ -8,8 +8,8 @@ import random
 import pytest
 
 from dubbing_pipeline.errors import ModelMissingError, ProviderError
-from dubbing_pipeline.lipsync.core import Piece, floor_frames, halves, run_window, skipped, summarize
-from dubbing_pipeline.lipsync.windows import MODEL_FPS, UNIT_FRAMES, Window
+from dubbing_pipeline.lip_sync.core import Piece, floor_frames, halves, run_window, skipped, summarize
+from dubbing_pipeline.lip_sync.windows import MODEL_FPS, UNIT_FRAMES, Window
 
 
 class FailsOnFrames:

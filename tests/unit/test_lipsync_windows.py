@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from dubbing_pipeline.lipsync.windows import (
+from dubbing_pipeline.lip_sync.windows import (
     MODEL_FPS,
     UNIT_FRAMES,
     Window,

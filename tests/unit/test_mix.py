@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import signal
 
-from dubbing_pipeline.mix import (
+from dubbing_pipeline.dub_mix import (
     FALLBACK_TARGET_LUFS,
     PlacedLine,
     apply_fades,
@@ -21,7 +21,7 @@ from dubbing_pipeline.mix import (
     sample_peak_dbfs,
     true_peak_dbfs,
 )
-from dubbing_pipeline.mix.loudness import block_loudness, k_weighting_sos
+from dubbing_pipeline.dub_mix.loudness import block_loudness, k_weighting_sos
 
 SR = 48000
 

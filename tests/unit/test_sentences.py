@@ -1,4 +1,4 @@
-"""Unit tests for dubbing_pipeline.segments.sentences."""
+"""Unit tests for dubbing_pipeline.speech_segments.sentences."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import itertools
 import numpy as np
 import pytest
 
-from dubbing_pipeline.segments.chunks import Chunk
-from dubbing_pipeline.segments.sentences import (
+from dubbing_pipeline.speech_segments.chunks import Chunk
+from dubbing_pipeline.speech_segments.sentences import (
     Segment,
     Word,
     ends_sentence,
@@ -213,7 +213,7 @@ def test_merge_chunk_words_edge_cases() -> None:
 
 
 def test_pronoun_i_ends_a_sentence() -> None:
-    from dubbing_pipeline.segments.sentences import Word, split_sentences
+    from dubbing_pipeline.speech_segments.sentences import Word, split_sentences
 
     words = [Word(0.0, 0.3, " Neither"), Word(0.3, 0.5, " did"), Word(0.5, 0.6, " I."),
              Word(0.7, 1.0, " Okay."), Word(1.0, 1.2, " J."), Word(1.2, 1.5, " Smith")]  # fmt: skip

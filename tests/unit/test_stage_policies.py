@@ -13,11 +13,11 @@ from typing import Any
 import numpy as np
 import pytest
 
+from dubbing_pipeline.dubbed_speech.speak import profile_spans, require_enough_spoken, speak_and_check
 from dubbing_pipeline.errors import ProviderError
 from dubbing_pipeline.quality.scorecard import background_correlation, quiet_mask
-from dubbing_pipeline.segments.sentences import Word
 from dubbing_pipeline.speakers.asset import assign_speakers
-from dubbing_pipeline.speech.asset import profile_spans, require_enough_spoken, speak_and_check
+from dubbing_pipeline.speech_segments.sentences import Word
 from dubbing_pipeline.translation.base import LineResult
 
 SR = 16000

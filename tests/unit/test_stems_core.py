@@ -1,4 +1,4 @@
-"""Unit tests of the streaming code around a separator (``dubbing_pipeline.stems.core``).
+"""Unit tests of the streaming code around a separator (``dubbing_pipeline.audio_stems.core``).
 
 The separator here is a test double with a known answer, so block planning, crossfading,
 frame counts and alignment can be checked exactly; the real model is tested in
@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from dubbing_pipeline.audio_stems.core import center_trim, plan_blocks, separate_file
 from dubbing_pipeline.errors import BadInputError, ProviderError
-from dubbing_pipeline.stems.core import center_trim, plan_blocks, separate_file
 
 SR = 8000
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 
-from dubbing_pipeline.mux.subtitles import (
+from dubbing_pipeline.dubbed_video.subtitles import (
     Cue,
     escape_vtt,
     format_timestamp,

@@ -1,6 +1,6 @@
 """Measure the TTS engines: round-trip CER through Whisper and real-time factor.
 
-    python -m dubbing_pipeline.speech.measure [--languages en,es] [--engines espeak,kokoro]
+    python -m dubbing_pipeline.dubbed_speech.measure [--languages en,es] [--engines espeak,kokoro]
                                               [--voices male,female] [--json out.json]
 
 Each engine speaks the 15 sentences of every language it supports (the demo dialogue,
@@ -23,10 +23,10 @@ from typing import Any
 
 import numpy as np
 
+from dubbing_pipeline.dubbed_speech.tts import ENGINE_NAMES, TTSEngine, make_tts_engine
 from dubbing_pipeline.errors import DubbingError
 from dubbing_pipeline.quality.metrics import edit_distance, normalize_text
 from dubbing_pipeline.settings import Settings
-from dubbing_pipeline.speech.tts import ENGINE_NAMES, TTSEngine, make_tts_engine
 
 SENTENCES: dict[str, list[str]] = {
     "en": [

@@ -3,7 +3,7 @@
 An engine turns one *window* (a short video cut at ``fps`` = 25 and its dubbed speech at
 ``audio_rate`` = 16 kHz mono) into the same window with the mouth re-animated. The stage plans
 the windows, cuts them, bisects failures and puts the results back into the source
-(``dubbing_pipeline.lipsync.compose``); engines see nothing else.
+(``dubbing_pipeline.lip_sync.compose``); engines see nothing else.
 
 * ``none`` (the CPU default): no model; every planned window keeps its original frames and the
   stage says so (``provider: none``, windows ``skipped``). The video stream is copied.
@@ -31,7 +31,7 @@ from dubbing_pipeline.errors import (
     ProviderError,
     require_dir,
 )
-from dubbing_pipeline.lipsync.windows import MAX_WINDOW_SECONDS, MODEL_FPS
+from dubbing_pipeline.lip_sync.windows import MAX_WINDOW_SECONDS, MODEL_FPS
 from dubbing_pipeline.settings import Settings
 
 ENGINE_NAMES = ("none", "latentsync", "musetalk")

@@ -36,8 +36,8 @@ def face_track(
     storage_res: StorageResource, source: dict[str, Any], local: Path
 ) -> tuple[dict[str, Any], bool]:
     """The video's face track, cached by its content hash and the detector."""
-    from dubbing_pipeline.lipsync.faces import CODE_VERSION as FACES_CODE
-    from dubbing_pipeline.lipsync.faces import DETECT_WIDTH, FaceDetector, track_faces
+    from dubbing_pipeline.lip_sync.faces import CODE_VERSION as FACES_CODE
+    from dubbing_pipeline.lip_sync.faces import DETECT_WIDTH, FaceDetector, track_faces
 
     detector = FaceDetector()
     inputs = {
@@ -106,8 +106,8 @@ def window_plan(
     storage: StorageResource, engine: Any, source_video: dict[str, Any], dubbed_speech: dict[str, Any]
 ) -> dict[str, Any]:
     """The windows the engine runs on: where dubbed speech sounds and a face is seen (face track cached)."""
-    from dubbing_pipeline.lipsync.faces import FaceTrack
-    from dubbing_pipeline.lipsync.windows import plan_windows
+    from dubbing_pipeline.lip_sync.faces import FaceTrack
+    from dubbing_pipeline.lip_sync.windows import plan_windows
 
     info = source_video["info"]
     lines = placed_lines(dubbed_speech)
@@ -158,9 +158,9 @@ def sync_one(
     """Run the engine on one window (bisecting failures); cached by video, audio, engine and bounds."""
     import soundfile as sf
 
-    from dubbing_pipeline.lipsync.compose import cut_window, probe_video, window_speech
-    from dubbing_pipeline.lipsync.core import run_window
-    from dubbing_pipeline.lipsync.windows import Window
+    from dubbing_pipeline.lip_sync.compose import cut_window, probe_video, window_speech
+    from dubbing_pipeline.lip_sync.core import run_window
+    from dubbing_pipeline.lip_sync.windows import Window
 
     store = storage_res.get()
     window = Window.from_dict(job["window"])
@@ -239,9 +239,9 @@ def _sync_window_op(op_tags: dict[str, Any], pool: str | None) -> Any:
 def compose_record(
     storage_res: StorageResource, source: dict[str, Any], plan: dict[str, Any], results: list[dict[str, Any]]
 ) -> tuple[dict[str, Any], bool]:
-    from dubbing_pipeline.lipsync.compose import compose
-    from dubbing_pipeline.lipsync.core import Piece, skipped
-    from dubbing_pipeline.lipsync.windows import Window
+    from dubbing_pipeline.lip_sync.compose import compose
+    from dubbing_pipeline.lip_sync.core import Piece, skipped
+    from dubbing_pipeline.lip_sync.windows import Window
 
     counts = {
         k: int(plan.get(k, 0))

@@ -18,8 +18,8 @@ def mix_dub(storage_res: StorageResource, stems: dict[str, Any], speech: dict[st
     """The background stem with every dubbed line placed at its time, loudness-matched (cached)."""
 
     def compute(step: Step) -> dict[str, Any]:
-        from dubbing_pipeline.mix import default_target_lufs, mix_lines, normalize
-        from dubbing_pipeline.mix.loudness import integrated_loudness
+        from dubbing_pipeline.dub_mix import default_target_lufs, mix_lines, normalize
+        from dubbing_pipeline.dub_mix.loudness import integrated_loudness
 
         background, sr = read_audio(step, stems["background_uri"])
         vocals, _ = read_audio(step, stems["vocals_uri"])
@@ -56,7 +56,7 @@ def place_lines(
     """Each spoken line at its dub start, its gain matched to the source speech in its slot."""
     import soxr
 
-    from dubbing_pipeline.mix import PlacedLine, dbfs, line_gain_db
+    from dubbing_pipeline.dub_mix import PlacedLine, dbfs, line_gain_db
 
     placed, gains = [], {}
     for line in lines:

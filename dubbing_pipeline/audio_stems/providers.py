@@ -5,7 +5,7 @@
 * ``DemucsSeparator`` (production, GPU): HTDemucs loaded from a local Demucs model
   repository (``DUBBING_DEMUCS_REPO``); needs the ``gpu`` extra (the ``demucs`` package).
 
-Separators work on one block of audio at a time; ``dubbing_pipeline.stems.core.separate_file``
+Separators work on one block of audio at a time; ``dubbing_pipeline.audio_stems.core.separate_file``
 streams a whole file through them. Heavy imports (torch, the model packages) happen when a
 separator is built, never when this module is imported.
 """
@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from dubbing_pipeline.audio_stems.core import center_trim
 from dubbing_pipeline.errors import (
     BadInputError,
     ConfigurationError,
@@ -35,7 +36,6 @@ from dubbing_pipeline.errors import (
     require_dir,
 )
 from dubbing_pipeline.settings import Settings
-from dubbing_pipeline.stems.core import center_trim
 
 Audio = npt.NDArray[np.float32]
 

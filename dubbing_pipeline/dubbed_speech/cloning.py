@@ -33,9 +33,9 @@ from typing import Any
 
 import numpy as np
 
+from dubbing_pipeline.dubbed_speech.engine import TTSEngine
 from dubbing_pipeline.errors import BadInputError, ModelMissingError, ProviderError, require_dir
 from dubbing_pipeline.settings import Settings
-from dubbing_pipeline.speech.engine import TTSEngine
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from dubbing_pipeline.orchestration.kit import Step, StepResult, Timer, classifi
 from dubbing_pipeline.orchestration.partitions import split_video_language, video_language
 from dubbing_pipeline.orchestration.resources import QualityResource, StorageResource
 from dubbing_pipeline.report import build_report
-from dubbing_pipeline.source.core import require_video
+from dubbing_pipeline.source_video.core import require_video
 from dubbing_pipeline.stages import before, scope
 
 CODE_VERSION = "mux-1"
@@ -30,7 +30,7 @@ def iso3(code: str) -> str:
 
 
 def cues(lines: list[dict[str, Any]], text_key: str, start_key: str, end_key: str) -> list[Any]:
-    from dubbing_pipeline.mux import Cue
+    from dubbing_pipeline.dubbed_video import Cue
 
     out = []
     for line in lines:
@@ -51,7 +51,7 @@ def mux_dub(
     lipsync: dict[str, Any],
 ) -> StepResult:
     """The dubbed MP4 with soft subtitle tracks, and the SRT/VTT files (cached)."""
-    from dubbing_pipeline.mux.core import needs_reencode
+    from dubbing_pipeline.dubbed_video.core import needs_reencode
 
     src, tgt = translation["source_language"], translation["target_language"]
     reencode = needs_reencode(str(source["info"].get("video_codec", "")))
@@ -86,7 +86,7 @@ def report_segments_of(translation: dict[str, Any], speech: dict[str, Any]) -> l
 
 def subtitle_files(segments: list[dict[str, Any]], src: str, tgt: str) -> dict[str, str]:
     """SRT and VTT of the dub (at the dubbed times) and of the source (at the source times)."""
-    from dubbing_pipeline.mux import to_srt, to_vtt
+    from dubbing_pipeline.dubbed_video import to_srt, to_vtt
 
     target_cues = cues(segments, "target_text", "dub_start", "dub_end")
     source_cues = cues(segments, "source_text", "start", "end")
@@ -101,7 +101,7 @@ def subtitle_files(segments: list[dict[str, Any]], src: str, tgt: str) -> dict[s
 def mux_to(
     media: Any, audio: Any, tmp: Any, name: str, source: dict[str, Any], src: str, tgt: str, reencode: bool
 ) -> None:
-    from dubbing_pipeline.mux import mux_video
+    from dubbing_pipeline.dubbed_video import mux_video
 
     mux_video(
         media,
@@ -130,7 +130,7 @@ def quality_section(
     """Measure the dub: per-line scores, background preservation, A/V duration (report.json ``quality``)."""
     import soundfile as sf
 
-    from dubbing_pipeline.mux.core import probe_durations
+    from dubbing_pipeline.dubbed_video.core import probe_durations
     from dubbing_pipeline.quality.scorecard import (
         background_correlation,
         line_scores,

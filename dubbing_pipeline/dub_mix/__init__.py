@@ -5,7 +5,7 @@
 ``loudness`` measures ITU-R BS.1770-4 integrated loudness, RMS and true peak.
 """
 
-from dubbing_pipeline.mix.core import (
+from dubbing_pipeline.dub_mix.core import (
     FALLBACK_TARGET_LUFS,
     PlacedLine,
     apply_fades,
@@ -14,7 +14,7 @@ from dubbing_pipeline.mix.core import (
     mix_lines,
     normalize,
 )
-from dubbing_pipeline.mix.loudness import dbfs, integrated_loudness, sample_peak_dbfs, true_peak_dbfs
+from dubbing_pipeline.dub_mix.loudness import dbfs, integrated_loudness, sample_peak_dbfs, true_peak_dbfs
 
 __all__ = [
     "FALLBACK_TARGET_LUFS",

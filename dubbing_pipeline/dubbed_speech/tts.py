@@ -29,7 +29,7 @@ Engines (all CPU, all packaged, nothing downloads at run time):
 ``chatterbox``
     Voice cloning on GPU from a local model directory: see ``speech.cloning``.
 
-Measurements (``python -m dubbing_pipeline.speech.measure``, 15 sentences per language,
+Measurements (``python -m dubbing_pipeline.dubbed_speech.measure``, 15 sentences per language,
 round trip through the packaged Whisper base with the language forced, CER over all
 characters of the 15 sentences; RTF = synthesis seconds / audio seconds on a 2-core
 machine, ONNX Runtime with 2 intra-op threads):
@@ -96,9 +96,7 @@ from typing import Any
 
 import numpy as np
 
-from dubbing_pipeline.errors import ConfigurationError, ModelMissingError, ProviderError, UnsupportedError
-from dubbing_pipeline.settings import Settings
-from dubbing_pipeline.speech.engine import (  # noqa: F401 (re-exported: the engines' shared helpers)
+from dubbing_pipeline.dubbed_speech.engine import (  # noqa: F401 (re-exported: the engines' shared helpers)
     MAX_RATE,
     MIN_RATE,
     TTSEngine,
@@ -108,6 +106,8 @@ from dubbing_pipeline.speech.engine import (  # noqa: F401 (re-exported: the eng
     parse_wav,
     trim_silence,
 )
+from dubbing_pipeline.errors import ConfigurationError, ModelMissingError, ProviderError, UnsupportedError
+from dubbing_pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -521,7 +521,7 @@ def _build(engine: str, settings: Settings) -> TTSEngine:
         return PiperEngine(settings)
     if engine == "kokoro":
         return KokoroEngine(settings)
-    from dubbing_pipeline.speech.cloning import VoiceCloningTTS
+    from dubbing_pipeline.dubbed_speech.cloning import VoiceCloningTTS
 
     return VoiceCloningTTS(settings)
 

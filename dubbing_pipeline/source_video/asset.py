@@ -13,7 +13,7 @@ from dubbing_pipeline.orchestration.kit import Step, StepResult, classified, run
 from dubbing_pipeline.orchestration.partitions import videos
 from dubbing_pipeline.orchestration.registry import fetch_source, lookup_video
 from dubbing_pipeline.orchestration.resources import StorageResource
-from dubbing_pipeline.source.core import check_decoded_length, parse_probe
+from dubbing_pipeline.source_video.core import check_decoded_length, parse_probe
 
 CODE_VERSION = "source-1"
 FULL_BAND_RATE = 44100  # the separators' native rate; never the 16 kHz ASR copy

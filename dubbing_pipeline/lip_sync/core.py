@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from dubbing_pipeline.errors import CancelledError, ConfigurationError, ModelMissingError, classify
-from dubbing_pipeline.lipsync.windows import MODEL_FPS, UNIT_FRAMES, Window
+from dubbing_pipeline.lip_sync.windows import MODEL_FPS, UNIT_FRAMES, Window
 
 FLOOR_SECONDS = 3.0
 Status = Literal["synced", "failed", "skipped"]

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from dubbing_pipeline.errors import BadInputError, ProviderError
-from dubbing_pipeline.lipsync.windows import MODEL_FPS, Window, source_frame_range
+from dubbing_pipeline.lip_sync.windows import MODEL_FPS, Window, source_frame_range
 from dubbing_pipeline.media import BITEXACT, ffprobe, raw_video_frames, run_ffmpeg
 
 CRF = 22

@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from dubbing_pipeline.segments.chunks import Chunk
+from dubbing_pipeline.speech_segments.chunks import Chunk
 
 SENTENCE_END = frozenset(".?!…。？！‼⁇⁈⁉؟۔।॥᙮")
 CLAUSE_END = frozenset(",;:，、；：—–")

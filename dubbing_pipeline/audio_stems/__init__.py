@@ -5,8 +5,8 @@
 Importing this package does not import torch.
 """
 
-from dubbing_pipeline.stems.core import center_trim, plan_blocks, separate_file
-from dubbing_pipeline.stems.providers import (
+from dubbing_pipeline.audio_stems.core import center_trim, plan_blocks, separate_file
+from dubbing_pipeline.audio_stems.providers import (
     SEPARATORS,
     DemucsSeparator,
     Separator,

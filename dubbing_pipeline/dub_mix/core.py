@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from dubbing_pipeline.mix.loudness import integrated_loudness
+from dubbing_pipeline.dub_mix.loudness import integrated_loudness
 
 Audio = npt.NDArray[np.float32]
 

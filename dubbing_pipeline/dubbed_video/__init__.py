@@ -3,7 +3,7 @@
 ``subtitles`` writes SRT/WebVTT from cues (pure); ``core.mux_video`` runs ffmpeg, bit-exactly.
 """
 
-from dubbing_pipeline.mux.core import (
+from dubbing_pipeline.dubbed_video.core import (
     AUDIO_BITRATE,
     AUDIO_SAMPLE_RATE,
     fit_audio_length,
@@ -12,7 +12,14 @@ from dubbing_pipeline.mux.core import (
     top_level_boxes,
     video_frame_hashes,
 )
-from dubbing_pipeline.mux.subtitles import Cue, format_timestamp, parse_srt, to_srt, to_vtt, wrap_text
+from dubbing_pipeline.dubbed_video.subtitles import (
+    Cue,
+    format_timestamp,
+    parse_srt,
+    to_srt,
+    to_vtt,
+    wrap_text,
+)
 
 __all__ = [
     "AUDIO_BITRATE",

@@ -11,7 +11,7 @@ from dubbing_pipeline.media import extract_audio, scene_changes
 from dubbing_pipeline.orchestration.kit import Step, StepResult, classified, run_step, stage_output
 from dubbing_pipeline.orchestration.partitions import videos
 from dubbing_pipeline.orchestration.resources import ASRResource, StorageResource
-from dubbing_pipeline.segments.chunks import plan_chunks
+from dubbing_pipeline.speech_segments.chunks import plan_chunks
 
 CODE_VERSION = "segments-1"
 ASR_RATE = 16000
@@ -33,7 +33,7 @@ def merge_regions(regions: list[tuple[float, float]], gap: float) -> list[tuple[
 
 def vad_file(path: Path, block_seconds: float = VAD_BLOCK_SECONDS) -> list[tuple[float, float]]:
     """Voice activity over a 16 kHz file, one bounded block at a time."""
-    from dubbing_pipeline.segments.vad import read_wav_16k_mono, speech_regions
+    from dubbing_pipeline.speech_segments.vad import read_wav_16k_mono, speech_regions
 
     total = sf.info(str(path)).frames / ASR_RATE
     regions: list[tuple[float, float]] = []

@@ -20,12 +20,12 @@ def separate(
     storage_res: StorageResource, separator_res: SeparatorResource, source: dict[str, Any]
 ) -> tuple[StepResult, dict[str, Any]]:
     """The vocals and background stems of the source's full-band audio (cached)."""
-    from dubbing_pipeline.stems.providers import describe_separator
+    from dubbing_pipeline.audio_stems.providers import describe_separator
 
     provider = describe_separator(separator_res.settings())  # no model load for a cache hit
 
     def compute(step: Step) -> dict[str, Any]:
-        from dubbing_pipeline.stems.core import separate_file
+        from dubbing_pipeline.audio_stems.core import separate_file
 
         separator = separator_res.get()
         if separator.describe() != provider:
