@@ -56,9 +56,19 @@ class Separator(ABC):
     def describe(self) -> dict[str, object]:
         """Name, model, versions and result-affecting settings (for cache keys)."""
 
-    @abstractmethod
     def separate(self, mix: Audio) -> tuple[Audio, Audio]:
         """Separate a ``(C, N)`` float32 block at ``sample_rate``; both outputs are ``(C, N)``."""
+        self._check_block(mix)
+        in_channels, n = mix.shape
+        if n == 0:
+            empty = np.zeros_like(mix, dtype=np.float32)
+            return empty, empty.copy()
+        vocals, background = self._separate_block(_as_model_channels(mix, self.channels))
+        return _as_input_channels(vocals, in_channels), _as_input_channels(background, in_channels)
+
+    @abstractmethod
+    def _separate_block(self, block: Audio) -> tuple[Audio, Audio]:
+        """Vocals and background of a non-empty block with the model's own channel count."""
 
     def _check_block(self, mix: Audio) -> None:
         if not isinstance(mix, np.ndarray) or mix.ndim != 2:
@@ -233,13 +243,7 @@ class SpleeterSeparator(Separator):
     def describe(self) -> dict[str, object]:
         return dict(self._describe)
 
-    def separate(self, mix: Audio) -> tuple[Audio, Audio]:
-        self._check_block(mix)
-        in_channels, n = mix.shape
-        if n == 0:
-            empty = np.zeros_like(mix, dtype=np.float32)
-            return empty, empty.copy()
-        block = _as_model_channels(mix, self.channels)
+    def _separate_block(self, block: Audio) -> tuple[Audio, Audio]:
         torch = self._torch
         try:
             with torch.inference_mode():
@@ -247,8 +251,7 @@ class SpleeterSeparator(Separator):
             vocals = vocals_t.cpu().numpy().astype(np.float32)
         except RuntimeError as exc:
             raise ProviderError(f"spleeter failed: {exc}") from exc
-        background = block - vocals
-        return _as_input_channels(vocals, in_channels), _as_input_channels(background, in_channels)
+        return vocals, block - vocals
 
     def _vocals(self, wav: Any) -> Any:
         torch = self._torch
@@ -404,14 +407,9 @@ class DemucsSeparator(Separator):
     def describe(self) -> dict[str, object]:
         return dict(self._describe)
 
-    def separate(self, mix: Audio) -> tuple[Audio, Audio]:
-        self._check_block(mix)
-        in_channels, n = mix.shape
-        if n == 0:
-            empty = np.zeros_like(mix, dtype=np.float32)
-            return empty, empty.copy()
-        block = _as_model_channels(mix, self.channels)
+    def _separate_block(self, block: Audio) -> tuple[Audio, Audio]:
         torch = self._torch
+        n = block.shape[-1]
         wav = torch.from_numpy(block)
         ref = wav.mean(0)
         mean = float(ref.mean())
@@ -433,7 +431,7 @@ class DemucsSeparator(Separator):
         vocals = sources[self._vocals_index]
         others = [i for i in range(len(self._sources)) if i != self._vocals_index]
         background = sources[others].sum(axis=0) + mean
-        return _as_input_channels(vocals, in_channels), _as_input_channels(background, in_channels)
+        return vocals, background
 
 
 # --------------------------------------------------------------------------- factory
