@@ -345,10 +345,10 @@ def _materialize_lip_sync(tmp_path: Path, clip: Path, settings: Settings):  # ty
     import dagster as dg
     import soundfile as sf
 
+    from dubbing_pipeline.definitions import resources_for
     from dubbing_pipeline.hashing import sha256_file
     from dubbing_pipeline.lip_sync.asset import build_lip_sync
     from dubbing_pipeline.orchestration.partitions import video_language, video_language_key, videos
-    from dubbing_pipeline.orchestration.resources import resources_from_settings
     from dubbing_pipeline.storage import make_storage
 
     store = make_storage(settings.storage_url)
@@ -368,7 +368,7 @@ def _materialize_lip_sync(tmp_path: Path, clip: Path, settings: Settings):  # ty
     instance = dg.DagsterInstance.ephemeral()
     instance.add_dynamic_partitions("videos", ["clip"])
     instance.add_dynamic_partitions("languages", ["es"])
-    resources = resources_from_settings(settings)
+    resources = resources_for(settings)
     result = dg.materialize(
         [dg.AssetSpec("source_video", partitions_def=videos),
          dg.AssetSpec("dubbed_speech", partitions_def=video_language), lip_sync, check],
