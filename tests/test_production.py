@@ -20,13 +20,12 @@ import pytest
 import yaml
 
 from dubbing_pipeline.audio_stems.asset import audio_stems
-from dubbing_pipeline.definitions import source_half_job
+from dubbing_pipeline.definitions import resources_for, source_half_job
 from dubbing_pipeline.ids import is_safe_key_part
 from dubbing_pipeline.orchestration import catalog as cat
 from dubbing_pipeline.orchestration import sensors as sen
 from dubbing_pipeline.orchestration.placement import gpu_op_tags, gpu_pool
 from dubbing_pipeline.orchestration.registry import registry_key
-from dubbing_pipeline.orchestration.resources import resources_from_settings
 from dubbing_pipeline.settings import Settings
 from dubbing_pipeline.source_video.asset import source_video
 from dubbing_pipeline.storage import make_storage
@@ -176,7 +175,7 @@ def test_s3_drops_one_run_per_object_version(moto_s3: str, videos_dir: Path, ins
         [source_video],
         partition_key="talk",
         instance=instance,
-        resources=resources_from_settings(settings),
+        resources=resources_for(settings),
         tags={**request.tags, "dagster/run_key": request.run_key},
     )
     TIMINGS["source_video_run_s3"] = time.perf_counter() - start
@@ -268,7 +267,7 @@ def test_rerun_over_s3_hits_the_step_cache(moto_s3: str, videos_dir: Path, insta
 
     register_video(storage, "clip", "s3://cache-media/uploads/clip.mp4")
     instance.add_dynamic_partitions("videos", ["clip"])
-    resources = resources_from_settings(settings)
+    resources = resources_for(settings)
     t0 = time.perf_counter()
     first = dg.materialize(
         [source_video, audio_stems], partition_key="clip", instance=instance, resources=resources
