@@ -28,7 +28,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -105,8 +105,6 @@ class StepResult:
     record: dict[str, Any]
     cached: bool
     seconds: float
-    key: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def model_op(fn: Callable[..., Any], settings: Settings, *, stage: str, placement: str) -> dg.OpDefinition:
@@ -130,25 +128,23 @@ def run_step(
     *,
     inputs: Mapping[str, Any],
     compute: Callable[[Step], dict[str, Any]],
-    key: str | None = None,
 ) -> StepResult:
     """The cached result of step ``name`` for ``inputs``, computing it on a miss.
 
     ``compute`` returns the record's fields; the kit adds ``cache_key`` first and writes the
-    record after every artifact the step stored. ``key`` overrides the key computed from
-    ``inputs`` (for steps whose key needs a value only known inside, e.g. a file's hash).
+    record after every artifact the step stored.
     """
     timer = Timer()
     storage = where.get()
-    key = key or step_key(name, inputs)
+    key = step_key(name, inputs)
     cache = StepCache(storage, name)
     hit = cache.get(key)
     if hit is not None:
-        return StepResult(hit, True, timer.seconds, key)
+        return StepResult(hit, True, timer.seconds)
     with scratch(name, where.work_dir or None) as tmp:
         fields = compute(Step(name, key, storage, cache, tmp))
     record = cache.put(key, {"cache_key": key, **fields})
-    return StepResult(record, False, timer.seconds, key)
+    return StepResult(record, False, timer.seconds)
 
 
 def preview_table(
