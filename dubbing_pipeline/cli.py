@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from dubbing_pipeline.errors import BadInputError, DubbingError
+from dubbing_pipeline.errors import BadInputError, ConfigurationError, DubbingError
 from dubbing_pipeline.ids import sanitize_id, video_id_from_name
 from dubbing_pipeline.stages import SOURCE_HALF, TARGET_HALF
 
@@ -143,6 +143,8 @@ def cmd_dub(args: argparse.Namespace) -> int:
     languages = [lang.strip().lower() for lang in args.to.split(",") if lang.strip()]
     if not languages:
         return _fail(BadInputError("--to needs at least one language code, e.g. --to es,fr"))
+    if args.id and len(args.videos) > 1:  # one id for several videos: each would overwrite the last
+        return _fail(ConfigurationError(f"--id names one video, but {len(args.videos)} were given"))
     out_dir = Path(args.out)
     worst = 0
     for video in args.videos:
