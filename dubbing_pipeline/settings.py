@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import MISSING, Field, dataclass, field, fields, replace
+from dataclasses import MISSING, Field, dataclass, field, fields
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -404,17 +404,6 @@ class Settings:
             row.name: "***" if row.metadata["secret"] and getattr(self, row.name) else getattr(self, row.name)
             for row in rows()
         }
-
-    def group(self, *names: str) -> dict[str, Any]:
-        """The non-secret settings of the resource groups ``names``."""
-        return {
-            row.name: getattr(self, row.name)
-            for row in rows()
-            if row.metadata["group"] in names and not row.metadata["secret"]
-        }
-
-    def with_values(self, values: Mapping[str, Any]) -> Settings:
-        return replace(self, **dict(values))
 
 
 def rows() -> Iterator[Field[Any]]:

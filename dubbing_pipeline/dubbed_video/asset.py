@@ -10,7 +10,7 @@ from dubbing_pipeline.hooks import pause_point
 from dubbing_pipeline.orchestration.kit import Step, StepResult, Timer, classified, run_step, stage_output
 from dubbing_pipeline.orchestration.partitions import split_video_language, video_language
 from dubbing_pipeline.orchestration.resources import QualityResource, StorageResource
-from dubbing_pipeline.report import build_report
+from dubbing_pipeline.report import build_report, report_segments
 from dubbing_pipeline.source_video.core import require_video
 from dubbing_pipeline.stages import before, scope
 
@@ -57,7 +57,7 @@ def mux_dub(
     reencode = needs_reencode(str(source["info"].get("video_codec", "")))
 
     def compute(step: Step) -> dict[str, Any]:
-        files = subtitle_files(report_segments_of(translation, speech), src, tgt)
+        files = subtitle_files(report_segments(translation, speech), src, tgt)
         for name, text in files.items():
             (step.tmp / name).write_text(text, encoding="utf-8")
         name = f"{video_id}.{tgt}.mp4"
@@ -76,12 +76,6 @@ def mux_dub(
     ]  # fmt: skip
     inputs = {"upstream": upstream, "video_id": video_id, "code": CODE_VERSION}
     return run_step(storage_res, "mux", inputs=inputs, compute=compute)
-
-
-def report_segments_of(translation: dict[str, Any], speech: dict[str, Any]) -> list[dict[str, Any]]:
-    from dubbing_pipeline.report import report_segments
-
-    return report_segments(translation, speech)
 
 
 def subtitle_files(segments: list[dict[str, Any]], src: str, tgt: str) -> dict[str, str]:
