@@ -111,6 +111,18 @@ class Settings:
         "DUBBING_DROP_SUFFIXES",
         "object keys / inbox files with these suffixes are videos",
     )
+    drop_queue_url: str = setting(
+        "",
+        "DUBBING_DROP_QUEUE_URL",
+        "SQS queue of the drop bucket's S3 event notifications: the drop sensor consumes it instead of "
+        "listing the bucket (a tick costs O(new objects); use it past ~100,000 objects)",
+    )
+    drop_lookback: int = setting(
+        21600,
+        "DUBBING_DROP_LOOKBACK",
+        "listing mode: seconds an object may appear after its LastModified (a multipart upload is "
+        "stamped when it started); objects stamped earlier than the newest seen minus this are ignored",
+    )
     target_languages: str = setting(
         "es",
         "DUBBING_TARGET_LANGUAGES",

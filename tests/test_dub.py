@@ -13,7 +13,7 @@ import soundfile as sf
 
 from dubbing_pipeline.demo import DEMO_VIDEO
 from dubbing_pipeline.quality.metrics import char_error_rate
-from dubbing_pipeline.stages import SOURCE_HALF
+from dubbing_pipeline.stages import SOURCE_HALF, STAGES
 
 ROOT = Path(__file__).resolve().parent.parent
 CER_BOUND = 0.35  # measured 0.28 on the demo with espeak-ng Spanish and Whisper base (see the README)
@@ -164,3 +164,22 @@ def test_quality_scorecard_in_report_and_asset_checks(dubbed: dict[str, Any]) ->
     evaluations = [r.event_log_entry.dagster_event.event_specific_data for r in records]  # type: ignore[union-attr]
     names = {e.check_name for e in evaluations if e.asset_key == dg.AssetKey("dubbed_video")}
     assert names == set(checks)
+
+
+def test_every_stage_of_a_real_dub_carries_the_key_chain(dubbed: dict[str, Any]) -> None:
+    """What the catalog reads, from a real dub: every stage's data version is a parseable key-chain
+    version, each lineage matches its parents' keys, so the catalog judges the dub fresh."""
+    import dagster as dg
+
+    from dubbing_pipeline.definitions import build_definitions
+    from dubbing_pipeline.orchestration.catalog import FRESH, Freshness
+    from dubbing_pipeline.orchestration.kit import Version
+    from dubbing_pipeline.settings import Settings
+
+    with dg.DagsterInstance.from_config(str(dubbed["home"])) as instance:
+        fresh = Freshness(instance, build_definitions(Settings()).resolve_asset_graph())
+        for stage in STAGES:
+            pk = "demo" if stage in SOURCE_HALF else "es|demo"
+            version = fresh.version(dg.AssetKey(stage), pk)
+            assert isinstance(version, Version) and len(version.key) == 64, (stage, version)
+            assert fresh.status(dg.AssetKey(stage), pk).state == FRESH, fresh.status(dg.AssetKey(stage), pk)

@@ -21,17 +21,14 @@ import yaml
 
 from dubbing_pipeline.audio_stems.asset import audio_stems
 from dubbing_pipeline.definitions import resources_for, source_half_job
+from dubbing_pipeline.devservers import find_bin_dir, postgres_server
 from dubbing_pipeline.ids import is_safe_key_part
-from dubbing_pipeline.orchestration import catalog as cat
 from dubbing_pipeline.orchestration import sensors as sen
 from dubbing_pipeline.orchestration.placement import gpu_op_tags, gpu_pool
 from dubbing_pipeline.orchestration.registry import registry_key
 from dubbing_pipeline.settings import Settings
 from dubbing_pipeline.source_video.asset import source_video
 from dubbing_pipeline.storage import make_storage
-
-sys.path.insert(0, str(Path(__file__).resolve().parent / "servers"))
-from postgres import find_bin_dir, postgres_server
 
 ROOT = Path(__file__).resolve().parent.parent
 K8S = ROOT / "k8s"
@@ -114,7 +111,7 @@ def test_s3_drops_one_run_per_object_version(moto_s3: str, videos_dir: Path, ins
     body1 = (videos_dir / "v1.mp4").read_bytes()
 
     # nothing yet
-    assert isinstance(_tick(sensor, instance, None, defs), dg.SkipReason)
+    assert not _tick(sensor, instance, None, defs).run_requests
 
     # two objects in the same second, with a tick between them; one with its own languages
     for _attempt in range(5):
@@ -158,7 +155,7 @@ def test_s3_drops_one_run_per_object_version(moto_s3: str, videos_dir: Path, ins
 
     # nothing new → nothing requested
     quiet = _tick(sensor, instance, third.cursor, defs)
-    assert isinstance(quiet, dg.SkipReason)
+    assert not quiet.run_requests and quiet.skip_reason is not None
 
     # re-upload with new content: exactly one new request, same partition, new run_key
     s3.put_object(Bucket="prod-drops", Key="incoming/talk.mp4", Body=(videos_dir / "v3.mp4").read_bytes())
@@ -209,22 +206,152 @@ def test_s3_drops_one_run_per_object_version(moto_s3: str, videos_dir: Path, ins
     print("\ntimings:", json.dumps({k: round(v, 3) for k, v in TIMINGS.items()}))
 
 
-def test_select_new_same_second_and_limit() -> None:
-    def drop(key: str, etag: str, second: int) -> sen.Drop:
-        return sen.Drop(key, etag, second, f"s3://b/{key}", key)
+def _queue_depth(sqs: Any, url: str) -> int:
+    attrs = sqs.get_queue_attributes(
+        QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+    )["Attributes"]
+    return int(attrs["ApproximateNumberOfMessages"]) + int(attrs["ApproximateNumberOfMessagesNotVisible"])
 
+
+def _record_run(instance: dg.DagsterInstance, run_key: str) -> None:
+    """What the daemon does with a run request: a run with its run key (a tiny real run)."""
+
+    @dg.asset
+    def recorded() -> int:
+        return 1
+
+    assert dg.materialize([recorded], instance=instance, tags={sen.RUN_KEY_TAG: run_key}).success
+
+
+def test_s3_event_queue_mode(moto_s3: str, videos_dir: Path, instance: Any) -> None:
+    """S3 event notifications → SQS (moto) → the sensor: a tick costs O(new objects); a message is
+    deleted only once its run is recorded; a redelivered message asks again harmlessly."""
+    import boto3
+
+    s3 = boto3.client("s3", endpoint_url=moto_s3, region_name="us-east-1")
+    sqs = boto3.client("sqs", endpoint_url=moto_s3, region_name="us-east-1")
+    queue = sqs.create_queue(QueueName="drops")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    s3.create_bucket(Bucket="q-drops")
+    s3.create_bucket(Bucket="q-media")
+    s3.put_bucket_notification_configuration(
+        Bucket="q-drops",
+        NotificationConfiguration={
+            "QueueConfigurations": [{"QueueArn": arn, "Events": ["s3:ObjectCreated:*"]}]
+        },
+    )
+    settings = replace(
+        Settings(), storage_url="s3://q-media/p", s3_endpoint_url=moto_s3, drop_bucket="q-drops",
+        drop_prefix="in/", drop_queue_url=queue, target_languages="es",
+    )  # fmt: skip
+    from dubbing_pipeline.definitions import build_definitions
+
+    defs = build_definitions(settings)
+    sensor = defs.resolve_sensor_def("s3_drop_sensor")
+    assert "queue mode" in (sensor.description or "")
+    # moto's test event first, then a video with its languages, a typo'd one, a text file, a
+    # video outside the prefix
+    body = (videos_dir / "v1.mp4").read_bytes()
+    s3.put_object(Bucket="q-drops", Key="in/My Talk.mp4", Body=body, Metadata={"languages": "es,de"})
+    s3.put_object(Bucket="q-drops", Key="in/typo.mp4", Body=body, Metadata={"languages": "spanish"})
+    s3.put_object(Bucket="q-drops", Key="in/notes.txt", Body=b"x")
+    s3.put_object(Bucket="q-drops", Key="elsewhere/x.mp4", Body=body)
+    assert _queue_depth(sqs, queue) == 5
+
+    first = _tick(sensor, instance, None, defs)
+    assert [(r.partition_key, r.tags[sen.LANGUAGES_TAG]) for r in first.run_requests] == [
+        ("my-talk", "es,de")
+    ]
+    assert [e.partition for e in first.asset_events] == ["typo"]
+    # everything that needed no run is gone; the video's message waits until its run is recorded
+    assert _queue_depth(sqs, queue) == 1
+    apply_partition_adds(instance, first)
+    second = _tick(sensor, instance, first.cursor, defs)
+    assert not second.run_requests and _queue_depth(sqs, queue) == 1, "deleted before the run was recorded"
+
+    # the tick's requests were lost and the message came back: it asks again, with the same run key
+    [(receipt, _)] = sen.QueueCursor.parse(second.cursor).pending
+    sqs.change_message_visibility(QueueUrl=queue, ReceiptHandle=receipt, VisibilityTimeout=0)
+    third = _tick(sensor, instance, second.cursor, defs)
+    assert [r.run_key for r in third.run_requests] == [first.run_requests[0].run_key]
+
+    _record_run(instance, first.run_requests[0].run_key)
+    fourth = _tick(sensor, instance, third.cursor, defs)
+    assert not fourth.run_requests and _queue_depth(sqs, queue) == 0
+    assert sen.QueueCursor.parse(fourth.cursor).pending == []
+
+    # a re-upload of other bytes is a new version: one new request
+    s3.put_object(Bucket="q-drops", Key="in/My Talk.mp4", Body=(videos_dir / "v2.mp4").read_bytes())
+    fifth = _tick(sensor, instance, fourth.cursor, defs)
+    assert [r.partition_key for r in fifth.run_requests] == ["my-talk"]
+    assert fifth.run_requests[0].run_key != first.run_requests[0].run_key
+
+
+def test_parse_notification_decodes_keys_and_ignores_what_is_not_a_new_video() -> None:
+    record = {
+        "eventName": "ObjectCreated:CompleteMultipartUpload", "eventTime": "2026-01-02T03:04:05.678Z",
+        "s3": {"bucket": {"name": "b"}, "object": {"key": "in/Show/%C3%89p+2.mov", "eTag": "abc-12"}},
+    }  # fmt: skip
+    [drop] = sen.parse_notification(json.dumps({"Records": [record]}), "b", "in/", (".mov",))
+    assert (drop.key, drop.version, drop.relative_key) == ("in/Show/Ép 2.mov", "abc-12", "Show/Ép 2.mov")
+    assert drop.modified == 1767323045
+    removed = {**record, "eventName": "ObjectRemoved:Delete"}
+    for body in ('{"Event": "s3:TestEvent"}', "not json", json.dumps({"Records": [removed]})):
+        assert sen.parse_notification(body, "b", "in/", (".mov",)) == []
+    assert sen.parse_notification(json.dumps({"Records": [record]}), "other", "in/", (".mov",)) == []
+
+
+def _drop(key: str, etag: str, second: int) -> sen.Drop:
+    return sen.Drop(key, etag, second, f"s3://b/{key}", key)
+
+
+def test_select_new_same_second_and_limit() -> None:
     cursor = sen.DropCursor()
     batch, cursor = sen.select_new(
-        [drop("a", "1", 10), drop("b", "1", 10), drop("c", "1", 11)], cursor, limit=2
+        [_drop("a", "1", 10), _drop("b", "1", 10), _drop("c", "1", 11)], cursor, 60, limit=2
     )
-    assert [d.key for d in batch] == ["a", "b"] and cursor.since == 10
+    assert [d.key for d in batch] == ["a", "b"] and cursor.newest == 10
     # c arrived at 11, d at 10 after the tick (same second as a and b): both are picked up
-    batch, cursor = sen.select_new(
-        [drop("a", "1", 10), drop("b", "1", 10), drop("c", "1", 11), drop("d", "1", 10)], cursor
+    listing = [_drop("a", "1", 10), _drop("b", "1", 10), _drop("c", "1", 11), _drop("d", "1", 10)]
+    batch, cursor = sen.select_new(listing, cursor, 60)
+    assert [d.key for d in batch] == ["d", "c"] and cursor.newest == 11 and len(cursor.seen) == 4
+    batch, _ = sen.select_new(
+        [_drop("c", "1", 11), _drop("c", "2", 11)], sen.DropCursor.parse(cursor.dump()), 60
     )
-    assert [d.key for d in batch] == ["d", "c"] and cursor.since == 11 and cursor.seen == {"c@1"}
-    batch, _ = sen.select_new([drop("c", "1", 11), drop("c", "2", 11)], sen.DropCursor.parse(cursor.dump()))
     assert [d.run_key for d in batch] == ["c@2"]  # new content in the same second
+
+
+def test_a_late_multipart_upload_is_not_missed() -> None:
+    """S3 stamps a multipart upload with the time it *started*: a long upload that completes after
+    short ones is listed with a LastModified older than anything handled since. (A cursor of the
+    newest second alone skipped it forever.)"""
+    cursor = sen.DropCursor()
+    batch, cursor = sen.select_new(
+        [_drop("short1.mp4", "s1", 1000), _drop("short2.mp4", "s2", 1600)], cursor, 3600
+    )
+    assert len(batch) == 2 and cursor.newest == 1600
+    # the big upload started at 1010 and completed now: it appears with LastModified 1010
+    listing = [
+        _drop("short1.mp4", "s1", 1000),
+        _drop("big.mp4", "b-5", 1010),
+        _drop("short2.mp4", "s2", 1600),
+    ]
+    batch, cursor = sen.select_new(listing, cursor, 3600)
+    assert [d.key for d in batch] == ["big.mp4"]
+    # and never again
+    assert sen.select_new(listing, sen.DropCursor.parse(cursor.dump()), 3600)[0] == []
+
+
+def test_the_drop_cursor_stays_bounded_by_its_window() -> None:
+    cursor = sen.DropCursor()
+    for hour in range(48):  # two days of a drop every minute
+        listing = [_drop(f"h{hour}-{m}.mp4", "e", hour * 3600 + m * 60) for m in range(60)]
+        batch, cursor = sen.select_new(listing, cursor, 3600)
+        assert len(batch) == 60
+        cursor = sen.DropCursor.parse(cursor.dump())
+    assert len(cursor.seen) <= 61 and min(cursor.seen.values()) >= cursor.newest - 3600
+    # objects older than the window are not listed as new, even when never seen
+    assert sen.select_new([_drop("old.mp4", "o", cursor.newest - 7200)], cursor, 3600)[0] == []
 
 
 def test_inbox_sensor(tmp_path: Path, videos_dir: Path, instance: Any) -> None:
@@ -250,6 +377,20 @@ def test_inbox_sensor(tmp_path: Path, videos_dir: Path, instance: Any) -> None:
     third = sensor(dg.build_sensor_context(instance=instance, cursor=second.cursor))
     assert [r.partition_key for r in third.run_requests] == ["sub-my-talk"]
     assert third.run_requests[0].run_key != first.run_requests[0].run_key
+    # a sidecar naming a language that is not a code: refused on its own partition, no run,
+    # not the default languages instead; the other new file goes on
+    shutil.copy(videos_dir / "v3.mp4", inbox / "typo.mp4")
+    (inbox / "typo.mp4.json").write_text(json.dumps({"languages": ["spanish"]}))
+    shutil.copy(videos_dir / "v1.mp4", inbox / "fine.mp4")
+    fourth = sensor(dg.build_sensor_context(instance=instance, cursor=third.cursor))
+    assert [r.partition_key for r in fourth.run_requests] == ["fine"]
+    [refused] = fourth.asset_events
+    assert refused.partition == "typo" and refused.metadata["error_code"].value == "bad_input"
+    assert "not a language code: 'spanish'" in refused.metadata["error"].value
+    adds = [list(r.partition_keys) for r in fourth.dynamic_partitions_requests]
+    assert adds[0] == ["fine", "typo"]
+    fifth = sensor(dg.build_sensor_context(instance=instance, cursor=fourth.cursor))
+    assert not fifth.run_requests and not fifth.asset_events  # refused once, not every tick
 
 
 # --- 5. spot preemption: a re-run over S3 storage is served from the cache ----------------------
@@ -582,132 +723,3 @@ def test_helm_values() -> None:
     dockerfile = (K8S / "Dockerfile").read_text()
     assert "nvidia/cuda" in dockerfile and '".[gpu]"' in dockerfile
     assert "PYTHONPATH=/opt/latentsync" in dockerfile and "LATENTSYNC_COMMIT=" in dockerfile
-
-
-# --- 2. the catalog schedules ----------------------------------------------------------------
-
-
-def test_freshness_reads_what_dagster_records(instance: Any) -> None:
-    """Ground truth for the catalog: real runs write the tags Freshness reads."""
-    parts = dg.DynamicPartitionsDefinition(name="videos")
-    versions = {"a": "v1"}
-
-    @dg.asset(partitions_def=parts, code_version="a1")
-    def up() -> dg.Output[int]:
-        return dg.Output(1, data_version=dg.DataVersion(versions["a"]))
-
-    @dg.asset(partitions_def=parts, code_version="b1")
-    def down(up: int) -> int:
-        return up + 1
-
-    defs = dg.Definitions(assets=[up, down])
-    graph = defs.resolve_asset_graph()
-    instance.add_dynamic_partitions("videos", ["p"])
-    job = defs.resolve_implicit_global_asset_job_def()
-    assert job.execute_in_process(instance=instance, partition_key="p").success
-    assert cat.Freshness(instance, graph).status(dg.AssetKey("down"), "p").state == cat.FRESH
-    # upstream re-materialised with the same data (a cache hit): still fresh
-    assert dg.materialize([up], instance=instance, partition_key="p").success
-    assert cat.Freshness(instance, graph).status(dg.AssetKey("down"), "p").state == cat.FRESH
-    # upstream data changed: stale
-    versions["a"] = "v2"
-    assert dg.materialize([up], instance=instance, partition_key="p").success
-    status = cat.Freshness(instance, graph).status(dg.AssetKey("down"), "p")
-    assert status.state == cat.STALE and "data changed" in status.reason
-
-
-def _report(instance: dg.DagsterInstance, graph: Any, key: dg.AssetKey, pk: str, dv: str) -> None:
-    """A materialization with the tags a real run writes (see the test above)."""
-    fresh = cat.Freshness(instance, graph)
-    node = graph.get(key)
-    tags = {cat.CODE_VERSION_TAG: node.code_version or "", cat.DATA_VERSION_TAG: dv}
-    for parent in node.parent_keys:
-        rec = fresh.latest(parent, fresh.parent_partition(parent, key, pk))
-        tags[cat.INPUT_POINTER_PREFIX + parent.to_user_string()] = str(rec.storage_id)
-    instance.report_runless_asset_event(dg.AssetMaterialization(key, partition=pk, tags=tags))
-
-
-def _materialise_chain(instance: Any, graph: Any, keys: list[dg.AssetKey], pk: str, salt: str) -> None:
-    """Materialise ``keys`` in topological order (each after its parents)."""
-    done: set[dg.AssetKey] = set()
-    while len(done) < len(keys):
-        for key in keys:
-            if key not in done and all(p in done or p not in keys for p in graph.get(key).parent_keys):
-                _report(instance, graph, key, pk, f"{key.to_user_string()}-{pk}-{salt}")
-                done.add(key)
-
-
-def test_catalog_schedules_request_exactly_missing_and_stale(
-    tmp_path: Path, videos_dir: Path, instance: Any
-) -> None:
-    sources = tmp_path / "sources"
-    sources.mkdir()
-    for name in "abcde":
-        shutil.copy(videos_dir / "v1.mp4", sources / f"{name}.mp4")
-    catalog_file = tmp_path / "catalog.yaml"
-    entries = "".join(f"  - source: {(sources / f'{n}.mp4').as_uri()}\n" for n in "abcde")
-    catalog_file.write_text("languages: [es]\nvideos:\n" + entries)
-    settings = replace(
-        Settings(),
-        storage_url=str(tmp_path / "media"),
-        catalog_url=str(catalog_file),
-        catalog_cron="0 3 * * *",
-    )
-    from dubbing_pipeline.definitions import build_definitions
-
-    defs = build_definitions(settings)
-    repository = defs.get_repository_def()
-    graph = defs.resolve_asset_graph()
-
-    def evaluate() -> tuple[dict[str, dg.RunRequest], dict[str, dg.RunRequest]]:
-        out = []
-        for name in ("catalog_source_schedule", "catalog_dub_schedule"):
-            context = dg.build_schedule_context(instance=instance, repository_def=repository)
-            start = time.perf_counter()
-            data = defs.resolve_schedule_def(name).evaluate_tick(context)
-            TIMINGS[f"{name}_tick"] = time.perf_counter() - start
-            out.append({r.partition_key: r for r in data.run_requests or []})
-        return out[0], out[1]
-
-    # a fresh catalog: every video registered, partitions added, every source half requested
-    source, dub = evaluate()
-    assert sorted(source) == list("abcde") and not dub
-    assert sorted(instance.get_dynamic_partitions("videos")) == list("abcde")
-    assert source["a"].tags[sen.LANGUAGES_TAG] == "es"
-
-    source_keys = [k for k in graph.get_all_asset_keys() if graph.get(k).partitions_def == sen.videos]
-    target_keys = [k for k in graph.get_all_asset_keys() if k not in source_keys]
-    for vid in "abce":
-        _materialise_chain(instance, graph, source_keys, vid, "1")
-    for vid in "abe":
-        _materialise_chain(instance, graph, target_keys, f"es|{vid}", "1")
-    # b: its source was re-processed with new data (a changed source data version) → es|b stale
-    _materialise_chain(instance, graph, source_keys, "b", "2")
-    # e: the source object itself changed since its source half was made
-    shutil.copy(videos_dir / "v2.mp4", sources / "e.mp4")
-    os.utime(sources / "e.mp4", (time.time() + 10, time.time() + 10))
-
-    # German for the whole catalog: one edit
-    catalog_file.write_text(catalog_file.read_text().replace("languages: [es]", "languages: [es, de]"))
-    source, dub = evaluate()
-    assert sorted(source) == ["d", "e"]
-    assert source["d"].tags[sen.LANGUAGES_TAG] == "es,de"
-    assert "changed" in source["e"].tags["dubbing/reason"]
-    assert sorted(dub) == sorted(["es|b", "es|c", "de|a", "de|b", "de|c"])
-    assert "data changed" in dub["es|b"].tags["dubbing/reason"]
-    assert "never materialised" in dub["es|c"].tags["dubbing/reason"]
-    assert instance.has_dynamic_partition("languages", "de")
-    # stable run keys: the same state asks with the same keys
-    source2, dub2 = evaluate()
-    assert {k: r.run_key for k, r in dub.items()} == {k: r.run_key for k, r in dub2.items()}
-    assert {k: r.run_key for k, r in source.items()} == {k: r.run_key for k, r in source2.items()}
-
-    # after the requested work is done, nothing is requested
-    for vid in "de":
-        _materialise_chain(instance, graph, source_keys, vid, "3")
-    for pk in ["es|b", "es|c", "de|a", "de|b", "de|c", "es|d", "de|d", "es|e", "de|e"]:
-        _materialise_chain(instance, graph, target_keys, pk, "3")
-    # the reported source halves carry no run tag, so the registry's fingerprint is what they were made from
-    source, dub = evaluate()
-    assert not source and not dub
-    print("\ncatalog ticks:", {k: round(v, 3) for k, v in TIMINGS.items() if "catalog" in k})

@@ -91,12 +91,13 @@ def stems_output(
     record = result.record
     return stage_output(
         record,
+        upstream={"source_video": source_video},
+        code_version=CODE_VERSION,
         seconds=result.seconds,
         cached=result.cached,
         media_seconds=source_video["duration"],
         provider=provider,
         counts={"frames": int(record["frames"]), "sample_rate": int(record["sample_rate"])},
-        extra={"upstream_cache_key": dg.MetadataValue.text(source_video["cache_key"])},
     )
 
 

@@ -93,6 +93,8 @@ def dub_mix(
     record = result.record
     return stage_output(
         record,
+        upstream={"source_video": source_video, "audio_stems": audio_stems, "dubbed_speech": dubbed_speech},
+        code_version=CODE_VERSION,
         seconds=result.seconds,
         cached=result.cached,
         media_seconds=float(source_video["duration"]),

@@ -173,6 +173,9 @@ def speak_line(storage: StorageResource, speaking: Speaking, line: dict[str, Any
 def assemble_speech(
     context: dg.OpExecutionContext,
     quality: QualityResource,
+    source_video: dict[str, Any],
+    speech_segments: dict[str, Any],
+    speakers: dict[str, Any],
     translation: dict[str, Any],
     batches: list[dict[str, Any]],
 ) -> dg.Output[dict[str, Any]]:
@@ -195,8 +198,11 @@ def assemble_speech(
         "provider": provider,
         "lines": lines,
     }
+    upstream = {"source_video": source_video, "speech_segments": speech_segments, "speakers": speakers}
     return stage_output(
         record,
+        upstream={**upstream, "translation": translation},
+        code_version=CODE_VERSION,
         seconds=sum(float(b["seconds"]) for b in batches) + timer.seconds,
         cached=all(b["cached"] for b in batches),
         media_seconds=sum(r["end"] - r["start"] for r in lines) or 1.0,
@@ -236,7 +242,8 @@ def build_dubbed_speech(settings: Settings) -> dg.AssetsDefinition:
         translation: dict[str, Any],
     ) -> Any:
         jobs = plan_speech(source_video, speech_segments, speakers, translation)
-        return assemble_speech(translation, jobs.map(batch_op).collect())
+        batches = jobs.map(batch_op).collect()
+        return assemble_speech(source_video, speech_segments, speakers, translation, batches)
 
     return dubbed_speech
 

@@ -217,7 +217,8 @@ def dubbed_video(
         )
     statuses = [s["status"] for s in report["segments"]]
     yield stage_output(
-        {**result.record, "report_uri": report_uri}, seconds=timer.seconds, cached=result.cached,
+        {**result.record, "report_uri": report_uri}, upstream=up, code_version=CODE_VERSION,
+        seconds=timer.seconds, cached=result.cached,
         media_seconds=float(source_video["duration"]), provider=MUX_PROVIDER,
         counts={"segments": len(statuses), "failed": statuses.count("failed")},
         extra={"video": dg.MetadataValue.url(result.record["outputs"]["video"])},

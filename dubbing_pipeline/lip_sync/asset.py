@@ -18,7 +18,7 @@ import dagster as dg
 
 from dubbing_pipeline.cache import scratch
 from dubbing_pipeline.errors import classify
-from dubbing_pipeline.hashing import sha256_file
+from dubbing_pipeline.hashing import cache_key, sha256_file
 from dubbing_pipeline.orchestration.kit import Step, Timer, run_step, stage_output
 from dubbing_pipeline.orchestration.partitions import video_language
 from dubbing_pipeline.orchestration.placement import gpu_op_tags, gpu_pool
@@ -269,7 +269,8 @@ def compose_record(
     if not synced:
         return {
             **base,
-            "cache_key": "",
+            # the source's frames as they are: its identity is the source and what was (not) done
+            "cache_key": cache_key("lip_sync", video=source["sha256"], base=base, code=CODE_VERSION),
             "video_uri": source["media_uri"],
             "changed": False,
             "compose": None,
@@ -305,6 +306,7 @@ def compose_lipsync(
     context: dg.OpExecutionContext,
     storage: StorageResource,
     source_video: dict[str, Any],
+    dubbed_speech: dict[str, Any],
     plan: dict[str, Any],
     results: list[dict[str, Any]],
 ) -> dg.Output[dict[str, Any]]:
@@ -326,6 +328,8 @@ def compose_lipsync(
     )
     return stage_output(
         record,
+        upstream={"source_video": source_video, "dubbed_speech": dubbed_speech},
+        code_version=CODE_VERSION,
         seconds=seconds,
         cached=cached and all(r.get("cached", True) for r in results),
         media_seconds=float(source_video["duration"]),
@@ -375,7 +379,7 @@ def build_lip_sync(settings: Settings) -> tuple[Any, Any]:
     def lip_sync(source_video: dict[str, Any], dubbed_speech: dict[str, Any]) -> Any:
         plan, jobs = plan_lipsync(source_video, dubbed_speech)
         results = jobs.map(lambda job: sync_window(source_video, job)).collect()
-        return compose_lipsync(source_video, plan, results)
+        return compose_lipsync(source_video, dubbed_speech, plan, results)
 
     @dg.asset_check(
         asset=lip_sync,

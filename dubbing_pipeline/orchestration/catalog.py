@@ -11,7 +11,8 @@ The catalog (YAML or JSON, a local path, ``file://`` or ``s3://`` URL in ``DUBBI
 
 Adding German to the whole catalog is one edit: ``languages: [es, fr, de]``.
 
-On each tick (``DUBBING_CATALOG_CRON``, default ``@daily``) both schedules compute one plan:
+On each tick (``DUBBING_CATALOG_CRON``, default ``@daily``) both schedules share one plan (computed
+once per tick in the code server):
 
 * ``catalog_source_schedule`` (job ``source_half``): one run per video whose source half is missing or
   stale, or whose source object changed (S3 ETag; size+mtime for local files) since the source half
@@ -20,11 +21,22 @@ On each tick (``DUBBING_CATALOG_CRON``, default ``@daily``) both schedules compu
   half is fresh but whose target half is missing or stale (a new language, a changed code version).
 
 Nothing is requested for partitions that are up to date or already have a run queued or in
-progress. Staleness is read from the instance with public API only: the latest materialization of
-each asset partition (``fetch_materializations``), its ``dagster/code_version`` against the asset's
-current code version, and for each parent the event it consumed (``dagster/input_event_pointer``)
-against the parent's latest event, compared by data version (``dagster/data_version``): a parent that
-was re-materialised with the same data (a cache hit) does not make its children stale.
+progress. A catalog entry that cannot be dubbed (no source, an id used twice, a language that is not
+a language code) is refused on its own, with a ``bad_input`` reason in the schedule's log; the rest
+of the catalog goes on.
+
+What a tick costs: one indexed query per asset for the latest data version of every partition, one
+query for the runs in flight, a ``stat`` per local source or one S3 listing per 1,000 sources of a
+folder (not one HEAD per source), and one read of the catalog's registry index; registry writes and
+partition adds only for what changed.
+
+Staleness is judged from the project's own key chain, carried in each materialization's data
+version (``kit.Version``: cache key, lineage digest, code version): a partition is fresh when its
+code version is the asset's current one and its lineage digest is the digest of its parents'
+*current* cache keys (each parent fresh itself); the source half's root is fresh when it was made
+from the source object version the catalog sees now. A parent re-materialised with the same data
+(a cache hit) keeps its key, so its children stay fresh. (Dagster's ``dagster/input_event_pointer``
+tag is no use here: it points at the parent asset's latest materialization of *any* partition.)
 
 Run keys are stable: the partition, the source fingerprint (or data version) and a digest of all
 code versions. There is no public API to launch an asset backfill from a schedule (dagster #13852),
@@ -33,7 +45,9 @@ hence one ``RunRequest`` per partition.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -43,28 +57,35 @@ from typing import Any
 import dagster as dg
 import yaml
 
-from dubbing_pipeline.errors import BadInputError, ConfigurationError
+from dubbing_pipeline.errors import BadInputError, ConfigurationError, DubbingError
 from dubbing_pipeline.hashing import canonical_json, sha256_bytes
 from dubbing_pipeline.ids import sanitize_id, video_id_from_name
-from dubbing_pipeline.orchestration.partitions import video_language, video_language_key, videos
-from dubbing_pipeline.orchestration.registry import register_video, registry_key
+from dubbing_pipeline.orchestration.kit import Version, lineage_digest, lineage_of_lines
+from dubbing_pipeline.orchestration.partitions import (
+    partition_tags,
+    video_language,
+    video_language_key,
+    videos,
+)
+from dubbing_pipeline.orchestration.registry import register_video
 from dubbing_pipeline.orchestration.sensors import (
     FINGERPRINT_TAG,
     LANGUAGES,
     LANGUAGES_TAG,
     PARTITION_TAG,
+    SOURCE_RUN_TAG,
     SOURCE_URI_TAG,
     TRIGGER_TAG,
     VIDEOS,
+    in_threads,
+    listing_client,
     parse_languages,
     s3_client,
 )
 from dubbing_pipeline.settings import Settings
 from dubbing_pipeline.storage import MediaStorage, parse_uri
 
-CODE_VERSION_TAG = "dagster/code_version"
 DATA_VERSION_TAG = "dagster/data_version"
-INPUT_POINTER_PREFIX = "dagster/input_event_pointer/"
 IN_FLIGHT = [
     dg.DagsterRunStatus.NOT_STARTED,
     dg.DagsterRunStatus.QUEUED,
@@ -84,26 +105,60 @@ class CatalogVideo:
     languages: tuple[str, ...]
 
 
-def parse_catalog(text: str) -> list[CatalogVideo]:
-    """YAML or JSON (JSON is YAML) → videos with their target languages."""
-    data = yaml.safe_load(text) or {}
+@dataclass
+class Catalog:
+    """The catalog's videos, and the entries refused (entry → a classified, one-line reason)."""
+
+    videos: list[CatalogVideo] = field(default_factory=list)
+    refused: dict[str, str] = field(default_factory=dict)
+
+
+def _entry_name(index: int, entry: Any) -> str:
+    label = entry.get("id") or entry.get("source") if isinstance(entry, dict) else None
+    return f"videos[{index}]" + (f" ({str(label)[:80]})" if label else "")
+
+
+def _parse_entry(entry: Any, default: Sequence[str]) -> CatalogVideo:
+    if isinstance(entry, str):
+        entry = {"source": entry}
+    if not isinstance(entry, dict):
+        raise BadInputError("a catalog video is a source URL or a mapping with 'source'")
+    source = str(entry.get("source") or "")
+    if not source:
+        raise BadInputError("no 'source'")
+    vid = sanitize_id(str(entry["id"])) if entry.get("id") else video_id_from_name(parse_uri(source)[2])
+    langs = parse_languages(entry["languages"]) if entry.get("languages") else list(default)
+    if not langs:
+        raise BadInputError("no target languages (the catalog has no default 'languages')")
+    return CatalogVideo(vid, source, tuple(langs))
+
+
+def parse_catalog(text: str) -> Catalog:
+    """YAML or JSON (JSON is YAML) → videos with their target languages.
+
+    A catalog that is not a mapping with a ``videos`` list, or whose default ``languages`` are
+    invalid, is a configuration error; a bad entry is refused on its own and the rest go on.
+    """
+    data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) or {}
     if not isinstance(data, dict) or not isinstance(data.get("videos", []), list):
         raise ConfigurationError("a catalog is a mapping with a 'videos' list")
-    default = parse_languages(data.get("languages") or [])
-    out: list[CatalogVideo] = []
-    seen: set[str] = set()
-    for entry in data.get("videos") or []:
-        if isinstance(entry, str):
-            entry = {"source": entry}
-        source = str(entry.get("source") or "")
-        if not source:
-            raise ConfigurationError("every catalog video needs a 'source'")
-        vid = sanitize_id(str(entry["id"])) if entry.get("id") else video_id_from_name(parse_uri(source)[2])
-        if vid in seen:
-            raise ConfigurationError(f"catalog video id {vid!r} appears twice")
-        seen.add(vid)
-        langs = parse_languages(entry["languages"]) if entry.get("languages") else default
-        out.append(CatalogVideo(vid, source, tuple(langs)))
+    try:
+        default = parse_languages(data.get("languages") or [])
+    except BadInputError as exc:
+        raise ConfigurationError(f"catalog 'languages': {exc.message}") from None
+    out = Catalog()
+    seen: dict[str, str] = {}
+    for index, entry in enumerate(data.get("videos") or []):
+        name = _entry_name(index, entry)
+        try:
+            video = _parse_entry(entry, default)
+            if video.video_id in seen:
+                raise BadInputError(f"video id {video.video_id!r} already used by {seen[video.video_id]}")
+        except DubbingError as exc:
+            out.refused[name] = f"{exc.code}: {exc.message}"
+            continue
+        seen[video.video_id] = f"videos[{index}]"
+        out.videos.append(video)
     return out
 
 
@@ -117,24 +172,66 @@ def read_text(url: str, settings: Settings) -> str:
     raise ConfigurationError(f"unsupported catalog URL scheme {scheme!r}")
 
 
-def source_fingerprint(uri: str, settings: Settings) -> str | None:
-    """A cheap version of a source: S3 ETag, or size+mtime of a local file; None if absent."""
-    scheme, netloc, path = parse_uri(uri)
-    if scheme == "s3":
-        from botocore.exceptions import ClientError
+def _local_fingerprint(path: str) -> str | None:
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return f"{stat.st_size}-{stat.st_mtime_ns}" if os.path.isfile(path) else None
 
-        try:
-            head = s3_client(settings).head_object(Bucket=netloc, Key=path)
-        except ClientError:
-            return None
-        return str(head["ETag"]).strip('"')
-    if scheme == "file":
-        try:
-            stat = os.stat(path)
-        except OSError:
-            return None
-        return f"{stat.st_size}-{stat.st_mtime_ns}"
-    raise BadInputError(f"unsupported source URI scheme {scheme!r}")
+
+def _s3_fingerprints(client: Any, bucket: str, keys: Sequence[str]) -> dict[str, str]:
+    """ETags of ``keys`` in ``bucket``: one listing per folder (1,000 keys a request), not a HEAD each."""
+    found: dict[str, str] = {}
+    folders: dict[str, set[str]] = {}
+    for key in keys:
+        folders.setdefault(key.rsplit("/", 1)[0] + "/" if "/" in key else "", set()).add(key)
+    paginator = client.get_paginator("list_objects_v2")
+    for folder, wanted in sorted(folders.items()):
+        if len(wanted) < 3:  # a HEAD each is cheaper than listing a big folder for one or two keys
+            for key in sorted(wanted):
+                etag = _head_etag(client, bucket, key)
+                if etag is not None:
+                    found[key] = etag
+            continue
+        for page in paginator.paginate(Bucket=bucket, Prefix=folder, Delimiter="/"):
+            for obj in page.get("Contents", []):
+                if obj["Key"] in wanted:
+                    found[obj["Key"]] = str(obj["ETag"]).strip('"')
+    return found
+
+
+def _head_etag(client: Any, bucket: str, key: str) -> str | None:
+    from botocore.exceptions import ClientError
+
+    try:
+        return str(client.head_object(Bucket=bucket, Key=key)["ETag"]).strip('"')
+    except ClientError:
+        return None
+
+
+def source_fingerprints(uris: Sequence[str], settings: Settings) -> dict[str, str | None]:
+    """A cheap version of each source: S3 ETag, or size+mtime of a local file; None if absent."""
+    out: dict[str, str | None] = dict.fromkeys(uris)
+    by_bucket: dict[str, list[str]] = {}
+    for uri in uris:
+        scheme, netloc, path = parse_uri(uri)
+        if scheme == "file":
+            out[uri] = _local_fingerprint(path)
+        elif scheme == "s3":
+            by_bucket.setdefault(netloc, []).append(path)
+        else:
+            raise BadInputError(f"unsupported source URI scheme {scheme!r}")
+    if by_bucket:
+        client = listing_client(settings)
+        for bucket, keys in sorted(by_bucket.items()):
+            for key, etag in _s3_fingerprints(client, bucket, keys).items():
+                out[f"s3://{bucket}/{key}"] = etag
+    return out
+
+
+def source_fingerprint(uri: str, settings: Settings) -> str | None:
+    return source_fingerprints([uri], settings)[uri]
 
 
 # --- freshness from the instance -------------------------------------------------------------
@@ -146,50 +243,49 @@ class Status:
     reason: str = ""
 
 
+def source_lineage(fingerprint: str) -> str:
+    """The lineage digest of a source half made from this source object version (``source_video``)."""
+    return lineage_digest({"source": fingerprint})
+
+
+FRESH_STATUS = Status(FRESH)
+
+
+@dataclass(frozen=True)
+class _Node:
+    name: str
+    code: str | None
+    parents: tuple[tuple[dg.AssetKey, str, bool], ...]  # (key, name, maps a pair to its video)
+
+
 class Freshness:
-    """Missing / stale / fresh per asset partition, from materialization records (public API)."""
+    """Missing / stale / fresh per asset partition, from the latest data version of each partition.
+
+    One query per asset reads the latest ``dagster/data_version`` of all its partitions (an indexed
+    tag); each is a :class:`~dubbing_pipeline.orchestration.kit.Version` written by the stage kit.
+    """
 
     def __init__(self, instance: dg.DagsterInstance, graph: Any) -> None:
         self.instance = instance
         self.graph = graph
-        self._latest: dict[tuple[dg.AssetKey, str], Any] = {}
-        self._status: dict[tuple[dg.AssetKey, str], Status] = {}
+        self._versions: dict[dg.AssetKey, dict[str, Version | None]] = {}
+        self._status: dict[dg.AssetKey, dict[str, Status]] = {}
+        self._nodes: dict[dg.AssetKey, _Node] = {}
 
-    def prefetch(self, key: dg.AssetKey, partition_keys: Sequence[str], chunk: int = 500) -> None:
-        """Latest record of many partitions of one asset in a few queries."""
-        todo = [pk for pk in partition_keys if (key, pk) not in self._latest]
-        for start in range(0, len(todo), chunk):
-            part = todo[start : start + chunk]
-            for pk in part:
-                self._latest[(key, pk)] = None
-            wanted, cursor = set(part), None
-            while wanted:
-                result = self.instance.fetch_materializations(
-                    dg.AssetRecordsFilter(asset_key=key, asset_partitions=part),
-                    limit=1000,
-                    cursor=cursor,
-                    ascending=False,
-                )
-                for record in result.records:
-                    event = record.asset_materialization
-                    found = event.partition if event is not None else None
-                    if found is not None and found in wanted:
-                        self._latest[(key, found)] = record
-                        wanted.discard(found)
-                if not result.has_more:
-                    break
-                cursor = result.cursor
+    def versions(self, key: dg.AssetKey) -> dict[str, Version | None]:
+        """Partition → latest data version of ``key`` (every materialised partition, one query)."""
+        found = self._versions.get(key)
+        if found is None:
+            latest = self.instance.event_log_storage.get_latest_tags_by_partition(
+                key, dg.DagsterEventType.ASSET_MATERIALIZATION, [DATA_VERSION_TAG]
+            )
+            found = self._versions[key] = {
+                pk: Version.parse(tags.get(DATA_VERSION_TAG)) for pk, tags in latest.items()
+            }
+        return found
 
-    def latest(self, key: dg.AssetKey, pk: str) -> Any:
-        if (key, pk) not in self._latest:
-            self.prefetch(key, [pk])
-        return self._latest[(key, pk)]
-
-    def _record_by_id(self, key: dg.AssetKey, storage_id: int) -> Any:
-        result = self.instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=key, storage_ids=[storage_id]), limit=1
-        )
-        return result.records[0] if result.records else None
+    def version(self, key: dg.AssetKey, pk: str) -> Version | None:
+        return self.versions(key).get(pk)
 
     def parent_partition(self, parent: dg.AssetKey, child: dg.AssetKey, pk: str) -> str:
         parent_def = self.graph.get(parent).partitions_def
@@ -200,43 +296,53 @@ class Freshness:
             return pk.split("|", 1)[1] if "|" in pk else pk
         raise ConfigurationError(f"no partition mapping from {child.to_user_string()} to {parent}")
 
+    def _node(self, key: dg.AssetKey) -> _Node:
+        node = self._nodes.get(key)
+        if node is None:
+            asset = self.graph.get(key)
+            parents = []
+            for parent in sorted(asset.parent_keys, key=lambda k: k.to_user_string()):
+                to_video = self.parent_partition(parent, key, "x|y") == "y"
+                parents.append((parent, parent.to_user_string(), to_video))
+            node = self._nodes[key] = _Node(key.to_user_string(), asset.code_version, tuple(parents))
+        return node
+
     def status(self, key: dg.AssetKey, pk: str) -> Status:
-        memo = self._status.get((key, pk))
+        memo = self._status.get(key)
         if memo is None:
-            memo = self._status[(key, pk)] = self._compute(key, pk)
-        return memo
+            memo = self._status[key] = {}
+        found = memo.get(pk)
+        if found is None:
+            found = memo[pk] = self._compute(key, pk)
+        return found
 
     def _compute(self, key: dg.AssetKey, pk: str) -> Status:
-        record = self.latest(key, pk)
-        name = key.to_user_string()
-        if record is None:
-            return Status(MISSING, f"{name} never materialised")
-        node = self.graph.get(key)
-        tags = record.asset_materialization.tags or {}
-        if node.code_version and tags.get(CODE_VERSION_TAG) != node.code_version:
-            return Status(STALE, f"{name}: code version {tags.get(CODE_VERSION_TAG)} → {node.code_version}")
-        for parent in sorted(node.parent_keys, key=lambda k: k.to_user_string()):
-            ppk = self.parent_partition(parent, key, pk)
+        node, versions = self._node(key), self.versions(key)
+        if pk not in versions:
+            return Status(MISSING, f"{node.name} never materialised")
+        version = versions[pk]
+        if version is None:
+            return Status(STALE, f"{node.name}: its data version carries no key chain")
+        if node.code and version.code != node.code:
+            return Status(STALE, f"{node.name}: code version {version.code} → {node.code}")
+        if not node.parents:
+            return FRESH_STATUS
+        lines = []
+        video = pk[pk.find("|") + 1 :]
+        for parent, name, to_video in node.parents:
+            ppk = video if to_video else pk
             upstream = self.status(parent, ppk)
-            if upstream.state != FRESH:
-                return Status(STALE, f"{name}: upstream {upstream.reason}")
-            current = self.latest(parent, ppk)
-            pointer = tags.get(INPUT_POINTER_PREFIX + parent.to_user_string())
-            if pointer is None:
-                if current.timestamp > record.timestamp:
-                    return Status(STALE, f"{name}: {parent.to_user_string()} is newer")
-                continue
-            if int(pointer) == current.storage_id:
-                continue
-            used = self._record_by_id(parent, int(pointer))
-            used_version = (used.asset_materialization.tags or {}).get(DATA_VERSION_TAG) if used else None
-            if used_version != (current.asset_materialization.tags or {}).get(DATA_VERSION_TAG):
-                return Status(STALE, f"{name}: {parent.to_user_string()} data changed")
-        return Status(FRESH)
+            if upstream is not FRESH_STATUS:
+                return Status(STALE, f"{node.name}: upstream {upstream.reason}")
+            lines.append(name + "\t" + self._versions[parent][ppk].key)  # type: ignore[union-attr]
+        if lineage_of_lines(lines) != version.lineage:
+            names = ", ".join(name for _, name, _ in node.parents)
+            return Status(STALE, f"{node.name}: made from other {names} data")
+        return FRESH_STATUS
 
     def data_version(self, key: dg.AssetKey, pk: str) -> str:
-        record = self.latest(key, pk)
-        return str((record.asset_materialization.tags or {}).get(DATA_VERSION_TAG, "")) if record else ""
+        version = self.version(key, pk)
+        return version.key if version else ""
 
 
 # --- the plan ----------------------------------------------------------------------------------
@@ -248,6 +354,7 @@ class CatalogPlan:
     dub_requests: list[dg.RunRequest] = field(default_factory=list)
     statuses: dict[str, Status] = field(default_factory=dict)  # "video" / "lang|video" → status
     skipped: dict[str, str] = field(default_factory=dict)
+    refused: dict[str, str] = field(default_factory=dict)  # catalog entry → classified reason
 
 
 def _in_flight(instance: dg.DagsterInstance, job_names: Iterable[str]) -> set[str]:
@@ -260,47 +367,99 @@ def _in_flight(instance: dg.DagsterInstance, job_names: Iterable[str]) -> set[st
     return busy
 
 
-def source_changed(
-    instance: dg.DagsterInstance, record: Any, registered: dict[str, Any], fingerprint: str
-) -> str | None:
-    """Why the latest source materialization is not from the current source object, or None.
+CHAIN_WINDOW = 900  # seconds after a source_half success within which its chained dubs are expected
 
-    A run launched by a sensor or schedule carries the fingerprint it was launched for; for any
-    other materialization, it must be newer than the moment the current fingerprint was registered.
+
+def _chained(instance: dg.DagsterInstance, source_job: str, dub_job: str, now: float) -> set[str]:
+    """Pairs whose dub the chain sensor (``dub_after_source_half``) is about to request.
+
+    A source half that just succeeded with languages is followed by one dub run per language from
+    the run-status sensor, within a tick or two. Until that dub run exists the catalog must not ask
+    for the same pair (a schedule and a sensor do not share run keys: both would run). Only recent
+    runs are read, so this costs O(runs of the last ``CHAIN_WINDOW`` seconds), not O(catalog).
     """
-    if record is None:
-        return None
-    if record.run_id:
-        run = instance.get_run_by_id(record.run_id)
-        if run is not None and FINGERPRINT_TAG in run.tags:
-            made = run.tags[FINGERPRINT_TAG]
-            return None if made == fingerprint else f"source changed ({made} → {fingerprint})"
-    since = registered.get("fingerprint_since")
-    if since is None or record.timestamp < float(since):
-        return f"source changed (now {fingerprint})"
-    return None
+    since = dt.datetime.fromtimestamp(now - CHAIN_WINDOW, tz=dt.UTC)
+    done = instance.get_run_records(
+        dg.RunsFilter(job_name=source_job, statuses=[dg.DagsterRunStatus.SUCCESS], updated_after=since)
+    )
+    expected: dict[str, str] = {}
+    for record in done:
+        run = record.dagster_run
+        video = run.tags.get(PARTITION_TAG)
+        for lang in (run.tags.get(LANGUAGES_TAG) or "").split(","):
+            if video and lang:
+                expected[str(video_language_key(video, lang))] = run.run_id
+    if not expected:
+        return set()
+    launched = instance.get_run_records(dg.RunsFilter(job_name=dub_job, created_after=since))
+    followed = {
+        (r.dagster_run.tags.get(PARTITION_TAG), r.dagster_run.tags.get(SOURCE_RUN_TAG)) for r in launched
+    }
+    return {pk for pk, run_id in expected.items() if (pk, run_id) not in followed}
+
+
+INDEX_KEY = "registry/catalog-index.json"
+
+
+def register_catalog(
+    storage: MediaStorage, videos_: Sequence[CatalogVideo], fingerprints: dict[str, str]
+) -> None:
+    """Write the registry entry of each video whose source or version changed since the last tick.
+
+    The catalog keeps an index of what it registered (one object), so an unchanged catalog reads
+    one object per tick instead of one per video.
+    """
+    index: dict[str, list[str]] = storage.get_json(INDEX_KEY) if storage.exists(INDEX_KEY) else {}
+    changed = [v for v in videos_ if index.get(v.video_id) != [v.source_uri, fingerprints[v.video_id]]]
+    now = time.time()
+    in_threads(
+        lambda v: register_video(
+            storage, v.video_id, v.source_uri, fingerprint=fingerprints[v.video_id],
+            fingerprint_since=now, languages=list(v.languages),
+        ),
+        changed,
+        threads=16,
+    )  # fmt: skip
+    if changed:
+        index.update({v.video_id: [v.source_uri, fingerprints[v.video_id]] for v in changed})
+        storage.put_json(INDEX_KEY, index)
+
+
+def _half_status(fresh: Freshness, keys: Sequence[dg.AssetKey], pk: str) -> Status:
+    for key in keys:
+        status = fresh.status(key, pk)
+        if status is not FRESH_STATUS:
+            return status
+    return FRESH_STATUS
+
+
+def _source_status(fresh: Freshness, keys: Sequence[dg.AssetKey], vid: str, fp: str) -> Status:
+    status = _half_status(fresh, keys, vid)
+    root = fresh.version(dg.AssetKey("source_video"), vid)
+    if status.state == FRESH and root is not None and root.lineage != source_lineage(fp):
+        return Status(STALE, f"source changed (now {fp})")
+    return status
 
 
 def plan_catalog(
     instance: dg.DagsterInstance,
     graph: Any,
-    catalog: Sequence[CatalogVideo],
+    catalog: Catalog,
     storage: MediaStorage,
-    fingerprint: Callable[[str], str | None],
+    fingerprints: Callable[[Sequence[str]], dict[str, str | None]],
     *,
     source_job: str = "source_half",
     dub_job: str = "dub",
 ) -> CatalogPlan:
     """Register the catalog's videos, add partitions (batched) and request what is missing or stale."""
-    plan = CatalogPlan()
-    source_keys = sorted(
-        (k for k in graph.get_all_asset_keys() if graph.get(k).partitions_def == videos),
-        key=lambda k: k.to_user_string(),
-    )
-    target_keys = sorted(
-        (k for k in graph.get_all_asset_keys() if graph.get(k).partitions_def == video_language),
-        key=lambda k: k.to_user_string(),
-    )
+    plan = CatalogPlan(refused=dict(catalog.refused))
+    halves = {
+        half: sorted(
+            (k for k in graph.get_all_asset_keys() if graph.get(k).partitions_def == pdef),
+            key=lambda k: k.to_user_string(),
+        )
+        for half, pdef in (("source", videos), ("target", video_language))
+    }
     code_digest = sha256_bytes(
         canonical_json(
             {k.to_user_string(): graph.get(k).code_version for k in graph.get_all_asset_keys()}
@@ -308,53 +467,23 @@ def plan_catalog(
     )[:12]
     fresh = Freshness(instance, graph)
     busy = _in_flight(instance, [source_job, dub_job])
+    chained = _chained(instance, source_job, dub_job, time.time())
 
-    # register, and add new partitions in one call per dimension
+    found = fingerprints([v.source_uri for v in catalog.videos])
     current_fp: dict[str, str] = {}
-    registered: dict[str, dict[str, Any]] = {}
-    now = time.time()
-    for video in catalog:
-        fp = fingerprint(video.source_uri)
+    for video in catalog.videos:
+        fp = found.get(video.source_uri)
         if fp is None:
-            plan.skipped[video.video_id] = f"source not found: {video.source_uri}"
-            continue
-        current_fp[video.video_id] = fp
-        key = registry_key(video.video_id)
-        old = storage.get_json(key) if storage.exists(key) else None
-        if old is None or old.get("source_uri") != video.source_uri or old.get("fingerprint") != fp:
-            old = register_video(
-                storage, video.video_id, video.source_uri,
-                fingerprint=fp, fingerprint_since=now, languages=list(video.languages),
-            )  # fmt: skip
-        registered[video.video_id] = old
-    new_videos = [v for v in current_fp if not instance.has_dynamic_partition(VIDEOS, v)]
-    all_langs = sorted({lang for v in catalog if v.video_id in current_fp for lang in v.languages})
-    new_langs = [lang for lang in all_langs if not instance.has_dynamic_partition(LANGUAGES, lang)]
-    if new_videos:
-        instance.add_dynamic_partitions(VIDEOS, new_videos)
-    if new_langs:
-        instance.add_dynamic_partitions(LANGUAGES, new_langs)
-
-    vids = [v for v in catalog if v.video_id in current_fp]
-    for key in source_keys:
-        fresh.prefetch(key, [v.video_id for v in vids])
-    dub_pks = [str(video_language_key(v.video_id, lang)) for v in vids for lang in v.languages]
-    for key in target_keys:
-        fresh.prefetch(key, dub_pks)
+            plan.refused[video.video_id] = f"bad_input: source not found: {video.source_uri}"
+        else:
+            current_fp[video.video_id] = fp
+    vids = [v for v in catalog.videos if v.video_id in current_fp]
+    register_catalog(storage, vids, current_fp)
+    _add_partitions(instance, vids)
 
     for video in vids:
         vid, fp = video.video_id, current_fp[video.video_id]
-        source_status = Status(FRESH)
-        for key in source_keys:
-            status = fresh.status(key, vid)
-            if status.state != FRESH:
-                source_status = status
-                break
-        if source_status.state == FRESH:
-            root = fresh.latest(dg.AssetKey("source_video"), vid)
-            changed = source_changed(instance, root, registered[vid], fp)
-            if changed:
-                source_status = Status(STALE, changed)
+        source_status = _source_status(fresh, halves["source"], vid, fp)
         plan.statuses[vid] = source_status
         if source_status.state != FRESH:
             if vid in busy:
@@ -365,6 +494,7 @@ def plan_catalog(
                     run_key=f"catalog:{vid}:{fp}:{code_digest}",
                     partition_key=vid,
                     tags={
+                        **partition_tags(vid),
                         LANGUAGES_TAG: ",".join(video.languages),
                         SOURCE_URI_TAG: video.source_uri,
                         FINGERPRINT_TAG: fp,
@@ -377,35 +507,74 @@ def plan_catalog(
         source_dv = fresh.data_version(dg.AssetKey("source_video"), vid) or fp
         for lang in video.languages:
             pk = str(video_language_key(vid, lang))
-            status = Status(FRESH)
-            for key in target_keys:
-                status = fresh.status(key, pk)
-                if status.state != FRESH:
-                    break
-            plan.statuses[pk] = status
+            status = plan.statuses[pk] = _half_status(fresh, halves["target"], pk)
             if status.state == FRESH:
                 continue
             if pk in busy:
                 plan.skipped[pk] = "dub run in flight"
                 continue
+            if pk in chained:
+                plan.skipped[pk] = "its source half just succeeded: the chain sensor dubs it"
+                continue
             plan.dub_requests.append(
                 dg.RunRequest(
                     run_key=f"catalog:{pk}:{source_dv[:16]}:{code_digest}",
                     partition_key=pk,
-                    tags={TRIGGER_TAG: "catalog", "dubbing/reason": status.reason[:200]},
+                    tags={
+                        **partition_tags(pk),
+                        TRIGGER_TAG: "catalog",
+                        "dubbing/reason": status.reason[:200],
+                    },
                 )
             )
     return plan
 
 
+def _add_partitions(instance: dg.DagsterInstance, vids: Sequence[CatalogVideo]) -> None:
+    """Add the catalog's new videos and languages, one call per dimension."""
+    have_videos = set(instance.get_dynamic_partitions(VIDEOS))
+    have_langs = set(instance.get_dynamic_partitions(LANGUAGES))
+    new_videos = [v.video_id for v in vids if v.video_id not in have_videos]
+    new_langs = sorted({lang for v in vids for lang in v.languages} - have_langs)
+    if new_videos:
+        instance.add_dynamic_partitions(VIDEOS, new_videos)
+    if new_langs:
+        instance.add_dynamic_partitions(LANGUAGES, new_langs)
+
+
 # --- schedules ----------------------------------------------------------------------------------
+
+
+class SharedPlan:
+    """One plan per tick for both schedules: the second schedule of a tick reuses the first's plan.
+
+    Keyed by the tick's scheduled time; both schedules are evaluated by the same code server, so
+    the plan is computed once (a second process would compute the same plan again, never a different
+    one: the run keys are stable).
+    """
+
+    def __init__(self, compute: Callable[[dg.ScheduleEvaluationContext], CatalogPlan]) -> None:
+        self.compute = compute
+        self.computed = 0
+        self._lock = threading.Lock()
+        self._tick: Any = None
+        self._plan: CatalogPlan | None = None
+
+    def __call__(self, context: dg.ScheduleEvaluationContext) -> CatalogPlan:
+        tick = context.scheduled_execution_time
+        with self._lock:
+            if self._plan is None or tick is None or tick != self._tick:
+                self._plan, self._tick = self.compute(context), tick
+                self.computed += 1
+            return self._plan
 
 
 def build_catalog_schedules(
     settings: Settings, source_job: Any, dub_job: Any, asset_graph: Callable[[], Any]
 ) -> list[dg.ScheduleDefinition]:
-    """The two catalog schedules (same cron); ``asset_graph()`` gives the graph to judge staleness
-    (``Definitions.resolve_asset_graph()`` of the code location, resolved at the first tick)."""
+    """The two catalog schedules (same cron, one shared plan per tick); ``asset_graph()`` gives the
+    graph to judge staleness (``Definitions.resolve_asset_graph()`` of the code location, resolved
+    at the first tick)."""
     graph_cache: list[Any] = []
 
     def graph() -> Any:
@@ -413,7 +582,7 @@ def build_catalog_schedules(
             graph_cache.append(asset_graph())
         return graph_cache[0]
 
-    def plan(context: dg.ScheduleEvaluationContext) -> CatalogPlan:
+    def compute(context: dg.ScheduleEvaluationContext) -> CatalogPlan:
         from dubbing_pipeline.orchestration.resources import storage_resource
 
         catalog = parse_catalog(read_text(settings.catalog_url, settings))
@@ -423,13 +592,17 @@ def build_catalog_schedules(
             graph(),
             catalog,
             storage,
-            lambda uri: source_fingerprint(uri, settings),
+            lambda uris: source_fingerprints(uris, settings),
             source_job=source_job.name,
             dub_job=dub_job.name,
         )
+        for name, why in result.refused.items():
+            context.log.warning(f"catalog: refused {name}: {why}")
         for name, why in result.skipped.items():
             context.log.info(f"catalog: skip {name}: {why}")
         return result
+
+    plan = SharedPlan(compute)
 
     @dg.schedule(
         name="catalog_source_schedule",

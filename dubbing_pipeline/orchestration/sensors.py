@@ -21,10 +21,18 @@ Exactly once per object version
 -------------------------------
 ``run_key`` = object key + ETag (S3) or relative path + SHA-256 (inbox): a re-upload with new
 content gets a new key and runs again, a re-upload of the same bytes does not (the daemon never
-launches a ``run_key`` twice, and the sensor also skips keys the instance already ran). The S3
-cursor keeps ``since`` (the newest LastModified second handled) and the key+ETag pairs seen *at*
-that second, and lists with ``>=``: two objects dropped within one second are both seen even when
-the tick ran between them (``dagster_aws.s3.sensor.get_objects`` compares with a strict ``>``).
+launches a ``run_key`` twice, and the sensor also skips keys the instance already ran).
+
+Two S3 modes. **Listing** (default): every tick lists the prefix and handles each object version
+not seen yet whose LastModified is within ``DUBBING_DROP_LOOKBACK`` of the newest seen (a
+multipart upload is stamped with the time it *started*, so a long upload that completes after a
+short one is listed behind it: a time cursor alone would skip it forever). A tick costs one
+request per 1,000 objects: fine up to about 100,000. **Queue** (``DUBBING_DROP_QUEUE_URL``): the
+bucket's S3 event notifications go to SQS and the sensor consumes them, so a tick costs O(new
+objects) whatever the bucket holds; a message is deleted only once its run is recorded.
+
+A drop that cannot be dubbed (languages that are not language codes) is refused on its own: no
+run, and a ``source_video`` observation on its partition says why.
 
 Languages per object: S3 object metadata ``x-amz-meta-languages`` (``es,de``; set at upload time,
 so it arrives atomically with the video), else ``DUBBING_TARGET_LANGUAGES``. In the inbox, a
@@ -37,16 +45,18 @@ import hashlib
 import json
 import re
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
 
+from dubbing_pipeline.errors import BadInputError, ConfigurationError, DubbingError
 from dubbing_pipeline.hashing import sha256_file
 from dubbing_pipeline.ids import sanitize_id, video_id_from_name
-from dubbing_pipeline.orchestration.partitions import languages, video_language_key, videos
+from dubbing_pipeline.orchestration.partitions import languages, partition_tags, video_language_key, videos
 from dubbing_pipeline.orchestration.registry import register_video, registry_key
 from dubbing_pipeline.settings import Settings
 from dubbing_pipeline.storage import MediaStorage
@@ -55,6 +65,7 @@ LANGUAGES_TAG = "dubbing/languages"
 SOURCE_URI_TAG = "dubbing/source_uri"
 FINGERPRINT_TAG = "dubbing/source_fingerprint"
 TRIGGER_TAG = "dubbing/trigger"
+SOURCE_RUN_TAG = "dubbing/source_run"  # on a dub run the chain sensor asked for: its source_half run
 RUN_KEY_TAG = "dagster/run_key"
 PARTITION_TAG = "dagster/partition"
 
@@ -67,15 +78,28 @@ _LANG = re.compile(r"^[a-z]{2,3}(-[a-z0-9]{2,8})?$")
 
 
 def parse_languages(spec: str | Iterable[str] | None) -> list[str]:
-    """``"es, de"`` or ``["es", "DE"]`` → ``["es", "de"]``; anything that is not a code is dropped."""
+    """``"es, de"`` or ``["es", "DE"]`` → ``["es", "de"]``.
+
+    Anything that is not a language code is a :class:`BadInputError` naming it, never dropped
+    silently: a typo must not quietly dub into the default languages instead.
+    """
     if spec is None:
         return []
     items = spec.split(",") if isinstance(spec, str) else [str(s) for s in spec]
     out: list[str] = []
+    bad: list[str] = []
     for item in items:
         code = item.strip().lower().replace("_", "-")
-        if _LANG.match(code) and code not in out:
+        if not code:
+            continue
+        if not _LANG.match(code):
+            bad.append(item.strip()[:20])
+        elif code not in out:
             out.append(code)
+    if bad:
+        raise BadInputError(
+            f"not a language code: {', '.join(repr(b) for b in bad)} (use ISO 639 codes: es, de, pt-br)"
+        )
     return out
 
 
@@ -117,59 +141,120 @@ class Drop:
     source_uri: str
     relative_key: str
     languages: tuple[str, ...] = ()
+    refused: str = ""  # why this object cannot be dubbed (a classified, one-line reason)
 
     @property
     def run_key(self) -> str:
         return f"{self.key}@{self.version}"
 
 
+def _short(run_key: str) -> str:
+    return hashlib.sha256(run_key.encode("utf-8")).hexdigest()[:16]
+
+
 @dataclass
 class DropCursor:
-    """``since``: newest LastModified second handled; ``seen``: key+version pairs at that second."""
+    """What the listing sensor has handled, bounded by a look-back window.
 
-    since: int = -1
-    seen: set[str] = field(default_factory=set)
+    ``newest``: the newest LastModified second handled. ``seen``: a short hash of the key+version of
+    every object handled whose LastModified is within ``lookback`` seconds of ``newest``, with that
+    second. An object is new when it is within the window and not seen, *whatever its
+    LastModified*: S3 stamps a multipart upload with the time it *started*, so a long upload that
+    completes after a short one is listed behind it. The window bounds the state (at most the drops
+    of ``lookback`` seconds); an object that appears more than ``lookback`` after its stamp is not
+    seen by the listing mode (use the queue mode for buckets where that can happen).
+    """
+
+    newest: int = -1
+    seen: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def parse(cls, raw: str | None) -> DropCursor:
         if not raw:
             return cls()
         data = json.loads(raw)
-        return cls(since=int(data.get("since", -1)), seen=set(data.get("seen", [])))
+        return cls(
+            newest=int(data.get("newest", -1)), seen={str(k): int(v) for k, v in data.get("seen", {}).items()}
+        )
 
     def dump(self) -> str:
-        return json.dumps({"since": self.since, "seen": sorted(self.seen)}, separators=(",", ":"))
+        return json.dumps({"newest": self.newest, "seen": self.seen}, sort_keys=True, separators=(",", ":"))
+
+    def horizon(self, lookback: int) -> int:
+        return self.newest - lookback if self.newest >= 0 else -1
 
 
 def select_new(
-    drops: Iterable[Drop], cursor: DropCursor, limit: int = MAX_PER_TICK
+    drops: Iterable[Drop], cursor: DropCursor, lookback: int, limit: int = MAX_PER_TICK
 ) -> tuple[list[Drop], DropCursor]:
-    """Drops not handled yet (``>= since``, minus what was seen at ``since``), oldest first.
-
-    At most ``limit`` per tick; the rest of a busy second is picked up next tick because the
-    cursor remembers exactly which pairs of that second were handled.
-    """
+    """Drops within the look-back window not handled yet, oldest first, at most ``limit`` a tick."""
+    horizon = cursor.horizon(lookback)
     fresh = sorted(
-        (
-            d
-            for d in drops
-            if d.modified > cursor.since or (d.modified == cursor.since and d.run_key not in cursor.seen)
-        ),
+        (d for d in drops if d.modified >= horizon and _short(d.run_key) not in cursor.seen),
         key=lambda d: (d.modified, d.key, d.version),
     )[:limit]
-    since, seen = cursor.since, set(cursor.seen)
+    seen = dict(cursor.seen)
+    newest = max([cursor.newest, *(d.modified for d in fresh)])
     for drop in fresh:
-        if drop.modified > since:
-            since, seen = drop.modified, set()
-        seen.add(drop.run_key)
-    return fresh, DropCursor(since=since, seen=seen)
+        seen[_short(drop.run_key)] = drop.modified
+    kept = {h: m for h, m in seen.items() if m >= newest - lookback}
+    return fresh, DropCursor(newest=newest, seen=kept)
 
 
 # --- turning drops into registrations, partitions and run requests --------------------------
 
 
-def _already_ran(instance: dg.DagsterInstance, run_key: str) -> bool:
-    return bool(instance.get_run_records(dg.RunsFilter(tags={RUN_KEY_TAG: run_key}), limit=1))
+def already_ran(instance: dg.DagsterInstance, run_keys: Sequence[str]) -> set[str]:
+    """Which of ``run_keys`` the instance already has a run for (one query per 500 keys)."""
+    found: set[str] = set()
+    keys = sorted(set(run_keys))
+    for start in range(0, len(keys), 500):
+        part = keys[start : start + 500]
+        for record in instance.get_run_records(dg.RunsFilter(tags={RUN_KEY_TAG: part})):
+            found.add(record.dagster_run.tags.get(RUN_KEY_TAG, ""))
+    return found
+
+
+def in_threads(fn: Callable[[Any], Any], items: Sequence[Any], threads: int = 8) -> list[Any]:
+    """``fn`` over ``items`` in a few threads (S3 round trips), results in order."""
+    if len(items) < 2:
+        return [fn(item) for item in items]
+    with ThreadPoolExecutor(min(threads, len(items))) as pool:
+        return list(pool.map(fn, items))
+
+
+@dataclass
+class DropPlan:
+    """What a tick asks the daemon for: runs, partition adds, and the refusals it reports."""
+
+    requests: list[dg.RunRequest] = field(default_factory=list)
+    adds: list[Any] = field(default_factory=list)
+    refusals: list[dg.AssetObservation] = field(default_factory=list)
+
+    def result(self, cursor: str, empty: str) -> dg.SensorResult:
+        return dg.SensorResult(
+            run_requests=self.requests,
+            dynamic_partitions_requests=self.adds,
+            asset_events=self.refusals,
+            cursor=cursor,
+            skip_reason=None if self.requests or self.refusals else dg.SkipReason(empty),
+        )
+
+
+def refusal(video_id: str, drop: Drop) -> dg.AssetObservation:
+    """A refused drop, shown on its own ``source_video`` partition: code, reason and object."""
+    code, _, message = drop.refused.partition(": ")
+    return dg.AssetObservation(
+        asset_key="source_video",
+        partition=video_id,
+        description=f"refused: {drop.refused}",
+        metadata={
+            "error_code": dg.MetadataValue.text(code),
+            "error": dg.MetadataValue.text(message),
+            "source_uri": dg.MetadataValue.text(drop.source_uri),
+            "version": dg.MetadataValue.text(drop.version),
+        },
+    )
 
 
 def plan_drops(
@@ -178,28 +263,40 @@ def plan_drops(
     drops: Sequence[Drop],
     default_languages: Sequence[str],
     trigger: str,
-) -> tuple[list[dg.RunRequest], list[Any]]:
-    """Register each new version's source; one ``source_half`` request per version; batched adds."""
-    requests: list[dg.RunRequest] = []
-    new_videos: list[str] = []
+) -> DropPlan:
+    """Register each new version's source; one ``source_half`` request per version; batched adds.
+
+    A refused drop (say, ``x-amz-meta-languages: spanish``) gets no run: its partition is added and
+    a ``source_video`` observation says why, so it shows in the UI on its own partition.
+    """
+    plan = DropPlan()
+    ran = already_ran(instance, [d.run_key for d in drops])
+    todo = [d for d in drops if d.run_key not in ran]  # a duplicate of a run already launched: skip
+    if not todo:
+        return plan
+    ids = in_threads(lambda d: resolve_video_id(storage, d.relative_key, d.source_uri), todo)
+    holder: dict[str, str] = {}
+    for i, drop in enumerate(todo):  # two new sources that map to one id in the same tick
+        if holder.setdefault(ids[i], drop.source_uri) != drop.source_uri:
+            ids[i] = sanitize_id(f"{ids[i][:55]}-{_short_hash(drop.source_uri)}")
+    have = set(instance.get_dynamic_partitions(VIDEOS))
+    have_langs = set(instance.get_dynamic_partitions(LANGUAGES))
+    new_videos = [vid for vid in dict.fromkeys(ids) if vid not in have]
     wanted_langs: list[str] = []
-    for drop in drops:
-        if _already_ran(instance, drop.run_key):
-            continue  # same key and content as a run already launched: a duplicate
-        vid = resolve_video_id(storage, drop.relative_key, drop.source_uri)
+    registrations = []
+    for drop, vid in zip(todo, ids, strict=True):
+        if drop.refused:
+            plan.refusals.append(refusal(vid, drop))
+            continue
         langs = list(drop.languages) or list(default_languages)
-        register_video(
-            storage, vid, drop.source_uri,
-            fingerprint=drop.version, fingerprint_since=time.time(), languages=langs, drop_key=drop.key,
-        )  # fmt: skip
-        if vid not in new_videos and not instance.has_dynamic_partition(VIDEOS, vid):
-            new_videos.append(vid)
+        registrations.append((vid, drop, langs))
         wanted_langs += [lang for lang in langs if lang not in wanted_langs]
-        requests.append(
+        plan.requests.append(
             dg.RunRequest(
                 run_key=drop.run_key,
                 partition_key=vid,
                 tags={
+                    **partition_tags(vid),
                     LANGUAGES_TAG: ",".join(langs),
                     SOURCE_URI_TAG: drop.source_uri,
                     FINGERPRINT_TAG: drop.version,
@@ -207,13 +304,35 @@ def plan_drops(
                 },
             )
         )
-    new_langs = [lang for lang in wanted_langs if not instance.has_dynamic_partition(LANGUAGES, lang)]
-    adds: list[Any] = []
+    now = time.time()
+    in_threads(
+        lambda r: register_video(
+            storage, r[0], r[1].source_uri,
+            fingerprint=r[1].version, fingerprint_since=now, languages=r[2], drop_key=r[1].key,
+        ),
+        registrations,
+    )  # fmt: skip
+    new_langs = [lang for lang in wanted_langs if lang not in have_langs]
     if new_videos:
-        adds.append(videos.build_add_request(new_videos))
+        plan.adds.append(videos.build_add_request(new_videos))
     if new_langs:
-        adds.append(languages.build_add_request(new_langs))
-    return requests, adds
+        plan.adds.append(languages.build_add_request(new_langs))
+    return plan
+
+
+def with_languages(drop: Drop, spec: str | Iterable[str] | None) -> Drop:
+    """The drop with its own languages, or refused when they are not language codes."""
+    try:
+        return replace(drop, languages=tuple(parse_languages(spec)))
+    except DubbingError as exc:
+        return replace(drop, refused=f"{exc.code}: {exc.message}")
+
+
+def default_languages(settings: Settings) -> list[str]:
+    try:
+        return parse_languages(settings.target_languages)
+    except BadInputError as exc:
+        raise ConfigurationError(f"DUBBING_TARGET_LANGUAGES: {exc.message}") from None
 
 
 # --- S3 ------------------------------------------------------------------------------------
@@ -225,6 +344,28 @@ def s3_client(settings: Settings) -> Any:
     return boto3.client(
         "s3", endpoint_url=settings.s3_endpoint_url or None, region_name=settings.s3_region or None
     )
+
+
+def listing_client(settings: Settings) -> Any:
+    """An S3 client for big listings: timestamps stay text (botocore's dateutil parse of every
+    LastModified is most of a 10,000-object listing's time); :func:`seconds` reads them."""
+    import boto3
+    import botocore.session
+
+    core = botocore.session.Session()
+    core.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=str)
+    return boto3.Session(botocore_session=core).client(
+        "s3", endpoint_url=settings.s3_endpoint_url or None, region_name=settings.s3_region or None
+    )
+
+
+def seconds(stamp: Any) -> int:
+    """Whole seconds since the epoch of an S3 timestamp (a datetime, or its ISO 8601 text)."""
+    from datetime import datetime
+
+    if isinstance(stamp, datetime):
+        return int(stamp.timestamp())
+    return int(datetime.fromisoformat(str(stamp).replace("Z", "+00:00")).timestamp())
 
 
 def list_s3_drops(client: Any, bucket: str, prefix: str, video_suffixes: Sequence[str]) -> list[Drop]:
@@ -240,7 +381,7 @@ def list_s3_drops(client: Any, bucket: str, prefix: str, video_suffixes: Sequenc
                 Drop(
                     key=key,
                     version=str(obj["ETag"]).strip('"'),
-                    modified=int(obj["LastModified"].timestamp()),
+                    modified=seconds(obj["LastModified"]),
                     source_uri=f"s3://{bucket}/{key}",
                     relative_key=key[len(prefix) :] if prefix and key.startswith(prefix) else key,
                 )
@@ -249,40 +390,188 @@ def list_s3_drops(client: Any, bucket: str, prefix: str, video_suffixes: Sequenc
 
 
 def with_s3_languages(client: Any, bucket: str, drop: Drop) -> Drop:
-    """Read ``x-amz-meta-languages`` (one HEAD per new object)."""
+    """Read ``x-amz-meta-languages`` (one HEAD per new object); invalid codes refuse the drop."""
     head = client.head_object(Bucket=bucket, Key=drop.key)
-    langs = parse_languages(head.get("Metadata", {}).get("languages"))
-    return replace(drop, languages=tuple(langs))
+    return with_languages(drop, head.get("Metadata", {}).get("languages"))
+
+
+def _storage(settings: Settings) -> MediaStorage:
+    from dubbing_pipeline.orchestration.resources import storage_resource
+
+    return storage_resource(settings).get()
 
 
 def build_s3_drop_sensor(
     settings: Settings, job: Any, *, name: str = "s3_drop_sensor", interval: int = 30
 ) -> dg.SensorDefinition:
+    """The drop sensor: consumes the bucket's event queue when ``DUBBING_DROP_QUEUE_URL`` is set,
+    else lists the prefix every ``interval`` seconds (fine up to ~100,000 objects)."""
+    if settings.drop_queue_url:
+        return build_s3_queue_sensor(settings, job, name=name, interval=interval)
     bucket, prefix = settings.drop_bucket, settings.drop_prefix
     video_suffixes = suffixes(settings)
-    default_languages = parse_languages(settings.target_languages)
+    langs = default_languages(settings)
 
     @dg.sensor(
         name=name,
         job=job,
         minimum_interval_seconds=interval,
         default_status=dg.DefaultSensorStatus.RUNNING,
-        description=f"New video objects under s3://{bucket}/{prefix} start a source_half run each.",
+        description=f"New video objects under s3://{bucket}/{prefix} start a source_half run each "
+        "(listing mode).",
     )
-    def _sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
-        from dubbing_pipeline.orchestration.resources import storage_resource
-
-        client = s3_client(settings)
+    def _sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+        client, lister = s3_client(settings), listing_client(settings)
         cursor = DropCursor.parse(context.cursor)
-        drops, new_cursor = select_new(list_s3_drops(client, bucket, prefix, video_suffixes), cursor)
-        if not drops:
-            return dg.SkipReason(f"no new objects under s3://{bucket}/{prefix}")
-        drops = [with_s3_languages(client, bucket, d) for d in drops]
-        storage = storage_resource(settings).get()
-        requests, adds = plan_drops(context.instance, storage, drops, default_languages, "s3_drop")
-        return dg.SensorResult(
-            run_requests=requests, dynamic_partitions_requests=adds, cursor=new_cursor.dump()
+        listed = list_s3_drops(lister, bucket, prefix, video_suffixes)
+        drops, new_cursor = select_new(listed, cursor, settings.drop_lookback)
+        drops = in_threads(lambda d: with_s3_languages(client, bucket, d), drops)
+        plan = plan_drops(context.instance, _storage(settings), drops, langs, "s3_drop")
+        return plan.result(new_cursor.dump(), f"no new objects under s3://{bucket}/{prefix}")
+
+    return _sensor
+
+
+# --- S3 event notifications through SQS ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class QueuedDrop:
+    """One S3 event notification: its SQS receipt and the object version it announces (if any)."""
+
+    receipt: str
+    drop: Drop | None
+
+
+def parse_notification(body: str, bucket: str, prefix: str, video_suffixes: Sequence[str]) -> list[Drop]:
+    """The video objects an S3 event notification announces (``ObjectCreated:*`` under ``prefix``).
+
+    Keys arrive URL-encoded (``a+b.mp4`` is ``a b.mp4``); ``s3:TestEvent`` and other buckets,
+    prefixes and suffixes announce nothing.
+    """
+    from datetime import datetime
+    from urllib.parse import unquote_plus
+
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return []
+    out: list[Drop] = []
+    for rec in data.get("Records", []) if isinstance(data, dict) else []:
+        s3 = rec.get("s3", {})
+        key = unquote_plus(str(s3.get("object", {}).get("key", "")))
+        if (
+            not str(rec.get("eventName", "")).startswith("ObjectCreated:")
+            or s3.get("bucket", {}).get("name") != bucket
+        ):
+            continue
+        if not key.startswith(prefix) or key.endswith("/") or not key.lower().endswith(tuple(video_suffixes)):
+            continue
+        when = str(rec.get("eventTime", "1970-01-01T00:00:00Z")).replace("Z", "+00:00")
+        out.append(
+            Drop(
+                key=key,
+                version=str(s3.get("object", {}).get("eTag", "")).strip('"'),
+                modified=int(datetime.fromisoformat(when).timestamp()),
+                source_uri=f"s3://{bucket}/{key}",
+                relative_key=key[len(prefix) :],
+            )
         )
+    return out
+
+
+@dataclass
+class QueueCursor:
+    """Messages whose run requests were returned by the previous tick: deleted once recorded."""
+
+    pending: list[tuple[str, str]] = field(default_factory=list)  # (receipt handle, run key)
+
+    @classmethod
+    def parse(cls, raw: str | None) -> QueueCursor:
+        return cls([(str(r), str(k)) for r, k in json.loads(raw).get("pending", [])]) if raw else cls()
+
+    def dump(self) -> str:
+        return json.dumps({"pending": self.pending}, separators=(",", ":"))
+
+
+def receive(client: Any, queue_url: str, limit: int, visibility: int) -> list[tuple[str, str]]:
+    """Up to ``limit`` messages (receipt handle, body), 10 per request, without waiting."""
+    out: list[tuple[str, str]] = []
+    while len(out) < limit:
+        got = client.receive_message(
+            QueueUrl=queue_url, MaxNumberOfMessages=min(10, limit - len(out)),
+            VisibilityTimeout=visibility, WaitTimeSeconds=0,
+        ).get("Messages", [])  # fmt: skip
+        if not got:
+            break
+        out += [(m["ReceiptHandle"], m["Body"]) for m in got]
+    return out
+
+
+def delete_messages(client: Any, queue_url: str, receipts: Sequence[str]) -> None:
+    for start in range(0, len(receipts), 10):
+        entries = [{"Id": str(i), "ReceiptHandle": r} for i, r in enumerate(receipts[start : start + 10])]
+        client.delete_message_batch(QueueUrl=queue_url, Entries=entries)
+
+
+def sqs_client(settings: Settings) -> Any:
+    import boto3
+
+    return boto3.client(
+        "sqs", endpoint_url=settings.s3_endpoint_url or None, region_name=settings.s3_region or None
+    )
+
+
+def build_s3_queue_sensor(
+    settings: Settings, job: Any, *, name: str = "s3_drop_sensor", interval: int = 30
+) -> dg.SensorDefinition:
+    """Queue mode: S3 event notifications → SQS → this sensor; a tick costs O(new objects).
+
+    A message is deleted only at the next tick, once the run its drop asked for is recorded in the
+    instance (or the drop needed none: a duplicate, a refusal, not a video). Until then it stays
+    invisible (``VisibilityTimeout`` = 10 × the interval); if a tick's requests were lost, the
+    message comes back and asks again, and the run key makes the repeat harmless.
+    """
+    bucket, prefix, queue_url = settings.drop_bucket, settings.drop_prefix, settings.drop_queue_url
+    video_suffixes = suffixes(settings)
+    langs = default_languages(settings)
+
+    @dg.sensor(
+        name=name,
+        job=job,
+        minimum_interval_seconds=interval,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=f"New video objects under s3://{bucket}/{prefix}, announced on {queue_url}, start a "
+        "source_half run each (queue mode).",
+    )
+    def _sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+        sqs, s3 = sqs_client(settings), s3_client(settings)
+        cursor = QueueCursor.parse(context.cursor)
+        ran = already_ran(context.instance, [key for _, key in cursor.pending])
+        recorded = [r for r, key in cursor.pending if key in ran]
+        delete_messages(sqs, queue_url, recorded)
+        still = [(r, k) for r, k in cursor.pending if r not in set(recorded)]
+        messages = receive(sqs, queue_url, MAX_PER_TICK, visibility=10 * interval)
+        found = [
+            (receipt, parse_notification(body, bucket, prefix, video_suffixes)) for receipt, body in messages
+        ]
+        drops = in_threads(lambda d: with_s3_languages(s3, bucket, d), [d for _, ds in found for d in ds])
+        by_key = {d.run_key: d for d in drops}
+        drops = list(by_key.values())  # one object version announced twice asks once
+        pending = list(still)
+        done = []
+        for receipt, announced in found:
+            targets = [d.run_key for d in announced if not by_key[d.run_key].refused]
+            pending += [(receipt, key) for key in targets]
+            if not targets:
+                done.append(receipt)  # nothing to run (a test event, not a video, refused)
+        plan = plan_drops(context.instance, _storage(settings), drops, langs, "s3_drop")
+        requested = {r.run_key for r in plan.requests}
+        ran = already_ran(context.instance, [key for _, key in pending if key not in requested])
+        done += [r for r, key in pending if key in ran]
+        delete_messages(sqs, queue_url, done)
+        pending = [(r, k) for r, k in pending if r not in set(done)]
+        return plan.result(QueueCursor(pending).dump(), f"no new notifications on {queue_url}")
 
     return _sensor
 
@@ -290,15 +579,17 @@ def build_s3_drop_sensor(
 # --- local inbox (embedded default) ----------------------------------------------------------
 
 
-def _sidecar_languages(path: Path) -> tuple[str, ...]:
+def _sidecar_languages(path: Path) -> str | list[Any] | None:
+    """The ``languages`` of ``<file>.json`` beside a video (None without one); unreadable → refused."""
     sidecar = path.with_name(path.name + ".json")
     if not sidecar.is_file():
-        return ()
+        return None
     try:
         data = json.loads(sidecar.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return ()
-    return tuple(parse_languages(data.get("languages") if isinstance(data, dict) else None))
+    except (OSError, ValueError) as exc:
+        raise BadInputError(f"{sidecar.name} is not JSON") from exc
+    langs = data.get("languages") if isinstance(data, dict) else None
+    return langs if isinstance(langs, (str, list)) else None
 
 
 def scan_inbox(
@@ -327,16 +618,14 @@ def scan_inbox(
         else:
             sha = sha256_file(path)
         new_memo[rel] = [stat.st_size, stat.st_mtime_ns, sha]
-        found.append(
-            Drop(
-                key=rel,
-                version=sha,
-                modified=int(stat.st_mtime),
-                source_uri=path.resolve().as_uri(),
-                relative_key=rel,
-                languages=_sidecar_languages(path),
-            )
-        )
+        drop = Drop(
+            key=rel, version=sha, modified=int(stat.st_mtime), source_uri=path.resolve().as_uri(),
+            relative_key=rel,
+        )  # fmt: skip
+        try:
+            found.append(with_languages(drop, _sidecar_languages(path)))
+        except BadInputError as exc:
+            found.append(replace(drop, refused=f"{exc.code}: {exc.message}"))
     return found, new_memo
 
 
@@ -350,7 +639,7 @@ def build_inbox_sensor(
 ) -> dg.SensorDefinition:
     inbox = Path(settings.inbox_dir).expanduser()
     video_suffixes = suffixes(settings)
-    default_languages = parse_languages(settings.target_languages)
+    langs = default_languages(settings)
 
     @dg.sensor(
         name=name,
@@ -359,19 +648,16 @@ def build_inbox_sensor(
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=f"New videos in {inbox} start a source_half run each (languages: <file>.json).",
     )
-    def _sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
-        from dubbing_pipeline.orchestration.resources import storage_resource
-
+    def _sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
         memo: dict[str, list[Any]] = json.loads(context.cursor) if context.cursor else {}
         found, new_memo = scan_inbox(inbox, video_suffixes, memo, settle_seconds)
         known = {rel: entry[2] for rel, entry in memo.items()}
         drops = [d for d in found if known.get(d.key) != d.version]
         cursor = json.dumps(new_memo, sort_keys=True, separators=(",", ":"))
-        if not drops:
-            return dg.SensorResult(skip_reason=dg.SkipReason(f"no new files in {inbox}"), cursor=cursor)
-        storage = storage_resource(settings).get()
-        requests, adds = plan_drops(context.instance, storage, drops, default_languages, "inbox")
-        return dg.SensorResult(run_requests=requests, dynamic_partitions_requests=adds, cursor=cursor)
+        plan = (
+            plan_drops(context.instance, _storage(settings), drops, langs, "inbox") if drops else DropPlan()
+        )
+        return plan.result(cursor, f"no new files in {inbox}")
 
     return _sensor
 
@@ -393,7 +679,7 @@ def build_dub_chain_sensor(
     def _sensor(context: dg.RunStatusSensorContext) -> Any:
         run = context.dagster_run
         video = run.tags.get(PARTITION_TAG)
-        langs = parse_languages(run.tags.get(LANGUAGES_TAG))
+        langs = parse_languages(run.tags.get(LANGUAGES_TAG))  # written by this module: valid
         if not video or not langs:
             yield dg.SkipReason(f"run {run.run_id} names no languages to dub")
             return
@@ -403,7 +689,7 @@ def build_dub_chain_sensor(
                 partition_key=str(video_language_key(video, lang)),
                 tags={
                     TRIGGER_TAG: run.tags.get(TRIGGER_TAG, "source_half"),
-                    "dubbing/source_run": run.run_id,
+                    SOURCE_RUN_TAG: run.run_id,
                     **({FINGERPRINT_TAG: run.tags[FINGERPRINT_TAG]} if FINGERPRINT_TAG in run.tags else {}),
                 },
             )
@@ -422,11 +708,14 @@ def drops_enabled(settings: Settings) -> bool:
 __all__ = [
     "Drop",
     "DropCursor",
+    "QueueCursor",
     "build_dub_chain_sensor",
     "build_inbox_sensor",
     "build_s3_drop_sensor",
+    "build_s3_queue_sensor",
     "drop_video_id",
     "parse_languages",
+    "parse_notification",
     "plan_drops",
     "select_new",
 ]

@@ -45,7 +45,12 @@ def ingest(storage_res: StorageResource, video_id: str) -> StepResult:
 
         inputs = {"sha256": sha, "code": CODE_VERSION, "rate": FULL_BAND_RATE}
         result = run_step(storage_res, "source", inputs=inputs, compute=compute)
-    result.record = {**result.record, "video_id": video_id, "source_uri": entry["source_uri"]}
+    # the registered object version (S3 ETag, inbox sha256, catalog size+mtime) it was made from
+    fingerprint = entry.get("fingerprint")
+    result.record = {
+        **result.record, "video_id": video_id, "source_uri": entry["source_uri"],
+        "source_fingerprint": fingerprint,
+    }  # fmt: skip
     return result
 
 
@@ -74,6 +79,8 @@ def source_video(context: dg.AssetExecutionContext, storage: StorageResource) ->
     )
     return stage_output(
         record,
+        upstream={"source": {"cache_key": record.get("source_fingerprint") or record["sha256"]}},
+        code_version=CODE_VERSION,
         seconds=result.seconds,
         cached=result.cached,
         media_seconds=record["duration"],
@@ -83,5 +90,4 @@ def source_video(context: dg.AssetExecutionContext, storage: StorageResource) ->
             "sha256": dg.MetadataValue.text(record["sha256"]),
             "duration": dg.MetadataValue.float(record["duration"]),
         },
-        data_version=record["sha256"],
     )

@@ -151,6 +151,8 @@ def assemble_speakers(
         }
     return stage_output(
         record,
+        upstream={"speech_segments": speech_segments, "transcript": transcript},
+        code_version=CODE_VERSION,
         seconds=sum(float(r["seconds"]) for r in chunks) + timer.seconds,
         cached=all(r["cached"] for r in chunks),
         media_seconds=float(speech_segments["duration"]),

@@ -111,6 +111,8 @@ def speech_segments(
     record = result.record
     return stage_output(
         record,
+        upstream={"source_video": source_video, "audio_stems": audio_stems},
+        code_version=CODE_VERSION,
         seconds=result.seconds,
         cached=result.cached,
         media_seconds=record["duration"],

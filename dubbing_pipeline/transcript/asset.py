@@ -164,6 +164,8 @@ def assemble_transcript(
         record = transcript_record(speech_segments, ordered, asr.get().describe())
     return stage_output(
         record,
+        upstream={"speech_segments": speech_segments},
+        code_version=CODE_VERSION,
         seconds=sum(float(r["seconds"]) for r in ordered) + timer.seconds,
         cached=all(r["cached"] for r in ordered),
         media_seconds=float(speech_segments["duration"]),

@@ -108,6 +108,8 @@ def translation(
     record, lines = result.record, result.record["lines"]
     return stage_output(
         record,
+        upstream={"transcript": transcript, "speakers": speakers},
+        code_version=CODE_VERSION,
         seconds=result.seconds,
         cached=result.cached,
         media_seconds=sum(line["end"] - line["start"] for line in lines) or 1.0,

@@ -10,7 +10,14 @@ import dagster as dg
 import pytest
 
 from dubbing_pipeline.errors import BadInputError, ProviderError, classify
-from dubbing_pipeline.orchestration.kit import Step, classified, run_step, stage_output
+from dubbing_pipeline.orchestration.kit import (
+    Step,
+    Version,
+    classified,
+    lineage_digest,
+    run_step,
+    stage_output,
+)
 from dubbing_pipeline.orchestration.resources import StorageResource
 
 
@@ -95,11 +102,41 @@ def test_classified_failures_say_whether_a_retry_can_help(exc: Exception, code: 
 
 def test_stage_output_carries_the_metadata_every_stage_has() -> None:
     out = stage_output(
-        {"cache_key": "abc", "x": 1}, seconds=1.5, cached=False, media_seconds=3.0,
-        provider={"name": "p", "model": "m"}, counts={"lines": 2, "ratio": 0.5}, data_version="sha",
+        {"cache_key": "abc", "x": 1}, upstream={"b": {"cache_key": "kb"}, "a": {"cache_key": "ka"}},
+        code_version="c-1", seconds=1.5, cached=False, media_seconds=3.0,
+        provider={"name": "p", "model": "m"}, counts={"lines": 2, "ratio": 0.5},
     )  # fmt: skip
     meta = out.metadata
     assert meta["cache_key"].value == "abc" and meta["cached"].value is False
     assert meta["real_time_factor"].value == 0.5 and meta["lines"].value == 2
     assert meta["provider"].value == "p" and meta["model"].value == "m"
-    assert out.data_version == dg.DataVersion("sha")
+    assert meta["upstream_cache_keys"].value == {"a": "ka", "b": "kb"}
+    # the data version carries the key chain: own key, digest of the parents' keys, code version
+    version = Version.parse(out.data_version.value if out.data_version else None)
+    assert version == Version("abc", lineage_digest({"a": "ka", "b": "kb"}), "c-1")
+    assert lineage_digest({"a": "ka", "b": "kb"}) == lineage_digest({"b": "kb", "a": "ka"})
+    assert lineage_digest({"a": "ka", "b": "kb"}) != lineage_digest({"a": "ka", "b": "kc"})
+
+
+@pytest.mark.parametrize("text", [None, "", "abc", "abc.def", ".x.c", "a..c"])
+def test_a_data_version_without_the_key_chain_is_not_parsed(text: str | None) -> None:
+    assert Version.parse(text) is None
+
+
+def test_code_versions_may_contain_dots() -> None:
+    assert Version.parse("k.l.v1.2") == Version("k", "l", "v1.2")
+
+
+@pytest.mark.parametrize(
+    ("record", "upstream"),
+    [({"cache_key": ""}, {}), ({"cache_key": "k"}, {"parent": {"cache_key": ""}})],
+)
+def test_a_stage_output_without_a_key_is_our_own_bug(
+    record: dict[str, Any], upstream: dict[str, Any]
+) -> None:
+    from dubbing_pipeline.errors import InternalError
+
+    with pytest.raises(InternalError, match="breaks the key chain"):
+        stage_output(
+            record, upstream=upstream, code_version="c", seconds=0.0, cached=False, media_seconds=1.0
+        )

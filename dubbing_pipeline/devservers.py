@@ -1,6 +1,8 @@
-"""A throwaway PostgreSQL cluster for tests: initdb in a temp dir, trust auth, 127.0.0.1, a free port.
+"""Throwaway servers for the test suite and ``bench --scale``: PostgreSQL and moto's S3/SQS.
 
-As root the cluster runs as the ``postgres`` system user (PostgreSQL refuses to run as root).
+PostgreSQL: ``initdb`` in a temp dir, trust auth, 127.0.0.1, a free port, fsync off (a throwaway
+cluster). As root it runs as the ``postgres`` system user (PostgreSQL refuses to run as root).
+moto: its server in a child process (so its memory is not the caller's), S3 and SQS on one port.
 """
 
 from __future__ import annotations
@@ -94,3 +96,49 @@ def postgres_server(db_name: str = "dagster_test") -> Iterator[PostgresServer]:
                 check=False, capture_output=True,
             )  # fmt: skip
         shutil.rmtree(data, ignore_errors=True)
+
+
+@contextmanager
+def moto_server() -> Iterator[str]:
+    """moto's server (S3, SQS, …) in a child process on 127.0.0.1; yields its endpoint URL.
+
+    moto accepts any credentials; dummy ones are set for this process where none are.
+    """
+    import sys
+    import urllib.request
+
+    for name, value in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing")):
+        os.environ.setdefault(name, value)
+
+    port = _free_port()
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from moto.server import main; main()", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(url + "/moto-api/", timeout=2).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise RuntimeError("moto server did not start") from None
+                time.sleep(0.2)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def postgres_instance_yaml(server: PostgresServer) -> str:
+    """A ``dagster.yaml`` whose run, event-log and schedule storage are ``server``'s database."""
+    return (
+        "storage:\n  postgres:\n    postgres_db:\n"
+        f"      username: {server.user}\n      password: unused-trust-auth\n"
+        f"      hostname: {server.host}\n      port: {server.port}\n      db_name: {server.db_name}\n"
+        "      scheme: postgresql+psycopg2\n"
+        "telemetry:\n  enabled: false\n"
+    )
