@@ -135,8 +135,28 @@ class Materializations:
         self.stored += len(events)
 
 
+PLAN_SECONDS: list[dict[str, float]] = []  # the catalog plan's own breakdown, one per tick
+
+
 def _tick_schedules(defs: dg.Definitions, instance: dg.DagsterInstance, when: dt.datetime) -> dict[str, int]:
     """One catalog tick as the daemon runs it: both schedules at one scheduled time."""
+    from dubbing_pipeline.orchestration import catalog
+
+    real = catalog.plan_catalog
+
+    def recorded(*args: Any, **kwargs: Any) -> catalog.CatalogPlan:
+        plan = real(*args, **kwargs)
+        PLAN_SECONDS.append(plan.seconds)
+        return plan
+
+    catalog.plan_catalog = recorded  # type: ignore[assignment]
+    try:
+        return _evaluate_both(defs, instance, when)
+    finally:
+        catalog.plan_catalog = real  # type: ignore[assignment]
+
+
+def _evaluate_both(defs: dg.Definitions, instance: dg.DagsterInstance, when: dt.datetime) -> dict[str, int]:
     counts: dict[str, int] = {}
     for name in ("catalog_source_schedule", "catalog_dub_schedule"):
         context = dg.build_schedule_context(
@@ -290,6 +310,7 @@ def _measure(instance: dg.DagsterInstance, endpoint: str, tmp: Path, n: int, new
             "materializations": mats.stored,
             "catalog_first_tick_s": clock.seconds["catalog_first_tick_s"],
         },
+        "catalog_plan_seconds": {"catalog_tick": PLAN_SECONDS[-2], "catalog_tick_noop": PLAN_SECONDS[-1]},
         "cpu": numerics.cpu_model(),
         "cores": _cores(),
     }

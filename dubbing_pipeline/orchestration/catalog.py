@@ -355,6 +355,7 @@ class CatalogPlan:
     statuses: dict[str, Status] = field(default_factory=dict)  # "video" / "lang|video" → status
     skipped: dict[str, str] = field(default_factory=dict)
     refused: dict[str, str] = field(default_factory=dict)  # catalog entry → classified reason
+    seconds: dict[str, float] = field(default_factory=dict)  # where the tick's time went
 
 
 def _in_flight(instance: dg.DagsterInstance, job_names: Iterable[str]) -> set[str]:
@@ -465,11 +466,21 @@ def plan_catalog(
             {k.to_user_string(): graph.get(k).code_version for k in graph.get_all_asset_keys()}
         ).encode()
     )[:12]
+    clock = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        plan.seconds[name] = round(now - clock, 3)
+        clock = now
+
     fresh = Freshness(instance, graph)
     busy = _in_flight(instance, [source_job, dub_job])
     chained = _chained(instance, source_job, dub_job, time.time())
+    lap("runs")
 
     found = fingerprints([v.source_uri for v in catalog.videos])
+    lap("fingerprints")
     current_fp: dict[str, str] = {}
     for video in catalog.videos:
         fp = found.get(video.source_uri)
@@ -480,6 +491,10 @@ def plan_catalog(
     vids = [v for v in catalog.videos if v.video_id in current_fp]
     register_catalog(storage, vids, current_fp)
     _add_partitions(instance, vids)
+    lap("register")
+    for key in (*halves["source"], *halves["target"]):
+        fresh.versions(key)
+    lap("data_versions")
 
     for video in vids:
         vid, fp = video.video_id, current_fp[video.video_id]
@@ -527,6 +542,7 @@ def plan_catalog(
                     },
                 )
             )
+    lap("statuses")
     return plan
 
 
@@ -598,6 +614,7 @@ def build_catalog_schedules(
         )
         for name, why in result.refused.items():
             context.log.warning(f"catalog: refused {name}: {why}")
+        context.log.info(f"catalog: {len(catalog.videos)} videos planned; seconds: {result.seconds}")
         for name, why in result.skipped.items():
             context.log.info(f"catalog: skip {name}: {why}")
         return result
