@@ -3,6 +3,7 @@
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from testmedia import MissingTestMedia, TestMedia
@@ -23,6 +24,17 @@ def moto_s3() -> Iterator[str]:
     host, port = server.get_host_and_port()
     yield f"http://{host}:{port}"
     server.stop()
+
+
+@pytest.fixture
+def instance(tmp_path: Path) -> Iterator[Any]:
+    """A fresh Dagster instance (sqlite, in a temporary DAGSTER_HOME) for one test."""
+    import dagster as dg
+
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    with dg.instance_for_test(temp_dir=str(home)) as inst:
+        yield inst
 
 
 @pytest.fixture(scope="session")

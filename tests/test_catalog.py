@@ -13,7 +13,6 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -33,14 +32,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from standins import StandIns
 
 SOURCE, TARGET = stages.SOURCE_HALF, stages.TARGET_HALF
-
-
-@pytest.fixture
-def instance(tmp_path: Path) -> Iterator[dg.DagsterInstance]:
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    with dg.instance_for_test(temp_dir=str(home)) as inst:
-        yield inst
 
 
 @pytest.fixture(scope="module")

@@ -59,14 +59,6 @@ def videos_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return d
 
 
-@pytest.fixture
-def instance(tmp_path: Path) -> Iterator[dg.DagsterInstance]:
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    with dg.instance_for_test(temp_dir=str(home)) as inst:
-        yield inst
-
-
 def apply_partition_adds(instance: dg.DagsterInstance, result: dg.SensorResult) -> None:
     """What the sensor daemon does with a tick's dynamic partition requests."""
     for req in result.dynamic_partitions_requests or []:

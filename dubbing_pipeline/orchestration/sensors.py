@@ -405,7 +405,7 @@ def build_s3_drop_sensor(
     settings: Settings, job: Any, *, name: str = "s3_drop_sensor", interval: int = 30
 ) -> dg.SensorDefinition:
     """The drop sensor: consumes the bucket's event queue when ``DUBBING_DROP_QUEUE_URL`` is set,
-    else lists the prefix every ``interval`` seconds (fine up to ~100,000 objects)."""
+    else lists the prefix every ``interval`` seconds (fine up to ~50,000 objects)."""
     if settings.drop_queue_url:
         return build_s3_queue_sensor(settings, job, name=name, interval=interval)
     bucket, prefix = settings.drop_bucket, settings.drop_prefix
