@@ -269,6 +269,14 @@ def test_a_pair_the_chain_sensor_is_about_to_dub_is_not_asked_twice(
         tags={"dagster/partition": "a", sen.LANGUAGES_TAG: "es,de"},
         status=dg.DagsterRunStatus.SUCCESS,
     )
+    running = instance.create_run_for_job(
+        jobs.resolve_job_def("source_half"),
+        tags={"dagster/partition": "a"},
+        status=dg.DagsterRunStatus.STARTED,
+    )
+    plan = cat.plan_catalog(instance, graph, catalog, storage, fps)  # source half written, run not ended
+    assert not plan.dub_requests and plan.skipped["es|a"] == "source_half run in flight"
+    instance.delete_run(running.run_id)
     plan = cat.plan_catalog(instance, graph, catalog, storage, fps)
     assert not plan.dub_requests
     assert set(plan.skipped) == {"es|a", "de|a"} and "chain sensor" in plan.skipped["es|a"]

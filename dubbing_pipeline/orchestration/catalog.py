@@ -519,6 +519,11 @@ def plan_catalog(
                 )
             )
             continue
+        if vid in busy:  # its source half is fresh but its run has not ended: the chain sensor dubs it
+            plan.skipped.update(
+                {str(video_language_key(vid, lang)): "source_half run in flight" for lang in video.languages}
+            )
+            continue
         source_dv = fresh.data_version(dg.AssetKey("source_video"), vid) or fp
         for lang in video.languages:
             pk = str(video_language_key(vid, lang))
