@@ -230,10 +230,6 @@ def source_fingerprints(uris: Sequence[str], settings: Settings) -> dict[str, st
     return out
 
 
-def source_fingerprint(uri: str, settings: Settings) -> str | None:
-    return source_fingerprints([uri], settings)[uri]
-
-
 # --- freshness from the instance -------------------------------------------------------------
 
 
