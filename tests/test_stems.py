@@ -13,7 +13,6 @@ import os
 import subprocess
 import sys
 import time
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -190,50 +189,8 @@ def test_demucs_without_the_package_names_the_gpu_extra(tmp_path, monkeypatch) -
 
 
 def test_demucs_with_an_unknown_model_name(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    pytest.importorskip("demucs.pretrained", reason="demucs is not installed (the gpu extra)")
     with pytest.raises(ModelMissingError, match="nosuchmodel"):
         make_separator(Settings(separator="demucs", demucs_repo=str(tmp_path), demucs_model="nosuchmodel"))
-
-
-def test_demucs_adapter_on_a_small_local_repository(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    """The adapter against the real demucs API, with a small untrained HTDemucs saved as a repo."""
-    pytest.importorskip("demucs.pretrained", reason="demucs is not installed (the gpu extra)")
-    import torch
-    from demucs.htdemucs import HTDemucs
-    from demucs.states import get_state, save_with_checksum
-
-    torch.manual_seed(0)
-    sources = ["drums", "bass", "other", "vocals"]
-    # a Fraction segment, as in the released packages (pickled: needs the loader's allowlist)
-    net = HTDemucs(sources, channels=4, dconv_comp=2, t_layers=1, t_heads=2, segment=Fraction(1))
-    args, kwargs = net._init_args_kwargs
-    package = {"klass": HTDemucs, "args": args, "kwargs": kwargs, "state": get_state(net, None)}
-    save_with_checksum(package, tmp_path / "0123abcd.th")
-    (tmp_path / "htdemucs.yaml").write_text("models: ['0123abcd']\n")
-
-    clear_separator_cache()
-    separator = make_separator(Settings(separator="demucs", demucs_repo=str(tmp_path)))
-    assert (separator.name, separator.model) == ("demucs", "htdemucs")
-    assert (separator.sample_rate, separator.channels) == (SR, 2)
-    info = separator.describe()
-    assert info["sources"] == sources
-    assert any(name.startswith("0123abcd-") for name in info["weights"])  # type: ignore[attr-defined]
-
-    rng = np.random.default_rng(0)
-    block = (0.1 * rng.standard_normal((2, SR + 123))).astype(np.float32)
-    vocals, background = separator.separate(block)
-    assert vocals.shape == background.shape == block.shape and vocals.dtype == np.float32
-    again = separator.separate(block)
-    np.testing.assert_array_equal(again[0], vocals)
-    np.testing.assert_array_equal(again[1], background)
-    mono = separator.separate(block[:1])
-    assert mono[0].shape == mono[1].shape == (1, SR + 123)
-
-    sf.write(str(tmp_path / "mix.wav"), block.T, SR, subtype="FLOAT")
-    mix, vocals_path, background_path = tmp_path / "mix.wav", tmp_path / "v.wav", tmp_path / "b.wav"
-    result = separate_file(mix, vocals_path, background_path, separator.separate, SR)
-    assert result["frames"] == SR + 123 and sf.info(str(background_path)).frames == SR + 123
-    clear_separator_cache()
 
 
 def test_importing_stems_does_not_import_torch() -> None:
