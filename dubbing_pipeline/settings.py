@@ -216,9 +216,9 @@ class Settings:
         group="asr",
     )
     whisper_compute_type: str = setting(
-        "int8",
+        "auto",
         "DUBBING_WHISPER_COMPUTE_TYPE",
-        "CTranslate2 compute type: int8 on CPU, float16 on CUDA",
+        "CTranslate2 compute type; auto = int8 on CPU, float16 on CUDA",
         group="asr",
     )
     whisper_beam_size: int = setting(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import time
 from pathlib import Path
 
 import numpy as np
@@ -146,9 +145,7 @@ def test_transcription_is_deterministic(asr: FasterWhisperASR, audio: np.ndarray
 def test_offset_and_regions(asr: FasterWhisperASR, audio: np.ndarray) -> None:
     # Sheila's turn (reference 14.44-17.77) cut out as if it were a chunk starting at 14 s
     piece = audio[14 * 16000 : 18 * 16000]
-    started = time.perf_counter()
     words = asr.transcribe(piece, language="en", offset=14.0, regions=[(14.3, 17.9)])
-    assert time.perf_counter() - started < 30
     text = "".join(w.text for w in words).lower()
     assert "sheila" in text and "chicago" in text, text
     assert all(14.3 <= w.start <= w.end <= 17.9 for w in words), words

@@ -305,6 +305,54 @@ def _as_audio(audio16k: np.ndarray) -> np.ndarray:
     return audio
 
 
+def resolve_compute_type(device: str, requested: str) -> str:
+    """The CTranslate2 compute type to load with, checked against what ``device`` supports.
+
+    ``auto`` (or empty) means int8 on a CPU and float16 on a GPU. Anything the device cannot
+    run — float16 asked of a CPU, a CUDA device on a machine without one — is a configuration
+    error at start: CTranslate2 would only say so when the model is first loaded, inside a
+    run, where it would look like a provider failure and be retried.
+    """
+    import ctranslate2
+
+    kind, _, index = device.partition(":")
+    if kind not in ("cpu", "cuda") or (index and not index.isdigit()):
+        raise ConfigurationError(f"faster-whisper: DUBBING_DEVICE={device!r} is not cpu or cuda[:N]")
+    if kind == "cuda" and ctranslate2.get_cuda_device_count() <= int(index or 0):
+        raise ConfigurationError(
+            f"faster-whisper: DUBBING_DEVICE={device!r} but CTranslate2 sees "
+            f"{ctranslate2.get_cuda_device_count()} CUDA device(s)"
+        )
+    compute = (requested or "auto").strip().lower()
+    if compute == "auto":
+        compute = "float16" if kind == "cuda" else "int8"
+    supported = sorted(ctranslate2.get_supported_compute_types(kind))
+    if compute not in supported and compute != "default":
+        raise ConfigurationError(
+            f"faster-whisper: DUBBING_WHISPER_COMPUTE_TYPE={compute} is not supported on {kind} "
+            f"(this machine's {kind} supports {', '.join(supported)}; auto picks "
+            f"{'float16' if kind == 'cuda' else 'int8'})"
+        )
+    return compute
+
+
+def _check_features(whisper: Any, model: str) -> None:
+    """The model's mel bins must match the feature extractor's (large-v3 has 128, older 80).
+
+    faster-whisper sizes its feature extractor from ``preprocessor_config.json`` and falls back
+    to 80 bins when the directory has none: a large-v3 directory converted without
+    ``--copy_files preprocessor_config.json`` would then fail deep inside the first decode.
+    """
+    expected = int(whisper.model.n_mels)
+    extracted = int(whisper.feature_extractor.mel_filters.shape[0])
+    if expected != extracted:
+        raise ModelMissingError(
+            f"faster-whisper: {model!r} expects {expected} mel bins but its directory configures "
+            f"{extracted} (copy the model's preprocessor_config.json, feature_size {expected}, "
+            "into DUBBING_WHISPER_MODEL_DIR)"
+        )
+
+
 class FasterWhisperASR(ASR):
     """faster-whisper over a local CTranslate2 directory; the model loads on first use."""
 
@@ -327,10 +375,7 @@ class FasterWhisperASR(ASR):
             self.model_dir = packaged_whisper_base_dir(cache)
             self.model = self.model_dir.name
         self.device = settings.device or "cpu"
-        compute = settings.whisper_compute_type or "auto"
-        if compute == "auto":
-            compute = "float16" if self.device.startswith("cuda") else "int8"
-        self.compute_type = compute
+        self.compute_type = resolve_compute_type(self.device, settings.whisper_compute_type)
         self.beam_size = int(settings.whisper_beam_size)
         self.cpu_threads = int(settings.cpu_threads)
         self.load_seconds: float | None = None
@@ -349,7 +394,7 @@ class FasterWhisperASR(ASR):
                 started = time.perf_counter()
                 device, _, index = self.device.partition(":")
                 try:
-                    self._whisper = WhisperModel(
+                    whisper = WhisperModel(
                         str(self.model_dir),
                         device=device,
                         device_index=int(index) if index else 0,
@@ -359,7 +404,10 @@ class FasterWhisperASR(ASR):
                         local_files_only=True,
                     )
                 except (RuntimeError, ValueError) as exc:
-                    raise ProviderError(f"faster-whisper could not load {self.model!r}: {exc}") from exc
+                    # a directory that does not load will not load on a retry either
+                    raise ModelMissingError(f"faster-whisper could not load {self.model!r}: {exc}") from exc
+                _check_features(whisper, self.model)
+                self._whisper = whisper
                 self.load_seconds = time.perf_counter() - started
                 log.info(
                     "loaded %s (%s, %s) in %.2fs", self.model, device, self.compute_type, self.load_seconds
