@@ -398,6 +398,22 @@ def _size(path: str) -> int:
     return sum(f.stat().st_size for f in p.rglob("*") if f.is_file()) if p.is_dir() else 0
 
 
+def _pyannote_checkpoint_globals() -> Any:
+    """Allow the classes pyannote pickles into its checkpoints, and nothing else, while loading.
+
+    Since torch 2.6 ``torch.load`` defaults to ``weights_only=True``; pyannote.audio 3.x loads its
+    checkpoints through Lightning without saying otherwise, and every pyannote checkpoint (the hub's
+    and ours) holds its task ``Specifications`` (with the ``Problem`` / ``Resolution`` enums) and the
+    ``TorchVersion`` it was saved with, so loading failed with "Weights only load failed". Listing
+    exactly these keeps the safe unpickler instead of turning it off (``weights_only=False``).
+    """
+    import torch
+    from pyannote.audio.core.task import Problem, Resolution, Specifications  # type: ignore[import-untyped]
+    from torch.torch_version import TorchVersion
+
+    return torch.serialization.safe_globals([Specifications, Problem, Resolution, TorchVersion])
+
+
 class PyannoteDiarizer(Diarizer):
     """A local pyannote.audio 3.1 ``SpeakerDiarization`` pipeline (``DUBBING_PYANNOTE_DIR``).
 
@@ -458,7 +474,8 @@ class PyannoteDiarizer(Diarizer):
                     path = Path(tmp) / "config.yaml"
                     path.write_text(yaml.safe_dump(self._config), encoding="utf-8")
                     try:
-                        pipeline = Pipeline.from_pretrained(str(path))
+                        with _pyannote_checkpoint_globals():
+                            pipeline = Pipeline.from_pretrained(str(path))
                     except Exception as exc:
                         raise ModelMissingError(
                             f"pyannote diarization: cannot load the pipeline: {exc}"
