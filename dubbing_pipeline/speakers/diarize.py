@@ -64,6 +64,7 @@ uses the pipeline's own centroid embeddings, then applies the same complete-link
 
 from __future__ import annotations
 
+import copy
 import os
 import threading
 from abc import ABC, abstractmethod
@@ -414,6 +415,24 @@ def _pyannote_checkpoint_globals() -> Any:
     return torch.serialization.safe_globals([Specifications, Problem, Resolution, TorchVersion])
 
 
+def _loadable_config(config: dict[str, Any]) -> dict[str, Any]:
+    """``config`` with the embedding checkpoint given as ``{checkpoint: path}``, not as a string.
+
+    pyannote.audio 3.x picks the embedding loader from the *text* of a string entry: anything
+    containing "pyannote" loads as a pyannote model, otherwise "speechbrain", "nvidia" and
+    "wespeaker" select SpeechBrain, NeMo and ONNX loaders. Our entries are absolute paths, so the
+    loader depended on the host directory: the hub layout's ``wespeaker-voxceleb-resnet34-LM/
+    pytorch_model.bin`` under a directory without "pyannote" in its path went to onnxruntime
+    ("INVALID_PROTOBUF ... Protobuf parsing failed"). A mapping is always loaded with
+    ``Model.from_pretrained(**mapping)``, the loader the hub id selects.
+    """
+    out = copy.deepcopy(config)
+    params = out.get("pipeline", {}).get("params", {})
+    if isinstance(params.get("embedding"), str):
+        params["embedding"] = {"checkpoint": params["embedding"]}
+    return out
+
+
 class PyannoteDiarizer(Diarizer):
     """A local pyannote.audio 3.1 ``SpeakerDiarization`` pipeline (``DUBBING_PYANNOTE_DIR``).
 
@@ -472,7 +491,7 @@ class PyannoteDiarizer(Diarizer):
                 os.environ.setdefault("HF_HUB_OFFLINE", "1")
                 with tempfile.TemporaryDirectory() as tmp:
                     path = Path(tmp) / "config.yaml"
-                    path.write_text(yaml.safe_dump(self._config), encoding="utf-8")
+                    path.write_text(yaml.safe_dump(_loadable_config(self._config)), encoding="utf-8")
                     try:
                         with _pyannote_checkpoint_globals():
                             pipeline = Pipeline.from_pretrained(str(path))
