@@ -65,6 +65,7 @@ uses the pipeline's own centroid embeddings, then applies the same complete-link
 from __future__ import annotations
 
 import copy
+import hashlib
 import os
 import threading
 from abc import ABC, abstractmethod
@@ -391,12 +392,17 @@ def _version(dist: str) -> str:
         return "absent"
 
 
-def _size(path: str) -> int:
-    """Bytes of a checkpoint file (or of all files under a checkpoint directory)."""
+def _sha256(path: str, prefix: int = 16) -> str:
+    """Content hash of a checkpoint file (or of all files under a checkpoint directory, by name)."""
     p = Path(path)
-    if p.is_file():
-        return p.stat().st_size
-    return sum(f.stat().st_size for f in p.rglob("*") if f.is_file()) if p.is_dir() else 0
+    files = [p] if p.is_file() else sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else []
+    digest = hashlib.sha256()
+    for f in files:
+        digest.update(f.relative_to(p).as_posix().encode() if f != p else b"")
+        with open(f, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()[:prefix]
 
 
 def _pyannote_checkpoint_globals() -> Any:
@@ -452,6 +458,7 @@ class PyannoteDiarizer(Diarizer):
         self.device = settings.device or "cpu"
         self.merge_threshold = float(settings.speaker_merge_sim)
         self._config = self._resolved_config()
+        self._models = self._fingerprints()
         try:
             import pyannote.audio  # noqa: F401
             import torch  # noqa: F401
@@ -478,6 +485,19 @@ class PyannoteDiarizer(Diarizer):
                 )
             params[key] = str(local)
         return dict(config)
+
+    def _fingerprints(self) -> dict[str, dict[str, str]]:
+        """File name and content hash of each checkpoint, for the cache key.
+
+        By content, not size: checkpoints of one architecture have the same size whatever
+        their weights, so a size-keyed cache served one model's diarization for another.
+        """
+        params = self._config.get("pipeline", {}).get("params", {})
+        return {
+            key: {"file": os.path.basename(str(params[key])), "sha256": _sha256(str(params[key]))}
+            for key in ("segmentation", "embedding")
+            if isinstance(params.get(key), str)
+        }
 
     def _load(self) -> Any:
         with self._lock:
@@ -506,16 +526,10 @@ class PyannoteDiarizer(Diarizer):
             return self._pipeline
 
     def describe(self) -> dict[str, Any]:
-        params = self._config.get("pipeline", {}).get("params", {})
-        models = {
-            key: {"file": os.path.basename(str(params[key])), "bytes": _size(str(params[key]))}
-            for key in ("segmentation", "embedding")
-            if isinstance(params.get(key), str)
-        }
         return {
             "provider": self.name,
             "pipeline": self._config.get("pipeline", {}).get("name"),
-            "models": models,
+            "models": self._models,
             "params": self._config.get("params", {}),
             "merge_threshold": self.merge_threshold,
             "versions": {"pyannote.audio": _version("pyannote.audio"), "torch": _version("torch")},
