@@ -68,6 +68,7 @@ import copy
 import hashlib
 import os
 import threading
+import zipfile
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -393,15 +394,11 @@ def _version(dist: str) -> str:
 
 
 def _sha256(path: str, prefix: int = 16) -> str:
-    """Content hash of a checkpoint file (or of all files under a checkpoint directory, by name)."""
-    p = Path(path)
-    files = [p] if p.is_file() else sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else []
+    """Content hash of a checkpoint file."""
     digest = hashlib.sha256()
-    for f in files:
-        digest.update(f.relative_to(p).as_posix().encode() if f != p else b"")
-        with open(f, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
     return digest.hexdigest()[:prefix]
 
 
@@ -468,23 +465,56 @@ class PyannoteDiarizer(Diarizer):
         self._lock = threading.Lock()
 
     def _resolved_config(self) -> dict[str, Any]:
+        """``config.yaml`` with both checkpoints resolved to existing local files, or a classified error.
+
+        Checked here, at start, rather than by pyannote at the first chunk: an unreadable file gave
+        a raw ``yaml`` / ``AttributeError``, and an absent ``segmentation`` / ``embedding`` entry made
+        pyannote fall back to its own hub defaults (a download, refused offline). A checkpoint entry
+        may name a hub-style model directory; pyannote loads only files, so it resolves to the
+        directory's ``pytorch_model.bin``. Torch checkpoints are zip archives: anything else (a
+        truncated download, an HTML error page) is refused here too.
+        """
         import yaml
 
-        with open(self.config_path, encoding="utf-8") as handle:
-            config = yaml.safe_load(handle)
-        params = config.get("pipeline", {}).get("params", {})
+        try:
+            with open(self.config_path, encoding="utf-8") as handle:
+                config = yaml.safe_load(handle)
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+            raise ModelMissingError(f"pyannote diarization: config.yaml is not readable YAML: {exc}") from exc
+        pipeline = config.get("pipeline") if isinstance(config, dict) else None
+        params = pipeline.get("params") if isinstance(pipeline, dict) else None
+        if (
+            not isinstance(pipeline, dict)
+            or not isinstance(pipeline.get("name"), str)
+            or not isinstance(params, dict)
+        ):
+            raise ModelMissingError(
+                "pyannote diarization: config.yaml needs pipeline.name and pipeline.params (the layout of "
+                "pyannote/speaker-diarization-3.1)"
+            )
         for key in ("segmentation", "embedding"):
-            value = params.get(key)
-            if not isinstance(value, str):
-                continue
-            local = Path(value) if os.path.isabs(value) else self.folder / value
-            if not local.exists():
-                raise ModelMissingError(
-                    f"pyannote diarization: config.yaml {key} {os.path.basename(value)!r} is not a local "
-                    "checkpoint inside DUBBING_PYANNOTE_DIR"
-                )
-            params[key] = str(local)
+            params[key] = str(self._local_checkpoint(key, params.get(key)))
         return dict(config)
+
+    def _local_checkpoint(self, key: str, value: object) -> Path:
+        if not isinstance(value, str) or not value:
+            raise ModelMissingError(
+                f"pyannote diarization: config.yaml pipeline.params.{key} must name a local checkpoint"
+            )
+        local = Path(value) if os.path.isabs(value) else self.folder / value
+        if local.is_dir():
+            local = local / "pytorch_model.bin"
+        if not local.is_file():
+            raise ModelMissingError(
+                f"pyannote diarization: config.yaml {key} {os.path.basename(value)!r} is not a local "
+                "checkpoint inside DUBBING_PYANNOTE_DIR"
+            )
+        if not zipfile.is_zipfile(local):
+            raise ModelMissingError(
+                f"pyannote diarization: {key} checkpoint {local.name!r} is not a torch checkpoint "
+                "(truncated or corrupt)"
+            )
+        return local
 
     def _fingerprints(self) -> dict[str, dict[str, str]]:
         """File name and content hash of each checkpoint, for the cache key.
@@ -492,11 +522,10 @@ class PyannoteDiarizer(Diarizer):
         By content, not size: checkpoints of one architecture have the same size whatever
         their weights, so a size-keyed cache served one model's diarization for another.
         """
-        params = self._config.get("pipeline", {}).get("params", {})
+        params = self._config["pipeline"]["params"]
         return {
-            key: {"file": os.path.basename(str(params[key])), "sha256": _sha256(str(params[key]))}
+            key: {"file": os.path.basename(params[key]), "sha256": _sha256(params[key])}
             for key in ("segmentation", "embedding")
-            if isinstance(params.get(key), str)
         }
 
     def _load(self) -> Any:
