@@ -402,6 +402,23 @@ def _sha256(path: str, prefix: int = 16) -> str:
     return digest.hexdigest()[:prefix]
 
 
+def _torch_device(torch: Any, device: str) -> Any:
+    """``DUBBING_DEVICE`` as a torch device, or a ConfigurationError at start.
+
+    Unchecked, a bad value ("gpu") or "cuda" on a machine without CUDA surfaced only at the first
+    chunk, as a raw RuntimeError / AssertionError from ``pipeline.to`` (an unclassified failure).
+    """
+    try:
+        dev = torch.device(device or "cpu")
+    except RuntimeError as exc:
+        raise ConfigurationError(f"DUBBING_DEVICE={device!r} is not a torch device") from exc
+    if dev.type not in ("cpu", "cuda"):
+        raise ConfigurationError(f"DUBBING_DEVICE={device!r}: only cpu and cuda are supported")
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigurationError(f"DUBBING_DEVICE={device!r} but no CUDA device is available")
+    return dev
+
+
 def _pyannote_checkpoint_globals() -> Any:
     """Allow the classes pyannote pickles into its checkpoints, and nothing else, while loading.
 
@@ -452,15 +469,16 @@ class PyannoteDiarizer(Diarizer):
         if not self.config_path.is_file():
             raise ModelMissingError("pyannote diarization: config.yaml not found in DUBBING_PYANNOTE_DIR")
         self.folder = folder
-        self.device = settings.device or "cpu"
         self.merge_threshold = float(settings.speaker_merge_sim)
+        self.cpu_threads = max(1, int(settings.cpu_threads))
         self._config = self._resolved_config()
         self._models = self._fingerprints()
         try:
             import pyannote.audio  # noqa: F401
-            import torch  # noqa: F401
+            import torch
         except ImportError as exc:
             raise ModelMissingError("DUBBING_DIARIZER=pyannote needs pyannote.audio 3.x installed") from exc
+        self.device = _torch_device(torch, settings.device)
         self._pipeline: Any = None
         self._lock = threading.Lock()
 
@@ -550,7 +568,9 @@ class PyannoteDiarizer(Diarizer):
                         ) from exc
                 if pipeline is None:
                     raise ModelMissingError("pyannote diarization: the pipeline could not be loaded")
-                pipeline.to(torch.device(self.device))
+                if self.device.type == "cpu":
+                    torch.set_num_threads(self.cpu_threads)
+                pipeline.to(self.device)
                 self._pipeline = pipeline
             return self._pipeline
 
