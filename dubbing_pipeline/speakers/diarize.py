@@ -588,10 +588,21 @@ class PyannoteDiarizer(Diarizer):
     def diarize(
         self, audio16k: np.ndarray, spans: Sequence[tuple[float, float]], offset: float
     ) -> ChunkDiarization:
-        import torch
-
         if not spans:
             return ChunkDiarization([], np.zeros((0, 0)))
+        turns, centroids = self.speaker_turns(audio16k, offset)
+        return self.assign(spans, turns, centroids, self.merge_threshold)
+
+    def speaker_turns(
+        self, audio16k: np.ndarray, offset: float
+    ) -> tuple[list[tuple[float, float, int]], np.ndarray]:
+        """The pipeline's turns ``(start, end, speaker)`` in absolute seconds, and its centroids.
+
+        ``centroids[speaker]`` is the pipeline's embedding of that speaker (a zero row where
+        pyannote found more speakers in the turns than clusters).
+        """
+        import torch
+
         pipeline = self._load()
         audio = np.ascontiguousarray(audio16k, dtype=np.float32).reshape(-1)
         waveform = torch.from_numpy(audio)[None, :]
@@ -606,10 +617,10 @@ class PyannoteDiarizer(Diarizer):
             (float(seg.start) + offset, float(seg.end) + offset, names.index(label))
             for seg, _, label in annotation.itertracks(yield_label=True)
         ]
-        centroids = np.asarray(
+        matrix = np.asarray(
             centroids if centroids is not None else np.zeros((len(names), 0)), dtype=np.float64
         )
-        return self.assign(spans, turns, centroids, self.merge_threshold)
+        return turns, matrix
 
     @staticmethod
     def assign(
