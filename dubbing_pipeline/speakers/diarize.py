@@ -599,7 +599,9 @@ class PyannoteDiarizer(Diarizer):
         """The pipeline's turns ``(start, end, speaker)`` in absolute seconds, and its centroids.
 
         ``centroids[speaker]`` is the pipeline's embedding of that speaker (a zero row where
-        pyannote found more speakers in the turns than clusters).
+        pyannote found more speakers in the turns than clusters). Turns are clipped to the audio:
+        pyannote pads the last 10 s window with zeros and reconstructs frames up to that window's
+        end, so a turn could end (or lie wholly) up to a window past the chunk.
         """
         import torch
 
@@ -613,9 +615,11 @@ class PyannoteDiarizer(Diarizer):
         except Exception as exc:
             raise ProviderError(f"pyannote diarization failed: {exc}") from exc
         names = list(annotation.labels())
+        duration = audio.shape[0] / SAMPLE_RATE
         turns = [
-            (float(seg.start) + offset, float(seg.end) + offset, names.index(label))
+            (float(seg.start) + offset, min(float(seg.end), duration) + offset, names.index(label))
             for seg, _, label in annotation.itertracks(yield_label=True)
+            if float(seg.start) < duration
         ]
         matrix = np.asarray(
             centroids if centroids is not None else np.zeros((len(names), 0)), dtype=np.float64
