@@ -92,7 +92,10 @@ def _checkpoint(model: Any, *, hyper_parameters: bool) -> dict[str, Any]:
     """What a Lightning checkpoint of ``model`` holds, plus pyannote's own section."""
     import pytorch_lightning as pl
 
-    checkpoint: dict[str, Any] = {"state_dict": model.state_dict(), "pytorch-lightning_version": pl.__version__}
+    checkpoint: dict[str, Any] = {
+        "state_dict": model.state_dict(),
+        "pytorch-lightning_version": pl.__version__,
+    }
     if hyper_parameters:
         checkpoint["hyper_parameters"] = dict(model.hparams)
     model.on_save_checkpoint(checkpoint)
