@@ -64,8 +64,11 @@ uses the pipeline's own centroid embeddings, then applies the same complete-link
 
 from __future__ import annotations
 
+import copy
+import hashlib
 import os
 import threading
+import zipfile
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -390,12 +393,64 @@ def _version(dist: str) -> str:
         return "absent"
 
 
-def _size(path: str) -> int:
-    """Bytes of a checkpoint file (or of all files under a checkpoint directory)."""
-    p = Path(path)
-    if p.is_file():
-        return p.stat().st_size
-    return sum(f.stat().st_size for f in p.rglob("*") if f.is_file()) if p.is_dir() else 0
+def _sha256(path: str, prefix: int = 16) -> str:
+    """Content hash of a checkpoint file."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:prefix]
+
+
+def _torch_device(torch: Any, device: str) -> Any:
+    """``DUBBING_DEVICE`` as a torch device, or a ConfigurationError at start.
+
+    Unchecked, a bad value ("gpu") or "cuda" on a machine without CUDA surfaced only at the first
+    chunk, as a raw RuntimeError / AssertionError from ``pipeline.to`` (an unclassified failure).
+    """
+    try:
+        dev = torch.device(device or "cpu")
+    except RuntimeError as exc:
+        raise ConfigurationError(f"DUBBING_DEVICE={device!r} is not a torch device") from exc
+    if dev.type not in ("cpu", "cuda"):
+        raise ConfigurationError(f"DUBBING_DEVICE={device!r}: only cpu and cuda are supported")
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigurationError(f"DUBBING_DEVICE={device!r} but no CUDA device is available")
+    return dev
+
+
+def _pyannote_checkpoint_globals() -> Any:
+    """Allow the classes pyannote pickles into its checkpoints, and nothing else, while loading.
+
+    Since torch 2.6 ``torch.load`` defaults to ``weights_only=True``; pyannote.audio 3.x loads its
+    checkpoints through Lightning without saying otherwise, and every pyannote checkpoint (the hub's
+    and ours) holds its task ``Specifications`` (with the ``Problem`` / ``Resolution`` enums) and the
+    ``TorchVersion`` it was saved with, so loading failed with "Weights only load failed". Listing
+    exactly these keeps the safe unpickler instead of turning it off (``weights_only=False``).
+    """
+    import torch
+    from pyannote.audio.core.task import Problem, Resolution, Specifications  # type: ignore[import-untyped]
+    from torch.torch_version import TorchVersion
+
+    return torch.serialization.safe_globals([Specifications, Problem, Resolution, TorchVersion])
+
+
+def _loadable_config(config: dict[str, Any]) -> dict[str, Any]:
+    """``config`` with the embedding checkpoint given as ``{checkpoint: path}``, not as a string.
+
+    pyannote.audio 3.x picks the embedding loader from the *text* of a string entry: anything
+    containing "pyannote" loads as a pyannote model, otherwise "speechbrain", "nvidia" and
+    "wespeaker" select SpeechBrain, NeMo and ONNX loaders. Our entries are absolute paths, so the
+    loader depended on the host directory: the hub layout's ``wespeaker-voxceleb-resnet34-LM/
+    pytorch_model.bin`` under a directory without "pyannote" in its path went to onnxruntime
+    ("INVALID_PROTOBUF ... Protobuf parsing failed"). A mapping is always loaded with
+    ``Model.from_pretrained(**mapping)``, the loader the hub id selects.
+    """
+    out = copy.deepcopy(config)
+    params = out.get("pipeline", {}).get("params", {})
+    if isinstance(params.get("embedding"), str):
+        params["embedding"] = {"checkpoint": params["embedding"]}
+    return out
 
 
 class PyannoteDiarizer(Diarizer):
@@ -414,35 +469,82 @@ class PyannoteDiarizer(Diarizer):
         if not self.config_path.is_file():
             raise ModelMissingError("pyannote diarization: config.yaml not found in DUBBING_PYANNOTE_DIR")
         self.folder = folder
-        self.device = settings.device or "cpu"
         self.merge_threshold = float(settings.speaker_merge_sim)
+        self.cpu_threads = max(1, int(settings.cpu_threads))
         self._config = self._resolved_config()
+        self._models = self._fingerprints()
         try:
             import pyannote.audio  # noqa: F401
-            import torch  # noqa: F401
+            import torch
         except ImportError as exc:
             raise ModelMissingError("DUBBING_DIARIZER=pyannote needs pyannote.audio 3.x installed") from exc
+        self.device = _torch_device(torch, settings.device)
         self._pipeline: Any = None
         self._lock = threading.Lock()
 
     def _resolved_config(self) -> dict[str, Any]:
+        """``config.yaml`` with both checkpoints resolved to existing local files, or a classified error.
+
+        Checked here, at start, rather than by pyannote at the first chunk: an unreadable file gave
+        a raw ``yaml`` / ``AttributeError``, and an absent ``segmentation`` / ``embedding`` entry made
+        pyannote fall back to its own hub defaults (a download, refused offline). A checkpoint entry
+        may name a hub-style model directory; pyannote loads only files, so it resolves to the
+        directory's ``pytorch_model.bin``. Torch checkpoints are zip archives: anything else (a
+        truncated download, an HTML error page) is refused here too.
+        """
         import yaml
 
-        with open(self.config_path, encoding="utf-8") as handle:
-            config = yaml.safe_load(handle)
-        params = config.get("pipeline", {}).get("params", {})
+        try:
+            with open(self.config_path, encoding="utf-8") as handle:
+                config = yaml.safe_load(handle)
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+            raise ModelMissingError(f"pyannote diarization: config.yaml is not readable YAML: {exc}") from exc
+        pipeline = config.get("pipeline") if isinstance(config, dict) else None
+        params = pipeline.get("params") if isinstance(pipeline, dict) else None
+        if (
+            not isinstance(pipeline, dict)
+            or not isinstance(pipeline.get("name"), str)
+            or not isinstance(params, dict)
+        ):
+            raise ModelMissingError(
+                "pyannote diarization: config.yaml needs pipeline.name and pipeline.params (the layout of "
+                "pyannote/speaker-diarization-3.1)"
+            )
         for key in ("segmentation", "embedding"):
-            value = params.get(key)
-            if not isinstance(value, str):
-                continue
-            local = Path(value) if os.path.isabs(value) else self.folder / value
-            if not local.exists():
-                raise ModelMissingError(
-                    f"pyannote diarization: config.yaml {key} {os.path.basename(value)!r} is not a local "
-                    "checkpoint inside DUBBING_PYANNOTE_DIR"
-                )
-            params[key] = str(local)
+            params[key] = str(self._local_checkpoint(key, params.get(key)))
         return dict(config)
+
+    def _local_checkpoint(self, key: str, value: object) -> Path:
+        if not isinstance(value, str) or not value:
+            raise ModelMissingError(
+                f"pyannote diarization: config.yaml pipeline.params.{key} must name a local checkpoint"
+            )
+        local = Path(value) if os.path.isabs(value) else self.folder / value
+        if local.is_dir():
+            local = local / "pytorch_model.bin"
+        if not local.is_file():
+            raise ModelMissingError(
+                f"pyannote diarization: config.yaml {key} {os.path.basename(value)!r} is not a local "
+                "checkpoint inside DUBBING_PYANNOTE_DIR"
+            )
+        if not zipfile.is_zipfile(local):
+            raise ModelMissingError(
+                f"pyannote diarization: {key} checkpoint {local.name!r} is not a torch checkpoint "
+                "(truncated or corrupt)"
+            )
+        return local
+
+    def _fingerprints(self) -> dict[str, dict[str, str]]:
+        """File name and content hash of each checkpoint, for the cache key.
+
+        By content, not size: checkpoints of one architecture have the same size whatever
+        their weights, so a size-keyed cache served one model's diarization for another.
+        """
+        params = self._config["pipeline"]["params"]
+        return {
+            key: {"file": os.path.basename(params[key]), "sha256": _sha256(params[key])}
+            for key in ("segmentation", "embedding")
+        }
 
     def _load(self) -> Any:
         with self._lock:
@@ -456,30 +558,27 @@ class PyannoteDiarizer(Diarizer):
                 os.environ.setdefault("HF_HUB_OFFLINE", "1")
                 with tempfile.TemporaryDirectory() as tmp:
                     path = Path(tmp) / "config.yaml"
-                    path.write_text(yaml.safe_dump(self._config), encoding="utf-8")
+                    path.write_text(yaml.safe_dump(_loadable_config(self._config)), encoding="utf-8")
                     try:
-                        pipeline = Pipeline.from_pretrained(str(path))
+                        with _pyannote_checkpoint_globals():
+                            pipeline = Pipeline.from_pretrained(str(path))
                     except Exception as exc:
                         raise ModelMissingError(
                             f"pyannote diarization: cannot load the pipeline: {exc}"
                         ) from exc
                 if pipeline is None:
                     raise ModelMissingError("pyannote diarization: the pipeline could not be loaded")
-                pipeline.to(torch.device(self.device))
+                if self.device.type == "cpu":
+                    torch.set_num_threads(self.cpu_threads)
+                pipeline.to(self.device)
                 self._pipeline = pipeline
             return self._pipeline
 
     def describe(self) -> dict[str, Any]:
-        params = self._config.get("pipeline", {}).get("params", {})
-        models = {
-            key: {"file": os.path.basename(str(params[key])), "bytes": _size(str(params[key]))}
-            for key in ("segmentation", "embedding")
-            if isinstance(params.get(key), str)
-        }
         return {
             "provider": self.name,
             "pipeline": self._config.get("pipeline", {}).get("name"),
-            "models": models,
+            "models": self._models,
             "params": self._config.get("params", {}),
             "merge_threshold": self.merge_threshold,
             "versions": {"pyannote.audio": _version("pyannote.audio"), "torch": _version("torch")},
@@ -489,10 +588,23 @@ class PyannoteDiarizer(Diarizer):
     def diarize(
         self, audio16k: np.ndarray, spans: Sequence[tuple[float, float]], offset: float
     ) -> ChunkDiarization:
-        import torch
-
         if not spans:
             return ChunkDiarization([], np.zeros((0, 0)))
+        turns, centroids = self.speaker_turns(audio16k, offset)
+        return self.assign(spans, turns, centroids, self.merge_threshold)
+
+    def speaker_turns(
+        self, audio16k: np.ndarray, offset: float
+    ) -> tuple[list[tuple[float, float, int]], np.ndarray]:
+        """The pipeline's turns ``(start, end, speaker)`` in absolute seconds, and its centroids.
+
+        ``centroids[speaker]`` is the pipeline's embedding of that speaker (a zero row where
+        pyannote found more speakers in the turns than clusters). Turns are clipped to the audio:
+        pyannote pads the last 10 s window with zeros and reconstructs frames up to that window's
+        end, so a turn could end (or lie wholly) up to a window past the chunk.
+        """
+        import torch
+
         pipeline = self._load()
         audio = np.ascontiguousarray(audio16k, dtype=np.float32).reshape(-1)
         waveform = torch.from_numpy(audio)[None, :]
@@ -503,14 +615,16 @@ class PyannoteDiarizer(Diarizer):
         except Exception as exc:
             raise ProviderError(f"pyannote diarization failed: {exc}") from exc
         names = list(annotation.labels())
+        duration = audio.shape[0] / SAMPLE_RATE
         turns = [
-            (float(seg.start) + offset, float(seg.end) + offset, names.index(label))
+            (float(seg.start) + offset, min(float(seg.end), duration) + offset, names.index(label))
             for seg, _, label in annotation.itertracks(yield_label=True)
+            if float(seg.start) < duration
         ]
-        centroids = np.asarray(
+        matrix = np.asarray(
             centroids if centroids is not None else np.zeros((len(names), 0)), dtype=np.float64
         )
-        return self.assign(spans, turns, centroids, self.merge_threshold)
+        return turns, matrix
 
     @staticmethod
     def assign(
