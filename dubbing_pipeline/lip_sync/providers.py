@@ -191,6 +191,11 @@ class LatentSyncEngine(LipSyncEngine):
         tree = self._source_tree()
         if not (tree / "configs" / "scheduler_config.json").is_file():
             raise ModelMissingError("LatentSync: configs/scheduler_config.json missing from the source tree")
+        self._check_device()
+
+    def _check_device(self) -> None:
+        """CUDA only: upstream's pipeline builds its face aligner and InsightFace detector on
+        ``"cuda"`` whatever the pipeline's device. (The CPU tests replace exactly that and this.)"""
         if self.device != "cuda":
             raise ConfigurationError("LatentSync needs DUBBING_DEVICE=cuda")
         try:
@@ -219,11 +224,13 @@ class LatentSyncEngine(LipSyncEngine):
             raise ModelMissingError(
                 f"LatentSync: whisper/{whisper.name} not found (cross_attention_dim {dim})"
             )
-        dtype = torch.float16 if torch.cuda.get_device_capability()[0] > 7 else torch.float32
+        # fp16 from Ampere on (upstream's rule); fp32 elsewhere
+        cuda = self.device == "cuda"
+        dtype = torch.float16 if cuda and torch.cuda.get_device_capability()[0] > 7 else torch.float32
         scheduler = DDIMScheduler.from_pretrained(str(tree / "configs"))
         audio_encoder = Audio2Feature(
             model_path=str(whisper),
-            device="cuda",
+            device=self.device,
             num_frames=config.data.num_frames,
             audio_feat_length=config.data.audio_feat_length,
         )
@@ -237,7 +244,7 @@ class LatentSyncEngine(LipSyncEngine):
         )
         unet = unet.to(dtype=dtype)
         pipeline = LipsyncPipeline(vae=vae, audio_encoder=audio_encoder, unet=unet, scheduler=scheduler)
-        self._pipeline = pipeline.to("cuda")
+        self._pipeline = pipeline.to(self.device)
         self._config, self._dtype = config, dtype
         mask = Path(str(config.data.mask_image_path))
         self._mask = str(mask if mask.is_absolute() else tree / mask)
@@ -257,7 +264,7 @@ class LatentSyncEngine(LipSyncEngine):
             link.symlink_to(Path(self.root).resolve(), target_is_directory=True)
         partial = work_dir / "out.partial.mp4"
         config = self._config
-        generator = torch.Generator(device="cuda").manual_seed(self.seed)
+        generator = torch.Generator(device=self.device).manual_seed(self.seed)
         with _inside(work_dir):
             try:
                 pipeline(
