@@ -257,6 +257,9 @@ class LatentSyncEngine(LipSyncEngine):
         pipeline = self._load()
         import torch
 
+        # absolute before the chdir below: a relative path would name a file in work_dir
+        window_video, window_audio = Path(window_video).resolve(), Path(window_audio).resolve()
+        out_video = Path(out_video).resolve()
         work_dir = Path(work_dir).resolve()
         work_dir.mkdir(parents=True, exist_ok=True)
         link = work_dir / "checkpoints"
@@ -268,8 +271,8 @@ class LatentSyncEngine(LipSyncEngine):
         with _inside(work_dir):
             try:
                 pipeline(
-                    video_path=str(Path(window_video).resolve()),
-                    audio_path=str(Path(window_audio).resolve()),
+                    video_path=str(window_video),
+                    audio_path=str(window_audio),
                     video_out_path=str(partial),
                     num_frames=config.data.num_frames,
                     num_inference_steps=self.steps,
