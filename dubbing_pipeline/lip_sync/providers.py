@@ -265,15 +265,21 @@ class LatentSyncEngine(LipSyncEngine):
         link = work_dir / "checkpoints"
         if not link.exists():
             link.symlink_to(Path(self.root).resolve(), target_is_directory=True)
+        # upstream pastes paths unquoted into ``shell=True`` ffmpeg commands and ignores their exit
+        # codes: a space in any path made them fail silently. Inside work_dir it sees only these
+        # fixed, shell-safe relative names.
+        for name, target in (("window.mp4", window_video), ("window.wav", window_audio)):
+            (work_dir / name).unlink(missing_ok=True)
+            (work_dir / name).symlink_to(target)
         partial = work_dir / "out.partial.mp4"
         config = self._config
         generator = torch.Generator(device=self.device).manual_seed(self.seed)
         with _inside(work_dir):
             try:
                 pipeline(
-                    video_path=str(window_video),
-                    audio_path=str(window_audio),
-                    video_out_path=str(partial),
+                    video_path="window.mp4",
+                    audio_path="window.wav",
+                    video_out_path=partial.name,
                     num_frames=config.data.num_frames,
                     num_inference_steps=self.steps,
                     guidance_scale=self.guidance,
@@ -281,7 +287,7 @@ class LatentSyncEngine(LipSyncEngine):
                     width=config.data.resolution,
                     height=config.data.resolution,
                     mask_image_path=self._mask,
-                    temp_dir=str(work_dir / "temp"),
+                    temp_dir="temp",
                     generator=generator,
                 )
             finally:
