@@ -32,6 +32,7 @@ from dubbing_pipeline.errors import (
     require_dir,
 )
 from dubbing_pipeline.lip_sync.windows import MAX_WINDOW_SECONDS, MODEL_FPS
+from dubbing_pipeline.media import run_ffmpeg
 from dubbing_pipeline.settings import Settings
 
 ENGINE_NAMES = ("none", "latentsync", "musetalk")
@@ -295,7 +296,36 @@ class LatentSyncEngine(LipSyncEngine):
                     torch.cuda.empty_cache()
         if not partial.is_file() or partial.stat().st_size == 0:
             raise ProviderError("LatentSync wrote no output video")
+        # Upstream makes one frame per whisper chunk, and its chunk loop stops one chunk late
+        # (``floor(F/2) + 2`` chunks for F 50 Hz features): a window of N frames came back with
+        # N + 2, the last two looped back from the end. Keep the window's own N frames.
+        want, got = _video_frames(window_video), _video_frames(partial)
+        if got < want:
+            raise ProviderError(f"LatentSync returned {got} frames for a window of {want}")
+        if got > want:
+            trimmed = work_dir / "out.trimmed.mp4"
+            run_ffmpeg(
+                ["-i", str(partial), "-map", "0", "-frames:v", str(want), "-c:v", "libx264", "-crf", "18",
+                 "-pix_fmt", "yuv420p", "-c:a", "copy", str(trimmed)],
+                what="trimming LatentSync's output",
+            )  # fmt: skip
+            partial = trimmed
         os.replace(partial, out_video)
+
+
+def _video_frames(path: Path) -> int:
+    """Frames of ``path``'s first video stream, counted by decoding (container counts can lie)."""
+    import subprocess
+
+    proc = subprocess.run(
+        ["ffprobe", "-v", "error", "-select_streams", "v:0", "-count_frames",
+         "-show_entries", "stream=nb_read_frames", "-of", "csv=p=0", str(path)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    try:
+        return int(proc.stdout.strip().split(",")[0])
+    except ValueError as exc:
+        raise ProviderError(f"cannot count the frames of {path.name}: {proc.stderr.strip()[-200:]}") from exc
 
 
 class MuseTalkEngine(LipSyncEngine):
