@@ -32,6 +32,7 @@ from dubbing_pipeline.errors import (
     require_dir,
 )
 from dubbing_pipeline.lip_sync.windows import MAX_WINDOW_SECONDS, MODEL_FPS
+from dubbing_pipeline.media import run_ffmpeg
 from dubbing_pipeline.settings import Settings
 
 ENGINE_NAMES = ("none", "latentsync", "musetalk")
@@ -191,6 +192,11 @@ class LatentSyncEngine(LipSyncEngine):
         tree = self._source_tree()
         if not (tree / "configs" / "scheduler_config.json").is_file():
             raise ModelMissingError("LatentSync: configs/scheduler_config.json missing from the source tree")
+        self._check_device()
+
+    def _check_device(self) -> None:
+        """CUDA only: upstream's pipeline builds its face aligner and InsightFace detector on
+        ``"cuda"`` whatever the pipeline's device. (The CPU tests replace exactly that and this.)"""
         if self.device != "cuda":
             raise ConfigurationError("LatentSync needs DUBBING_DEVICE=cuda")
         try:
@@ -219,11 +225,13 @@ class LatentSyncEngine(LipSyncEngine):
             raise ModelMissingError(
                 f"LatentSync: whisper/{whisper.name} not found (cross_attention_dim {dim})"
             )
-        dtype = torch.float16 if torch.cuda.get_device_capability()[0] > 7 else torch.float32
+        # fp16 from Ampere on (upstream's rule); fp32 elsewhere
+        cuda = self.device == "cuda"
+        dtype = torch.float16 if cuda and torch.cuda.get_device_capability()[0] > 7 else torch.float32
         scheduler = DDIMScheduler.from_pretrained(str(tree / "configs"))
         audio_encoder = Audio2Feature(
             model_path=str(whisper),
-            device="cuda",
+            device=self.device,
             num_frames=config.data.num_frames,
             audio_feat_length=config.data.audio_feat_length,
         )
@@ -237,7 +245,7 @@ class LatentSyncEngine(LipSyncEngine):
         )
         unet = unet.to(dtype=dtype)
         pipeline = LipsyncPipeline(vae=vae, audio_encoder=audio_encoder, unet=unet, scheduler=scheduler)
-        self._pipeline = pipeline.to("cuda")
+        self._pipeline = pipeline.to(self.device)
         self._config, self._dtype = config, dtype
         mask = Path(str(config.data.mask_image_path))
         self._mask = str(mask if mask.is_absolute() else tree / mask)
@@ -250,20 +258,29 @@ class LatentSyncEngine(LipSyncEngine):
         pipeline = self._load()
         import torch
 
+        # absolute before the chdir below: a relative path would name a file in work_dir
+        window_video, window_audio = Path(window_video).resolve(), Path(window_audio).resolve()
+        out_video = Path(out_video).resolve()
         work_dir = Path(work_dir).resolve()
         work_dir.mkdir(parents=True, exist_ok=True)
         link = work_dir / "checkpoints"
         if not link.exists():
             link.symlink_to(Path(self.root).resolve(), target_is_directory=True)
+        # upstream pastes paths unquoted into ``shell=True`` ffmpeg commands and ignores their exit
+        # codes: a space in any path made them fail silently. Inside work_dir it sees only these
+        # fixed, shell-safe relative names.
+        for name, target in (("window.mp4", window_video), ("window.wav", window_audio)):
+            (work_dir / name).unlink(missing_ok=True)
+            (work_dir / name).symlink_to(target)
         partial = work_dir / "out.partial.mp4"
         config = self._config
-        generator = torch.Generator(device="cuda").manual_seed(self.seed)
+        generator = torch.Generator(device=self.device).manual_seed(self.seed)
         with _inside(work_dir):
             try:
                 pipeline(
-                    video_path=str(Path(window_video).resolve()),
-                    audio_path=str(Path(window_audio).resolve()),
-                    video_out_path=str(partial),
+                    video_path="window.mp4",
+                    audio_path="window.wav",
+                    video_out_path=partial.name,
                     num_frames=config.data.num_frames,
                     num_inference_steps=self.steps,
                     guidance_scale=self.guidance,
@@ -271,7 +288,7 @@ class LatentSyncEngine(LipSyncEngine):
                     width=config.data.resolution,
                     height=config.data.resolution,
                     mask_image_path=self._mask,
-                    temp_dir=str(work_dir / "temp"),
+                    temp_dir="temp",
                     generator=generator,
                 )
             finally:
@@ -279,7 +296,36 @@ class LatentSyncEngine(LipSyncEngine):
                     torch.cuda.empty_cache()
         if not partial.is_file() or partial.stat().st_size == 0:
             raise ProviderError("LatentSync wrote no output video")
+        # Upstream makes one frame per whisper chunk, and its chunk loop stops one chunk late
+        # (``floor(F/2) + 2`` chunks for F 50 Hz features): a window of N frames came back with
+        # N + 2, the last two looped back from the end. Keep the window's own N frames.
+        want, got = _video_frames(window_video), _video_frames(partial)
+        if got < want:
+            raise ProviderError(f"LatentSync returned {got} frames for a window of {want}")
+        if got > want:
+            trimmed = work_dir / "out.trimmed.mp4"
+            run_ffmpeg(
+                ["-i", str(partial), "-map", "0", "-frames:v", str(want), "-c:v", "libx264", "-crf", "18",
+                 "-pix_fmt", "yuv420p", "-c:a", "copy", str(trimmed)],
+                what="trimming LatentSync's output",
+            )  # fmt: skip
+            partial = trimmed
         os.replace(partial, out_video)
+
+
+def _video_frames(path: Path) -> int:
+    """Frames of ``path``'s first video stream, counted by decoding (container counts can lie)."""
+    import subprocess
+
+    proc = subprocess.run(
+        ["ffprobe", "-v", "error", "-select_streams", "v:0", "-count_frames",
+         "-show_entries", "stream=nb_read_frames", "-of", "csv=p=0", str(path)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    try:
+        return int(proc.stdout.strip().split(",")[0])
+    except ValueError as exc:
+        raise ProviderError(f"cannot count the frames of {path.name}: {proc.stderr.strip()[-200:]}") from exc
 
 
 class MuseTalkEngine(LipSyncEngine):
