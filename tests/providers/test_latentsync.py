@@ -1,8 +1,9 @@
 """LatentSyncEngine against LatentSync's real LipsyncPipeline, with structural (random) weights.
 
-The LatentSync source tree comes from ``shared/third_party/LatentSync`` (the commit
-``k8s/Dockerfile`` pins); ``build_latentsync`` writes a reduced checkpoint directory of its real
-classes. Everything upstream runs on CPU except two things it hard-codes to CUDA, which the
+The LatentSync source tree (the commit ``k8s/Dockerfile`` pins, code only) is copied by
+``.ci/install`` from ``shared/third_party/LatentSync`` into the test media folder;
+``build_latentsync`` writes a reduced checkpoint directory of its real classes. Everything
+upstream runs on CPU except two things it hard-codes to CUDA, which the
 ``cpu_engine`` fixture replaces and nothing else:
 
 * ``LipsyncPipeline.__call__`` builds ``ImageProcessor(height, device="cuda")``: its face aligner
@@ -10,15 +11,12 @@ classes. Everything upstream runs on CPU except two things it hard-codes to CUDA
   ``FaceDetector(device="cuda")`` kept (onnxruntime falls back to its CPU provider);
 * the engine's ``_check_device`` (CUDA demanded at start) is a no-op in a subclass.
 
-PyPI's torchvision 0.28.0 (the build for torch 2.13) is linked against CUDA torch, so its C++ ops
-do not load with the CPU torch here, and its import then fails registering fake kernels for two
-ops that do not exist. LatentSync's inference uses only torchvision's pure-Python transforms: the
-two op schemas are declared before the import (``_torchvision_without_ops``).
+LatentSync imports torchvision, whose PyPI build is linked against CUDA torch: these tests run in
+``.venv-torchvision`` (see ``tests/providers/conftest.py`` and ``.ci/test``).
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import subprocess
 import sys
@@ -29,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from testmedia import media_root
 
 from dubbing_pipeline.errors import ConfigurationError, ModelMissingError
 from dubbing_pipeline.lip_sync import providers
@@ -38,21 +37,8 @@ from dubbing_pipeline.settings import Settings
 pytestmark = pytest.mark.production_provider
 
 ROOT = Path(__file__).resolve().parents[2]
-TREE = ROOT.parent / "shared" / "third_party" / "LatentSync"
+TREE = media_root() / "LatentSync"
 DEMO = ROOT / "dubbing_pipeline" / "demo" / "demo.mp4"
-
-
-def _torchvision_without_ops() -> None:
-    import torch
-
-    if "torchvision" in sys.modules:
-        return
-    for op in ("nms", "qnms"):
-        # already defined: a loaded torchvision._C, or a second call
-        with contextlib.suppress(RuntimeError):
-            torch.library.define(
-                f"torchvision::{op}", "(Tensor dets, Tensor scores, float iou_threshold) -> Tensor"
-            )
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +46,6 @@ def latentsync_tree() -> Path:
     assert (TREE / "latentsync" / "pipelines" / "lipsync_pipeline.py").is_file(), TREE
     if str(TREE) not in sys.path:
         sys.path.insert(0, str(TREE))
-    _torchvision_without_ops()
     return TREE
 
 

@@ -18,26 +18,18 @@ is captured as vLLM would receive it (a JSON round trip) and then:
 
 from __future__ import annotations
 
-import contextlib
 import json
 import warnings
 from typing import Any
 
 import pytest
-import torch
 
 from dubbing_pipeline.translation.base import LineRequest
 from dubbing_pipeline.translation.llm import LLMTranslator
 
 pytestmark = pytest.mark.production_provider
 
-# vLLM's package imports torchvision; PyPI's torchvision 0.28.0 is linked against CUDA torch and its
-# import fails under the CPU torch here unless the two op schemas it registers fakes for exist.
-for _op in ("nms", "qnms"):
-    with contextlib.suppress(RuntimeError):
-        torch.library.define(
-            f"torchvision::{_op}", "(Tensor dets, Tensor scores, float iou_threshold) -> Tensor"
-        )
+# vLLM imports torchvision: these tests run in .venv-torchvision (tests/providers/conftest.py).
 
 
 class _Recording(LLMTranslator):
