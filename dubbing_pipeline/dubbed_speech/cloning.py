@@ -154,6 +154,7 @@ class VoiceCloningTTS(TTSEngine):
         if importlib.util.find_spec("chatterbox") is None:
             raise ModelMissingError("voice cloning needs the chatterbox-tts package (GPU image)")
         self.device = settings.device or "cpu"
+        self.cpu_threads = max(1, int(getattr(settings, "cpu_threads", 2)))
         self.model_id = f"chatterbox-mtl-{_fingerprint(self.model_dir)}"
         self.has_builtin = (self.model_dir / BUILTIN_CONDS).is_file()
         self._model: Any = None
@@ -216,6 +217,13 @@ class VoiceCloningTTS(TTSEngine):
                 except ImportError as exc:
                     raise ModelMissingError(f"chatterbox-tts is not importable: {exc}") from exc
                 self._keep_offline()
+                if self.device.partition(":")[0] == "cpu":
+                    # Like every torch provider here: a fixed thread count (DUBBING_CPU_THREADS).
+                    # torch's default (all cores) oversubscribes a shared CPU: OpenMP spin-waits
+                    # made one line 8x slower on a loaded 2-core machine.
+                    import torch
+
+                    torch.set_num_threads(self.cpu_threads)
                 try:
                     self._model = ChatterboxMultilingualTTS.from_local(str(self.model_dir), self.device)
                 except (OSError, RuntimeError, KeyError, ValueError) as exc:
