@@ -213,9 +213,18 @@ class VoiceCloningTTS(TTSEngine):
             if self._model is None:
                 os.environ.setdefault("HF_HUB_OFFLINE", "1")
                 try:
+                    import perth
                     from chatterbox.mtl_tts import ChatterboxMultilingualTTS
                 except ImportError as exc:
                     raise ModelMissingError(f"chatterbox-tts is not importable: {exc}") from exc
+                if getattr(perth, "PerthImplicitWatermarker", None) is None:
+                    # resemble-perth 1.0.1 imports pkg_resources (gone from setuptools 82) inside a
+                    # try/except that sets the class to None; chatterbox then fails with
+                    # "TypeError: 'NoneType' object is not callable" after loading every weight.
+                    raise ModelMissingError(
+                        "chatterbox's watermarker (resemble-perth PerthImplicitWatermarker) is not "
+                        "importable: it needs pkg_resources, i.e. setuptools<82"
+                    )
                 self._keep_offline()
                 if self.device.partition(":")[0] == "cpu":
                     # Like every torch provider here: a fixed thread count (DUBBING_CPU_THREADS).
