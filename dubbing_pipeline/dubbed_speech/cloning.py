@@ -235,8 +235,13 @@ class VoiceCloningTTS(TTSEngine):
                     torch.set_num_threads(self.cpu_threads)
                 try:
                     self._model = ChatterboxMultilingualTTS.from_local(str(self.model_dir), self.device)
-                except (OSError, RuntimeError, KeyError, ValueError) as exc:
-                    raise ProviderError(f"chatterbox could not load {self.model_id}: {exc}") from exc
+                except Exception as exc:
+                    # Not only OSError/RuntimeError: a damaged t3 file raises safetensors'
+                    # SafetensorError, a damaged .pt an UnpicklingError, a tokenizer JSON without
+                    # [START]/[STOP] an AssertionError: all plain Exception subclasses.
+                    raise ProviderError(
+                        f"chatterbox could not load {self.model_id}: {type(exc).__name__}: {exc}"
+                    ) from exc
                 self._builtin = self._model.conds
             return self._model
 
