@@ -193,7 +193,6 @@ def build_chatterbox_multilingual(dest: Path, *, seed: int = 0, full_size: bool 
     from chatterbox.models.s3gen import S3GEN_SR, S3Gen
     from chatterbox.models.t3 import T3
     from chatterbox.models.t3.modules.t3_config import T3Config
-    from chatterbox.models.tokenizers import MTLTokenizer
     from chatterbox.models.voice_encoder import VoiceEncoder
     from chatterbox.mtl_tts import ChatterboxMultilingualTTS
     from safetensors.torch import save_file
@@ -220,7 +219,9 @@ def build_chatterbox_multilingual(dest: Path, *, seed: int = 0, full_size: bool 
 
     reference = dest / "builtin_reference.wav"
     sf.write(reference, _reference_clip(seed, S3GEN_SR), S3GEN_SR, subtype="FLOAT")
-    model = ChatterboxMultilingualTTS(t3, s3gen, ve, MTLTokenizer(str(dest / TOKENIZER_FILE)), "cpu")
+    # No tokenizer: conditionals do not use it, and MTLTokenizer would try the hub for the
+    # Cangjie table (the adapter points that call at the model directory; nothing does here).
+    model = ChatterboxMultilingualTTS(t3, s3gen, ve, None, "cpu")
     model.prepare_conditionals(str(reference))
     model.conds.save(dest / CONDS_FILE)
     reference.unlink()

@@ -46,7 +46,11 @@ def _tone(seconds: float, sr: int, channels: int = 1) -> np.ndarray:
 
 
 class _NoNetwork:
-    """Fails any socket connection made while active (``socket.socket.connect``)."""
+    """Records and fails every name lookup and socket connection while installed.
+
+    Both: an HTTP client resolves the host (``socket.getaddrinfo``) before it connects, and on a
+    machine without DNS the lookup is where it fails.
+    """
 
     def __init__(self) -> None:
         self.attempts: list[Any] = []
@@ -55,15 +59,27 @@ class _NoNetwork:
         self.attempts.append(address)
         raise OSError(f"network access attempted: {address!r}")
 
+    def getaddrinfo(self, host: Any, *args: Any, **kwargs: Any) -> Any:
+        self.attempts.append(host)
+        raise socket.gaierror(f"name lookup attempted: {host!r}")
+
+    def install(self, patch: pytest.MonkeyPatch) -> None:
+        patch.setattr(socket.socket, "connect", self.connect)
+        patch.setattr(socket, "getaddrinfo", self.getaddrinfo)
+
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import torch
 
     torch.set_num_threads(1)
+    guard = _NoNetwork()
     started = time.monotonic()
-    folder = build_chatterbox_multilingual(tmp_path_factory.mktemp("chatterbox"), seed=0)
+    with pytest.MonkeyPatch.context() as patch:
+        guard.install(patch)
+        folder = build_chatterbox_multilingual(tmp_path_factory.mktemp("chatterbox"), seed=0)
     print(f"chatterbox fixture built in {time.monotonic() - started:.1f} s")
+    assert guard.attempts == [], "building the fixture tried the network"
     return folder
 
 
@@ -72,8 +88,11 @@ def loaded(model_dir: Path) -> Iterator[tuple[VoiceCloningTTS, _NoNetwork]]:
     """One adapter, its model loaded with every socket connection refused."""
     guard = _NoNetwork()
     with pytest.MonkeyPatch.context() as patch, chatterbox_size(False):
+        import huggingface_hub.constants as hub_constants
+
         patch.delenv("HF_HUB_OFFLINE", raising=False)
-        patch.setattr(socket.socket, "connect", guard.connect)
+        patch.setattr(hub_constants, "HF_HUB_OFFLINE", False)  # as if imported online; restored after
+        guard.install(patch)
         engine = VoiceCloningTTS(Settings(tts_model_dir=str(model_dir), device="cpu", cpu_threads=1))
         started = time.monotonic()
         engine._load()
@@ -190,6 +209,10 @@ def test_loads_offline_from_the_directory(loaded: tuple[VoiceCloningTTS, _NoNetw
     engine, guard = loaded
     assert guard.attempts == []
     assert os.environ["HF_HUB_OFFLINE"] == "1"
+    # huggingface_hub was imported (by the build) before the adapter set the variable.
+    import huggingface_hub.constants as hub_constants
+
+    assert hub_constants.HF_HUB_OFFLINE is True
     # The one hub download chatterbox makes resolves inside the model directory or fails.
     with pytest.raises(FileNotFoundError, match=r"Cangjie5_TC\.json"):
         tokenizer_module.hf_hub_download(repo_id="ResembleAI/chatterbox", filename="Cangjie5_TC.json")
