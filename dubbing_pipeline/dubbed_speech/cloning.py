@@ -24,6 +24,7 @@ import importlib.util
 import io
 import logging
 import os
+import sys
 import tempfile
 import threading
 from dataclasses import dataclass
@@ -115,6 +116,20 @@ def prepare_reference(
     return np.ascontiguousarray(np.clip(data, -1.0, 1.0), dtype=np.float32), target_sr
 
 
+def _hub_offline() -> None:
+    """Keep huggingface_hub offline in this process unless ``HF_HUB_OFFLINE`` says otherwise.
+
+    huggingface_hub reads ``HF_HUB_OFFLINE`` once, when it is imported. In a worker that
+    imported it earlier (transformers, faster-whisper...) setting the variable has no effect: a
+    stray ``hf_hub_download`` still resolves DNS and retries 5 times with backoff before it
+    fails. So the module constant is set too.
+    """
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    constants = sys.modules.get("huggingface_hub.constants")
+    if constants is not None and os.environ["HF_HUB_OFFLINE"].strip().lower() in {"1", "true", "yes", "on"}:
+        setattr(constants, "HF_HUB_OFFLINE", True)  # noqa: B010 (a module attribute mypy cannot see)
+
+
 @dataclass
 class _Speaker:
     reference: np.ndarray
@@ -154,6 +169,7 @@ class VoiceCloningTTS(TTSEngine):
         if importlib.util.find_spec("chatterbox") is None:
             raise ModelMissingError("voice cloning needs the chatterbox-tts package (GPU image)")
         self.device = settings.device or "cpu"
+        self.cpu_threads = max(1, int(getattr(settings, "cpu_threads", 2)))
         self.model_id = f"chatterbox-mtl-{_fingerprint(self.model_dir)}"
         self.has_builtin = (self.model_dir / BUILTIN_CONDS).is_file()
         self._model: Any = None
@@ -210,16 +226,37 @@ class VoiceCloningTTS(TTSEngine):
     def _load(self) -> Any:
         with self._lock:
             if self._model is None:
-                os.environ.setdefault("HF_HUB_OFFLINE", "1")
+                _hub_offline()
                 try:
+                    import perth
                     from chatterbox.mtl_tts import ChatterboxMultilingualTTS
                 except ImportError as exc:
                     raise ModelMissingError(f"chatterbox-tts is not importable: {exc}") from exc
+                if getattr(perth, "PerthImplicitWatermarker", None) is None:
+                    # resemble-perth 1.0.1 imports pkg_resources (gone from setuptools 82) inside a
+                    # try/except that sets the class to None; chatterbox then fails with
+                    # "TypeError: 'NoneType' object is not callable" after loading every weight.
+                    raise ModelMissingError(
+                        "chatterbox's watermarker (resemble-perth PerthImplicitWatermarker) is not "
+                        "importable: it needs pkg_resources, i.e. setuptools<82"
+                    )
                 self._keep_offline()
+                if self.device.partition(":")[0] == "cpu":
+                    # Like every torch provider here: a fixed thread count (DUBBING_CPU_THREADS).
+                    # torch's default (all cores) oversubscribes a shared CPU: OpenMP spin-waits
+                    # made one line 8x slower on a loaded 2-core machine.
+                    import torch
+
+                    torch.set_num_threads(self.cpu_threads)
                 try:
                     self._model = ChatterboxMultilingualTTS.from_local(str(self.model_dir), self.device)
-                except (OSError, RuntimeError, KeyError, ValueError) as exc:
-                    raise ProviderError(f"chatterbox could not load {self.model_id}: {exc}") from exc
+                except Exception as exc:
+                    # Not only OSError/RuntimeError: a damaged t3 file raises safetensors'
+                    # SafetensorError, a damaged .pt an UnpicklingError, a tokenizer JSON without
+                    # [START]/[STOP] an AssertionError: all plain Exception subclasses.
+                    raise ProviderError(
+                        f"chatterbox could not load {self.model_id}: {type(exc).__name__}: {exc}"
+                    ) from exc
                 self._builtin = self._model.conds
             return self._model
 
