@@ -253,8 +253,9 @@ class VoiceCloningTTS(TTSEngine):
                 except Exception as exc:
                     # Not only OSError/RuntimeError: a damaged t3 file raises safetensors'
                     # SafetensorError, a damaged .pt an UnpicklingError, a tokenizer JSON without
-                    # [START]/[STOP] an AssertionError: all plain Exception subclasses.
-                    raise ProviderError(
+                    # [START]/[STOP] an AssertionError: all plain Exception subclasses. Weights that
+                    # do not load will not load on a retry: model_missing, as for the other providers.
+                    raise ModelMissingError(
                         f"chatterbox could not load {self.model_id}: {type(exc).__name__}: {exc}"
                     ) from exc
                 self._builtin = self._model.conds

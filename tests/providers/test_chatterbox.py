@@ -24,7 +24,7 @@ from dubbing_pipeline.dubbed_speech.cloning import (
     VoiceCloningTTS,
     prepare_reference,
 )
-from dubbing_pipeline.errors import BadInputError, ModelMissingError, ProviderError
+from dubbing_pipeline.errors import BadInputError, ModelMissingError
 from dubbing_pipeline.settings import Settings
 from dubbing_pipeline.structural.chatterbox import (
     MANIFEST_FILE,
@@ -179,7 +179,7 @@ def test_damaged_checkpoint_is_a_provider_error(
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     folder = _partial_copy(model_dir, tmp_path / "damaged", damaged="t3_mtl23ls_v2.safetensors")
     engine = VoiceCloningTTS(Settings(tts_model_dir=str(folder), cpu_threads=1))
-    with chatterbox_size(False), pytest.raises(ProviderError, match="could not load"):
+    with chatterbox_size(False), pytest.raises(ModelMissingError, match="could not load"):
         engine._load()
 
 
