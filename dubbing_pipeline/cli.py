@@ -169,6 +169,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
         from dubbing_pipeline.backfill import main_json
 
         return main_json(args.backfill)
+    if args.gpu:
+        from dubbing_pipeline import gpucheck
+
+        return gpucheck.main_json(
+            device=args.device, seconds=args.seconds, reduced=args.reduced, providers=args.providers, out=""
+        )
     from dubbing_pipeline.bench import run_bench
 
     out = Path(args.out)
@@ -268,6 +274,21 @@ def build_parser() -> argparse.ArgumentParser:
         "(JSON: wall times, run throughput, enqueue rate, and whether every partition ran exactly once)",
     )  # fmt: skip
     p.add_argument("--json", action="store_true", help="--scale: print the result as JSON")
+    p.add_argument(
+        "--gpu", action="store_true",
+        help="instead: the production providers built at full size with structural weights, timed on a CUDA "
+        "device in float16 (JSON: per-provider RTF and peak GPU memory; see scripts/gpu-check)",
+    )  # fmt: skip
+    p.add_argument(
+        "--device", default="cuda", help="--gpu: torch device (default: cuda; cpu for a smoke test)"
+    )
+    p.add_argument("--seconds", type=float, default=60.0, help="--gpu: seconds of audio (default: 60)")
+    p.add_argument("--reduced", action="store_true", help="--gpu: the reduced CI sizes instead of full size")
+    p.add_argument(
+        "--providers",
+        default="demucs,pyannote,chatterbox,latentsync",
+        help="--gpu: comma-separated providers",
+    )
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser(
