@@ -68,6 +68,44 @@ def test_a_model_directory_decodes_like_the_packaged_model(
     clear_asr_cache()
 
 
+@pytest.fixture(scope="module")
+def large_v3_shape(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from dubbing_pipeline.structural.whisper import build_whisper_large_v3_shape
+
+    return build_whisper_large_v3_shape(
+        tmp_path_factory.mktemp("v3") / "large-v3-shape", model_dir / "tokenizer.json"
+    )
+
+
+def test_a_128_mel_large_v3_shaped_directory_decodes_through_the_production_path(
+    large_v3_shape: Path, audio: np.ndarray
+) -> None:
+    assert sorted(p.name for p in large_v3_shape.iterdir()) == [
+        "config.json", "model.bin", "preprocessor_config.json", "tokenizer.json", "vocabulary.json",
+    ]  # fmt: skip
+    asr = FasterWhisperASR(
+        Settings(whisper_model_dir=str(large_v3_shape), cpu_threads=2, whisper_beam_size=2)
+    )
+    words = asr.transcribe(audio, language="en")
+    whisper = asr._model()
+    assert int(whisper.model.n_mels) == 128 == whisper.feature_extractor.mel_filters.shape[0]
+    assert whisper.model.is_multilingual
+    assert all(0.0 <= w.start <= w.end <= len(audio) / 16000 + 0.5 for w in words)
+    assert words == asr.transcribe(audio, language="en")  # random weights decode deterministically too
+
+
+def test_large_v3_without_its_preprocessor_config_is_a_clear_error(
+    large_v3_shape: Path, audio: np.ndarray, tmp_path: Path
+) -> None:
+    """The real conversion mistake: no preprocessor_config.json, so an 80-bin extractor."""
+    folder = tmp_path / "no-preprocessor"
+    shutil.copytree(large_v3_shape, folder)
+    (folder / "preprocessor_config.json").unlink()
+    asr = FasterWhisperASR(Settings(whisper_model_dir=str(folder), cpu_threads=2))
+    with pytest.raises(ModelMissingError, match=r"expects 128 mel bins.*configures 80.*preprocessor_config"):
+        asr.transcribe(audio, language="en")
+
+
 def test_auto_picks_int8_on_a_cpu() -> None:
     assert resolve_compute_type("cpu", "auto") == resolve_compute_type("cpu", "") == "int8"
     assert resolve_compute_type("cpu", "float32") == "float32"
