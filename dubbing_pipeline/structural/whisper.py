@@ -53,19 +53,15 @@ def build_whisper_large_v3_shape(
     """Write the directory at ``dest``; ``preprocessor=False`` leaves out ``preprocessor_config.json``
     (the conversion mistake that gives large-v3 an 80-bin feature extractor)."""
     import torch
+    import transformers
     from ctranslate2.converters import TransformersConverter
-    from transformers import (
-        GenerationConfig,
-        WhisperConfig,
-        WhisperForConditionalGeneration,
-        WhisperTokenizerFast,
-    )
 
     ids = _special_ids(tokenizer_json)
     sot, eot = ids["<|startoftranscript|>"], ids["<|endoftext|>"]
     languages = {k: v for k, v in ids.items() if sot < v < ids["<|translate|>"]}
     dims = FULL if full_size else REDUCED
-    config = WhisperConfig(
+    options: dict[str, Any] = dict(dims)
+    config = transformers.WhisperConfig(
         vocab_size=51865,
         num_mel_bins=N_MELS,
         max_source_positions=1500,
@@ -74,11 +70,11 @@ def build_whisper_large_v3_shape(
         eos_token_id=eot,
         pad_token_id=eot,
         decoder_start_token_id=sot,
-        **dims,
+        **options,
     )
     torch.manual_seed(seed)
-    model: Any = WhisperForConditionalGeneration(config)
-    model.generation_config = GenerationConfig(
+    model: Any = transformers.WhisperForConditionalGeneration(config)
+    model.generation_config = transformers.GenerationConfig(
         decoder_start_token_id=sot,
         bos_token_id=eot,
         eos_token_id=eot,
@@ -94,7 +90,7 @@ def build_whisper_large_v3_shape(
     )
     with tempfile.TemporaryDirectory() as tmp:
         model.save_pretrained(tmp)
-        WhisperTokenizerFast(tokenizer_file=str(tokenizer_json)).save_pretrained(tmp)
+        transformers.WhisperTokenizerFast(tokenizer_file=str(tokenizer_json)).save_pretrained(tmp)  # type: ignore[attr-defined]
         if dest.exists():
             shutil.rmtree(dest)
         TransformersConverter(tmp).convert(str(dest), force=True)
