@@ -65,6 +65,28 @@ def _allowed_marker(item_keywords: object) -> str | None:
     return next((m for m in ALLOWED_SKIP_MARKERS if m in item_keywords), None)  # type: ignore[operator]
 
 
+def _drop_unloaded_lazy_modules() -> None:
+    """Take speechbrain's unloaded lazy modules out of ``sys.modules`` (pyannote imports speechbrain).
+
+    speechbrain puts redirects for its deprecated module names into ``sys.modules``; touching any
+    attribute of one imports its target, and for optional integrations (``k2_fsa``: the k2 package)
+    that raises ImportError instead of AttributeError. Hypothesis scans ``sys.modules`` for
+    constants, so after a test that imported pyannote every property test failed with "Please
+    install k2". Nothing imports these names; the package attributes stay as they are.
+    """
+    import sys
+
+    for name, module in list(sys.modules.items()):
+        if type(module).__name__ in ("LazyModule", "DeprecatedModuleRedirect") and (
+            module.__dict__.get("lazy_module") is None
+        ):
+            del sys.modules[name]
+
+
+def pytest_runtest_teardown(item: pytest.Item) -> None:
+    _drop_unloaded_lazy_modules()
+
+
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     if report.skipped and not hasattr(report, "wasxfail"):
         reason = str(report.longrepr[2]) if isinstance(report.longrepr, tuple) else str(report.longrepr)
