@@ -24,7 +24,6 @@ import importlib.util
 import io
 import logging
 import os
-import sys
 import tempfile
 import threading
 from dataclasses import dataclass
@@ -36,6 +35,7 @@ import numpy as np
 
 from dubbing_pipeline.dubbed_speech.engine import TTSEngine
 from dubbing_pipeline.errors import BadInputError, ModelMissingError, ProviderError, require_dir
+from dubbing_pipeline.offline import keep_hub_offline
 from dubbing_pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -114,20 +114,6 @@ def prepare_reference(
     if data.size < REF_PAD_BELOW * target_sr:
         data = np.concatenate([data, np.zeros(round(REF_PAD_TO * target_sr) - data.size)])
     return np.ascontiguousarray(np.clip(data, -1.0, 1.0), dtype=np.float32), target_sr
-
-
-def _hub_offline() -> None:
-    """Keep huggingface_hub offline in this process unless ``HF_HUB_OFFLINE`` says otherwise.
-
-    huggingface_hub reads ``HF_HUB_OFFLINE`` once, when it is imported. In a worker that
-    imported it earlier (transformers, faster-whisper...) setting the variable has no effect: a
-    stray ``hf_hub_download`` still resolves DNS and retries 5 times with backoff before it
-    fails. So the module constant is set too.
-    """
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    constants = sys.modules.get("huggingface_hub.constants")
-    if constants is not None and os.environ["HF_HUB_OFFLINE"].strip().lower() in {"1", "true", "yes", "on"}:
-        setattr(constants, "HF_HUB_OFFLINE", True)  # noqa: B010 (a module attribute mypy cannot see)
 
 
 @dataclass
@@ -226,7 +212,7 @@ class VoiceCloningTTS(TTSEngine):
     def _load(self) -> Any:
         with self._lock:
             if self._model is None:
-                _hub_offline()
+                keep_hub_offline()
                 try:
                     import perth
                     from chatterbox.mtl_tts import ChatterboxMultilingualTTS

@@ -85,6 +85,7 @@ from dubbing_pipeline.errors import (
     require_torch_device,
 )
 from dubbing_pipeline.hashing import sha256_file
+from dubbing_pipeline.offline import keep_hub_offline
 from dubbing_pipeline.settings import Settings
 from dubbing_pipeline.speakers.clustering import complete_linkage, first_appearance, speaker_embedding, unit
 from dubbing_pipeline.speakers.embedders import SpeakerEmbedder, make_embedder
@@ -535,7 +536,7 @@ class PyannoteDiarizer(Diarizer):
                 import yaml
                 from pyannote.audio import Pipeline
 
-                os.environ.setdefault("HF_HUB_OFFLINE", "1")
+                keep_hub_offline()
                 with tempfile.TemporaryDirectory() as tmp:
                     path = Path(tmp) / "config.yaml"
                     path.write_text(yaml.safe_dump(_loadable_config(self._config)), encoding="utf-8")
