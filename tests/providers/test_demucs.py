@@ -143,19 +143,18 @@ def test_a_corrupt_checkpoint_is_a_clear_error_at_start(repo: Path, tmp_path: Pa
     (broken / "htdemucs.yaml").write_text((repo / "htdemucs.yaml").read_text())
     (weights,) = sorted(repo.glob(f"{SIGNATURE}-*.th"))
     (broken / weights.name).write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
-    clear_separator_cache()
-    try:
-        with pytest.raises(ModelMissingError, match="htdemucs"):
-            make_separator(Settings(separator="demucs", demucs_repo=str(broken)))
-    finally:
-        clear_separator_cache()
+    _refused_at_start(broken)
 
 
 def test_a_repository_without_the_weights_is_a_clear_error_at_start(repo: Path, tmp_path: Path) -> None:
     (tmp_path / "htdemucs.yaml").write_text((repo / "htdemucs.yaml").read_text())
+    _refused_at_start(tmp_path)
+
+
+def _refused_at_start(folder: Path) -> None:
     clear_separator_cache()
     try:
         with pytest.raises(ModelMissingError, match="htdemucs"):
-            make_separator(Settings(separator="demucs", demucs_repo=str(tmp_path)))
+            make_separator(Settings(separator="demucs", demucs_repo=str(folder)))
     finally:
         clear_separator_cache()
