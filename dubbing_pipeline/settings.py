@@ -318,6 +318,13 @@ class Settings:
         "local Chatterbox multilingual model directory (DUBBING_TTS=chatterbox)",
         group="tts",
     )
+    tts_workers: int = setting(
+        2,
+        "DUBBING_TTS_WORKERS",
+        "lines of a batch synthesised at once on CPU, each with cpu_threads / workers threads "
+        "(fixed per line, so the bytes never depend on scheduling)",
+        group="tts",
+    )
     voice_match: str = setting(
         "on",
         "DUBBING_VOICE_MATCH",

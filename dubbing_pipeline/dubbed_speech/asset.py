@@ -1,10 +1,14 @@
 """``dubbed_speech`` (video × language): every line spoken again, fitted to its slot (a per-batch fan-out).
 
-Each line is cached by a content hash of its text, voice, engine, fit geometry, settings and
-code version: a re-run or a resumed run synthesises only the lines that are not done yet.
+A batch of lines is three kinds of cached step: a line's *take* (spoken once at the rate its
+predicted duration needs, fitted; keyed by its text, voice, engine, fit geometry, settings and
+code version), the judge's *window* (up to ~28 s of takes heard in one Whisper pass; keyed by its
+takes) and the line's *record* (the verdict, and the one repair of an unintelligible line; keyed
+by its take and window). A re-run or a resumed run redoes only what is not stored yet.
 """
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,7 +16,15 @@ import dagster as dg
 import numpy as np
 
 from dubbing_pipeline.audio import write_wav
-from dubbing_pipeline.dubbed_speech.speak import profile_spans, require_enough_spoken, speak_and_check
+from dubbing_pipeline.dubbed_speech.isochrony import room_before
+from dubbing_pipeline.dubbed_speech.speak import (
+    check_line,
+    judge_groups,
+    judge_together,
+    profile_spans,
+    require_enough_spoken,
+    synthesize_line,
+)
 from dubbing_pipeline.errors import DubbingError
 from dubbing_pipeline.hashing import cache_key
 from dubbing_pipeline.hooks import pause_point
@@ -35,7 +47,7 @@ from dubbing_pipeline.orchestration.resources import (
 )
 from dubbing_pipeline.settings import Settings
 
-CODE_VERSION = "speech-2"
+CODE_VERSION = "speech-3"
 BATCH = 16  # lines per fan-out step (production batches ~32 per GPU step)
 PROFILE_SECONDS = 20.0  # seconds of each speaker's speech used to measure their pitch
 
@@ -82,7 +94,10 @@ def plan_speech(
     planned = []
     for i, line in enumerate(lines):
         next_start = lines[i + 1]["start"] if i + 1 < len(lines) else end_of_video
-        planned.append({**line, "next_start": next_start, "profile": profiles.get(line["speaker"], {})})
+        before, after = (lines[i - 1]["start"], lines[i - 1]["end"]) if i else (-1.0, -1.0)
+        room = round(room_before(before, after, line["start"]), 6)
+        profile = profiles.get(line["speaker"], {})
+        planned.append({**line, "next_start": next_start, "room_before": room, "profile": profile})
     for b in range(0, len(planned), BATCH):
         yield dg.DynamicOutput(
             {
@@ -103,6 +118,9 @@ def synthesize_batch(
     quality: QualityResource,
     job: dict[str, Any],
 ) -> dict[str, Any]:
+    """A batch of lines in three cached steps: every line spoken and fitted (``speech_take``, spread
+    over the engine's workers), the takes heard by the judge a Whisper window at a time
+    (``speech_judge``), then each line's verdict and repair (``speech_line``)."""
     timer = Timer()
     with classified("dubbed_speech"):
         language = job["target_language"]
@@ -111,15 +129,18 @@ def synthesize_batch(
             source_language=job["source_language"], voice_match=tts.settings().voice_match,
             max_line_cer=quality.thresholds().max_line_cer, warn=context.log.warning,
         )  # fmt: skip
+        lines = job["lines"]
+        takes = take_lines(storage, speaking, lines)
+        heard = hear_takes(storage, speaking, takes)
         results = []
-        for line in job["lines"]:
-            results.append(speak_line(storage, speaking, line))
+        for line, take, verdict in zip(lines, takes, heard, strict=True):
+            results.append(speak_line(storage, speaking, line, take, verdict))
             pause_point("speech_line")  # test hook, off by default (dubbing_pipeline/hooks.py)
     hits = sum(1 for r in results if r.cached)
     return {
-        "index": job["lines"][0]["id"] if job["lines"] else "",
+        "index": lines[0]["id"] if lines else "",
         "lines": [r.record for r in results],
-        "cached": hits == len(job["lines"]),
+        "cached": hits == len(lines),
         "hits": hits,
         "seconds": timer.seconds,
         "provider": speaking.engine.describe(),
@@ -140,30 +161,119 @@ class Speaking:
     warn: Callable[[str], Any]
 
 
-def speak_line(storage: StorageResource, speaking: Speaking, line: dict[str, Any]) -> StepResult:
-    """One line spoken, fitted and checked (cached); a line that cannot be spoken becomes silence."""
+FIT_FIELDS = ("target_text", "retranslated", "sample_rate", "syntheses", "rate", "stretch", "dub_start",
+              "dub_end", "borrowed", "status", "overflow")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What the judge heard of a take in a shared window: its CER (``None``: no audio to hear),
+    whether the take had the window to itself, and the window step's key."""
+
+    cer: float | None
+    alone: bool
+    judged: str | None
+
+
+def take_lines(storage: StorageResource, speaking: Speaking, lines: list[dict[str, Any]]) -> list[StepResult]:
+    """Every line spoken and fitted, each a cached ``speech_take``; the engine's workers speak
+    several at once (each line's bytes do not depend on which worker spoke it)."""
+    workers = max(1, min(int(getattr(speaking.engine, "workers", 1)), len(lines)))
+    if workers == 1:
+        return [take_line(storage, speaking, line) for line in lines]
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="speech") as pool:
+        return list(pool.map(lambda line: take_line(storage, speaking, line), lines))
+
+
+def take_line(storage: StorageResource, speaking: Speaking, line: dict[str, Any]) -> StepResult:
+    """One line spoken and fitted to its slot (cached); a line that cannot be spoken has no audio."""
     sp = speaking
 
     def compute(step: Step) -> dict[str, Any]:
-        base = {"id": line["id"]}
         if not line["target_text"].strip():
-            return {**base, "status": "failed", "detail": "no translation", "uri": None}
+            return {"status": "failed", "detail": "no translation", "uri": None, "seconds": 0.0}
         try:
-            audio, fit = speak_and_check(
-                line, sp.language, sp.source_language, sp.engine, sp.translator, sp.judge,
-                sp.voice_match == "on", sp.max_line_cer,
+            audio, fit = synthesize_line(
+                line, sp.language, sp.source_language, sp.engine, sp.translator, sp.voice_match == "on"
+            )
+        except DubbingError as err:  # one line never fails the partition: it becomes silence
+            sp.warn(f"line {line['id']}: {err.one_line()}")
+            return {"status": "failed", "detail": err.one_line(), "uri": None, "seconds": 0.0}
+        wav = write_wav(step.tmp / "take.wav", audio, fit["sample_rate"])
+        return {**fit, "seconds": len(audio) / fit["sample_rate"], "uri": step.put("take.wav", wav)}
+
+    inputs = {
+        "text": line["target_text"], "source_text": line["source_text"],
+        "condensed": line.get("condensed_text"), "language": sp.language,
+        "provider": sp.engine.describe(), "voice": sp.engine.voice_key(line["profile"].get("voice")),
+        "f0": line["profile"].get("f0"), "voice_match": sp.voice_match,
+        "slot": [line["start"], line["end"], line["next_start"], line.get("room_before", 0.0)],
+        "code": CODE_VERSION,
+    }  # fmt: skip
+    return run_step(storage, "speech_take", inputs=inputs, compute=compute)
+
+
+def _read_take(step: Step, take: dict[str, Any]) -> np.ndarray:
+    import soundfile as sf
+
+    with step.local(take["uri"]) as path:
+        audio, _ = sf.read(str(path), dtype="float32")
+    return np.asarray(audio, dtype=np.float32).reshape(-1)
+
+
+def hear_takes(storage: StorageResource, speaking: Speaking, takes: list[StepResult]) -> list[Verdict]:
+    """The judge's round-trip CER of every take, several takes per Whisper window (``judge_groups``),
+    each window a cached ``speech_judge`` step keyed by its takes: the windows of a batch are fixed
+    by its lines, so a resumed or re-run batch hears exactly the same windows."""
+    sp = speaking
+    verdicts = [Verdict(None, True, None) for _ in takes]
+    durations = [float(t.record["seconds"]) if t.record.get("uri") else 0.0 for t in takes]
+    for group in judge_groups(durations):
+        members = [takes[i].record for i in group]
+
+        def compute(step: Step, members: list[dict[str, Any]] = members) -> dict[str, Any]:
+            clips = [(_read_take(step, m), int(m["sample_rate"]), str(m["target_text"])) for m in members]
+            return {"cer": [round(c, 4) for c in judge_together(sp.judge, clips, sp.language)]}
+
+        inputs = {
+            "takes": [m["cache_key"] for m in members], "judge": sp.judge.describe(),
+            "language": sp.language, "code": CODE_VERSION,
+        }  # fmt: skip
+        window = run_step(storage, "speech_judge", inputs=inputs, compute=compute).record
+        for i, cer in zip(group, window["cer"], strict=True):
+            verdicts[i] = Verdict(float(cer), len(group) == 1, str(window["cache_key"]))
+    return verdicts
+
+
+def speak_line(
+    storage: StorageResource, speaking: Speaking, line: dict[str, Any], take: StepResult, verdict: Verdict
+) -> StepResult:
+    """A line's final record (cached): its take with the judge's verdict, repaired once if unintelligible."""
+    sp = speaking
+    spoken = take.record
+
+    def compute(step: Step) -> dict[str, Any]:
+        base = {"id": line["id"]}
+        if not spoken.get("uri"):
+            return {**base, "status": "failed", "detail": spoken.get("detail", ""), "uri": None}
+        fit = {k: spoken[k] for k in FIT_FIELDS}
+        try:
+            audio, checked = check_line(
+                line, _read_take(step, spoken), fit, verdict.cer, alone=verdict.alone,
+                language=sp.language, source_language=sp.source_language, tts=sp.engine,
+                translator_res=sp.translator, judge=sp.judge, voice_match=sp.voice_match == "on",
+                max_line_cer=sp.max_line_cer,
             )  # fmt: skip
         except DubbingError as err:  # one line never fails the partition: it becomes silence
             sp.warn(f"line {line['id']}: {err.one_line()}")
             return {**base, "status": "failed", "detail": err.one_line(), "uri": None}
-        wav = write_wav(step.tmp / "line.wav", audio, fit["sample_rate"])
-        return {**base, **fit, "uri": step.put("line.wav", wav)}
+        if not checked.get("repaired"):
+            return {**base, **checked, "uri": spoken["uri"]}  # the take itself is the line
+        wav = write_wav(step.tmp / "line.wav", audio, checked["sample_rate"])
+        return {**base, **checked, "uri": step.put("line.wav", wav)}
 
     inputs = {
-        "text": line["target_text"], "source_text": line["source_text"], "language": sp.language,
-        "provider": sp.engine.describe(), "voice": sp.engine.voice_key(line["profile"].get("voice")),
-        "f0": line["profile"].get("f0"), "voice_match": sp.voice_match,
-        "slot": [line["start"], line["end"], line["next_start"]], "judge": sp.judge.describe(),
+        "take": spoken["cache_key"], "judged": verdict.judged, "judge": sp.judge.describe(),
         "max_line_cer": sp.max_line_cer, "code": CODE_VERSION,
     }  # fmt: skip
     return run_step(storage, "speech_line", inputs=inputs, compute=compute)
@@ -218,6 +328,7 @@ def speech_counts(lines: list[dict[str, Any]], batches: list[dict[str, Any]]) ->
         counts[f"status_{status}"] = sum(1 for r in lines if r["status"] == status)
     counts["cache_hits"] = sum(int(b["hits"]) for b in batches)
     counts["repaired"] = sum(1 for r in lines if r.get("repaired"))
+    counts["syntheses"] = sum(int(r.get("syntheses", 0)) for r in lines)
     cers = [float(r["cer"]) for r in lines if r.get("cer") is not None]
     counts["mean_round_trip_cer"] = round(sum(cers) / len(cers), 4) if cers else 0.0
     return counts

@@ -119,6 +119,14 @@ class TTSEngine(ABC):
     voices: tuple[str, ...] = ("male", "female")
     """``male`` and ``female`` are always accepted (see ``speech.voice.voice_for_speaker``);
     engines may accept more, engine-specific names."""
+    workers: int = 1
+    """Lines this engine may speak at once from separate threads (each line's bytes are the
+    same whichever worker speaks it)."""
+
+    def predict_seconds(self, text: str, language: str, voice: str | None = None) -> float | None:
+        """The predicted duration of ``text`` spoken at rate 1.0, without speaking it; ``None``
+        where the engine has no duration model (the caller then speaks at 1.0 and measures)."""
+        return None
 
     def supports(self, language: str) -> bool:
         return _language(language) in self.languages

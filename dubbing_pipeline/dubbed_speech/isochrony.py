@@ -20,6 +20,13 @@ synthesized audio at speaking rate 1.0 (silence trimmed). The policy, in order:
    limit with a short fade-out (``render_fit``). ``overflow`` says how many seconds were
    cut. Lines never overlap the next line.
 
+Starting early
+--------------
+A line that overflows even at both caps may start up to ``MAX_LEAD`` (50 ms) before its slot,
+into the silence before it (``room_before``: never past the latest end the previous line may
+have), just as early as it needs and no earlier; ``lead`` records how far. Every other line
+starts exactly at its slot.
+
 The limit
 ---------
 ``limit = max(next_start − breath, min(slot_end, next_start))``, and never before
@@ -28,7 +35,8 @@ less than a breath (the source had no breath there either, e.g. a slot shorter t
 breath gap right before the next line), but never past ``next_start``. When the next line
 starts at or before this one's start (overlapping speakers) the budget is zero.
 For the last line, pass the video's end as ``next_start`` (the breath is kept there too).
-Invariants (property-tested): ``dub_start == slot_start``; ``dub_end <= limit``, hence
+Invariants (property-tested): ``dub_start == slot_start − lead`` with
+``0 <= lead <= MAX_LEAD``; ``dub_end <= limit``, hence
 ``dub_end <= next_start − breath`` unless the slot itself reaches closer to the next line,
 and ``dub_end <= next_start`` whenever ``slot_start <= next_start``; ``1 <= rate <=
 max_rate`` (exactly 1 without ``supports_rate``); ``1 <= stretch <= max_stretch``; for every
@@ -55,7 +63,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Final, Literal
 
 import numpy as np
@@ -76,6 +84,8 @@ RATIO_EPS: Final = 1e-12
 """Relative float slack on the caps: a need of 1.2000000000000002 is served by the 1.2 cap."""
 FADE: Final = 0.05
 """Seconds of fade-out where ``render_fit`` cuts a trimmed line."""
+MAX_LEAD: Final = 0.05
+"""Seconds a line may start early, into the silence before it, when it fits no other way."""
 
 
 @dataclass(frozen=True)
@@ -85,7 +95,9 @@ class FitPlan:
     ``rate`` is the engine's speaking rate (>= 1, faster), ``stretch`` the Rubber Band
     tempo factor (>= 1: output duration = input / stretch). ``borrowed`` is how far
     ``dub_end`` goes past the source slot's end; ``overflow`` the seconds that still did
-    not fit after both caps (0 unless ``status`` is ``retranslate`` or ``trimmed``).
+    not fit after both caps (0 unless ``status`` is ``retranslate`` or ``trimmed``); ``lead``
+    how far ``dub_start`` was moved before the slot's start (at most ``MAX_LEAD``; 0 unless the
+    line did not fit at both caps without it).
     """
 
     rate: float
@@ -95,6 +107,7 @@ class FitPlan:
     borrowed: float
     status: str
     overflow: float
+    lead: float = 0.0
 
     @property
     def duration(self) -> float:
@@ -125,6 +138,7 @@ class FitPlan:
             borrowed=float(data["borrowed"]),
             status=status,
             overflow=float(data["overflow"]),
+            lead=float(data.get("lead", 0.0)),
         )
 
 
@@ -214,6 +228,35 @@ def _place(
     rate_cap: float,
     stretch_cap: float,
     retranslated: bool,
+    lead: float = 0.0,
+) -> FitPlan:
+    """``_place_at`` the slot's start; a line that overflows both caps there starts up to ``lead``
+    seconds earlier: just as early as it needs to fit at both caps, or the whole ``lead``."""
+    plan = _place_at(
+        start, slot_end, limit, natural, rate=rate, rate_cap=rate_cap, stretch_cap=stretch_cap,
+        retranslated=retranslated,
+    )  # fmt: skip
+    if lead <= 0.0 or not plan.failed or limit <= start:
+        return plan
+    shortest = natural / (rate_cap * stretch_cap)  # its duration at both caps
+    early = min(start, max(start - lead, limit - shortest))
+    moved = _place_at(
+        early, slot_end, limit, natural, rate=rate, rate_cap=rate_cap, stretch_cap=stretch_cap,
+        retranslated=retranslated,
+    )  # fmt: skip
+    return replace(moved, lead=start - early)
+
+
+def _place_at(
+    start: float,
+    slot_end: float,
+    limit: float,
+    natural: float,
+    *,
+    rate: float,
+    rate_cap: float,
+    stretch_cap: float,
+    retranslated: bool,
 ) -> FitPlan:
     """Place ``natural`` seconds (already spoken at ``rate``) with extra rate up to ``rate_cap``."""
     end = start + natural
@@ -249,11 +292,14 @@ def plan_fit(
     max_stretch: float = MAX_STRETCH,
     breath: float = BREATH,
     retranslated: bool = False,
+    room_before: float = 0.0,
 ) -> FitPlan:
     """Plan one line from its natural duration (seconds of trimmed audio at rate 1.0).
 
     ``retranslated``: this text is already the one shorter retranslation, so an overflow
-    ends as ``trimmed`` instead of ``retranslate``.
+    ends as ``trimmed`` instead of ``retranslate``. ``room_before``: free seconds before the
+    slot (see ``room_before``); a line that overflows both caps may start up to ``MAX_LEAD``
+    of them early.
     """
     start, end, nxt = _geometry(slot_start, slot_end, next_start, breath)
     spoken = _duration("natural", natural)
@@ -269,6 +315,7 @@ def plan_fit(
         rate_cap=rate_cap,
         stretch_cap=stretch_cap,
         retranslated=retranslated,
+        lead=min(_duration("room_before", room_before), MAX_LEAD),
     )
 
 
@@ -282,6 +329,7 @@ def replan_after_synthesis(
     max_stretch: float = MAX_STRETCH,
     breath: float = BREATH,
     retranslated: bool = False,
+    room_before: float = 0.0,
 ) -> FitPlan:
     """Re-plan with the measured duration ``actual`` of the audio synthesized at ``rate``.
 
@@ -294,9 +342,23 @@ def replan_after_synthesis(
     used = _cap("rate", rate)
     stretch_cap = _cap("max_stretch", max_stretch)
     limit = _limit(start, end, nxt, float(breath))
+    lead = min(_duration("room_before", room_before), MAX_LEAD)
     return _place(
-        start, end, limit, spoken, rate=used, rate_cap=1.0, stretch_cap=stretch_cap, retranslated=retranslated
-    )
+        start, end, limit, spoken, rate=used, rate_cap=1.0, stretch_cap=stretch_cap,
+        retranslated=retranslated, lead=lead,
+    )  # fmt: skip
+
+
+def room_before(
+    previous_start: float, previous_end: float, slot_start: float, *, breath: float = BREATH
+) -> float:
+    """Free seconds before a slot: from the latest end the previous line may have (its
+    ``fit_limit``, which keeps a breath before this slot) to this slot's start; for the first
+    line (``previous_start`` < 0) everything since the start of the video."""
+    start = _finite("slot_start", slot_start)
+    if previous_start < 0:
+        return max(0.0, start)
+    return max(0.0, start - fit_limit(previous_start, previous_end, start, breath=breath))
 
 
 # --------------------------------------------------------------------------- partition gate
@@ -356,3 +418,53 @@ def render_fit(
     # an exact fit may lose a sample or two to rounding: fade only what a trim really cuts
     cut_fade = fade if plan.status == "trimmed" else min(fade, 0.005)
     return trim_to(data, sr, plan.duration, fade=cut_fade)
+
+
+PAUSE_FLOOR_DB: Final = -40.0
+"""A 10 ms frame this far below the take's peak RMS is silent, for ``tighten_pauses``."""
+MAX_PAUSE: Final = 0.15
+"""Seconds of an inner pause ``tighten_pauses`` keeps (a short breath between clauses)."""
+
+
+def tighten_pauses(
+    audio: NDArray[np.float32], sr: int, *, max_pause: float = MAX_PAUSE, floor_db: float = PAUSE_FLOOR_DB
+) -> NDArray[np.float32]:
+    """``audio`` with every inner pause longer than ``max_pause`` shortened to ``max_pause``.
+
+    A pause is a run of 10 ms frames whose RMS is ``floor_db`` below the loudest frame, with
+    sound on both sides; its middle is cut out, so the words on each side and the decay into the
+    pause are untouched. Leading and trailing silence are left as they are (engines trim them).
+    """
+    data = np.ascontiguousarray(audio, dtype=np.float32).reshape(-1)
+    frame = max(1, int(sr * 0.01))
+    n = data.size // frame
+    if n < 3:
+        return data
+    frames = data[: n * frame].reshape(n, frame).astype(np.float64)
+    rms = np.sqrt(np.mean(frames * frames, axis=1))
+    peak = float(np.max(rms))
+    if peak <= 0.0:
+        return data
+    silent = rms < peak * 10.0 ** (floor_db / 20.0)
+    keep = max(1, round(_duration("max_pause", max_pause) / 0.01))
+    pieces: list[NDArray[np.float32]] = []
+    cursor = 0  # in samples
+    i = 0
+    while i < n:
+        if not silent[i]:
+            i += 1
+            continue
+        j = i
+        while j < n and silent[j]:
+            j += 1
+        inner = i > 0 and j < n
+        if inner and j - i > keep:
+            head = i + keep // 2  # frames kept after the sound before the pause
+            tail = j - (keep - keep // 2)  # frames kept before the sound after it
+            pieces.append(data[cursor : head * frame])
+            cursor = tail * frame
+        i = j
+    if not pieces:
+        return data
+    pieces.append(data[cursor:])
+    return np.ascontiguousarray(np.concatenate(pieces), dtype=np.float32)

@@ -2,6 +2,11 @@
 
     python -m dubbing_pipeline.dubbed_speech.measure [--languages en,es] [--engines espeak,kokoro]
                                               [--voices male,female] [--json out.json]
+    python -m dubbing_pipeline.dubbed_speech.measure --calibrate kokoro_durations.json
+
+``--calibrate`` fits Kokoro's duration model instead (``KokoroEngine.predict_seconds``): per
+language and voice, seconds at rate 1.0 ≈ a + b·tokens + c·pauses over the same sentences,
+by least squares; the table shipped in ``dubbed_speech/kokoro_durations.json`` comes from it.
 
 Each engine speaks the 15 sentences of every language it supports (the demo dialogue,
 translated by hand, plus two lines); the packaged Whisper base (or
@@ -185,6 +190,23 @@ def measure(
     }
 
 
+def calibrate(engine: Any, language: str, voice: str, sentences: Sequence[str]) -> dict[str, Any]:
+    """Least-squares ``[a, b, c]`` of seconds ≈ a + b·tokens + c·pauses at rate 1.0, and its errors."""
+    rows, seconds = [], []
+    for text in sentences:
+        tokens, pauses = engine.duration_features(text, language)
+        rows.append([1.0, float(tokens), float(pauses)])
+        seconds.append(engine.synthesize(text, language, voice=voice).size / engine.sample_rate)
+    design, target = np.asarray(rows), np.asarray(seconds)
+    coef = np.linalg.lstsq(design, target, rcond=None)[0]
+    errors = (design @ coef - target) / target
+    return {
+        "coefficients": [round(float(c), 5) for c in coef],
+        "mean_abs_error": round(float(np.mean(np.abs(errors))), 4),
+        "max_abs_error": round(float(np.max(np.abs(errors))), 4),
+    }
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -193,7 +215,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--engines", default="espeak,piper,kokoro")
     parser.add_argument("--voices", default="male,female")
     parser.add_argument("--json", default="", help="also write the results (with transcripts) here")
+    parser.add_argument("--calibrate", default="", help="fit Kokoro's duration model; write it here")
     args = parser.parse_args(argv)
+    if args.calibrate:
+        return write_calibration(args.calibrate, [v for v in args.voices.split(",") if v])
 
     from dubbing_pipeline.transcript.providers import make_asr
 
@@ -222,6 +247,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.json:
         with open(args.json, "w", encoding="utf-8") as handle:
             json.dump(rows, handle, ensure_ascii=False, indent=1)
+    return 0
+
+
+def write_calibration(path: str, voices: Sequence[str]) -> int:
+    """``--calibrate``: Kokoro's duration model for every language it speaks, per packaged voice."""
+    from dubbing_pipeline.dubbed_speech.tts import KokoroEngine
+
+    engine = KokoroEngine(Settings.from_env())
+    table: dict[str, dict[str, Any]] = {}
+    for language in sorted(engine.languages & set(SENTENCES)):
+        for voice in voices:
+            style = engine.voice_name(language, voice)
+            fit = calibrate(engine, language, voice, SENTENCES[language])
+            table.setdefault(style, {})[language] = fit
+            print(f"{language} {style:<14} {fit}", flush=True)
+    with open(path, "w", encoding="utf-8") as handle:
+        json.dump(table, handle, indent=1, sort_keys=True)
+        handle.write("\n")
     return 0
 
 

@@ -1,8 +1,10 @@
 """Speaking one dubbed line: the policy between the TTS engine, the isochrony core and the judge.
 
 ``synthesize_line`` speaks a line and fits it to its slot (borrow silence, speak faster, stretch,
-re-translate shorter once, then a faded cut); ``speak_and_check`` judges the result with the
-project's own ASR and repairs an unintelligible line once, keeping the clearer take;
+re-translate shorter once, then a faded cut), speaking it once at the rate the engine's duration
+model predicts and again only when the prediction missed; ``judge_together`` hears several
+lines in one Whisper window; ``check_line`` turns that into a verdict and repairs an
+unintelligible line once, keeping the clearer take (``speak_and_check``: all three for one line);
 ``require_enough_spoken`` is the partition's silence gate; ``profile_spans`` picks the speech a
 speaker's voice profile is measured on. Plain functions of an engine, a translator and a judge:
 tested with recorded doubles (``tests/unit/test_stage_policies.py``).
@@ -10,6 +12,7 @@ tested with recorded doubles (``tests/unit/test_stage_policies.py``).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 import numpy as np
@@ -24,6 +27,21 @@ class Translators(Protocol):
 
 
 JUDGE_PAD = 0.5  # seconds of silence around a line for the round-trip ASR (measured: CER of "Hola." 0.75 → 0)
+JUDGE_WINDOW = 28.0
+"""Seconds of padded lines judged together: one Whisper window (30 s) holds them, so a batch of
+lines costs one encoder pass instead of one per line."""
+PREDICTION_MARGIN = 1.04
+"""The predicted duration is taken this much longer, so that a miss is more often a take a little
+faster than it had to be (kept) than one too slow (spoken again)."""
+FASTER_TOLERANCE = 0.01
+SLOWER_TOLERANCE = 0.06
+
+
+def rate_missed(spoken: float, needed: float) -> bool:
+    """Whether a take spoken at ``spoken`` must be spoken again at ``needed``: when it turns out to
+    need more than 1 % more speed (the engine's own rate sounds better than stretching afterwards),
+    or when it was hurried by more than 6 % in a slot that had room."""
+    return needed > spoken * (1 + FASTER_TOLERANCE) or needed < spoken * (1 - SLOWER_TOLERANCE)
 
 
 def profile_spans(segments: list[dict[str, Any]], speaker: str, seconds: float) -> list[tuple[float, float]]:
@@ -50,45 +68,78 @@ def synthesize_line(
         plan_fit,
         render_fit,
         replan_after_synthesis,
+        tighten_pauses,
     )
     from dubbing_pipeline.dubbed_speech.voice import match_voice
     from dubbing_pipeline.translation.base import LineRequest
     from dubbing_pipeline.translation.budget import word_budget
 
     start, end, nxt = float(line["start"]), float(line["end"]), float(line["next_start"])
+    room = float(line.get("room_before", 0.0))
     text = line["target_text"]
     voice = line["profile"].get("voice")
     sr = int(tts.sample_rate)
     retranslated = False
 
+    syntheses = 0
+
     def speak(words: str, rate: float = 1.0) -> np.ndarray:
+        nonlocal syntheses
+        syntheses += 1
         return np.asarray(tts.synthesize(words, language, voice=voice, rate=rate), dtype=np.float32)
 
     def fit(
         words: str, final: bool, audio: np.ndarray | None = None, rate: float = 1.0
     ) -> tuple[np.ndarray, Any, float]:
-        """Plan (re-speaking at the planned rate); ``final``: no re-translation is left.
+        """Speak ``words`` once at the rate the plan predicts, re-speak only if the prediction
+        missed; then plan from the measured take. ``final``: no re-translation is left.
 
         Returns the audio, its plan and the rate the audio was actually spoken at.
         """
         if audio is None:
-            audio, rate = speak(words), 1.0
-        if rate == 1.0:
-            plan = plan_fit(
-                start, end, nxt, len(audio) / sr, supports_rate=tts.supports_rate, retranslated=final
-            )
-            if plan.status == "retranslate" or not plan.needs_resynthesis:
-                return audio, plan, 1.0
-            audio, rate = speak(words, plan.rate), plan.rate
+            rate = first_rate(words, final)
+            audio = speak(words, rate)
+        # the rate this take shows the line really needs (its natural length ≈ take × rate); a
+        # line that will be re-translated is not spoken again before its shorter text is known
+        needed = plan_fit(
+            start, end, nxt, len(audio) / sr * rate, supports_rate=tts.supports_rate, retranslated=final,
+            room_before=room,
+        )  # fmt: skip
+        if needed.status != "retranslate" and rate_missed(rate, needed.rate):
+            audio, rate = speak(words, needed.rate), needed.rate
         # the engine's rate is approximate: measure, then stretch exactly (or re-translate / trim)
-        plan = replan_after_synthesis(start, end, nxt, len(audio) / sr, rate=rate, retranslated=final)
+        plan = replan_after_synthesis(
+            start, end, nxt, len(audio) / sr, rate=rate, retranslated=final, room_before=room
+        )
+        if plan.failed:  # before losing words, lose the long pauses between them
+            tight = tighten_pauses(audio, sr)
+            if tight.size < audio.size:
+                audio = tight
+                plan = replan_after_synthesis(
+                    start, end, nxt, len(audio) / sr, rate=rate, retranslated=final, room_before=room
+                )
         return audio, plan, rate
+
+    def first_rate(words: str, final: bool) -> float:
+        """The rate the plan needs for the engine's predicted duration (1.0 without a prediction)."""
+        if not tts.supports_rate:
+            return 1.0
+        predicted = tts.predict_seconds(words, language, voice)
+        if predicted is None:
+            return 1.0
+        return plan_fit(
+            start, end, nxt, predicted * PREDICTION_MARGIN, supports_rate=True, retranslated=final,
+            room_before=room,
+        ).rate  # fmt: skip
 
     audio, plan, spoken_rate = fit(text, final=False)
     if plan.status == "retranslate":  # even at 1.2× and 1.1× it overflows: ask once for a shorter line
         seconds = capacity(start, end, nxt, supports_rate=tts.supports_rate)
         request = LineRequest(
-            line["id"], line["source_text"], max(1, word_budget(seconds, language)), end - start
+            line["id"],
+            (line.get("condensed_text") or line["source_text"]),
+            max(1, word_budget(seconds, language)),
+            end - start,
         )
         translator = translator_res.get(source_language, language)
         shorter = translator.shorten(
@@ -107,6 +158,7 @@ def synthesize_line(
         "target_text": text,
         "retranslated": retranslated,
         "sample_rate": sr,
+        "syntheses": syntheses,
         **plan.to_dict(),
     }
 
@@ -123,39 +175,99 @@ def require_enough_spoken(statuses: list[str], limit: float) -> None:
         )
 
 
-def round_trip_cer(judge: Any, audio: np.ndarray, sample_rate: int, text: str, language: str) -> float:
-    """Character error rate of the project's own ASR on a dubbed line against the text it should say."""
+def _judge_audio(audio: np.ndarray, sample_rate: int) -> np.ndarray:
     import soxr
 
+    return np.asarray(soxr.resample(audio, sample_rate, 16000, quality="HQ"), dtype=np.float32)
+
+
+def judge_groups(durations: Sequence[float], window: float = JUDGE_WINDOW) -> list[list[int]]:
+    """Consecutive takes packed into Whisper windows: each padded take (``JUDGE_PAD`` both sides)
+    goes into the current group while it stays within ``window`` seconds. A take longer than the
+    window is a group of its own. Takes without audio (duration 0) are left out."""
+    groups: list[list[int]] = []
+    current: list[int] = []
+    used = 0.0
+    for i, seconds in enumerate(durations):
+        if seconds <= 0:
+            continue
+        padded = seconds + 2 * JUDGE_PAD
+        if current and used + padded > window:
+            groups.append(current)
+            current, used = [], 0.0
+        current.append(i)
+        used += padded
+    if current:
+        groups.append(current)
+    return groups
+
+
+def judge_together(judge: Any, takes: Sequence[tuple[np.ndarray, int, str]], language: str) -> list[float]:
+    """Round-trip CER of several dubbed lines heard in one Whisper pass.
+
+    The lines are laid end to end, each with ``JUDGE_PAD`` seconds of silence on both sides
+    (Whisper misreads a clip with no lead-in), transcribed once with the language forced, and
+    each word goes to the line whose padded span holds its midpoint.
+    """
     from dubbing_pipeline.quality.metrics import char_error_rate
 
+    pad = np.zeros(int(JUDGE_PAD * 16000), dtype=np.float32)
+    parts: list[np.ndarray] = []
+    spans: list[tuple[float, float]] = []
+    at = 0
+    for audio, sample_rate, _ in takes:
+        clip = _judge_audio(audio, sample_rate) if audio.size else np.zeros(0, dtype=np.float32)
+        parts += [pad, clip, pad]
+        length = 2 * pad.size + clip.size
+        spans.append((at / 16000, (at + length) / 16000))
+        at += length
+    if at == 0:
+        return [1.0 for _ in takes]
+    heard: list[list[str]] = [[] for _ in takes]
+    words = judge.transcribe(np.concatenate(parts), language=language, regions=[(0.0, at / 16000)])
+    for word in words:
+        middle = (word.start + word.end) / 2
+        nearest = min(range(len(spans)), key=lambda i: max(spans[i][0] - middle, middle - spans[i][1], 0.0))
+        heard[nearest].append(word.text)
+    return [
+        float(char_error_rate(text, " ".join(said))) if audio.size else 1.0
+        for (audio, _, text), said in zip(takes, heard, strict=True)
+    ]
+
+
+def round_trip_cer(judge: Any, audio: np.ndarray, sample_rate: int, text: str, language: str) -> float:
+    """Character error rate of the project's own ASR on one dubbed line against the text it should say."""
     if audio.size == 0:
         return 1.0
-    pad = np.zeros(int(JUDGE_PAD * 16000), dtype=np.float32)  # Whisper misreads clips with no lead-in
-    audio16k = np.concatenate(
-        [pad, soxr.resample(audio, sample_rate, 16000, quality="HQ").astype(np.float32), pad]
-    )
-    words = judge.transcribe(audio16k, language=language, regions=[(0.0, len(audio16k) / 16000)])
-    return float(char_error_rate(text, " ".join(w.text for w in words)))
+    return judge_together(judge, [(audio, sample_rate, text)], language)[0]
 
 
-def speak_and_check(
-    line: dict[str, Any], language: str, source_language: str, tts: Any, translator_res: Translators,
-    judge: Any, voice_match: bool, max_line_cer: float,
+def check_line(
+    line: dict[str, Any], audio: np.ndarray, fit: dict[str, Any], heard_cer: float | None, *, alone: bool,
+    language: str, source_language: str, tts: Any, translator_res: Translators, judge: Any,
+    voice_match: bool, max_line_cer: float,
 ) -> tuple[np.ndarray, dict[str, Any]]:  # fmt: skip
-    """Synthesise and fit a line; if the round trip is unintelligible, repair it once (shorter, re-spoken)."""
+    """A synthesised line's verdict, and its one automatic repair when it is unintelligible.
+
+    ``heard_cer`` is its round-trip CER from a window shared with other lines (``alone``: it had
+    the window to itself; ``None``: not judged yet). A line over ``max_line_cer`` in a shared
+    window is heard again on its own before anything is repaired: the shared window can only
+    misjudge a line, never excuse one. A line still over the limit is re-translated to a tighter
+    budget and spoken again once; the clearer take is kept.
+    """
     from dubbing_pipeline.translation.base import LineRequest
     from dubbing_pipeline.translation.budget import word_budget
 
-    audio, fit = synthesize_line(line, language, source_language, tts, translator_res, voice_match)
-    cer = round_trip_cer(judge, audio, fit["sample_rate"], fit["target_text"], language)
+    cer = heard_cer
+    if cer is None or (cer > max_line_cer and not alone):
+        cer = round_trip_cer(judge, audio, fit["sample_rate"], fit["target_text"], language)
     fit = {**fit, "cer": round(cer, 4), "repaired": False}
     if cer <= max_line_cer:
         return audio, fit
     # automatic repair: a tighter length budget, spoken again; keep whichever is more intelligible
     duration = float(line["end"]) - float(line["start"])
     budget = max(1, int(word_budget(duration, language) * 0.75))
-    request = LineRequest(line["id"], line["source_text"], budget, duration)
+    request = LineRequest(line["id"], (line.get("condensed_text") or line["source_text"]), budget, duration)
     translator = translator_res.get(source_language, language)
     shorter = translator.shorten(
         request, budget, source=source_language, target=language, previous=fit["target_text"]
@@ -174,5 +286,18 @@ def speak_and_check(
             "cer": round(retry_cer, 4),
             "repaired": True,
             "cer_before_repair": fit["cer"],
+            "syntheses": int(fit.get("syntheses", 0)) + int(retry_fit.get("syntheses", 0)),
         }
     return audio, {**fit, "repair_tried": True}
+
+
+def speak_and_check(
+    line: dict[str, Any], language: str, source_language: str, tts: Any, translator_res: Translators,
+    judge: Any, voice_match: bool, max_line_cer: float,
+) -> tuple[np.ndarray, dict[str, Any]]:  # fmt: skip
+    """One line on its own: synthesise and fit it, judge it, repair it once if it is unintelligible."""
+    audio, fit = synthesize_line(line, language, source_language, tts, translator_res, voice_match)
+    return check_line(
+        line, audio, fit, None, alone=True, language=language, source_language=source_language, tts=tts,
+        translator_res=translator_res, judge=judge, voice_match=voice_match, max_line_cer=max_line_cer,
+    )  # fmt: skip

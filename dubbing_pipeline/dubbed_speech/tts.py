@@ -82,8 +82,10 @@ whose packages are not installed (logged).
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
+import queue
 import re
 import shutil
 import subprocess
@@ -312,6 +314,19 @@ _KOKORO_TIES_EN = {"a^ɪ": "I", "a^ʊ": "W", "e^ɪ": "A", "o^ʊ": "O", "ɔ^ɪ": 
 _KOKORO_TIES = {"t^ʃ": "ʧ", "d^ʒ": "ʤ", "t^s": "ʦ", "d^z": "ʣ", "t^ɕ": "ʨ", "d^ʑ": "ʥ"}
 _KOKORO_CHARS = {"g": "ɡ", "ɐ": "ə", "ɬ": "l", "ʲ": ""}
 _CLAUSE_RE = re.compile(r"([^,.;:!?¡¿…]+)([,.;:!?…]*)")
+_PAUSE_MARKS = frozenset(",.;:!?…")
+
+
+def kokoro_durations() -> dict[str, dict[str, list[float]]]:
+    """Kokoro's duration model: ``{style: {language: [a, b, c]}}``, seconds at rate 1.0 ≈
+    a + b·tokens + c·pauses (fitted by ``python -m dubbing_pipeline.dubbed_speech.measure
+    --calibrate``; shipped as ``kokoro_durations.json``)."""
+    text = (resources.files("dubbing_pipeline.dubbed_speech") / "kokoro_durations.json").read_text("utf-8")
+    table = json.loads(text)
+    return {
+        style: {lang: [float(c) for c in fit["coefficients"]] for lang, fit in by_lang.items()}
+        for style, by_lang in table.items()
+    }
 
 
 def kokoro_model_path(cache_dir: str | os.PathLike[str]) -> Path:
@@ -413,8 +428,13 @@ class KokoroEngine(TTSEngine):
             npz = np.load(handle)
             self.styles: dict[str, np.ndarray] = {k: np.asarray(npz[k], dtype=np.float32) for k in npz.files}
         self.model_sha = self.model_path.name.rsplit("-", 1)[-1].split(".")[0]
-        self.threads = settings.cpu_threads
-        self._session: Any = None
+        # one onnxruntime session per worker, each with a fixed thread count: the bytes of a
+        # line never depend on which worker spoke it or on how many ran beside it
+        self.workers = max(1, int(settings.tts_workers))
+        self.threads = max(1, int(settings.cpu_threads) // self.workers)
+        self.durations = kokoro_durations()
+        self._sessions: queue.LifoQueue[Any] = queue.LifoQueue()
+        self._opened = 0
         self._lock = threading.Lock()
 
     def describe(self) -> dict[str, Any]:
@@ -426,6 +446,36 @@ class KokoroEngine(TTSEngine):
             "threads": self.threads,
             "voices_by_language": KOKORO_VOICES_BY_LANGUAGE,
         }
+
+    def duration_features(self, text: str, language: str) -> tuple[int, int]:
+        """What Kokoro's duration follows: its input tokens and the pauses (clause marks) among them."""
+        phonemes = kokoro_phonemes(normalize_text(text), language)
+        tokens = sum(len(chunk) for chunk in self._tokens(phonemes))
+        return tokens, sum(1 for ch in phonemes if ch in _PAUSE_MARKS)
+
+    def predict_seconds(self, text: str, language: str, voice: str | None = None) -> float | None:
+        fits = self.durations.get(self.voice_name(language, voice), {})
+        coef = fits.get(_language(language))
+        if coef is None:
+            if not fits:
+                return None
+            # a language this voice was not calibrated in: the mean of its languages' models
+            coef = [float(np.mean([c[i] for c in fits.values()])) for i in range(3)]
+        tokens, pauses = self.duration_features(text, language)
+        if tokens == 0:
+            return 0.0
+        return max(0.05, coef[0] + coef[1] * tokens + coef[2] * pauses)
+
+    def _session(self) -> Any:
+        try:
+            return self._sessions.get_nowait()
+        except queue.Empty:
+            pass
+        with self._lock:
+            if self._opened < self.workers:
+                self._opened += 1
+                return _ort_session(str(self.model_path), self.threads)
+        return self._sessions.get()
 
     def voice_name(self, language: str, voice: str | None) -> str:
         """The packaged style for ``voice`` (``male``/``female`` or a style name) in ``language``."""
@@ -461,16 +511,17 @@ class KokoroEngine(TTSEngine):
         phonemes = kokoro_phonemes(text, language)
         name = self.voice_name(language, voice)
         pieces: list[np.ndarray] = []
-        with self._lock:
-            if self._session is None:
-                self._session = _ort_session(str(self.model_path), self.threads)
+        session = self._session()
+        try:
             for tokens in self._tokens(phonemes):
                 feeds = {
                     "tokens": np.array([[0, *tokens, 0]], dtype=np.int64),
                     "style": self._style(name, len(tokens)),
                     "speed": np.array([rate], dtype=np.float32),
                 }
-                pieces.append(np.asarray(self._session.run(None, feeds)[0], dtype=np.float32).reshape(-1))
+                pieces.append(np.asarray(session.run(None, feeds)[0], dtype=np.float32).reshape(-1))
+        finally:
+            self._sessions.put(session)
         return np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.float32)
 
 
@@ -531,6 +582,7 @@ def _engine_key(name: str, settings: Settings) -> tuple[Any, ...]:
         name,
         settings.model_cache,
         settings.cpu_threads,
+        settings.tts_workers,
         settings.device,
         getattr(settings, "tts_model_dir", ""),
     )

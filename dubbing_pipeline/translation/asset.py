@@ -16,8 +16,9 @@ from dubbing_pipeline.orchestration.partitions import split_video_language, vide
 from dubbing_pipeline.orchestration.resources import StorageResource, TranslatorResource
 from dubbing_pipeline.translation.base import LineRequest
 from dubbing_pipeline.translation.budget import word_budget
+from dubbing_pipeline.translation.condense import condense_over_budget
 
-CODE_VERSION = "translation-1"
+CODE_VERSION = "translation-2"
 
 
 def translate_video(
@@ -33,7 +34,7 @@ def translate_video(
     provider = translator.describe()
 
     def compute(step: Step) -> dict[str, Any]:
-        requests = line_requests(speakers["segments"], target)
+        requests = line_requests(speakers["segments"], source, target)
         results = translator.translate(requests, source, target)
         return {
             "source_language": source,
@@ -49,12 +50,17 @@ def translate_video(
     return run_step(storage_res, "translation", inputs=inputs, compute=compute), provider
 
 
-def line_requests(segments: list[dict[str, Any]], target: str) -> list[LineRequest]:
-    """One request per segment, with the word budget of its duration in the target language."""
-    return [
-        LineRequest(s["id"], s["text"], word_budget(s["end"] - s["start"], target), s["end"] - s["start"])
-        for s in segments
-    ]
+def line_requests(segments: list[dict[str, Any]], source: str, target: str) -> list[LineRequest]:
+    """One request per segment, with the word budget of its duration in the target language; a
+    source line already longer than that budget is condensed first (``condense``: fillers out)."""
+    requests = []
+    for s in segments:
+        duration = s["end"] - s["start"]
+        budget = word_budget(duration, target)
+        requests.append(
+            LineRequest(s["id"], condense_over_budget(s["text"], source, budget), budget, duration)
+        )
+    return requests
 
 
 def translated_lines(
@@ -67,6 +73,7 @@ def translated_lines(
             "end": seg["end"],
             "speaker": seg["speaker"],
             "source_text": seg["text"],
+            "condensed_text": req.text if req.text != seg["text"] else None,
             "target_text": res.text,
             "budget": req.budget,
             "attempts": res.attempts,
@@ -119,6 +126,7 @@ def translation(
             "over_budget": sum(1 for line in lines if line["status"] == "over_budget"),
             "failed": sum(1 for line in lines if line["status"] == "failed"),
             "stricter_retries": sum(1 for line in lines if line["stricter_retry"]),
+            "condensed": sum(1 for line in lines if line.get("condensed_text")),
         },
         preview=preview_table(PREVIEW, lines, limit=40),
         extra={"pair": dg.MetadataValue.text(f"{record['source_language']}->{record['target_language']}")},

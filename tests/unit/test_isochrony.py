@@ -14,6 +14,8 @@ from hypothesis import strategies as st
 from dubbing_pipeline.dubbed_speech.isochrony import (
     BREATH,
     FAILED_STATUSES,
+    MAX_LEAD,
+    MAX_PAUSE,
     MAX_RATE,
     MAX_STRETCH,
     STATUSES,
@@ -25,6 +27,8 @@ from dubbing_pipeline.dubbed_speech.isochrony import (
     plan_fit,
     render_fit,
     replan_after_synthesis,
+    room_before,
+    tighten_pauses,
     trim_to,
 )
 
@@ -593,3 +597,70 @@ def test_render_fit_stretches_and_trims() -> None:
     out = render_fit(_tone(3.0, sr), sr, trimmed)
     assert out.size == int(2.0 * sr)
     assert abs(float(out[-1])) < 1e-3
+
+
+# --------------------------------------------------------------------------- starting early
+
+
+def test_a_line_a_few_ms_too_long_at_both_caps_starts_just_that_much_early() -> None:
+    # "Hola." in a 0.44 s slot with the next line right after it: 0.6 s at 1.32x is 0.4545 s
+    late = plan_fit(7.0, 7.44, 7.44, 0.6, supports_rate=True)
+    assert late.status == "retranslate" and late.lead == 0.0
+    early = plan_fit(7.0, 7.44, 7.44, 0.6, supports_rate=True, room_before=1.0)
+    assert early.status == "stretch" and early.dub_end == 7.44
+    assert early.lead == pytest.approx(0.6 / (MAX_RATE * MAX_STRETCH) - 0.44)
+    assert early.dub_start == pytest.approx(7.0 - early.lead)
+
+
+def test_the_lead_never_exceeds_50_ms_nor_the_room_there_is() -> None:
+    far = plan_fit(7.0, 7.44, 7.44, 1.0, supports_rate=True, retranslated=True, room_before=1.0)
+    assert far.status == "trimmed" and far.lead == pytest.approx(MAX_LEAD)
+    assert far.overflow == pytest.approx(1.0 / (MAX_RATE * MAX_STRETCH) - 0.44 - MAX_LEAD)
+    tight = plan_fit(7.0, 7.44, 7.44, 0.6, supports_rate=True, room_before=0.01)
+    assert tight.status == "retranslate" and tight.lead == pytest.approx(0.01)
+
+
+def test_a_line_that_fits_somehow_keeps_its_start() -> None:
+    for natural in (0.3, 0.5, 0.55):  # fits, rate, stretch
+        plan = plan_fit(7.0, 7.44, 7.44, natural, supports_rate=True, room_before=1.0)
+        assert plan.lead == 0.0 and plan.dub_start == 7.0 and not plan.failed
+
+
+def test_room_before_keeps_the_previous_lines_breath() -> None:
+    assert room_before(-1.0, -1.0, 7.0) == 7.0  # the first line: everything since the start
+    assert room_before(7.44, 7.88, 8.32) == pytest.approx(BREATH)  # previous may end 0.15 s before
+    assert room_before(7.0, 7.44, 7.44) == 0.0  # back to back: none
+
+
+def test_lead_invariants_over_random_slots() -> None:
+    rng = random.Random(7)
+    for _ in range(5000):
+        slot_start = rng.uniform(0.0, 60.0)
+        slot_end = slot_start + rng.uniform(0.0, 4.0)
+        next_start = slot_end + rng.choice([0.0, rng.uniform(-0.5, 0.3), rng.uniform(0.0, 2.0)])
+        natural = rng.uniform(0.0, 3.0 * (slot_end - slot_start) + 0.5)
+        room = rng.choice([0.0, rng.uniform(0.0, 0.03), rng.uniform(0.0, 1.0)])
+        plain = plan_fit(slot_start, slot_end, next_start, natural, supports_rate=True)
+        plan = plan_fit(slot_start, slot_end, next_start, natural, supports_rate=True, room_before=room)
+        assert 0.0 <= plan.lead <= min(room, MAX_LEAD) + TOL
+        assert plan.dub_start == pytest.approx(slot_start - plan.lead, abs=TOL)
+        assert plan.dub_end <= fit_limit(slot_start, slot_end, next_start) + TOL
+        if not plain.failed:
+            assert plan == plain  # only a line that overflows both caps moves
+        elif not plan.failed:
+            assert natural / (plan.rate * plan.stretch) == pytest.approx(plan.duration, rel=1e-9, abs=TOL)
+
+
+def test_long_inner_pauses_are_cut_to_a_breath_and_nothing_else_changes() -> None:
+    sr = 16000
+    tone = (0.3 * np.sin(2 * np.pi * 200 * np.arange(int(0.3 * sr)) / sr)).astype(np.float32)
+    quiet = np.zeros(int(0.5 * sr), dtype=np.float32)
+    short = np.zeros(int(0.1 * sr), dtype=np.float32)
+    edge = np.zeros(int(0.2 * sr), dtype=np.float32)
+    audio = np.concatenate([edge, tone, quiet, tone, short, tone, edge])
+    out = tighten_pauses(audio, sr)
+    assert len(out) / sr == pytest.approx((len(audio) - len(quiet)) / sr + MAX_PAUSE, abs=0.011)
+    assert np.array_equal(out[: len(edge) + len(tone)], audio[: len(edge) + len(tone)])  # words intact
+    tail = len(tone) + len(short) + len(tone) + len(edge)
+    assert np.array_equal(out[-tail:], audio[-tail:])  # the short pause and the trailing silence stay
+    assert np.array_equal(tighten_pauses(tone, sr), tone)

@@ -13,7 +13,17 @@ from typing import Any
 import numpy as np
 import pytest
 
-from dubbing_pipeline.dubbed_speech.speak import profile_spans, require_enough_spoken, speak_and_check
+from dubbing_pipeline.dubbed_speech.speak import (
+    JUDGE_PAD,
+    PREDICTION_MARGIN,
+    check_line,
+    judge_groups,
+    judge_together,
+    profile_spans,
+    require_enough_spoken,
+    speak_and_check,
+    synthesize_line,
+)
 from dubbing_pipeline.errors import ProviderError
 from dubbing_pipeline.quality.scorecard import background_correlation, quiet_mask
 from dubbing_pipeline.speakers.asset import assign_speakers
@@ -30,7 +40,12 @@ class RecordedTTS:
     seconds_per_word: float = 0.4
     supports_rate: bool = True
     sample_rate: int = SR
+    predicted_seconds_per_word: float | None = None  # the engine's duration model, if it has one
     calls: list[tuple[str, float]] = field(default_factory=list)
+
+    def predict_seconds(self, text: str, language: str, voice: str | None = None) -> float | None:
+        per_word = self.predicted_seconds_per_word
+        return None if per_word is None else len(text.split()) * per_word
 
     def synthesize(self, text: str, language: str, *, voice: str | None = None, rate: float = 1.0) -> Any:
         self.calls.append((text, rate))
@@ -161,3 +176,83 @@ def test_the_quiet_mask_leaves_room_around_every_dubbed_line() -> None:
     bed = rng.standard_normal((400, 2)).astype(np.float32)
     assert background_correlation(bed, bed, quiet, 100) == pytest.approx(1.0)
     assert background_correlation(bed, bed, np.zeros(400, dtype=bool), 100) is None
+
+
+# --------------------------------------------------------------------------- one take, one window
+
+
+def test_a_good_prediction_means_one_synthesis_at_the_planned_rate() -> None:
+    tts = RecordedTTS(seconds_per_word=0.5, predicted_seconds_per_word=0.5)
+    words = "uno dos tres cuatro cinco"  # 2.5 s at rate 1 for 2.0 s before the next line at 3.0 s
+    _, fit = synthesize_line(_line(words, next_start=3.0), "es", "en", tts, RecordedTranslator(""), False)
+    assert len(tts.calls) == 1 and tts.calls[0][0] == words and 1.0 < tts.calls[0][1] <= 1.2
+    assert fit["status"] in ("rate", "stretch") and fit["dub_end"] <= 3.0
+
+
+def test_a_prediction_that_misses_is_spoken_again_at_the_rate_the_take_shows() -> None:
+    tts = RecordedTTS(seconds_per_word=0.5, predicted_seconds_per_word=0.2)  # predicts 1.0 s: "fits"
+    words = "uno dos tres cuatro"  # really 2.0 s for a 1.8 s budget: needs 1.11x
+    _, fit = synthesize_line(
+        _line(words, end=2.8, next_start=2.8), "es", "en", tts, RecordedTranslator(""), False
+    )
+    assert tts.calls[0][1] == 1.0 and len(tts.calls) == 2
+    assert abs(tts.calls[1][1] - 2.0 / 1.8) < 1e-6 and fit["status"] == "rate"
+
+
+def test_a_take_a_little_faster_than_needed_is_kept_one_a_little_slower_is_not() -> None:
+    words = "uno dos tres cuatro cinco"  # 2.2 s at rate 1 for 2.0 s: needs 1.1x
+    tts = RecordedTTS(seconds_per_word=0.44, predicted_seconds_per_word=0.44)  # exact, plus the margin
+    _, fit = synthesize_line(_line(words, next_start=3.0), "es", "en", tts, RecordedTranslator(""), False)
+    assert len(tts.calls) == 1 and tts.calls[0][1] == pytest.approx(2.2 * PREDICTION_MARGIN / 2.0)
+    assert fit["status"] == "rate" and fit["dub_end"] < 3.0  # ends a little early: no stretch
+    tts = RecordedTTS(seconds_per_word=0.44, predicted_seconds_per_word=0.40)  # 2.0 s × margin: too slow
+    _, fit = synthesize_line(_line(words, next_start=3.0), "es", "en", tts, RecordedTranslator(""), False)
+    assert len(tts.calls) == 2 and tts.calls[1][1] == pytest.approx(1.1, abs=1e-4)  # faster, not stretched
+    assert fit["stretch"] == 1.0
+
+
+def test_takes_are_packed_into_whisper_windows_in_order() -> None:
+    pad = 2 * JUDGE_PAD
+    assert judge_groups([5.0, 5.0, 5.0, 30.0, 0.0, 2.0], window=17.0 + 2 * pad) == [[0, 1, 2], [3], [5]]
+    assert judge_groups([0.0, 0.0]) == []
+    assert judge_groups([26.0, 1.0]) == [[0], [1]]
+
+
+@dataclass
+class TimedJudge:
+    """Hears the words it is given at the times it is given (seconds in the clip it receives)."""
+
+    words: list[tuple[float, str]]
+    clips: list[float] = field(default_factory=list)
+
+    def transcribe(self, audio: Any, *, language: str, regions: Any) -> list[Word]:
+        self.clips.append(len(audio) / SR)
+        return [Word(t, t + 0.2, w, 1.0) for t, w in self.words]
+
+
+def test_one_window_hears_several_lines_and_gives_each_its_own_words() -> None:
+    one = np.full(SR, 0.1, dtype=np.float32)  # 1 s each; padded spans 0-2 s, 2-4 s, 4-6 s
+    takes = [(one, SR, "hola"), (one, SR, "buenos días"), (one, SR, "adiós")]
+    judge = TimedJudge([(0.7, "hola"), (2.6, "buenos"), (3.0, "días"), (4.8, "a"), (5.0, "dios")])
+    cers = judge_together(judge, takes, "es")
+    assert judge.clips == [6.0]  # one pass for the three lines
+    assert cers[0] == 0.0 and cers[1] == 0.0 and 0.0 < cers[2] < 0.5
+
+
+def test_a_line_misheard_in_a_shared_window_is_heard_alone_before_any_repair() -> None:
+    tts, translator = RecordedTTS(), RecordedTranslator("hola")
+    line = _line("hola a todos")
+    audio, fit = synthesize_line(line, "es", "en", tts, translator, False)
+    judge = RecordedJudge(["hola a todos"])  # alone, it is heard right
+    _, checked = check_line(
+        line, audio, fit, 0.9, alone=False, language="es", source_language="en", tts=tts,
+        translator_res=translator, judge=judge, voice_match=False, max_line_cer=0.6,
+    )  # fmt: skip
+    assert checked["cer"] == 0.0 and not checked["repaired"] and translator.asked == []
+    # a line that had the window to itself is not heard twice: it goes straight to the repair
+    judge = RecordedJudge(["hola"])
+    _, checked = check_line(
+        line, audio, fit, 0.9, alone=True, language="es", source_language="en", tts=tts,
+        translator_res=translator, judge=judge, voice_match=False, max_line_cer=0.6,
+    )  # fmt: skip
+    assert checked["repaired"] and checked["cer_before_repair"] == 0.9 and len(translator.asked) == 1
