@@ -8,8 +8,11 @@ boundary, and the decisions downstream (speakers, line timing) follow. Measured 
 own kernels at AVX or SSE 0.099; the diarization moved between DER 0.32 and 0.39 with them.
 
 These variables choose one code path that every machine of this project can run (x86-64 with
-AVX2): MKL for CTranslate2's matrix products, MKL's conditional numerical reproducibility at
-AVX2, CTranslate2's and PyTorch's own kernels at AVX2, oneDNN capped at AVX2. They must be in
+AVX2): oneDNN for CTranslate2's matrix products, capped at AVX2 (its JIT writes the same AVX2
+kernels on every vendor), CTranslate2's and PyTorch's own kernels at AVX2, and MKL's conditional
+numerical reproducibility at AVX2 for whatever still calls MKL. MKL was pinned for CTranslate2
+before: it gives the same numbers on AMD, but through its generic code path there, and Whisper
+ran 5× slower on an AMD EPYC (the 30 s demo: 23.7 s with MKL, 4.6 s with oneDNN, same words). They must be in
 the environment before those libraries load, so :func:`pin_cpu_kernels` runs when the package
 is imported (``dubbing_pipeline/__init__.py``); each is only a default (``setdefault``): a
 value already in the environment wins. On a CPU without AVX2, or off x86-64, nothing is pinned
@@ -27,7 +30,7 @@ import os
 import platform
 
 PINNED: dict[str, str] = {
-    "CT2_USE_MKL": "1",  # CTranslate2: MKL on every vendor (its default is MKL on Intel only)
+    "CT2_USE_MKL": "0",  # CTranslate2: oneDNN on every vendor (its default is MKL on Intel only)
     "MKL_CBWR": "AVX2",  # MKL: the same results on every AVX2 CPU (conditional numerical reproducibility)
     "CT2_FORCE_CPU_ISA": "AVX2",  # CTranslate2's own kernels
     "ATEN_CPU_CAPABILITY": "avx2",  # PyTorch's vectorised kernels (Spleeter, Demucs on CPU)
