@@ -232,19 +232,19 @@ def _place(
 ) -> FitPlan:
     """``_place_at`` the slot's start; a line that overflows both caps there starts up to ``lead``
     seconds earlier: just as early as it needs to fit at both caps, or the whole ``lead``."""
-    plan = _place_at(
-        start, slot_end, limit, natural, rate=rate, rate_cap=rate_cap, stretch_cap=stretch_cap,
-        retranslated=retranslated,
-    )  # fmt: skip
+
+    def at(begin: float) -> FitPlan:
+        return _place_at(
+            begin, slot_end, limit, natural, rate=rate, rate_cap=rate_cap, stretch_cap=stretch_cap,
+            retranslated=retranslated,
+        )  # fmt: skip
+
+    plan = at(start)
     if lead <= 0.0 or not plan.failed or limit <= start:
         return plan
     shortest = natural / (rate_cap * stretch_cap)  # its duration at both caps
     early = min(start, max(start - lead, limit - shortest))
-    moved = _place_at(
-        early, slot_end, limit, natural, rate=rate, rate_cap=rate_cap, stretch_cap=stretch_cap,
-        retranslated=retranslated,
-    )  # fmt: skip
-    return replace(moved, lead=start - early)
+    return replace(at(early), lead=start - early)
 
 
 def _place_at(
