@@ -101,7 +101,8 @@ def test_timing_of_every_line(dubbed: dict[str, Any]) -> None:
     for seg, nxt in zip(segments, [*segments[1:], None], strict=True):
         if seg["status"] == "failed":
             continue
-        assert abs(seg["dub_start"] - seg["start"]) <= 0.05, seg
+        # a line may start up to 50 ms early (isochrony.MAX_LEAD); the report rounds times to 0.1 ms
+        assert abs(seg["dub_start"] - seg["start"]) <= 0.05 + 1e-4, seg
         assert seg["rate"] <= 1.2 + 1e-9 and seg["stretch"] <= 1.1 + 1e-9, seg
         limit = nxt["start"] if nxt is not None else dubbed["report"]["duration"]
         assert seg["dub_end"] <= limit + 1e-6, seg
