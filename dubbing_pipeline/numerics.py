@@ -12,11 +12,11 @@ AVX2): oneDNN for CTranslate2's matrix products, capped at AVX2 (its JIT writes 
 kernels on every vendor), CTranslate2's and PyTorch's own kernels at AVX2, and MKL's conditional
 numerical reproducibility at AVX2 for whatever still calls MKL. MKL was pinned for CTranslate2
 before: it gives the same numbers on AMD, but through its generic code path there, and Whisper
-ran 5× slower on an AMD EPYC (the 30 s demo: 23.7 s with MKL, 4.6 s with oneDNN, same words). They must be in
-the environment before those libraries load, so :func:`pin_cpu_kernels` runs when the package
-is imported (``dubbing_pipeline/__init__.py``); each is only a default (``setdefault``): a
-value already in the environment wins. On a CPU without AVX2, or off x86-64, nothing is pinned
-(the libraries' own choice is then the only one that runs).
+ran 5× slower on an AMD EPYC (the 30 s demo: 23.7 s with MKL, 4.6 s with oneDNN, same words).
+They must be in the environment before those libraries load, so :func:`pin_cpu_kernels` runs
+when the package is imported (``dubbing_pipeline/__init__.py``); each is only a default
+(``setdefault``): a value already in the environment wins. On a CPU without AVX2, or off
+x86-64, nothing is pinned (the libraries' own choice is then the only one that runs).
 
 The speaker embedder's int8 graph is dequantised for the same reason
 (``speakers/embedders.py``). What still differs between CPUs is float rounding inside

@@ -161,8 +161,8 @@ class Speaking:
     warn: Callable[[str], Any]
 
 
-FIT_FIELDS = ("target_text", "retranslated", "sample_rate", "syntheses", "rate", "stretch", "dub_start",
-              "dub_end", "borrowed", "status", "overflow")  # fmt: skip
+TAKE_ONLY = ("cache_key", "seconds", "uri")
+"""What a take record holds besides the line's fit (``synthesize_line``'s fields)."""
 
 
 @dataclass(frozen=True)
@@ -178,7 +178,7 @@ class Verdict:
 def take_lines(storage: StorageResource, speaking: Speaking, lines: list[dict[str, Any]]) -> list[StepResult]:
     """Every line spoken and fitted, each a cached ``speech_take``; the engine's workers speak
     several at once (each line's bytes do not depend on which worker spoke it)."""
-    workers = max(1, min(int(getattr(speaking.engine, "workers", 1)), len(lines)))
+    workers = max(1, min(int(speaking.engine.workers), len(lines)))
     if workers == 1:
         return [take_line(storage, speaking, line) for line in lines]
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="speech") as pool:
@@ -256,7 +256,7 @@ def speak_line(
         base = {"id": line["id"]}
         if not spoken.get("uri"):
             return {**base, "status": "failed", "detail": spoken.get("detail", ""), "uri": None}
-        fit = {k: spoken[k] for k in FIT_FIELDS}
+        fit = {k: v for k, v in spoken.items() if k not in TAKE_ONLY}
         try:
             audio, checked = check_line(
                 line, _read_take(step, spoken), fit, verdict.cer, alone=verdict.alone,

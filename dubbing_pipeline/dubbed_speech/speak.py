@@ -44,6 +44,11 @@ def rate_missed(spoken: float, needed: float) -> bool:
     return needed > spoken * (1 + FASTER_TOLERANCE) or needed < spoken * (1 - SLOWER_TOLERANCE)
 
 
+def translated_from(line: dict[str, Any]) -> str:
+    """The source text a line was translated from: condensed where the translation step condensed it."""
+    return str(line.get("condensed_text") or line["source_text"])
+
+
 def profile_spans(segments: list[dict[str, Any]], speaker: str, seconds: float) -> list[tuple[float, float]]:
     """A speaker's longest segments (earliest first among equals) until ``seconds`` are reached."""
     mine = sorted(
@@ -137,7 +142,7 @@ def synthesize_line(
         seconds = capacity(start, end, nxt, supports_rate=tts.supports_rate)
         request = LineRequest(
             line["id"],
-            (line.get("condensed_text") or line["source_text"]),
+            translated_from(line),
             max(1, word_budget(seconds, language)),
             end - start,
         )
@@ -267,7 +272,7 @@ def check_line(
     # automatic repair: a tighter length budget, spoken again; keep whichever is more intelligible
     duration = float(line["end"]) - float(line["start"])
     budget = max(1, int(word_budget(duration, language) * 0.75))
-    request = LineRequest(line["id"], (line.get("condensed_text") or line["source_text"]), budget, duration)
+    request = LineRequest(line["id"], translated_from(line), budget, duration)
     translator = translator_res.get(source_language, language)
     shorter = translator.shorten(
         request, budget, source=source_language, target=language, previous=fit["target_text"]

@@ -81,6 +81,7 @@ whose packages are not installed (logged).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -386,6 +387,7 @@ def _kokoro_verified(path: Path, expected: str) -> bool:
     return False
 
 
+@functools.lru_cache(maxsize=512)
 def kokoro_phonemes(text: str, language: str) -> str:
     """Text → Kokoro phoneme string: espeak-ng IPA per clause, punctuation kept."""
     lang = _language(language)
