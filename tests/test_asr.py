@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from dubbing_pipeline.errors import ConfigurationError, ModelMissingError
+from dubbing_pipeline.hashing import sha256_file
 from dubbing_pipeline.settings import Settings
 from dubbing_pipeline.speech_segments.sentences import Word
 from dubbing_pipeline.speech_segments.vad import read_wav_16k_mono
@@ -97,7 +98,7 @@ def test_corrupt_assembly_is_rebuilt(tmp_path: Path) -> None:
     providers._verified.clear()
     again = packaged_whisper_base_dir(tmp_path)
     assert again == folder
-    assert providers._sha256_file(again / "model.bin") == good
+    assert sha256_file(again / "model.bin") == good
 
 
 def test_missing_packages_are_a_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

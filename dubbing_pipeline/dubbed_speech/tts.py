@@ -110,6 +110,7 @@ from dubbing_pipeline.dubbed_speech.engine import (  # noqa: F401 (re-exported: 
     trim_silence,
 )
 from dubbing_pipeline.errors import ConfigurationError, ModelMissingError, ProviderError, UnsupportedError
+from dubbing_pipeline.hashing import sha256_file
 from dubbing_pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -377,11 +378,7 @@ _KOKORO_OK: dict[str, str] = {}
 def _kokoro_verified(path: Path, expected: str) -> bool:
     if _KOKORO_OK.get(str(path)) == expected:
         return True
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(1 << 20):
-            digest.update(block)
-    if digest.hexdigest() == expected:
+    if sha256_file(path) == expected:
         _KOKORO_OK[str(path)] = expected
         return True
     return False

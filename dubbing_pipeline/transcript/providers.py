@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from dubbing_pipeline.errors import ConfigurationError, ModelMissingError, ProviderError, require_dir
+from dubbing_pipeline.hashing import sha256_file
 from dubbing_pipeline.numerics import kernel_settings
 from dubbing_pipeline.settings import Settings
 from dubbing_pipeline.speech_segments.sentences import Word
@@ -88,14 +89,6 @@ def _data_file(package: str, name: str) -> Any:
     return item
 
 
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(_COPY_BLOCK):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _copy(sources: Sequence[Any], target: Path) -> tuple[str, list[str]]:
     """Concatenate Traversable ``sources`` into ``target``: sha256 of the result and of each source."""
     digest = hashlib.sha256()
@@ -129,7 +122,7 @@ def _marker_ok(folder: Path, expected_id: str) -> bool:
             return True
         for name, want in files.items():
             path = folder / name
-            if not path.is_file() or _sha256_file(path) != want:
+            if not path.is_file() or sha256_file(path) != want:
                 return False
         _verified[key] = dict(files)
     return True
