@@ -230,35 +230,25 @@ def _place(
     retranslated: bool,
     lead: float = 0.0,
 ) -> FitPlan:
-    """``_place_at`` the slot's start; a line that overflows both caps there starts up to ``lead``
-    seconds earlier: just as early as it needs to fit at both caps, or the whole ``lead``."""
+    """Place ``natural`` seconds (already spoken at ``rate``) with extra rate up to ``rate_cap``.
 
-    def at(begin: float) -> FitPlan:
-        return _place_at(
-            begin, slot_end, limit, natural, rate=rate, rate_cap=rate_cap, stretch_cap=stretch_cap,
-            retranslated=retranslated,
-        )  # fmt: skip
+    A line that overflows both caps at ``start`` starts up to ``lead`` seconds earlier: just as
+    early as it needs to fit at both caps, or the whole ``lead``.
+    """
+    if lead > 0.0 and limit > start:
 
-    plan = at(start)
-    if lead <= 0.0 or not plan.failed or limit <= start:
-        return plan
-    shortest = natural / (rate_cap * stretch_cap)  # its duration at both caps
-    early = min(start, max(start - lead, limit - shortest))
-    return replace(at(early), lead=start - early)
+        def at(begin: float) -> FitPlan:
+            return _place(
+                begin, slot_end, limit, natural, rate=rate, rate_cap=rate_cap, stretch_cap=stretch_cap,
+                retranslated=retranslated,
+            )  # fmt: skip
 
-
-def _place_at(
-    start: float,
-    slot_end: float,
-    limit: float,
-    natural: float,
-    *,
-    rate: float,
-    rate_cap: float,
-    stretch_cap: float,
-    retranslated: bool,
-) -> FitPlan:
-    """Place ``natural`` seconds (already spoken at ``rate``) with extra rate up to ``rate_cap``."""
+        plan = at(start)
+        if not plan.failed:
+            return plan
+        shortest = natural / (rate_cap * stretch_cap)  # its duration at both caps
+        early = min(start, max(start - lead, limit - shortest))
+        return replace(at(early), lead=start - early)
     end = start + natural
     if end <= limit + EPS:  # a nanosecond over (float rounding of a re-measured rate) still fits
         end = min(end, limit)
