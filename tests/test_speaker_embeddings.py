@@ -314,3 +314,41 @@ def test_the_embedder_runs_a_float_graph_close_to_the_packaged_int8_one(
     cosines = (reference * ours).sum(axis=1)
     assert cosines.shape[0] == windows.shape[0] >= 10
     assert float(cosines.min()) > 0.995
+
+
+# --------------------------------------------------------------------------- the labelled set
+
+
+def test_labelled_set_counts_one_person_as_one_speaker(
+    embedder: VoiceFilterEmbedder, sample: Path, demo_vocals: np.ndarray
+) -> None:
+    """Speaker counts on 14 clips of real packaged recordings (readers, callers, dialogues)."""
+    from dubbing_pipeline.speakers.labelled_set import build_set, evaluate, summary
+
+    clips = build_set(sample, demo_vocals)
+    assert len(clips) == 14 and sum(c.speakers == 1 for c in clips) == 8
+    results = {r.name: r for r in evaluate(EmbeddingDiarizer(embedder, 0.78), clips)}
+    # the single LibriVox reader, alone and under the music bed, and the demo's two callers
+    assert results["reader"].found == 1 and results["reader_bed"].found == 1
+    assert results["demo"].found == 2 and results["demo"].der < 0.1
+    for name in ("demo_Diane", "demo_Sheila", "call_Diane", "call_Sheila", "prompts"):
+        assert results[name].found == 1, results[name]
+    for name in ("call", "reader_prompts", "reader_Diane", "reader_Sheila", "prompts_Diane"):
+        assert results[name].found == 2, results[name]
+    report = summary(list(results.values()))
+    # measured: 13 of 14 right (the prompts under an unseparated bed come out as 2), mean DER 0.030
+    assert report["count_right"] >= 13 and report["mean_der"] < 0.06, report
+
+    # the former flat threshold splits the reader in two: the calibration is what keeps it whole
+    flat = EmbeddingDiarizer(embedder, 0.78, split_score=3.8, split_per_window=0.0)
+    assert evaluate(flat, [c for c in clips if c.name == "reader"])[0].found == 2
+
+
+def test_split_threshold_grows_with_span_length_and_depth(embedder: VoiceFilterEmbedder) -> None:
+    diarizer = EmbeddingDiarizer(embedder)
+    assert diarizer.split_threshold(0, 0.0) == pytest.approx(3.4)
+    assert diarizer.split_threshold(0, 2.0) == pytest.approx(3.6)
+    assert diarizer.split_threshold(0, 11.0) == pytest.approx(9.45)  # above the reader's 8.0
+    assert diarizer.split_threshold(0, 4.2) < 4.5  # below the demo callers' 4.5
+    assert diarizer.split_threshold(1, 2.0) == pytest.approx(3.6 * 1.25)
+    assert diarizer.describe()["split_per_window"] == 0.05
