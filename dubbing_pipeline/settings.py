@@ -275,6 +275,13 @@ class Settings:
         "auto (apertium for its pairs, e.g. en->es, else llm), apertium or llm",
         group="translator",
     )
+    glossary: str = setting(
+        "",
+        "DUBBING_GLOSSARY",
+        'JSON file of terms per target language, {"es": {"source term": "target term"}}; both translators '
+        "keep them and flag a line that lacks one",
+        group="translator",
+    )
     llm_url: str = setting(
         "",
         "DUBBING_LLM_URL",

@@ -377,3 +377,42 @@ def test_settings_build_an_llm_translator_for_any_pair(backend: Backend, proxy: 
     assert first.path == "/v1/chat/completions"
     (item,) = _payload(first)["lines_to_translate"]
     assert item["max_characters"] == 4 and _payload(first)["target_language"] == "Japanese"
+
+
+@pytest.mark.slow
+def test_glossary_terms_reach_the_prompt_and_a_reply_without_them_is_asked_again(
+    translator: LLMTranslator, proxy: FaultProxy, sleeps: list[float]
+) -> None:
+    from dubbing_pipeline.translation.glossary import make_glossary, violations
+    from dubbing_pipeline.translation.llm import GLOSSARY_NOTE
+
+    glossary = make_glossary({"pipeline": "canalización"})
+
+    def drop_term(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [{**item, "text": "Dagster ejecuta la tubería."} for item in items]
+
+    def use_term(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [{**item, "text": "Dagster ejecuta la canalización."} for item in items]
+
+    line = LineRequest("g", "Dagster runs the pipeline.", 8, 3.0, glossary)
+    proxy.reset([edit_lines(drop_term), edit_lines(use_term)])
+    (result,) = translator.translate([line], "en", "es")
+    first, second = proxy.posts()[:2]
+    (item,) = _payload(first)["lines_to_translate"]
+    assert item["required_terms"] == {"pipeline": "canalización"}
+    assert GLOSSARY_NOTE in first.request["messages"][-1]["content"]
+    assert "must contain 'canalización'" in second.request["messages"][-1]["content"]
+    assert result.text == "Dagster ejecuta la canalización." and result.flags == () and result.attempts == 2
+
+    # a reply that never uses the term is kept, flagged for the reviewer, not dropped
+    proxy.reset([edit_lines(drop_term)] * 4)
+    (kept,) = translator.translate([line], "en", "es")
+    assert kept.text == "Dagster ejecuta la tubería." and kept.flags == ("glossary",)
+    assert kept.status != STATUS_FAILED and violations(line.text, kept.text, glossary)
+
+    # lines without a glossary send no required_terms and no note
+    proxy.reset()
+    translator.translate(_lines(DEMO[:1]), "en", "es")
+    plain = proxy.posts()[0]
+    assert "required_terms" not in _payload(plain)["lines_to_translate"][0]
+    assert GLOSSARY_NOTE not in plain.request["messages"][-1]["content"]

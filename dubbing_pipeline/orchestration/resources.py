@@ -85,6 +85,16 @@ class TranslatorResource(_ProviderResource):
 
         return make_translator(self.settings(), source, target)
 
+    def glossary(self, target: str) -> tuple[Any, ...]:
+        """The ``DUBBING_GLOSSARY`` terms for ``target``; a bad file is a configuration error."""
+        from dubbing_pipeline.errors import ConfigurationError
+        from dubbing_pipeline.translation.glossary import GlossaryError, load_glossary
+
+        try:
+            return load_glossary(self.settings().glossary, target)
+        except GlossaryError as exc:
+            raise ConfigurationError(f"DUBBING_GLOSSARY: {exc}") from exc
+
 
 class TTSResource(_ProviderResource):
     """Text to speech and voice matching (``DUBBING_TTS``, ``DUBBING_TTS_MODEL_DIR``,

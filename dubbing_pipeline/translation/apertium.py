@@ -35,9 +35,11 @@ from dubbing_pipeline.translation.base import (
     LineRequest,
     LineResult,
     Translator,
+    glossary_flags,
     status_for,
 )
 from dubbing_pipeline.translation.budget import normalize_language
+from dubbing_pipeline.translation.glossary import protect, restore
 
 _MODE_DIRS = ("/usr/share/apertium/modes", "/usr/local/share/apertium/modes")
 _BLOCK_RE = re.compile(r'<p id="dp(\d+)">(.*?)</p>', re.DOTALL)
@@ -217,7 +219,9 @@ class ApertiumTranslator(Translator):
         mode = self.mode(source, target)
         tgt = normalize_language(target)
         todo = [i for i, line in enumerate(lines) if _clean(line.text)]
-        texts = [lines[i].text for i in todo]
+        # glossary terms travel as placeholders Apertium leaves alone, then become the target terms
+        protected = {i: protect(lines[i].text, lines[i].glossary) for i in todo}
+        texts = [protected[i][0] for i in todo]
         translated: dict[int, str] = {}
         errors: dict[int, str] = {}
         attempts = dict.fromkeys(todo, 1)
@@ -228,7 +232,7 @@ class ApertiumTranslator(Translator):
             for i in todo:
                 attempts[i] = 2
                 try:
-                    translated[i] = self.translate_texts([lines[i].text], mode)[0]
+                    translated[i] = self.translate_texts([protected[i][0]], mode)[0]
                 except ProviderError as exc:
                     errors[i] = exc.message
             if todo and not translated:
@@ -239,10 +243,12 @@ class ApertiumTranslator(Translator):
             if i not in attempts:  # empty source line: nothing to say
                 results.append(LineResult(line.id, "", 0, False, STATUS_OK))
                 continue
-            text = translated.get(i, "")
+            text = restore(translated.get(i, ""), protected[i][1])
             if not text:
                 detail = sanitize(errors.get(i, "apertium returned no text"))
                 results.append(LineResult(line.id, "", attempts[i], False, STATUS_FAILED, detail))
                 continue
-            results.append(LineResult(line.id, text, attempts[i], False, status_for(text, line.budget, tgt)))
+            status = status_for(text, line.budget, tgt)
+            flags = glossary_flags(line, text)
+            results.append(LineResult(line.id, text, attempts[i], False, status, flags=flags))
         return results

@@ -17,8 +17,9 @@ from dubbing_pipeline.orchestration.resources import StorageResource, Translator
 from dubbing_pipeline.translation.base import LineRequest
 from dubbing_pipeline.translation.budget import word_budget
 from dubbing_pipeline.translation.condense import condense_over_budget
+from dubbing_pipeline.translation.glossary import Term, terms_in
 
-CODE_VERSION = "translation-2"
+CODE_VERSION = "translation-3"
 
 
 def translate_video(
@@ -32,9 +33,10 @@ def translate_video(
     source = str(transcript["language"])
     translator = translator_res.get(source, target)  # unsupported pairs fail here, at the start
     provider = translator.describe()
+    glossary = translator_res.glossary(target)
 
     def compute(step: Step) -> dict[str, Any]:
-        requests = line_requests(speakers["segments"], source, target)
+        requests = line_requests(speakers["segments"], source, target, glossary)
         results = translator.translate(requests, source, target)
         return {
             "source_language": source,
@@ -45,21 +47,23 @@ def translate_video(
 
     inputs = {
         "upstream": speakers["cache_key"], "source": source, "target": target, "provider": provider,
-        "code": CODE_VERSION,
+        "glossary": [[t.source, t.target] for t in glossary], "code": CODE_VERSION,
     }  # fmt: skip
     return run_step(storage_res, "translation", inputs=inputs, compute=compute), provider
 
 
-def line_requests(segments: list[dict[str, Any]], source: str, target: str) -> list[LineRequest]:
+def line_requests(
+    segments: list[dict[str, Any]], source: str, target: str, glossary: tuple[Term, ...] = ()
+) -> list[LineRequest]:
     """One request per segment, with the word budget of its duration in the target language; a
-    source line already longer than that budget is condensed first (``condense``: fillers out)."""
+    source line already longer than that budget is condensed first (``condense``: fillers out).
+    Each request carries the glossary terms its text uses."""
     requests = []
     for s in segments:
         duration = s["end"] - s["start"]
         budget = word_budget(duration, target)
-        requests.append(
-            LineRequest(s["id"], condense_over_budget(s["text"], source, budget), budget, duration)
-        )
+        text = condense_over_budget(s["text"], source, budget)
+        requests.append(LineRequest(s["id"], text, budget, duration, tuple(terms_in(text, glossary))))
     return requests
 
 
@@ -79,6 +83,7 @@ def translated_lines(
             "attempts": res.attempts,
             "stricter_retry": res.stricter_retry,
             "status": res.status,
+            "flags": list(res.flags),
         }
         for seg, req, res in zip(segments, requests, results, strict=True)
     ]
@@ -127,6 +132,7 @@ def translation(
             "failed": sum(1 for line in lines if line["status"] == "failed"),
             "stricter_retries": sum(1 for line in lines if line["stricter_retry"]),
             "condensed": sum(1 for line in lines if line.get("condensed_text")),
+            "glossary_flags": sum(1 for line in lines if "glossary" in line.get("flags", [])),
         },
         preview=preview_table(PREVIEW, lines, limit=40),
         extra={"pair": dg.MetadataValue.text(f"{record['source_language']}->{record['target_language']}")},

@@ -29,6 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from dubbing_pipeline.translation.budget import normalize_language, over_budget
+from dubbing_pipeline.translation.glossary import Term, violations
 
 STATUS_OK = "ok"
 STATUS_OVER_BUDGET = "over_budget"
@@ -51,12 +52,14 @@ APERTIUM_HOWTO = (
 @dataclass(frozen=True)
 class LineRequest:
     """One line to translate: ``budget`` is its word budget in the target language (see
-    ``budget.word_budget``), ``duration`` the seconds it was spoken in."""
+    ``budget.word_budget``), ``duration`` the seconds it was spoken in, ``glossary`` the terms
+    its translation must use (``glossary.make_glossary``)."""
 
     id: str
     text: str
     budget: int
     duration: float
+    glossary: tuple[Term, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,12 @@ class LineResult:
     stricter_retry: bool
     status: str
     detail: str = ""
+    flags: tuple[str, ...] = ()
+
+
+def glossary_flags(line: LineRequest, text: str) -> tuple[str, ...]:
+    """``("glossary",)`` when ``text`` lacks a target term ``line`` asks for."""
+    return ("glossary",) if text and violations(line.text, text, line.glossary) else ()
 
 
 def status_for(text: str, budget: int, language: str) -> str:

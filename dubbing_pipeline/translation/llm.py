@@ -51,6 +51,7 @@ from dubbing_pipeline.translation.base import (
     LineRequest,
     LineResult,
     Translator,
+    glossary_flags,
     status_for,
 )
 from dubbing_pipeline.translation.budget import (
@@ -60,6 +61,7 @@ from dubbing_pipeline.translation.budget import (
     normalize_language,
     over_budget,
 )
+from dubbing_pipeline.translation.glossary import terms_in, violations
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +95,10 @@ STRICT_NOTE = (
     "These translations are too long to be spoken in time. Translate the lines again, much shorter: "
     "each line must respect its limit. Drop fillers, repetitions and secondary details; keep the core "
     "meaning. too_long_translation shows the previous attempt."
+)
+GLOSSARY_NOTE = (
+    "Some lines have required_terms: their translation must contain each target term exactly as "
+    "written there."
 )
 RETRY_NOTE = (
     "Your previous reply was not usable ({problem}). Reply again with valid JSON for exactly these ids."
@@ -398,6 +404,9 @@ class LLMTranslator(Translator):
             item["max_characters"] = 2 * max(1, budget)
         else:
             item["max_words"] = max(1, budget)
+        terms = terms_in(line.request.text, line.request.glossary)
+        if terms:
+            item["required_terms"] = {t.source: t.target for t in terms}
         if previous:
             item["too_long_translation"] = previous
         return item
@@ -416,6 +425,7 @@ class LLMTranslator(Translator):
     ) -> dict[str, str]:
         """Ask for ``todo`` until every line has a valid translation or retries run out."""
         got: dict[str, str] = {}
+        best_effort: dict[str, str] = {}  # valid replies that missed a glossary term
         problem = ""
         retry_after = 0.0
         for attempt in range(self.max_retries + 1):
@@ -434,6 +444,8 @@ class LLMTranslator(Translator):
             # the lines already answered stay visible as context for the ones asked again
             answered = [line.request.text for line in todo if line.request.id in got]
             note = STRICT_NOTE if strict else ""
+            if any("required_terms" in item for item in items):
+                note = (note + " " if note else "") + GLOSSARY_NOTE
             if problem:
                 note = (note + " " if note else "") + RETRY_NOTE.format(problem=problem[:200])
             body = {
@@ -465,12 +477,23 @@ class LLMTranslator(Translator):
                 problem = "the reply has no message content"
             else:
                 good, issue = validate_reply(content, ids)
-                got.update(good)
                 problem = issue or ""
+                for line in pending:
+                    text = good.get(line.request.id)
+                    missing = violations(line.request.text, text, line.request.glossary) if text else []
+                    if text and missing:  # asked again; kept (and flagged) if no reply does better
+                        best_effort.setdefault(line.request.id, text)
+                        del good[line.request.id]
+                        problem = problem or (
+                            f"line {line.request.id} must contain {missing[0].target!r} (required_terms)"
+                        )
+                got.update(good)
             if problem:
                 log.warning("llm %s: attempt %d: %s", self.host, attempt + 1, problem)
         for line in todo:
-            if line.request.id not in got:
+            if line.request.id not in got and line.request.id in best_effort:
+                got[line.request.id] = best_effort[line.request.id]
+            elif line.request.id not in got:
                 line.detail = self._scrub(problem or "no valid translation")
         return got
 
@@ -534,7 +557,9 @@ class LLMTranslator(Translator):
             detail = line.detail or "no valid translation"
             return LineResult(line.request.id, "", line.attempts, line.stricter, STATUS_FAILED, detail)
         status = status_for(line.text, line.request.budget if budget is None else budget, target)
-        return LineResult(line.request.id, line.text, line.attempts, line.stricter, status, line.detail)
+        flags = glossary_flags(line.request, line.text)
+        request = line.request
+        return LineResult(request.id, line.text, line.attempts, line.stricter, status, line.detail, flags)
 
     def shorten(
         self, line: LineRequest, budget: int, *, source: str, target: str, previous: str = ""
