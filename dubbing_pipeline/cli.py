@@ -196,6 +196,43 @@ def cmd_bench_scale(args: argparse.Namespace) -> int:
     return 0 if result["ok"] else 1
 
 
+def _video_id(video: str, explicit: str | None) -> str:
+    """The id of VIDEO: ``--id``, else derived from a file's name, else VIDEO itself as an id."""
+    if explicit:
+        return sanitize_id(explicit)
+    return video_id_from_name(Path(video).name) if Path(video).is_file() else sanitize_id(video)
+
+
+def load_report(video_id: str, language: str) -> dict[str, Any]:
+    """The report.json of the latest ``dubbed_video`` of ``video_id`` × ``language``."""
+    from dubbing_pipeline.orchestration.io_manager import load_asset_record, record_key
+    from dubbing_pipeline.orchestration.partitions import video_language_key
+    from dubbing_pipeline.orchestration.resources import storage_resource
+    from dubbing_pipeline.runner import ensure_dagster_home
+    from dubbing_pipeline.settings import Settings
+
+    ensure_dagster_home()
+    storage = storage_resource(Settings.from_env()).get()
+    key = str(video_language_key(video_id, language))
+    if not storage.exists(record_key("dubbed_video", key)):
+        raise BadInputError(f"no dub of {video_id} into {language} yet: run 'dubbing-pipeline dub'")
+    record = load_asset_record(storage, "dubbed_video", key)
+    report: dict[str, Any] = json.loads(storage.get_bytes(storage.key_of(record["report_uri"])))
+    return report
+
+
+def cmd_lines(args: argparse.Namespace) -> int:
+    from dubbing_pipeline.report import lines_table, review_lines
+
+    report = load_report(_video_id(args.video, args.id), sanitize_id(args.to))
+    rows = review_lines(report)
+    if args.json:
+        print(json.dumps(rows, ensure_ascii=False, sort_keys=True))
+    else:
+        print(lines_table(rows), end="")
+    return 0
+
+
 def cmd_config(args: argparse.Namespace) -> int:
     from dubbing_pipeline.settings import Settings, markdown_table, rows, shown_default
 
@@ -290,6 +327,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="--gpu: comma-separated providers",
     )
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser(
+        "lines",
+        help="list the lines of a dub: time, speaker, status, round-trip CER, flags, source and target",
+        description="List every line of the latest dub of VIDEO (a file or a video id) into --to: its "
+        "slot, speaker, fit status, round-trip CER, flags (glossary, unintelligible, timing) and texts.",
+    )
+    p.add_argument("video", metavar="VIDEO", help="video file or video id")
+    p.add_argument("--to", required=True, help="target language (e.g. es)")
+    p.add_argument("--id", help="video id (default: from the file name, or VIDEO itself)")
+    p.add_argument("--json", action="store_true", help="print the rows as JSON")
+    p.set_defaults(func=cmd_lines)
 
     p = sub.add_parser(
         "config",

@@ -9,7 +9,7 @@ Schema (version 1; fields are only ever added):
   "duration": float,                      # seconds of the source (and of the output)
   "stages": {name: {"seconds": float, "cached": bool}},
   "segments": [{"id", "start", "end", "speaker", "source_text", "target_text",
-                "dub_start", "dub_end", "rate", "stretch", "status"}],
+                "dub_start", "dub_end", "rate", "stretch", "status", "flags"}],
   "speakers": [{"id", "f0", "voice"}],
   "outputs": {"video": str, "srt": str, "vtt": str, "source_srt": str, "source_vtt": str},
   "providers": {stage: {...}},
@@ -19,18 +19,19 @@ Schema (version 1; fields are only ever added):
 
 ``status`` per segment: fits, borrowed (used the silence after its slot), rate (spoken
 faster, ≤ 1.2×), stretch (time-stretched, ≤ 1.1×), trimmed (cut at the next line after the
-one shorter re-translation), failed (silence: no translation or no synthesis).
+one shorter re-translation), failed (silence: no translation or no synthesis). ``flags`` name
+what a reviewer should check (``glossary``: a glossary term is missing from the translation).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 SCHEMA = "dubbing_pipeline.report/1"
 SEGMENT_FIELDS = (
     "id", "start", "end", "speaker", "source_text", "target_text",
-    "dub_start", "dub_end", "rate", "stretch", "status",
+    "dub_start", "dub_end", "rate", "stretch", "status", "flags",
 )  # fmt: skip
 
 
@@ -53,6 +54,7 @@ def report_segments(translation: Mapping[str, Any], speech: Mapping[str, Any]) -
                 "rate": None if failed else round(float(dub["rate"]), 4),
                 "stretch": None if failed else round(float(dub["stretch"]), 4),
                 "status": dub.get("status", "failed"),
+                "flags": list(line.get("flags", [])),
             }
         )
     return out
@@ -89,3 +91,52 @@ def build_report(
     }
     report.update(extra or {})
     return report
+
+
+LINE_COLUMNS = ("id", "time", "speaker", "status", "cer", "flags", "source", "target")
+
+
+def review_lines(report: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One row per line of a report: its slot, speaker, texts, fit, round-trip CER and flags.
+
+    Flags are the translation's (``glossary``) and the scorecard's problems (``unintelligible``,
+    ``start``, ``overlap``, ``speed``, ``silent``).
+    """
+    scores = {str(r["id"]): r for r in report.get("quality", {}).get("segments", [])}
+    rows = []
+    for seg in report["segments"]:
+        score = scores.get(str(seg["id"]), {})
+        flags = [*seg.get("flags", []), *score.get("problems", [])]
+        rows.append(
+            {
+                "id": seg["id"],
+                "start": seg["start"],
+                "end": seg["end"],
+                "speaker": seg["speaker"],
+                "status": seg["status"],
+                "cer": score.get("cer"),
+                "flags": flags,
+                "source": seg["source_text"],
+                "target": seg["target_text"],
+            }
+        )
+    return rows
+
+
+def _stamp(seconds: float) -> str:
+    minutes, secs = divmod(float(seconds), 60.0)
+    return f"{int(minutes):02d}:{secs:05.2f}"
+
+
+def lines_table(rows: Sequence[Mapping[str, Any]]) -> str:
+    """The rows of ``review_lines`` as a plain-text table, one line of the dub per row."""
+    out = [f"{'id':<6} {'time':<17} {'spk':<4} {'status':<8} {'cer':>5}  {'flags':<14} source → target"]
+    for r in rows:
+        cer = "" if r["cer"] is None else f"{float(r['cer']):.2f}"
+        flags = ",".join(r["flags"]) or "-"
+        time = f"{_stamp(r['start'])}-{_stamp(r['end'])}"
+        out.append(
+            f"{r['id']:<6} {time:<17} {r['speaker']:<4} {r['status']:<8} {cer:>5}  {flags:<14} "
+            f"{r['source']} → {r['target']}"
+        )
+    return "\n".join(out) + "\n"

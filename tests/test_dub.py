@@ -184,3 +184,26 @@ def test_every_stage_of_a_real_dub_carries_the_key_chain(dubbed: dict[str, Any])
             version = fresh.version(dg.AssetKey(stage), pk)
             assert isinstance(version, Version) and len(version.key) == 64, (stage, version)
             assert fresh.status(dg.AssetKey(stage), pk).state == FRESH, fresh.status(dg.AssetKey(stage), pk)
+
+
+def test_lines_lists_every_line_of_the_dub(dubbed: dict[str, Any]) -> None:
+    """``dubbing-pipeline lines``: the dub's lines with status, round-trip CER and flags."""
+    report = dubbed["report"]
+    proc = cli(dubbed["home"], "lines", str(DEMO_VIDEO), "--to", "es", "--json")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = json.loads(proc.stdout)
+    assert [r["id"] for r in rows] == [s["id"] for s in report["segments"]]
+    scores = {r["id"]: r for r in report["quality"]["segments"]}
+    for row, seg in zip(rows, report["segments"], strict=True):
+        assert (row["source"], row["target"], row["status"]) == (
+            seg["source_text"], seg["target_text"], seg["status"],
+        )  # fmt: skip
+        assert row["cer"] == scores[row["id"]].get("cer")
+        assert set(scores[row["id"]]["problems"]) <= set(row["flags"])
+    # the table form, by video id; an unknown language is a clear error, not a traceback
+    table = cli(dubbed["home"], "lines", "demo", "--to", "es")
+    assert table.returncode == 0 and len(table.stdout.splitlines()) == len(rows) + 1
+    assert rows[0]["target"] in table.stdout
+    missing = cli(dubbed["home"], "lines", "demo", "--to", "gl")
+    assert missing.returncode != 0 and "no dub of demo into gl" in missing.stderr
+    assert "Traceback" not in missing.stderr

@@ -45,7 +45,11 @@ class RecordIOManager(dg.ConfigurableIOManager):
         return self.storage.get().get_json(self._key(upstream))
 
 
+def record_key(asset: str, partition_key: str) -> str:
+    """The storage key of an asset's record for one partition."""
+    return join_key("records", sanitize_id(asset), *partition_key_parts(partition_key)) + ".json"
+
+
 def load_asset_record(storage: Any, asset: str, partition_key: str) -> Any:
     """Read an asset's stored record outside Dagster (CLI, reports)."""
-    parts = ["records", sanitize_id(asset), *partition_key_parts(partition_key)]
-    return storage.get_json(join_key(*parts) + ".json")
+    return storage.get_json(record_key(asset, partition_key))
