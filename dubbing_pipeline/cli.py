@@ -10,6 +10,7 @@ from typing import Any
 
 from dubbing_pipeline.errors import BadInputError, ConfigurationError, DubbingError
 from dubbing_pipeline.ids import sanitize_id, video_id_from_name
+from dubbing_pipeline.report import stamp
 from dubbing_pipeline.stages import SOURCE_HALF, TARGET_HALF
 
 
@@ -61,11 +62,6 @@ def transcript_json(storage: Any, video_id: str) -> dict[str, Any]:
     }
 
 
-def _stamp(seconds: float) -> str:
-    minutes, secs = divmod(seconds, 60.0)
-    return f"{int(minutes):02d}:{secs:05.2f}"
-
-
 def cmd_transcribe(args: argparse.Namespace) -> int:
     from dubbing_pipeline.runner import run_job
 
@@ -87,7 +83,7 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
         print(f"  {name:<16} {flag}", file=sys.stderr)
     print(f"{vid}: {data['language']}, {data['duration']:.1f} s, speakers {', '.join(data['speakers'])}")
     for seg in data["segments"]:
-        print(f"[{_stamp(seg['start'])} → {_stamp(seg['end'])}] {seg['speaker']}: {seg['text']}")
+        print(f"[{stamp(seg['start'])} → {stamp(seg['end'])}] {seg['speaker']}: {seg['text']}")
     return 0
 
 

@@ -93,9 +93,6 @@ def build_report(
     return report
 
 
-LINE_COLUMNS = ("id", "time", "speaker", "status", "cer", "flags", "source", "target")
-
-
 def review_lines(report: Mapping[str, Any]) -> list[dict[str, Any]]:
     """One row per line of a report: its slot, speaker, texts, fit, round-trip CER and flags.
 
@@ -123,7 +120,8 @@ def review_lines(report: Mapping[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def _stamp(seconds: float) -> str:
+def stamp(seconds: float) -> str:
+    """``mm:ss.ss``, the time of a line as the CLI prints it."""
     minutes, secs = divmod(float(seconds), 60.0)
     return f"{int(minutes):02d}:{secs:05.2f}"
 
@@ -134,7 +132,7 @@ def lines_table(rows: Sequence[Mapping[str, Any]]) -> str:
     for r in rows:
         cer = "" if r["cer"] is None else f"{float(r['cer']):.2f}"
         flags = ",".join(r["flags"]) or "-"
-        time = f"{_stamp(r['start'])}-{_stamp(r['end'])}"
+        time = f"{stamp(r['start'])}-{stamp(r['end'])}"
         out.append(
             f"{r['id']:<6} {time:<17} {r['speaker']:<4} {r['status']:<8} {cer:>5}  {flags:<14} "
             f"{r['source']} → {r['target']}"

@@ -96,14 +96,6 @@ def over_bed(name: str, clip: Clip) -> Clip:
     return Clip(name, (clip.audio + bed).astype(np.float32), clip.spans, clip.truth)
 
 
-def _stm(path: Path) -> list[tuple[float, float, str]]:
-    rows = []
-    for line in path.read_text().splitlines():
-        f = line.split()
-        rows.append((float(f[3]), float(f[4]), f[2]))
-    return rows
-
-
 def _cut(audio: np.ndarray, start: float, end: float) -> np.ndarray:
     return audio[round(start * SR) : round(end * SR)]
 
@@ -119,7 +111,9 @@ def build_set(pyannote_sample: Path, demo_vocals: np.ndarray | None = None) -> l
     reader = [(read_wav_16k_mono(p), "reader") for p in readers]
     prompts = [(read_wav_16k_mono(p), "prompts") for p in prompts_files]
     call_audio = read_wav_16k_mono(pyannote_sample / "sample.wav")
-    stm = _stm(pyannote_sample / "sample.stm")
+    from dubbing_pipeline.demo.build import parse_stm
+
+    stm = [(span.start, span.end, span.speaker) for span in parse_stm(pyannote_sample / "sample.stm")]
     callers = sorted({w for *_, w in stm})
     lines = {who: [(_cut(call_audio, s, e), w) for s, e, w in stm if w == who] for who in callers}
     first, second = (lines[c] for c in callers)
