@@ -199,8 +199,8 @@ def _video_id(video: str, explicit: str | None) -> str:
     return video_id_from_name(Path(video).name) if Path(video).is_file() else sanitize_id(video)
 
 
-def load_report(video_id: str, language: str) -> dict[str, Any]:
-    """The report.json of the latest ``dubbed_video`` of ``video_id`` × ``language``."""
+def load_report(video_id: str, language: str) -> tuple[dict[str, Any], Any]:
+    """The report.json of the latest ``dubbed_video`` of ``video_id`` × ``language``, and the storage."""
     from dubbing_pipeline.orchestration.io_manager import load_asset_record, record_key
     from dubbing_pipeline.orchestration.partitions import video_language_key
     from dubbing_pipeline.orchestration.resources import storage_resource
@@ -214,18 +214,30 @@ def load_report(video_id: str, language: str) -> dict[str, Any]:
         raise BadInputError(f"no dub of {video_id} into {language} yet: run 'dubbing-pipeline dub'")
     record = load_asset_record(storage, "dubbed_video", key)
     report: dict[str, Any] = json.loads(storage.get_bytes(storage.key_of(record["report_uri"])))
-    return report
+    return report, storage
 
 
 def cmd_lines(args: argparse.Namespace) -> int:
+    from dubbing_pipeline.feedback import load_feedback
     from dubbing_pipeline.report import lines_table, review_lines
 
-    report = load_report(_video_id(args.video, args.id), sanitize_id(args.to))
-    rows = review_lines(report)
+    vid, lang = _video_id(args.video, args.id), sanitize_id(args.to)
+    report, storage = load_report(vid, lang)
+    rows = review_lines(report, load_feedback(storage, vid, lang))
     if args.json:
         print(json.dumps(rows, ensure_ascii=False, sort_keys=True))
     else:
         print(lines_table(rows), end="")
+    return 0
+
+
+def cmd_feedback(args: argparse.Namespace) -> int:
+    from dubbing_pipeline.feedback import add_feedback
+
+    vid, lang = _video_id(args.video, args.id), sanitize_id(args.to)
+    report, storage = load_report(vid, lang)
+    item = add_feedback(storage, vid, lang, args.line, args.note, [str(s["id"]) for s in report["segments"]])
+    print(f"{vid} {lang} {item['line']}: feedback recorded ({item['at']})")
     return 0
 
 
@@ -335,6 +347,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--id", help="video id (default: from the file name, or VIDEO itself)")
     p.add_argument("--json", action="store_true", help="print the rows as JSON")
     p.set_defaults(func=cmd_lines)
+
+    p = sub.add_parser(
+        "feedback",
+        help="record a viewer's report on one line of a dub (shown by 'lines')",
+        description="Record a note on one line of the latest dub of VIDEO into --to, stored with the "
+        "media beside report.json; the dub itself does not change.",
+    )
+    p.add_argument("video", metavar="VIDEO", help="video file or video id")
+    p.add_argument("--to", required=True, help="target language (e.g. es)")
+    p.add_argument("--line", required=True, help="line id, as 'lines' shows it (e.g. s0004)")
+    p.add_argument("--note", required=True, help="what is wrong with the line")
+    p.add_argument("--id", help="video id (default: from the file name, or VIDEO itself)")
+    p.set_defaults(func=cmd_feedback)
 
     p = sub.add_parser(
         "config",

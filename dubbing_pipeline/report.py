@@ -93,13 +93,19 @@ def build_report(
     return report
 
 
-def review_lines(report: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """One row per line of a report: its slot, speaker, texts, fit, round-trip CER and flags.
+def review_lines(
+    report: Mapping[str, Any], feedback: Sequence[Mapping[str, Any]] = ()
+) -> list[dict[str, Any]]:
+    """One row per line of a report: its slot, speaker, texts, fit, round-trip CER, flags and the
+    viewers' feedback notes on it.
 
     Flags are the translation's (``glossary``) and the scorecard's problems (``unintelligible``,
     ``start``, ``overlap``, ``speed``, ``silent``).
     """
     scores = {str(r["id"]): r for r in report.get("quality", {}).get("segments", [])}
+    notes: dict[str, list[str]] = {}
+    for item in feedback:
+        notes.setdefault(str(item["line"]), []).append(str(item["note"]))
     rows = []
     for seg in report["segments"]:
         score = scores.get(str(seg["id"]), {})
@@ -115,6 +121,7 @@ def review_lines(report: Mapping[str, Any]) -> list[dict[str, Any]]:
                 "flags": flags,
                 "source": seg["source_text"],
                 "target": seg["target_text"],
+                "feedback": notes.get(str(seg["id"]), []),
             }
         )
     return rows
@@ -135,6 +142,6 @@ def lines_table(rows: Sequence[Mapping[str, Any]]) -> str:
         time = f"{stamp(r['start'])}-{stamp(r['end'])}"
         out.append(
             f"{r['id']:<6} {time:<17} {r['speaker']:<4} {r['status']:<8} {cer:>5}  {flags:<14} "
-            f"{r['source']} → {r['target']}"
+            f"{r['source']} → {r['target']}" + "".join(f"  [feedback: {n}]" for n in r.get("feedback", []))
         )
     return "\n".join(out) + "\n"

@@ -204,6 +204,14 @@ def test_lines_lists_every_line_of_the_dub(dubbed: dict[str, Any]) -> None:
     table = cli(dubbed["home"], "lines", "demo", "--to", "es")
     assert table.returncode == 0 and len(table.stdout.splitlines()) == len(rows) + 1
     assert rows[0]["target"] in table.stdout
+    # a viewer's report on one line is stored and shown; a report on a line that does not exist is refused
+    line = rows[1]["id"]
+    noted = cli(dubbed["home"], "feedback", "demo", "--to", "es", "--line", line, "--note", "sounds rushed")
+    assert noted.returncode == 0, noted.stderr[-2000:]
+    again = json.loads(cli(dubbed["home"], "lines", "demo", "--to", "es", "--json").stdout)
+    assert [r["feedback"] for r in again] == [["sounds rushed"] if r["id"] == line else [] for r in rows]
+    wrong = cli(dubbed["home"], "feedback", "demo", "--to", "es", "--line", "s9999", "--note", "x")
+    assert wrong.returncode == 3 and "not a line of this dub" in wrong.stderr
     missing = cli(dubbed["home"], "lines", "demo", "--to", "gl")
     assert missing.returncode != 0 and "no dub of demo into gl" in missing.stderr
     assert "Traceback" not in missing.stderr

@@ -108,26 +108,3 @@ def test_line_requests_carry_the_terms_each_line_uses_and_records_keep_the_flags
     lines = translated_lines(segments, requests, results)
     assert "canalización" in lines[0]["target_text"] and lines[0]["flags"] == []
     assert lines[1]["flags"] == []
-
-
-def test_review_lines_join_the_report_and_its_scorecard() -> None:
-    from dubbing_pipeline.report import lines_table, review_lines
-
-    report = {
-        "segments": [
-            {"id": "s0000", "start": 0.5, "end": 2.0, "speaker": "S1", "source_text": "The pipeline.",
-             "target_text": "La tubería.", "status": "fits", "flags": ["glossary"]},
-            {"id": "s0001", "start": 62.0, "end": 63.5, "speaker": "S2", "source_text": "Hi.",
-             "target_text": "", "status": "failed", "flags": []},
-        ],
-        "quality": {"segments": [
-            {"id": "s0000", "cer": 0.5, "problems": []},
-            {"id": "s0001", "problems": ["silent"]},
-        ]},
-    }  # fmt: skip
-    rows = review_lines(report)
-    assert [(r["cer"], r["flags"]) for r in rows] == [(0.5, ["glossary"]), (None, ["silent"])]
-    table = lines_table(rows).splitlines()
-    assert len(table) == 3
-    assert "00:00.50-00:02.00" in table[1] and "0.50" in table[1] and "glossary" in table[1]
-    assert "01:02.00-01:03.50" in table[2] and "silent" in table[2]

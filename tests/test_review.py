@@ -1,0 +1,55 @@
+"""Reviewing a dub: the lines table and viewers' feedback, stored with the media."""
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from dubbing_pipeline.errors import BadInputError
+from dubbing_pipeline.feedback import add_feedback, feedback_key, load_feedback
+from dubbing_pipeline.report import lines_table, review_lines
+from dubbing_pipeline.storage.local import LocalStorage
+
+REPORT = {
+    "segments": [
+        {"id": "s0000", "start": 0.5, "end": 2.0, "speaker": "S1", "source_text": "The pipeline.",
+         "target_text": "La tubería.", "status": "fits", "flags": ["glossary"]},
+        {"id": "s0001", "start": 62.0, "end": 63.5, "speaker": "S2", "source_text": "Hi.",
+         "target_text": "", "status": "failed", "flags": []},
+    ],
+    "quality": {"segments": [
+        {"id": "s0000", "cer": 0.5, "problems": []},
+        {"id": "s0001", "problems": ["silent"]},
+    ]},
+}  # fmt: skip
+
+
+def test_review_lines_join_the_report_its_scorecard_and_feedback() -> None:
+    rows = review_lines(REPORT, [{"line": "s0001", "note": "no voice here"}])
+    assert [(r["cer"], r["flags"], r["feedback"]) for r in rows] == [
+        (0.5, ["glossary"], []),
+        (None, ["silent"], ["no voice here"]),
+    ]
+    table = lines_table(rows).splitlines()
+    assert len(table) == 3
+    assert "00:00.50-00:02.00" in table[1] and "0.50" in table[1] and "glossary" in table[1]
+    assert "01:02.00-01:03.50" in table[2] and "silent" in table[2]
+    assert "[feedback: no voice here]" in table[2]
+
+
+def test_feedback_is_appended_with_the_media_and_checked(tmp_path: Path) -> None:
+    storage = LocalStorage(tmp_path)
+    ids = ["s0000", "s0001"]
+    assert load_feedback(storage, "demo", "es") == []
+    when = datetime(2026, 11, 30, tzinfo=UTC)
+    first = add_feedback(storage, "demo", "es", "s0001", "  no voice\nhere ", ids, when)
+    assert first == {"line": "s0001", "note": "no voice here", "at": "2026-11-30T00:00:00Z"}
+    add_feedback(storage, "demo", "es", "s0000", "say 'canalización'", ids)
+    assert [i["line"] for i in load_feedback(storage, "demo", "es")] == ["s0001", "s0000"]
+    assert load_feedback(storage, "demo", "ca") == []  # per language
+    assert (tmp_path / feedback_key("demo", "es")).is_file()
+    before = (tmp_path / feedback_key("demo", "es")).read_bytes()
+    for line, note, problem in (("s9999", "x", "not a line of this dub"), ("s0000", "  ", "empty")):
+        with pytest.raises(BadInputError, match=problem):
+            add_feedback(storage, "demo", "es", line, note, ids)
+    assert (tmp_path / feedback_key("demo", "es")).read_bytes() == before  # a refused note changes nothing
