@@ -254,6 +254,13 @@ def cmd_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def _one_dub_arguments(p: argparse.ArgumentParser) -> None:
+    """VIDEO, --to and --id: the arguments naming one dub."""
+    p.add_argument("video", metavar="VIDEO", help="video file or video id")
+    p.add_argument("--to", required=True, help="target language (e.g. es)")
+    p.add_argument("--id", help="video id (default: from the file name, or VIDEO itself)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dubbing-pipeline",
@@ -342,9 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="List every line of the latest dub of VIDEO (a file or a video id) into --to: its "
         "slot, speaker, fit status, round-trip CER, flags (glossary, unintelligible, timing) and texts.",
     )
-    p.add_argument("video", metavar="VIDEO", help="video file or video id")
-    p.add_argument("--to", required=True, help="target language (e.g. es)")
-    p.add_argument("--id", help="video id (default: from the file name, or VIDEO itself)")
+    _one_dub_arguments(p)
     p.add_argument("--json", action="store_true", help="print the rows as JSON")
     p.set_defaults(func=cmd_lines)
 
@@ -354,11 +359,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Record a note on one line of the latest dub of VIDEO into --to, stored with the "
         "media beside report.json; the dub itself does not change.",
     )
-    p.add_argument("video", metavar="VIDEO", help="video file or video id")
-    p.add_argument("--to", required=True, help="target language (e.g. es)")
+    _one_dub_arguments(p)
     p.add_argument("--line", required=True, help="line id, as 'lines' shows it (e.g. s0004)")
     p.add_argument("--note", required=True, help="what is wrong with the line")
-    p.add_argument("--id", help="video id (default: from the file name, or VIDEO itself)")
     p.set_defaults(func=cmd_feedback)
 
     p = sub.add_parser(
