@@ -131,6 +131,7 @@ def dub_one(path: str, languages: list[str], out_dir: Path, video_id: str | None
         _copy_out(storage, outputs["srt"], dest / f"{lang}.srt")
         _copy_out(storage, outputs["vtt"], dest / f"{lang}.vtt")
         _copy_out(storage, record["report_uri"], dest / "report.json")
+        _copy_out(storage, record["review_uri"], dest / "review.html")
         print(dest / record["video_name"])
     return worst
 
@@ -238,6 +239,81 @@ def cmd_feedback(args: argparse.Namespace) -> int:
     report, storage = load_report(vid, lang)
     item = add_feedback(storage, vid, lang, args.line, args.note, [str(s["id"]) for s in report["segments"]])
     print(f"{vid} {lang} {item['line']}: feedback recorded ({item['at']})")
+    return 0
+
+
+def dub_context(storage: Any, video_id: str, language: str) -> Any:
+    """What an edit of ``video_id`` × ``language`` is checked against (its lines, speakers, voices)."""
+    from dubbing_pipeline.dubbed_speech.tts import make_tts
+    from dubbing_pipeline.edits import Dub
+    from dubbing_pipeline.orchestration.io_manager import load_asset_record, record_key
+    from dubbing_pipeline.orchestration.partitions import video_language_key
+    from dubbing_pipeline.settings import Settings
+
+    key = str(video_language_key(video_id, language))
+    if not storage.exists(record_key("translation", key)):
+        raise BadInputError(f"no dub of {video_id} into {language} yet: run 'dubbing-pipeline dub'")
+    lines = load_asset_record(storage, "translation", key)["lines"]
+    speakers = load_asset_record(storage, "speakers", video_id)["speakers"]
+    engine = make_tts(Settings.from_env(), language)
+    return Dub(
+        line_ids=[str(ln["id"]) for ln in lines],
+        speakers=[str(s["id"]) for s in speakers],
+        voices=[str(v) for v in engine.voices],
+    )
+
+
+def cmd_edit(args: argparse.Namespace) -> int:
+    import dagster as dg
+
+    from dubbing_pipeline.edits import check_edits, load_edits, save_edits, split_pairs, with_change
+    from dubbing_pipeline.orchestration.resources import storage_resource
+    from dubbing_pipeline.runner import ensure_dagster_home
+    from dubbing_pipeline.settings import Settings
+    from dubbing_pipeline.translation.edits_asset import report_observation
+
+    vid, lang = _video_id(args.video, args.id), sanitize_id(args.to)
+    ensure_dagster_home()
+    storage = storage_resource(Settings.from_env()).get()
+    before = load_edits(storage, vid, lang)
+    skip = True if args.skip else (False if args.unskip else None)
+    after = with_change(
+        before, line=args.line, text=args.text, speaker=args.speaker, skip=skip,
+        voices=split_pairs(args.voice, "--voice"), glossary=split_pairs(args.glossary, "--glossary"),
+    )  # fmt: skip
+    check_edits(after, dub_context(storage, vid, lang))  # nothing is stored unless all of it holds
+    if after == before:
+        print(f"{vid} {lang}: no change")
+        return 0
+    version = save_edits(storage, vid, lang, after)
+    report_observation(dg.DagsterInstance.get(), vid, lang, after)
+    print(
+        json.dumps(after.to_json(), ensure_ascii=False, indent=1)
+        if args.show
+        else f"{vid} {lang}: edits {version[:12]}"
+    )
+    print(f"run 'dubbing-pipeline dub VIDEO --to {lang}' to re-render what changed", file=sys.stderr)
+    return 0
+
+
+def cmd_delete(args: argparse.Namespace) -> int:
+    import dagster as dg
+
+    from dubbing_pipeline.delete import delete_dub, delete_video
+    from dubbing_pipeline.orchestration.resources import storage_resource
+    from dubbing_pipeline.runner import ensure_dagster_home
+    from dubbing_pipeline.settings import Settings
+
+    vid = _video_id(args.video, args.id)
+    ensure_dagster_home()
+    storage = storage_resource(Settings.from_env()).get()
+    instance = dg.DagsterInstance.get()
+    if args.to:
+        gone = delete_dub(instance, storage, vid, sanitize_id(args.to))
+        print(f"deleted the dub of {vid} into {sanitize_id(args.to)}: {gone.summary()}")
+    else:
+        gone = delete_video(instance, storage, vid)
+        print(f"deleted {vid} and its dubs: {gone.summary()}")
     return 0
 
 
@@ -363,6 +439,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--line", required=True, help="line id, as 'lines' shows it (e.g. s0004)")
     p.add_argument("--note", required=True, help="what is wrong with the line")
     p.set_defaults(func=cmd_feedback)
+
+    p = sub.add_parser(
+        "edit",
+        help="correct a dub: a line's text, speaker or skip, a speaker's voice, a glossary term",
+        description="Store a correction of the dub of VIDEO into --to with the media "
+        "(edits/<video>/<lang>.json); the next 'dub' re-renders only what it changes. An invalid "
+        "edit names its line and field and stores nothing.",
+    )
+    _one_dub_arguments(p)
+    p.add_argument("--line", help="line id, as 'lines' shows it (e.g. s0004)")
+    p.add_argument("--text", help="--line: the translation to speak instead")
+    p.add_argument("--speaker", help="--line: the speaker whose voice says it (e.g. S2)")
+    p.add_argument("--skip", action="store_true", help="--line: keep the original speech there")
+    p.add_argument("--unskip", action="store_true", help="--line: dub it again")
+    p.add_argument("--voice", action="append", default=[], metavar="SPEAKER=VOICE",
+                   help="a speaker's voice, one of the TTS engine's (repeatable)")  # fmt: skip
+    p.add_argument("--glossary", action="append", default=[], metavar="SOURCE=TARGET",
+                   help="a term of this video's glossary (repeatable)")  # fmt: skip
+    p.add_argument("--show", action="store_true", help="print the stored edits")
+    p.set_defaults(func=cmd_edit)
+
+    p = sub.add_parser(
+        "delete",
+        help="delete a dub (--to) or a whole video: outputs, records and Dagster history",
+        description="Delete the dub of VIDEO into --to (or, without --to, every dub of VIDEO and its "
+        "source half): outputs, records, edits, feedback, runs and materialisations. The shared step "
+        "cache stays; a following 'dub' rebuilds from it.",
+    )
+    p.add_argument("video", metavar="VIDEO", help="video file or video id")
+    p.add_argument("--to", help="only this language's dub")
+    p.add_argument("--id", help="video id (default: from the file name, or VIDEO itself)")
+    p.set_defaults(func=cmd_delete)
 
     p = sub.add_parser(
         "config",

@@ -21,11 +21,12 @@ from dubbing_pipeline.speakers.asset import build_speakers
 from dubbing_pipeline.speech_segments.asset import speech_segments
 from dubbing_pipeline.transcript.asset import build_transcript
 from dubbing_pipeline.translation.asset import translation
+from dubbing_pipeline.translation.edits_asset import edits
 
 
-def build_assets(settings: Settings) -> tuple[list[dg.AssetsDefinition], list[Any]]:
-    """Every stage's asset in pipeline order (``stages.STAGES``), placed as ``settings`` say, and the
-    asset checks that are definitions of their own."""
+def build_assets(settings: Settings) -> tuple[list[Any], list[Any]]:
+    """Every stage's asset in pipeline order (``stages.STAGES``), placed as ``settings`` say, then the
+    ``edits`` source asset; and the asset checks that are definitions of their own."""
     lip_sync, lip_sync_succeeded = build_lip_sync(settings)
     built = {
         "source_video": source_video, "audio_stems": build_audio_stems(settings),
@@ -34,7 +35,7 @@ def build_assets(settings: Settings) -> tuple[list[dg.AssetsDefinition], list[An
         "dubbed_speech": build_dubbed_speech(settings), "dub_mix": dub_mix, "lip_sync": lip_sync,
         "dubbed_video": dubbed_video,
     }  # fmt: skip
-    return [built[name] for name in stages.STAGES], [lip_sync_succeeded]
+    return [*(built[name] for name in stages.STAGES), edits], [lip_sync_succeeded]
 
 
 source_half_job = dg.define_asset_job(

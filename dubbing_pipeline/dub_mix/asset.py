@@ -11,31 +11,29 @@ from dubbing_pipeline.orchestration.kit import Step, StepResult, classified, run
 from dubbing_pipeline.orchestration.partitions import video_language
 from dubbing_pipeline.orchestration.resources import StorageResource
 
-CODE_VERSION = "mix-1"
+CODE_VERSION = "mix-2"
 
 
 def mix_dub(storage_res: StorageResource, stems: dict[str, Any], speech: dict[str, Any]) -> StepResult:
     """The background stem with every dubbed line placed at its time, loudness-matched (cached)."""
 
     def compute(step: Step) -> dict[str, Any]:
-        from dubbing_pipeline.dub_mix import default_target_lufs, mix_lines, normalize
-        from dubbing_pipeline.dub_mix.loudness import integrated_loudness
+        from dubbing_pipeline.dub_mix import PEAK_CEILING_DBFS, default_target_lufs, mix_lines
+        from dubbing_pipeline.dub_mix.loudness import integrated_loudness, sample_peak_dbfs
 
         background, sr = read_audio(step, stems["background_uri"])
         vocals, _ = read_audio(step, stems["vocals_uri"])
         original, _ = read_audio(step, stems["mix_uri"])
         placed, gains = place_lines(step, speech["lines"], vocals.mean(axis=0), sr)
-        mixed, _bus = mix_lines(background, sr, placed)
-        target = default_target_lufs(original, sr)
-        out, gain_db = normalize(mixed, sr, target)
+        out, _bus = mix_lines(background, sr, placed, peak_ceiling_dbfs=PEAK_CEILING_DBFS)
         wav = write_wav(step.tmp / "mix.wav", out.T, sr)
         return {
             "sample_rate": int(sr),
             "frames": int(out.shape[1]),
             "mix_uri": step.put("mix.wav", wav),
-            "target_lufs": round(float(target), 2),
+            "target_lufs": round(float(default_target_lufs(original, sr)), 2),  # the source's loudness
             "loudness_lufs": round(float(integrated_loudness(out, sr)), 2),
-            "normalize_gain_db": round(float(gain_db), 3),
+            "peak_dbfs": round(float(sample_peak_dbfs(out)), 2),
             "line_gains_db": gains,
         }
 
@@ -60,6 +58,11 @@ def place_lines(
 
     placed, gains = [], {}
     for line in lines:
+        if line.get("status") == "original":  # a skipped line (edits): the source speech, as it was
+            a, b = int(round(line["start"] * sr)), int(round(line["end"] * sr))
+            placed.append(PlacedLine(start=a / sr, audio=vocals[a:b].astype(np.float32), gain_db=0.0))
+            gains[line["id"]] = 0.0
+            continue
         if not line.get("uri"):
             continue
         with step.local(line["uri"]) as path:
@@ -78,8 +81,8 @@ def place_lines(
     code_version=CODE_VERSION,
     group_name="target_half",
     kinds={"numpy"},
-    description="Background stem + dubbed lines (gain matched to the source speech, 100 ms fades), "
-    "loudness-normalised.",
+    description="Background stem + dubbed lines (gain matched to the source speech, 100 ms fades, "
+    "turned down only where the sum would pass -1 dBFS): one line's edit changes only its span.",
 )
 def dub_mix(
     context: dg.AssetExecutionContext,

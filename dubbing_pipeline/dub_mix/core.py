@@ -1,14 +1,19 @@
 """Mixing the dubbed lines over the original background.
 
-The mix stage is deliberately simple and exact:
+The mix stage is deliberately simple, exact and local:
 
 * every dubbed line gets one gain (``line_gain_db``: its level matched to the source speech it
   replaces, clamped to +/-6 dB) and short fades (``apply_fades``) so it starts and ends at zero;
 * ``mix_lines`` adds the lines to the background at their sample positions. Samples that no
   line touches are copied, so they are bit-for-bit the background's;
-* ``normalize`` applies one global gain to reach a loudness target while keeping the sample
-  peak under a ceiling. There is no compressor or limiter: the output is the mix times a
-  constant, so wherever no line sounds it is an exactly scaled copy of the background.
+* where the sum of the background and the lines would pass a peak ceiling, only the lines of
+  that stretch are turned down (``span_scale``), never the background and never anything else.
+
+There is no global gain, compressor or limiter: each line's loudness is matched to the speech it
+replaces, over the source's own background, so the dub plays as loud as the source did (the stage
+reports both, BS.1770). Every decision depends on one line (or on lines that overlap), so
+changing one line changes the mix only in that line's span: the edit loop re-renders one line and
+leaves every other sample as it was.
 
 All functions are pure and deterministic (same inputs, same bytes).
 """
@@ -96,6 +101,7 @@ def mix_lines(
     lines: Sequence[PlacedLine],
     *,
     fade: float = FADE_S,
+    peak_ceiling_dbfs: float | None = None,
 ) -> tuple[Audio, Audio]:
     """Add the dubbed ``lines`` to ``background`` ``(channels, samples)``; return ``(mix, speech_bus)``.
 
@@ -108,6 +114,10 @@ def mix_lines(
     float32 ``(channels, samples)``: ``background + speech_bus`` (a float32 addition) on the
     samples covered by at least one line and an exact copy of ``background`` everywhere else
     (bit for bit when the background is float32, as the stems are; other dtypes are converted).
+
+    With ``peak_ceiling_dbfs``, the lines of each stretch where lines sound (overlapping lines form
+    one stretch) are scaled down by ``span_scale`` wherever the mix would pass the ceiling there;
+    the returned ``speech_bus`` is the scaled one.
     """
     bg = np.asarray(background)
     if bg.ndim == 1:
@@ -130,8 +140,33 @@ def mix_lines(
         spans.append((begin, end))
     mix = np.array(bg, dtype=np.float32, copy=True)
     for begin, end in _merge(spans):
+        if peak_ceiling_dbfs is not None:
+            scale = span_scale(mix[:, begin:end], speech[begin:end], peak_ceiling_dbfs)
+            if scale < 1.0:
+                speech[begin:end] = (speech[begin:end] * np.float32(scale)).astype(np.float32)
         mix[:, begin:end] = mix[:, begin:end] + speech[begin:end]
     return mix, speech
+
+
+def span_scale(background: npt.ArrayLike, speech: npt.ArrayLike, ceiling_dbfs: float) -> float:
+    """The largest factor in ``[0, 1]`` for ``speech`` (mono) so that ``background`` (channels,
+    samples) plus the scaled speech stays at or under ``ceiling_dbfs`` on every sample where the
+    background alone does (a source already over the ceiling is left as it was).
+
+    Per sample, ``|b + s*x| <= c`` holds for ``s`` in an interval around 0 (when ``|b| <= c``);
+    the answer is the smallest upper end of those intervals, capped at 1.
+    """
+    bg = np.atleast_2d(np.asarray(background, dtype=np.float64))
+    x = np.asarray(speech, dtype=np.float64)[np.newaxis, :]
+    # a hair under the ceiling, so that float32 rounding of the sum cannot cross it
+    c = 10.0 ** (ceiling_dbfs / 20.0) * (1.0 - 1e-6)
+    active = (np.abs(bg) <= c) & (x != 0.0)
+    if not active.any():
+        return 1.0
+    xs = np.broadcast_to(x, bg.shape)[active]
+    b = bg[active]
+    upper = np.where(xs > 0, (c - b) / np.where(xs > 0, xs, 1.0), (-c - b) / np.where(xs < 0, xs, -1.0))
+    return float(min(1.0, max(0.0, float(upper.min()))))
 
 
 def _merge(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -157,33 +192,3 @@ def default_target_lufs(source_mix: npt.ArrayLike, sample_rate: int) -> float:
     """
     measured = integrated_loudness(source_mix, sample_rate)
     return measured if math.isfinite(measured) else FALLBACK_TARGET_LUFS
-
-
-def normalize(
-    mix: npt.ArrayLike,
-    sample_rate: int,
-    target_lufs: float,
-    *,
-    peak_ceiling_dbfs: float = PEAK_CEILING_DBFS,
-) -> tuple[Audio, float]:
-    """Scale ``mix`` by one gain toward ``target_lufs``; return ``(scaled float32, gain_db)``.
-
-    The gain is ``target - integrated_loudness(mix)``, reduced if needed so the sample peak
-    stays at or below ``peak_ceiling_dbfs`` (so the result may end up quieter than the target;
-    nothing is limited or compressed). A silent mix gets 0 dB. Because the whole signal is
-    multiplied by the same constant, the background keeps a correlation of exactly 1.0 with
-    its original wherever no line sounds.
-
-    ``target_lufs`` has no default on purpose: the pipeline passes ``default_target_lufs(source)``
-    (the source's own loudness, -16 LUFS if silent); see that function for the rationale.
-    """
-    arr = np.asarray(mix)
-    measured = integrated_loudness(arr, sample_rate)
-    gain_db = target_lufs - measured if math.isfinite(measured) else 0.0
-    peak = float(np.max(np.abs(arr))) if arr.size else 0.0
-    if peak > 0.0:
-        # A hair under the ceiling so that float32 rounding of the product cannot cross it.
-        ceiling_db = peak_ceiling_dbfs + 20.0 * math.log10(1.0 - 1e-6)
-        gain_db = min(gain_db, ceiling_db - 20.0 * math.log10(peak))
-    out = np.asarray(arr, dtype=np.float32) * np.float32(10.0 ** (gain_db / 20.0))
-    return out, float(gain_db)

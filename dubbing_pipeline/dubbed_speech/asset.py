@@ -90,6 +90,7 @@ def plan_speech(
     with classified("dubbed_speech"):
         profiles = speaker_profiles(storage, speech_segments, speakers)
     lines = sorted(translation["lines"], key=lambda ln: (ln["start"], ln["id"]))
+    voices = translation.get("voices", {})  # the person's voice choices (edits)
     end_of_video = float(source_video["duration"])
     planned = []
     for i, line in enumerate(lines):
@@ -97,7 +98,10 @@ def plan_speech(
         before, after = (lines[i - 1]["start"], lines[i - 1]["end"]) if i else (-1.0, -1.0)
         room = round(room_before(before, after, line["start"]), 6)
         profile = profiles.get(line["speaker"], {})
-        planned.append({**line, "next_start": next_start, "room_before": room, "profile": profile})
+        if line["speaker"] in voices:
+            profile = {**profile, "voice": voices[line["speaker"]]}
+        if not line.get("skip"):  # a skipped line keeps the original speech: nothing to speak
+            planned.append({**line, "next_start": next_start, "room_before": room, "profile": profile})
     for b in range(0, len(planned), BATCH):
         yield dg.DynamicOutput(
             {
@@ -142,6 +146,8 @@ def synthesize_batch(
         "lines": [r.record for r in results],
         "cached": hits == len(lines),
         "hits": hits,
+        "takes_cached": sum(1 for t in takes if t.cached),  # lines not spoken again
+        "spoken": [line["id"] for line, t in zip(lines, takes, strict=True) if not t.cached],
         "seconds": timer.seconds,
         "provider": speaking.engine.describe(),
     }
@@ -209,8 +215,14 @@ def take_line(storage: StorageResource, speaking: Speaking, line: dict[str, Any]
         "f0": line["profile"].get("f0"), "voice_match": sp.voice_match,
         "slot": [line["start"], line["end"], line["next_start"], line.get("room_before", 0.0)],
         "code": CODE_VERSION,
+        **({"edited": True} if is_edited(line) else {}),  # a person's text is never re-translated
     }  # fmt: skip
     return run_step(storage, "speech_take", inputs=inputs, compute=compute)
+
+
+def is_edited(line: dict[str, Any]) -> bool:
+    """A line whose text a person wrote (``edits``): spoken as written, never re-translated."""
+    return "edited" in line.get("flags", ())
 
 
 def _read_take(step: Step, take: dict[str, Any]) -> np.ndarray:
@@ -291,13 +303,7 @@ def assemble_speech(
 ) -> dg.Output[dict[str, Any]]:
     timer = Timer()
     failure_limit = quality.thresholds().max_failed_share
-    by_id = {r["id"]: r for b in batches for r in b["lines"]}
-    lines = []
-    for line in translation["lines"]:
-        rec = by_id.get(line["id"], {"status": "failed", "detail": "not synthesised", "uri": None})
-        lines.append(
-            {**rec, "id": line["id"], "speaker": line["speaker"], "start": line["start"], "end": line["end"]}
-        )
+    lines = speech_lines(translation, batches)
     with classified("dubbed_speech"):
         require_enough_spoken([r["status"] for r in lines], failure_limit)
     provider = batches[0]["provider"] if batches else {}
@@ -307,6 +313,7 @@ def assemble_speech(
         "target_language": translation["target_language"],
         "provider": provider,
         "lines": lines,
+        "spoken": sorted(str(i) for b in batches for i in b.get("spoken", [])),  # synthesised by this run
     }
     upstream = {"source_video": source_video, "speech_segments": speech_segments, "speakers": speakers}
     return stage_output(
@@ -321,12 +328,36 @@ def assemble_speech(
     )
 
 
+NOT_SPOKEN = {"status": "failed", "detail": "not synthesised", "uri": None}
+
+
+def speech_lines(translation: dict[str, Any], batches: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every translated line's spoken record, in the translation's order (a skipped line: the original)."""
+    by_id = {r["id"]: r for b in batches for r in b["lines"]}
+    lines = []
+    for line in translation["lines"]:
+        rec = original_speech(line) if line.get("skip") else by_id.get(line["id"], NOT_SPOKEN)
+        lines.append(
+            {**rec, "id": line["id"], "speaker": line["speaker"], "start": line["start"], "end": line["end"]}
+        )
+    return lines
+
+
+def original_speech(line: dict[str, Any]) -> dict[str, Any]:
+    """A skipped line's record: no dubbed audio; the mix keeps the source speech in its slot."""
+    return {
+        "status": "original", "uri": None, "target_text": line["target_text"],
+        "dub_start": line["start"], "dub_end": line["end"], "rate": 1.0, "stretch": 1.0,
+    }  # fmt: skip
+
+
 def speech_counts(lines: list[dict[str, Any]], batches: list[dict[str, Any]]) -> dict[str, int | float]:
     """Materialisation counts: lines per status, cache hits, repairs, mean round-trip CER."""
     counts: dict[str, int | float] = {"lines": len(lines), "batches": len(batches)}
-    for status in ("fits", "borrowed", "rate", "stretch", "trimmed", "failed"):
+    for status in ("fits", "borrowed", "rate", "stretch", "trimmed", "failed", "original"):
         counts[f"status_{status}"] = sum(1 for r in lines if r["status"] == status)
     counts["cache_hits"] = sum(int(b["hits"]) for b in batches)
+    counts["takes_cached"] = sum(int(b.get("takes_cached", 0)) for b in batches)
     counts["repaired"] = sum(1 for r in lines if r.get("repaired"))
     counts["syntheses"] = sum(int(r.get("syntheses", 0)) for r in lines)
     cers = [float(r["cer"]) for r in lines if r.get("cer") is not None]

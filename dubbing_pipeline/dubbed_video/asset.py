@@ -211,19 +211,88 @@ def dubbed_video(
             storage, quality.thresholds(), report, dubbed_speech, audio_stems, dub_mix, source_video,
             result.record["outputs"]["video"],
         )  # fmt: skip
-        report_uri = storage.get().put_bytes(
-            f"reports/{video_id}/{translation['target_language']}/report.json",
-            json.dumps(report, indent=1, ensure_ascii=False, sort_keys=True).encode("utf-8"),
-        )
+        pages = publish_report(storage, video_id, report, dubbed_speech, result.record)
     statuses = [s["status"] for s in report["segments"]]
     yield stage_output(
-        {**result.record, "report_uri": report_uri}, upstream=up, code_version=CODE_VERSION,
+        {**result.record, **pages}, upstream=up, code_version=CODE_VERSION,
         seconds=timer.seconds, cached=result.cached,
         media_seconds=float(source_video["duration"]), provider=MUX_PROVIDER,
         counts={"segments": len(statuses), "failed": statuses.count("failed")},
-        extra={"video": dg.MetadataValue.url(result.record["outputs"]["video"])},
+        extra={
+            "video": dg.MetadataValue.url(result.record["outputs"]["video"]),
+            "review": dg.MetadataValue.url(pages["review_uri"]),
+        },
     )  # fmt: skip
     yield from check_results(report["quality"])
+
+
+def line_clips(storage_res: StorageResource, speech: dict[str, Any]) -> dict[str, str]:
+    """Each spoken line's audio as a ``data:`` URI (Ogg Opus, 24 kb/s mono, bit-exact), for the
+    review page; cached by the lines' records."""
+    import base64
+    import subprocess
+
+    lines = [ln for ln in speech["lines"] if ln.get("uri")]
+
+    def compute(step: Step) -> dict[str, Any]:
+        clips = {}
+        for line in lines:
+            with step.local(line["uri"]) as path:
+                ogg = subprocess.run(
+                    ["ffmpeg", "-v", "error", "-i", str(path), "-map_metadata", "-1", "-ac", "1",
+                     "-c:a", "libopus", "-b:a", "24k", "-fflags", "+bitexact", "-flags:a", "+bitexact",
+                     "-f", "ogg", "-"],
+                    capture_output=True, check=True,
+                ).stdout  # fmt: skip
+            clips[str(line["id"])] = "data:audio/ogg;base64," + base64.b64encode(ogg).decode("ascii")
+        out = step.tmp / "clips.json"
+        out.write_text(json.dumps(clips, sort_keys=True), encoding="utf-8")
+        return {"clips_uri": step.put("clips.json", out)}
+
+    inputs = {"lines": [[ln["id"], ln.get("cache_key"), ln["uri"]] for ln in lines], "code": CODE_VERSION}
+    record = run_step(storage_res, "review_clips", inputs=inputs, compute=compute).record
+    store = storage_res.get()
+    clips: dict[str, str] = json.loads(store.get_bytes(store.key_of(record["clips_uri"])))
+    return clips
+
+
+def publish_report(
+    storage_res: StorageResource,
+    video_id: str,
+    report: dict[str, Any],
+    speech: dict[str, Any],
+    record: dict[str, Any],
+) -> dict[str, str]:
+    """``report.json`` and ``review.html`` under ``reports/<video>/<lang>/``; their URIs."""
+    report_uri = storage_res.get().put_bytes(
+        f"reports/{video_id}/{report['target_language']}/report.json",
+        json.dumps(report, indent=1, ensure_ascii=False, sort_keys=True).encode("utf-8"),
+    )
+    return {
+        "report_uri": report_uri,
+        "review_uri": review_page(storage_res, video_id, report, speech, record),
+    }
+
+
+def review_page(
+    storage_res: StorageResource,
+    video_id: str,
+    report: dict[str, Any],
+    speech: dict[str, Any],
+    record: dict[str, Any],
+) -> str:
+    """``review.html`` beside ``report.json`` (see ``dubbing_pipeline.review``); returns its URI."""
+    from dubbing_pipeline.feedback import load_feedback
+    from dubbing_pipeline.review import review_html
+
+    lang = str(report["target_language"])
+    store = storage_res.get()
+    page = review_html(
+        report, video_name=str(record["video_name"]), subtitles_name=f"{lang}.vtt",
+        line_audio=line_clips(storage_res, speech), feedback=load_feedback(store, video_id, lang),
+    )  # fmt: skip
+    uri: str = store.put_bytes(f"reports/{video_id}/{lang}/review.html", page.encode("utf-8"))
+    return uri
 
 
 def dub_report(
@@ -255,6 +324,13 @@ def dub_report(
         },
         mix={k: dub_mix[k] for k in ("target_lufs", "loudness_lufs")},
     )
+    spoken = [r for r in dubbed_speech["lines"] if r.get("status") not in ("failed", "original")]
+    report["rerender"] = {  # what this run spoke (all lines on a first dub; the edited ones after an edit)
+        "lines": len(spoken),
+        "spoken": list(dubbed_speech.get("spoken", [])),
+        "takes_cached": len(spoken) - len(dubbed_speech.get("spoken", [])),
+        "edits_version": translation.get("edits_version"),
+    }
     report["lipsync"] = {
         **lip_sync.get("lipsync", {}),
         "changed": bool(lip_sync.get("changed", False)),

@@ -84,6 +84,7 @@ from dubbing_pipeline.orchestration.sensors import (
 )
 from dubbing_pipeline.settings import Settings
 from dubbing_pipeline.storage import MediaStorage, parse_uri
+from dubbing_pipeline.translation.edits_asset import UNEDITED
 
 DATA_VERSION_TAG = "dagster/data_version"
 IN_FLIGHT = [
@@ -252,6 +253,7 @@ class _Node:
     name: str
     code: str | None
     parents: tuple[tuple[dg.AssetKey, str, bool], ...]  # (key, name, maps a pair to its video)
+    observed: frozenset[dg.AssetKey] = frozenset()  # parents that are observable source assets (edits)
 
 
 class Freshness:
@@ -267,6 +269,7 @@ class Freshness:
         self._versions: dict[dg.AssetKey, dict[str, Version | None]] = {}
         self._status: dict[dg.AssetKey, dict[str, Status]] = {}
         self._nodes: dict[dg.AssetKey, _Node] = {}
+        self._observed: dict[dg.AssetKey, dict[str, str]] = {}
 
     def versions(self, key: dg.AssetKey) -> dict[str, Version | None]:
         """Partition → latest data version of ``key`` (every materialised partition, one query)."""
@@ -282,6 +285,17 @@ class Freshness:
 
     def version(self, key: dg.AssetKey, pk: str) -> Version | None:
         return self.versions(key).get(pk)
+
+    def observed(self, key: dg.AssetKey, pk: str) -> str:
+        """The latest observed data version of a source asset's partition (``edits``: the content
+        hash of its edits; never observed: the version of no edits, as the stage reads it)."""
+        found = self._observed.get(key)
+        if found is None:
+            latest = self.instance.event_log_storage.get_latest_tags_by_partition(
+                key, dg.DagsterEventType.ASSET_OBSERVATION, [DATA_VERSION_TAG]
+            )
+            found = self._observed[key] = {pk: str(tags[DATA_VERSION_TAG]) for pk, tags in latest.items()}
+        return found.get(pk, UNEDITED)
 
     def parent_partition(self, parent: dg.AssetKey, child: dg.AssetKey, pk: str) -> str:
         parent_def = self.graph.get(parent).partitions_def
@@ -300,7 +314,10 @@ class Freshness:
             for parent in sorted(asset.parent_keys, key=lambda k: k.to_user_string()):
                 to_video = self.parent_partition(parent, key, "x|y") == "y"
                 parents.append((parent, parent.to_user_string(), to_video))
-            node = self._nodes[key] = _Node(key.to_user_string(), asset.code_version, tuple(parents))
+            observed = frozenset(p for p in asset.parent_keys if not self.graph.get(p).is_materializable)
+            node = self._nodes[key] = _Node(
+                key.to_user_string(), asset.code_version, tuple(parents), observed
+            )
         return node
 
     def status(self, key: dg.AssetKey, pk: str) -> Status:
@@ -327,6 +344,9 @@ class Freshness:
         video = pk[pk.find("|") + 1 :]
         for parent, name, to_video in node.parents:
             ppk = video if to_video else pk
+            if parent in node.observed:  # a source (edits): fresh when the stage read its latest version
+                lines.append(name + "\t" + self.observed(parent, ppk))
+                continue
             upstream = self.status(parent, ppk)
             if upstream is not FRESH_STATUS:
                 return Status(STALE, f"{node.name}: upstream {upstream.reason}")

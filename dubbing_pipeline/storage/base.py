@@ -56,6 +56,10 @@ class MediaStorage(ABC):
     def list_keys(self, prefix: str) -> list[str]:
         """Keys under ``prefix`` (sorted)."""
 
+    def keys_in(self, folder: str) -> list[str]:
+        """Keys inside ``folder`` (``"edits/demo"``: ``edits/demo/es.json``, never ``edits/demo2/…``)."""
+        return [k for k in self.list_keys(folder) if k.startswith(folder.rstrip("/") + "/")]
+
     @abstractmethod
     def delete(self, key: str) -> None: ...
 

@@ -4,6 +4,9 @@ from typing import Any
 
 import dagster as dg
 
+from dubbing_pipeline.edits import NO_EDITS, Edits, apply_edits, edits_version, load_edits
+from dubbing_pipeline.errors import BadInputError
+from dubbing_pipeline.hashing import cache_key
 from dubbing_pipeline.orchestration.kit import (
     Step,
     StepResult,
@@ -17,7 +20,8 @@ from dubbing_pipeline.orchestration.resources import StorageResource, Translator
 from dubbing_pipeline.translation.base import LineRequest
 from dubbing_pipeline.translation.budget import word_budget
 from dubbing_pipeline.translation.condense import condense_over_budget
-from dubbing_pipeline.translation.glossary import Term, terms_in
+from dubbing_pipeline.translation.edits_asset import EDITS_ASSET, observation
+from dubbing_pipeline.translation.glossary import GlossaryError, Term, make_glossary, terms_in
 
 CODE_VERSION = "translation-3"
 
@@ -28,12 +32,14 @@ def translate_video(
     transcript: dict[str, Any],
     speakers: dict[str, Any],
     target: str,
+    edits: Edits = NO_EDITS,
 ) -> tuple[StepResult, dict[str, Any]]:
-    """Every line translated within its word budget (cached by the lines, the pair and the provider)."""
+    """Every line translated within its word budget (cached by the lines, the pair, the provider
+    and the glossary: the catalog's ``DUBBING_GLOSSARY`` with this video's edited terms over it)."""
     source = str(transcript["language"])
     translator = translator_res.get(source, target)  # unsupported pairs fail here, at the start
     provider = translator.describe()
-    glossary = translator_res.glossary(target)
+    glossary = video_glossary(translator_res.glossary(target), edits)
 
     def compute(step: Step) -> dict[str, Any]:
         requests = line_requests(speakers["segments"], source, target, glossary)
@@ -50,6 +56,34 @@ def translate_video(
         "glossary": [[t.source, t.target] for t in glossary], "code": CODE_VERSION,
     }  # fmt: skip
     return run_step(storage_res, "translation", inputs=inputs, compute=compute), provider
+
+
+def video_glossary(catalog: tuple[Term, ...], edits: Edits) -> tuple[Term, ...]:
+    """The catalog's terms with this video's edited terms added (a video term replaces a catalog
+    term with the same source)."""
+    if not edits.glossary:
+        return catalog
+    own = {source.casefold() for source in edits.glossary}
+    kept = [(t.source, t.target) for t in catalog if t.source.casefold() not in own]
+    try:
+        return make_glossary([*kept, *edits.glossary.items()])
+    except GlossaryError as exc:
+        raise BadInputError(f"edits glossary: {exc}") from exc
+
+
+def edited_record(record: dict[str, Any], edits: Edits) -> dict[str, Any]:
+    """The translation record with the person's line edits and voice choices applied; without
+    edits it is the step's record unchanged (same key, so an unedited dub keeps every cache hit)."""
+    if not (edits.lines or edits.voices):
+        return record
+    version = edits_version(edits)
+    return {
+        **record,
+        "lines": apply_edits(record["lines"], edits),
+        "voices": dict(edits.voices),
+        "edits_version": version,
+        "cache_key": cache_key("translation", translated=record["cache_key"], edits=version),
+    }
 
 
 def line_requests(
@@ -89,6 +123,20 @@ def translated_lines(
     ]
 
 
+def translation_counts(lines: list[dict[str, Any]]) -> dict[str, int | float]:
+    """Materialisation counts: lines, over budget, failed, retries, condensed, flagged, edited, skipped."""
+    return {
+        "lines": len(lines),
+        "over_budget": sum(1 for line in lines if line["status"] == "over_budget"),
+        "failed": sum(1 for line in lines if line["status"] == "failed"),
+        "stricter_retries": sum(1 for line in lines if line["stricter_retry"]),
+        "condensed": sum(1 for line in lines if line.get("condensed_text")),
+        "glossary_flags": sum(1 for line in lines if "glossary" in line.get("flags", [])),
+        "edited": sum(1 for line in lines if "edited" in line.get("flags", [])),
+        "skipped": sum(1 for line in lines if line.get("skip")),
+    }
+
+
 PREVIEW = (
     ("id", lambda ln: ln["id"], False),
     ("speaker", lambda ln: ln["speaker"], False),
@@ -104,6 +152,7 @@ PREVIEW = (
     code_version=CODE_VERSION,
     group_name="target_half",
     kinds={"llm"},
+    deps=[EDITS_ASSET],
     description="Segment-aligned, context-aware translation with a word budget per line "
     "(apertium or an LLM).",
 )
@@ -114,26 +163,31 @@ def translation(
     transcript: dict[str, Any],
     speakers: dict[str, Any],
 ) -> dg.Output[dict[str, Any]]:
-    _, target = split_video_language(context)
+    video, target = split_video_language(context)
     with classified("translation"):
-        result, provider = translate_video(storage, translator, transcript, speakers, target)
-    record, lines = result.record, result.record["lines"]
+        edits = load_edits(storage.get(), video, target)
+        result, provider = translate_video(storage, translator, transcript, speakers, target, edits)
+        record = edited_record(result.record, edits)
+    # the edits this translation read, as an observation of the source asset: the UI and the catalog
+    # judge the partition against exactly this version (also for edits stored without 'edit')
+    context.log_event(observation(video, target, edits))
+    lines = record["lines"]
     return stage_output(
         record,
-        upstream={"transcript": transcript, "speakers": speakers},
+        upstream={
+            "transcript": transcript,
+            "speakers": speakers,
+            EDITS_ASSET: {"cache_key": edits_version(edits)},
+        },
         code_version=CODE_VERSION,
         seconds=result.seconds,
         cached=result.cached,
         media_seconds=sum(line["end"] - line["start"] for line in lines) or 1.0,
         provider=provider,
-        counts={
-            "lines": len(lines),
-            "over_budget": sum(1 for line in lines if line["status"] == "over_budget"),
-            "failed": sum(1 for line in lines if line["status"] == "failed"),
-            "stricter_retries": sum(1 for line in lines if line["stricter_retry"]),
-            "condensed": sum(1 for line in lines if line.get("condensed_text")),
-            "glossary_flags": sum(1 for line in lines if "glossary" in line.get("flags", [])),
-        },
+        counts=translation_counts(lines),
         preview=preview_table(PREVIEW, lines, limit=40),
-        extra={"pair": dg.MetadataValue.text(f"{record['source_language']}->{record['target_language']}")},
+        extra={
+            "pair": dg.MetadataValue.text(f"{record['source_language']}->{record['target_language']}"),
+            "edits_version": dg.MetadataValue.text(record.get("edits_version", "none")),
+        },
     )

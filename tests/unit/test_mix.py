@@ -1,4 +1,4 @@
-"""The mix stage's core: loudness measurement, line gains, fades, placement and normalisation."""
+"""The mix stage's core: loudness measurement, line gains, fades, placement and the peak guard."""
 
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ from dubbing_pipeline.dub_mix import (
     integrated_loudness,
     line_gain_db,
     mix_lines,
-    normalize,
     sample_peak_dbfs,
+    span_scale,
     true_peak_dbfs,
 )
 from dubbing_pipeline.dub_mix.loudness import block_loudness, k_weighting_sos
@@ -230,46 +230,49 @@ def test_mono_background_and_overlapping_lines_add() -> None:
     assert speech[round(0.25 * SR)] == pytest.approx(0.5)
 
 
-# --- normalisation ---------------------------------------------------------------------------
+# --- the peak guard and edit locality -----------------------------------------------------------
 
 
-def test_normalize_reaches_the_target_loudness() -> None:
-    x = noise(10.0, 0.01, seed=3)
-    before = integrated_loudness(x, SR)
-    for target in (-23.0, -16.0, -30.0):
-        out, gain = normalize(x, SR, target)
-        assert integrated_loudness(out, SR) == pytest.approx(target, abs=0.1)
-        assert gain == pytest.approx(target - before, abs=1e-9)
-        assert sample_peak_dbfs(out) <= -1.0
+def test_span_scale_is_the_largest_factor_under_the_ceiling() -> None:
+    c = 10 ** (-1.0 / 20)
+    bg = np.full((2, 4), 0.5)
+    assert span_scale(bg, np.full(4, 0.1), -1.0) == 1.0  # 0.6 is under the ceiling: untouched
+    s = span_scale(bg, np.array([0.0, 0.8, -0.4, 0.2]), -1.0)
+    assert s == pytest.approx((c - 0.5) / 0.8, rel=1e-5)
+    assert np.max(np.abs(bg + s * np.array([0.0, 0.8, -0.4, 0.2]))) <= c
+    # negative swings count too, and a background already over the ceiling is not the speech's fault
+    assert span_scale(np.array([[-0.5, 0.95]]), np.array([-0.8, 0.9]), -1.0) == pytest.approx(
+        (c - 0.5) / 0.8, rel=1e-5
+    )
+    assert span_scale(np.zeros((1, 3)), np.zeros(3), -1.0) == 1.0
 
 
-def test_normalize_respects_the_peak_ceiling() -> None:
-    x = noise(5.0, 0.01, seed=4)
-    x[0, SR] = 0.9  # one loud click dictates the peak
-    out, gain = normalize(x, SR, -10.0, peak_ceiling_dbfs=-1.0)
-    assert np.max(np.abs(out)) <= 10 ** (-1.0 / 20)
-    assert sample_peak_dbfs(out) == pytest.approx(-1.0, abs=1e-3)
-    assert integrated_loudness(out, SR) < -10.0  # the ceiling wins over the target
-    assert gain == pytest.approx(-1.0 - 20 * math.log10(0.9), abs=1e-4)
-    out2, _ = normalize(x, SR, -10.0, peak_ceiling_dbfs=-6.0)
-    assert sample_peak_dbfs(out2) <= -6.0
-
-
-def test_normalize_keeps_the_background_an_exact_scaled_copy() -> None:
+def test_lines_are_turned_down_only_where_the_mix_would_clip() -> None:
     bg = noise(4.0, 0.05, seed=5)
+    loud = PlacedLine(0.5, np.full(SR // 2, 0.99, dtype=np.float32), 0.0)
+    soft = PlacedLine(2.5, np.full(SR // 2, 0.2, dtype=np.float32), 0.0)
+    mix, _ = mix_lines(bg, SR, [loud, soft], peak_ceiling_dbfs=-1.0)
+    free, _ = mix_lines(bg, SR, [loud, soft])
+    assert sample_peak_dbfs(mix) <= -1.0 < sample_peak_dbfs(free)
+    first = slice(round(0.5 * SR), SR)
+    assert not np.array_equal(mix[:, first], free[:, first])  # the loud line went down
+    rest = np.ones(bg.shape[1], dtype=bool)
+    rest[first] = False
+    assert np.array_equal(mix[:, rest], free[:, rest])  # the soft line and the background did not
+
+
+def test_changing_one_line_changes_the_mix_only_in_its_span() -> None:
+    bg = noise(4.0, 0.05, seed=6)
     lines = _lines(SR)
-    mix, _ = mix_lines(bg, SR, lines)
-    out, gain = normalize(mix, SR, -18.0)
-    quiet = slice(round(2.5 * SR), round(4.0 * SR))  # after the last line
-    for ch in range(2):
-        corr = np.corrcoef(out[ch, quiet], bg[ch, quiet])[0, 1]
-        assert corr == pytest.approx(1.0, abs=1e-9)
-    np.testing.assert_allclose(out[:, quiet], bg[:, quiet] * 10 ** (gain / 20), rtol=1e-6)
-
-
-def test_normalize_leaves_silence_alone() -> None:
-    out, gain = normalize(np.zeros((2, SR), dtype=np.float32), SR, -16.0)
-    assert gain == 0.0 and not out.any()
+    before, _ = mix_lines(bg, SR, lines, peak_ceiling_dbfs=-1.0)
+    other = PlacedLine(lines[0].start, noise(0.7, 0.3, seed=7, channels=1)[0], 2.0)
+    after, _ = mix_lines(bg, SR, [other, *lines[1:]], peak_ceiling_dbfs=-1.0)
+    a = round(lines[0].start * SR)
+    b = a + max(len(lines[0].audio), len(other.audio))
+    outside = np.ones(bg.shape[1], dtype=bool)
+    outside[a:b] = False
+    assert np.array_equal(before[:, outside], after[:, outside])
+    assert not np.array_equal(before[:, a:b], after[:, a:b])
 
 
 def test_default_target_matches_the_source_or_falls_back() -> None:

@@ -1,0 +1,168 @@
+"""``review.html``: one page to review a dub, beside its ``report.json``.
+
+Self-contained: inline style and script, each line's dubbed audio inline (a ``data:`` URI), no
+network. The dubbed video and its subtitles are linked by their file names, so the page plays
+them when it sits beside them (the output folder of ``dubbing-pipeline dub``), from ``file://``.
+
+The page shows the quality checks at the top, the video, and every line as a row of a table:
+time, speaker, source, target, status, rate and stretch, round-trip CER, flags and the viewers'
+feedback. A click on a row seeks the video to that line; each row's button plays the line's
+dubbed audio on its own. The rows are rendered here, not by the script, so the page reads the
+same with scripts off.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from dubbing_pipeline.report import review_lines, stamp
+
+CHECK_TITLES = {
+    "intelligibility": "Intelligibility",
+    "timing": "Timing",
+    "background": "Background",
+    "failed_lines": "Failed lines",
+    "av_duration": "A/V duration",
+}
+
+STYLE = """
+body{font:14px/1.4 system-ui,sans-serif;margin:1.5rem;color:#1d1d1f;background:#fafafa}
+h1{font-size:1.3rem;margin:0 0 .8rem}
+.checks{display:flex;flex-wrap:wrap;gap:.5rem;margin-bottom:1rem}
+.check{padding:.35rem .6rem;border-radius:6px;font-weight:600}
+.check.pass{background:#e3f5e6;color:#1e6b2f}.check.fail{background:#fde6e4;color:#9b1c13}
+.check small{font-weight:400;margin-left:.3rem}
+video{width:100%;max-width:720px;background:#000;border-radius:6px}
+table{border-collapse:collapse;width:100%;margin-top:1rem;background:#fff}
+th,td{border-bottom:1px solid #e5e5e5;padding:.35rem .5rem;text-align:left;vertical-align:top}
+th{background:#f0f0f0;position:sticky;top:0}
+tr.line{cursor:pointer}tr.line:hover{background:#f5f9ff}tr.line.now{background:#fff6d6}
+td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+.flag{display:inline-block;background:#fde6e4;color:#9b1c13;border-radius:4px;
+  padding:0 .3rem;margin:0 .2rem .2rem 0}
+.note{display:block;color:#6b4d00}
+button.play{border:1px solid #bbb;border-radius:4px;background:#fff;cursor:pointer}
+"""
+
+SCRIPT = """
+(function () {
+  "use strict";
+  var video = document.getElementById("video");
+  var rows = Array.prototype.slice.call(document.querySelectorAll("tr.line"));
+  var playing = null;
+  rows.forEach(function (row) {
+    row.addEventListener("click", function (event) {
+      if (event.target.closest("button")) { return; }
+      video.currentTime = parseFloat(row.dataset.start);
+      rows.forEach(function (r) { r.classList.toggle("now", r === row); });
+    });
+    var button = row.querySelector("button.play");
+    if (button) {
+      button.addEventListener("click", function () {
+        var audio = document.getElementById("audio-" + row.dataset.id);
+        if (playing && playing !== audio) { playing.pause(); }
+        playing = audio;
+        audio.currentTime = 0;
+        audio.play().catch(function () {});
+      });
+    }
+  });
+  video.addEventListener("timeupdate", function () {
+    var t = video.currentTime;
+    rows.forEach(function (r) {
+      r.classList.toggle("now", t >= parseFloat(r.dataset.start) && t < parseFloat(r.dataset.end));
+    });
+  });
+})();
+"""
+
+
+def _text(value: Any) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _number(value: Any, digits: int = 2) -> str:
+    return "" if value is None else f"{float(value):.{digits}f}"
+
+
+def _check(name: str, check: Mapping[str, Any]) -> str:
+    passed = bool(check.get("passed"))
+    detail = ", ".join(
+        f"{k} {v}" for k, v in sorted(check.items()) if k != "passed" and isinstance(v, (int, float))
+    )
+    title = CHECK_TITLES.get(name, name)
+    mark = "✓" if passed else "✗"
+    return (
+        f'<span class="check {"pass" if passed else "fail"}" data-check="{_text(name)}">'
+        f"{mark} {_text(title)}<small>{_text(detail)}</small></span>"
+    )
+
+
+def _row(row: Mapping[str, Any], audio_uri: str | None, lang: str) -> str:
+    start = row["dub_start"] if row.get("dub_start") is not None else row["start"]
+    end = row["dub_end"] if row.get("dub_end") is not None else row["end"]
+    flags = "".join(f'<span class="flag">{_text(f)}</span>' for f in row["flags"])
+    notes = "".join(f'<span class="note">💬 {_text(n)}</span>' for n in row.get("feedback", []))
+    fit = " / ".join(x for x in (_number(row.get("rate")), _number(row.get("stretch"))) if x)
+    play = (
+        f'<button class="play" title="play this line">▶</button><audio id="audio-{_text(row["id"])}" '
+        f'preload="none" src="{_text(audio_uri)}"></audio>'
+        if audio_uri
+        else ""
+    )
+    return (
+        f'<tr class="line" data-id="{_text(row["id"])}" data-start="{float(start):.3f}" '
+        f'data-end="{float(end):.3f}">'
+        f"<td>{play}</td><td>{_text(row['id'])}</td>"
+        f'<td class="num">{stamp(row["start"])}–{stamp(row["end"])}</td>'
+        f"<td>{_text(row['speaker'])}</td><td>{_text(row['source'])}</td>"
+        f'<td lang="{_text(lang)}">{_text(row["target"])}</td><td>{_text(row["status"])}</td>'
+        f'<td class="num">{fit}</td><td class="num">{_number(row.get("cer"))}</td>'
+        f"<td>{flags}{notes}</td></tr>"
+    )
+
+
+def review_html(
+    report: Mapping[str, Any],
+    *,
+    video_name: str,
+    subtitles_name: str | None = None,
+    line_audio: Mapping[str, str] | None = None,
+    feedback: Sequence[Mapping[str, Any]] = (),
+) -> str:
+    """The review page of a dub: ``report`` (``report.json``), the dubbed video's file name (and
+    its subtitles' ``.vtt``), each line's audio as a ``data:`` URI by line id, and the feedback."""
+    audio = dict(line_audio or {})
+    lang = str(report["target_language"])
+    rows = [_row(row, audio.get(str(row["id"])), lang) for row in review_lines(report, feedback)]
+    checks = report.get("quality", {}).get("checks", {})
+    track = (
+        f'<track kind="subtitles" srclang="{_text(lang)}" label="{_text(lang)}" '
+        f'src="{_text(subtitles_name)}" default>'
+        if subtitles_name
+        else ""
+    )
+    title = f"{report['video_id']}: {report['source_language']} → {lang}"
+    summary = json.dumps(
+        {"video_id": report["video_id"], "target_language": lang, "lines": len(rows)}, ensure_ascii=True
+    ).replace("</", "<\\/")
+    return (
+        "<!doctype html>\n"
+        f'<html lang="en"><head><meta charset="utf-8"><title>Review · {_text(title)}</title>'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        # no network: nothing but this file, its inline data and the files beside it
+        '<meta http-equiv="Content-Security-Policy" content="default-src \'self\' data: blob:; '
+        "style-src 'unsafe-inline'; script-src 'unsafe-inline'\">"
+        f"<style>{STYLE}</style></head><body>"
+        f"<h1>Review · {_text(title)}</h1>"
+        f'<div class="checks">{"".join(_check(n, c) for n, c in checks.items())}</div>'
+        f'<video id="video" controls preload="metadata" src="{_text(video_name)}">{track}</video>'
+        "<table><thead><tr><th></th><th>line</th><th>time</th><th>speaker</th><th>source</th>"
+        "<th>target</th><th>status</th><th>rate / stretch</th><th>CER</th><th>flags · feedback</th>"
+        f"</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+        f'<script type="application/json" id="summary">{summary}</script>'
+        f"<script>{SCRIPT}</script></body></html>\n"
+    )
