@@ -19,6 +19,7 @@ from dubbing_pipeline.hashing import cache_key
 from dubbing_pipeline.orchestration.kit import stage_output
 from dubbing_pipeline.orchestration.registry import lookup_video
 from dubbing_pipeline.storage import MediaStorage
+from dubbing_pipeline.translation.edits_asset import UNEDITED
 
 
 class StandIns:
@@ -36,7 +37,8 @@ class StandIns:
         self.io_dir = io_dir
         self.salt: dict[tuple[str, str], str] = {}
         self.code_versions = dict(code_versions or {})
-        self.assets = [self._build(key) for key in graph.get_all_asset_keys()]
+        keys = graph.get_all_asset_keys()
+        self.assets = [self._build(key) for key in keys if graph.get(key).is_materializable]
 
     def _code(self, name: str, key: dg.AssetKey) -> str:
         return self.code_versions.get(name) or str(self.graph.get(key).code_version)
@@ -44,7 +46,12 @@ class StandIns:
     def _build(self, key: dg.AssetKey) -> dg.AssetsDefinition:
         node = self.graph.get(key)
         name = key.to_user_string()
-        parents = sorted(p.to_user_string() for p in node.parent_keys)
+        parents = sorted(p.to_user_string() for p in node.parent_keys if self.graph.get(p).is_materializable)
+        # observed sources (edits): a dependency whose observed version is part of the lineage, as the
+        # real translation does; never observed here, so the version of no edits
+        sources = sorted(
+            p.to_user_string() for p in node.parent_keys if not self.graph.get(p).is_materializable
+        )
         code = self._code(name, key)
 
         @dg.asset(
@@ -52,12 +59,14 @@ class StandIns:
             partitions_def=node.partitions_def,
             code_version=code,
             ins={p: dg.AssetIn(key=p) for p in parents},
+            deps=sources,
         )
         def _stand_in(context, **upstream):  # type: ignore[no-untyped-def]
             pk = str(context.partition_key)
             if not parents:  # the root: made from the registered source object version
                 entry = lookup_video(self.storage, pk)
                 upstream = {"source": {"cache_key": entry.get("fingerprint") or entry["source_uri"]}}
+            upstream = {**upstream, **{p: {"cache_key": UNEDITED} for p in sources}}
             salt = self.salt.get((name, pk), "1")
             key_ = cache_key(name, salt=salt, code=code, up={p: r["cache_key"] for p, r in upstream.items()})
             return stage_output(

@@ -147,7 +147,12 @@ def synthesize_batch(
         "cached": hits == len(lines),
         "hits": hits,
         "takes_cached": sum(1 for t in takes if t.cached),  # lines not spoken again
-        "spoken": [line["id"] for line, t in zip(lines, takes, strict=True) if not t.cached],
+        "spoken": [  # the lines this run synthesised (a take fitted again from stored voices is not)
+            line["id"]
+            for line, t in zip(lines, takes, strict=True)
+            if not t.cached and int(t.record.get("syntheses", 0)) > 0
+        ],
+        "refitted": [line["id"] for line, t in zip(lines, takes, strict=True) if not t.cached],
         "seconds": timer.seconds,
         "provider": speaking.engine.describe(),
     }
@@ -200,8 +205,9 @@ def take_line(storage: StorageResource, speaking: Speaking, line: dict[str, Any]
             return {"status": "failed", "detail": "no translation", "uri": None, "seconds": 0.0}
         try:
             audio, fit = synthesize_line(
-                line, sp.language, sp.source_language, sp.engine, sp.translator, sp.voice_match == "on"
-            )
+                line, sp.language, sp.source_language, sp.engine, sp.translator, sp.voice_match == "on",
+                synth=voice_cache(storage, sp, line["profile"].get("voice")),
+            )  # fmt: skip
         except DubbingError as err:  # one line never fails the partition: it becomes silence
             sp.warn(f"line {line['id']}: {err.one_line()}")
             return {"status": "failed", "detail": err.one_line(), "uri": None, "seconds": 0.0}
@@ -218,6 +224,36 @@ def take_line(storage: StorageResource, speaking: Speaking, line: dict[str, Any]
         **({"edited": True} if is_edited(line) else {}),  # a person's text is never re-translated
     }  # fmt: skip
     return run_step(storage, "speech_take", inputs=inputs, compute=compute)
+
+
+def voice_cache(storage: StorageResource, speaking: Speaking, voice: str | None) -> Any:
+    """A ``speak.Synth`` whose every synthesis is a cached ``speech_voice`` step keyed by what
+    the voice depends on (text, language, engine, voice, rate) and nothing of the slot: a line
+    whose slot moves is fitted again from the stored voice. The audio always comes back from the
+    store (float WAV, exact), so a first run and a re-run fit the same samples."""
+    import soundfile as sf
+
+    sp = speaking
+
+    def synth(words: str, rate: float) -> tuple[np.ndarray, bool]:
+        def compute(step: Step) -> dict[str, Any]:
+            audio = np.asarray(
+                sp.engine.synthesize(words, sp.language, voice=voice, rate=rate), dtype=np.float32
+            )
+            wav = write_wav(step.tmp / "voice.wav", audio, int(sp.engine.sample_rate))
+            return {"uri": step.put("voice.wav", wav), "samples": int(audio.size)}
+
+        inputs = {
+            "text": words, "language": sp.language, "provider": sp.engine.describe(),
+            "voice": sp.engine.voice_key(voice), "rate": round(float(rate), 6), "code": CODE_VERSION,
+        }  # fmt: skip
+        result = run_step(storage, "speech_voice", inputs=inputs, compute=compute)
+        store = storage.get()
+        with store.open_local(store.key_of(result.record["uri"]), storage.work_dir or None) as path:
+            audio, _ = sf.read(str(path), dtype="float32")
+        return np.asarray(audio, dtype=np.float32).reshape(-1), not result.cached
+
+    return synth
 
 
 def is_edited(line: dict[str, Any]) -> bool:
@@ -314,6 +350,7 @@ def assemble_speech(
         "provider": provider,
         "lines": lines,
         "spoken": sorted(str(i) for b in batches for i in b.get("spoken", [])),  # synthesised by this run
+        "refitted": sorted(str(i) for b in batches for i in b.get("refitted", [])),  # fitted by this run
     }
     upstream = {"source_video": source_video, "speech_segments": speech_segments, "speakers": speakers}
     return stage_output(

@@ -12,7 +12,7 @@ tested with recorded doubles (``tests/unit/test_stage_policies.py``).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import numpy as np
@@ -63,11 +63,20 @@ def profile_spans(segments: list[dict[str, Any]], speaker: str, seconds: float) 
     return spans
 
 
+Synth = Callable[[str, float], tuple[np.ndarray, bool]]
+"""Speaks ``(words, rate)``: the audio, and whether it was synthesised now (False: from a cache)."""
+
+
 def synthesize_line(
     line: dict[str, Any], language: str, source_language: str, tts: Any, translator_res: Translators,
-    voice_match: bool,
+    voice_match: bool, synth: Synth | None = None,
 ) -> tuple[np.ndarray, dict[str, Any]]:  # fmt: skip
-    """Speak one line and fit it: borrow silence, raise the rate, stretch, re-translate shorter once."""
+    """Speak one line and fit it: borrow silence, raise the rate, stretch, re-translate shorter once.
+
+    ``synth`` speaks a text at a rate (default: the engine, every time); the stage passes one that
+    caches each synthesis by text, voice, engine and rate, so a line whose slot moved but whose
+    words and rate did not is fitted again without being spoken again. ``syntheses`` counts the
+    texts spoken now."""
     from dubbing_pipeline.dubbed_speech.isochrony import (
         capacity,
         plan_fit,
@@ -88,10 +97,14 @@ def synthesize_line(
 
     syntheses = 0
 
+    def engine(words: str, rate: float) -> tuple[np.ndarray, bool]:
+        return np.asarray(tts.synthesize(words, language, voice=voice, rate=rate), dtype=np.float32), True
+
     def speak(words: str, rate: float = 1.0) -> np.ndarray:
         nonlocal syntheses
-        syntheses += 1
-        return np.asarray(tts.synthesize(words, language, voice=voice, rate=rate), dtype=np.float32)
+        audio, now = (synth or engine)(words, rate)
+        syntheses += int(now)
+        return audio
 
     def fit(
         words: str, final: bool, audio: np.ndarray | None = None, rate: float = 1.0

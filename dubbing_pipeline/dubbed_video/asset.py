@@ -328,7 +328,8 @@ def dub_report(
     report["rerender"] = {  # what this run spoke (all lines on a first dub; the edited ones after an edit)
         "lines": len(spoken),
         "spoken": list(dubbed_speech.get("spoken", [])),
-        "takes_cached": len(spoken) - len(dubbed_speech.get("spoken", [])),
+        "takes_cached": len(spoken) - len(dubbed_speech.get("spoken", [])),  # voices not synthesised again
+        "refitted": list(dubbed_speech.get("refitted", [])),  # fitted again (a new text or slot)
         "edits_version": translation.get("edits_version"),
     }
     report["lipsync"] = {

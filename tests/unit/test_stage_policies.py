@@ -256,3 +256,47 @@ def test_a_line_misheard_in_a_shared_window_is_heard_alone_before_any_repair() -
         translator_res=translator, judge=judge, voice_match=False, max_line_cer=0.6,
     )  # fmt: skip
     assert checked["repaired"] and checked["cer_before_repair"] == 0.9 and len(translator.asked) == 1
+
+
+@dataclass
+class CachedEngine(RecordedTTS):
+    """The recorded engine with what the stage's cache keys read from an engine."""
+
+    workers: int = 1
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": "recorded"}
+
+    def voice_key(self, voice: str | None) -> str:
+        return voice or "male"
+
+
+def test_a_slot_that_moves_is_fitted_again_without_speaking_again(tmp_path: Any) -> None:
+    """The take is keyed by its slot, the voice by text, voice, engine and rate: moving a line's slot
+    fits it again from the stored voice (no synthesis); a new text speaks it; a new voice speaks it."""
+    from dubbing_pipeline.dubbed_speech.asset import Speaking, take_line
+    from dubbing_pipeline.orchestration.resources import StorageResource
+
+    storage = StorageResource(url=str(tmp_path / "media"))
+    engine = CachedEngine()
+    speaking = Speaking(
+        engine=engine, judge=None, translator=RecordedTranslator("hola"), language="es", source_language="en",
+        voice_match="off", max_line_cer=0.6, warn=print,
+    )  # fmt: skip
+
+    def take(text: str, start: float, voice: str | None = None) -> Any:
+        line = {
+            **_line(text, start, start + 2.0, start + 5.0),
+            "room_before": 0.0,
+            "profile": {"voice": voice},
+        }
+        return take_line(storage, speaking, line)
+
+    first = take("hola a todos", 1.0)
+    assert not first.cached and first.record["syntheses"] == 1 and len(engine.calls) == 1
+    moved = take("hola a todos", 1.4)  # the same words at the same rate, 0.4 s later
+    assert not moved.cached and moved.record["syntheses"] == 0 and len(engine.calls) == 1
+    assert moved.record["dub_start"] == pytest.approx(first.record["dub_start"] + 0.4)
+    assert take("hola a todos", 1.4).cached  # and again: the take itself is stored
+    assert take("hola a todos amigos", 1.4).record["syntheses"] == 1 and len(engine.calls) == 2
+    assert take("hola a todos", 1.4, voice="female").record["syntheses"] == 1 and len(engine.calls) == 3
