@@ -37,6 +37,7 @@ from dubbing_pipeline import numerics
 from dubbing_pipeline.orchestration.catalog import source_lineage
 from dubbing_pipeline.orchestration.kit import Version, lineage_digest
 from dubbing_pipeline.settings import Settings
+from dubbing_pipeline.translation.edits_asset import UNEDITED
 
 LANGUAGES = ("es", "fr", "de", "it", "pt", "ja", "zh", "ko")  # the last one is added during the bench
 BUCKET, PREFIX = "catalog-media", "videos/"
@@ -118,9 +119,14 @@ class Materializations:
             node = self.graph.get(key)
             if node.partitions_def != partitions_def:
                 continue
+            if not node.is_materializable:  # the edits source: observed, never materialised
+                continue
             name = key.to_user_string()
             upstream = {}
             for parent in node.parent_keys:
+                if not self.graph.get(parent).is_materializable:  # no edits: the version of none
+                    upstream[parent.to_user_string()] = UNEDITED
+                    continue
                 same = self.graph.get(parent).partitions_def == partitions_def
                 upstream[parent.to_user_string()] = keys[f"{parent.to_user_string()}|{pk if same else video}"]
             lineage = lineage_digest(upstream) if upstream else keys[f"source|{video}"]

@@ -85,7 +85,7 @@ def test_freshness_follows_each_partitions_own_key_chain(tmp_path: Path, instanc
     }  # fmt: skip
     assert _states(fresh, "speakers", ["a", "b"]) == {"a": "fresh", "b": "fresh"}  # re-made in that run
     reason = fresh.status(dg.AssetKey("translation"), "es|a").reason
-    assert reason == "translation: made from other speakers, transcript data"
+    assert reason == "translation: made from other edits, speakers, transcript data"
     assert fresh.status(dg.AssetKey("dubbed_video"), "es|a").reason.startswith("dubbed_video: upstream")
     si.materialise(instance, TARGET, "es|a")
     assert _states(cat.Freshness(instance, graph), "dubbed_video", ["es|a", "de|a"]) == {
@@ -96,7 +96,7 @@ def test_freshness_follows_each_partitions_own_key_chain(tmp_path: Path, instanc
     bumped = {"dub_mix": "mix-bumped"}
     newer = StandIns(graph, storage, tmp_path / "io", code_versions=bumped)
     fresh = cat.Freshness(instance, newer.assets_graph())
-    assert fresh.status(dg.AssetKey("dub_mix"), "es|b").reason == "dub_mix: code version mix-1 → mix-bumped"
+    assert fresh.status(dg.AssetKey("dub_mix"), "es|b").reason == "dub_mix: code version mix-2 → mix-bumped"
     assert fresh.status(dg.AssetKey("dubbed_speech"), "es|b").state == "fresh"
     assert fresh.status(dg.AssetKey("dubbed_video"), "es|b").state == "stale"
 

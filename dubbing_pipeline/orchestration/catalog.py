@@ -472,7 +472,11 @@ def plan_catalog(
     plan = CatalogPlan(refused=dict(catalog.refused))
     halves = {
         half: sorted(
-            (k for k in graph.get_all_asset_keys() if graph.get(k).partitions_def == pdef),
+            (
+                k
+                for k in graph.get_all_asset_keys()
+                if graph.get(k).partitions_def == pdef and graph.get(k).is_materializable
+            ),
             key=lambda k: k.to_user_string(),
         )
         for half, pdef in (("source", videos), ("target", video_language))
