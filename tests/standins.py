@@ -82,7 +82,13 @@ class StandIns:
 
     def assets_graph(self) -> Any:
         """The stand-ins' own graph (for a test that changes a code version)."""
-        return dg.Definitions(assets=self.assets).resolve_asset_graph()
+        from dubbing_pipeline.orchestration.resources import StorageResource
+        from dubbing_pipeline.translation.edits_asset import edits
+
+        storage = StorageResource(url=str(self.io_dir / "media"))  # only resolved, never run
+        return dg.Definitions(
+            assets=[*self.assets, edits], resources={"storage": storage}
+        ).resolve_asset_graph()
 
     def materialise(self, instance: dg.DagsterInstance, half: tuple[str, ...], pk: str) -> None:
         """One real run of the stand-ins of ``half`` for partition ``pk`` (parents loaded from disk)."""
