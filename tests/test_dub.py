@@ -78,6 +78,18 @@ def test_outputs_and_report_schema(dubbed: dict[str, Any]) -> None:
               "stretch", "status"}  # fmt: skip
     assert all(fields <= set(seg) for seg in report["segments"])
     assert (folder / "es.vtt").read_text().startswith("WEBVTT")
+    probe = json.loads(
+        subprocess.run(
+            ["ffprobe", "-v", "error", "-show_format", "-show_streams", "-of", "json", str(dubbed["mp4"])],
+            capture_output=True, check=True, text=True,
+        ).stdout
+    )  # fmt: skip
+    tags = probe["format"]["tags"]
+    assert tags["title"] == "demo (es, AI dub)" and tags["comment"].startswith(
+        "dubbed from en into es with AI"
+    )
+    languages = [s["tags"]["language"] for s in probe["streams"] if s["codec_type"] in ("audio", "subtitle")]
+    assert languages == ["spa", "spa", "eng"]  # the dubbed audio, its subtitles, the source's
 
 
 def test_round_trip_asr_detects_spanish_and_bounds_cer(dubbed: dict[str, Any]) -> None:

@@ -119,6 +119,7 @@ def test_stream_copy_keeps_frames_tracks_and_faststart(media: dict[str, Path], t
         duration=DURATION,
         subtitles=_tracks(media),
         audio_language="spa",
+        tags={"title": "clip (es, AI dub)", "comment": "dubbed from en into es with AI"},
     )
     # Video: the same compressed packets and the same decoded pictures as the source.
     assert video_frame_hashes(out, packets=True) == video_frame_hashes(media["src"], packets=True)
@@ -146,7 +147,8 @@ def test_stream_copy_keeps_frames_tracks_and_faststart(media: dict[str, Path], t
     boxes = top_level_boxes(out)
     assert boxes.index("moov") < boxes.index("mdat")  # +faststart
     tags = ffprobe(out)["format"].get("tags", {})
-    assert "encoder" not in tags and "creation_time" not in tags  # bit-exact, no metadata
+    assert "encoder" not in tags and "creation_time" not in tags  # bit-exact, no copied metadata
+    assert (tags["title"], tags["comment"]) == ("clip (es, AI dub)", "dubbed from en into es with AI")
 
 
 def test_running_twice_gives_identical_bytes(media: dict[str, Path], tmp_path: Path) -> None:

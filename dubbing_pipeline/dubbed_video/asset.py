@@ -14,7 +14,7 @@ from dubbing_pipeline.report import build_report, report_segments
 from dubbing_pipeline.source_video.core import require_video
 from dubbing_pipeline.stages import before, scope
 
-CODE_VERSION = "mux-1"
+CODE_VERSION = "mux-2"
 MUX_PROVIDER = {"name": "ffmpeg", "model": "libx264/aac mux"}
 CHECKS = ("intelligibility", "timing", "background", "failed_lines", "av_duration")
 ISO639_2 = {
@@ -108,7 +108,17 @@ def mux_to(
         ],
         audio_language=iso3(tgt),
         reencode=reencode,
+        tags=dub_tags(source, src, tgt),
     )
+
+
+def dub_tags(source: dict[str, Any], src: str, tgt: str) -> dict[str, str]:
+    """The dubbed MP4's plain metadata: what it is, in words a player shows."""
+    title = str(source.get("info", {}).get("title") or source.get("video_id") or "").strip()
+    return {
+        "title": f"{title} ({tgt}, AI dub)" if title else f"{tgt} AI dub",
+        "comment": f"dubbed from {src} into {tgt} with AI (dubbing_pipeline): the {tgt} speech is synthetic",
+    }
 
 
 def quality_section(

@@ -29,7 +29,7 @@ import os
 import re
 import subprocess
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -110,6 +110,7 @@ def build_mux_args(
     subtitles: Sequence[SubtitleTrack] = (),
     reencode: bool = False,
     audio_language: str | None = None,
+    tags: Mapping[str, str] | None = None,
 ) -> list[str]:
     """The ffmpeg arguments ``mux_video`` runs (after ``ffmpeg -nostdin -y -v error``)."""
     args = ["-i", str(video_src), "-i", str(audio_wav)]
@@ -133,7 +134,10 @@ def build_mux_args(
     for index, (_path, lang, title) in enumerate(subtitles):
         meta = f"-metadata:s:s:{index}"
         args += [meta, f"language={lang}", meta, f"handler_name={title}", meta, f"title={title}"]
-    args += [*BITEXACT, "-map_chapters", "-1", "-movflags", "+faststart", "-f", "mp4", str(out_path)]
+    args += [*BITEXACT, "-map_chapters", "-1"]
+    for key, value in sorted((tags or {}).items()):  # after -map_metadata -1: only these global tags
+        args += ["-metadata", f"{key}={value}"]
+    args += ["-movflags", "+faststart", "-f", "mp4", str(out_path)]
     return args
 
 
@@ -146,12 +150,14 @@ def mux_video(
     subtitles: Sequence[SubtitleTrack] = (),
     reencode: bool = False,
     audio_language: str | None = None,
+    tags: Mapping[str, str] | None = None,
 ) -> Path:
     """Mux ``video_src``'s video, the dubbed ``audio_wav`` and soft subtitles into ``out_mp4``.
 
     ``duration`` is the source video's duration in seconds (e.g. ``probe_durations(src)["video"]``);
     the audio is fitted to it before encoding. ``subtitles`` lists ``(srt_path, iso639_2, title)``
-    in display order; ``audio_language`` optionally tags the audio track (ISO 639-2).
+    in display order; ``audio_language`` optionally tags the audio track (ISO 639-2); ``tags`` are
+    the file's global metadata (``title``, ``comment``), nothing else is carried over.
     Returns the output path. Raises ``BadInputError`` for missing/unreadable inputs and
     ``ProviderError`` when ffmpeg fails (e.g. a codec MP4 cannot carry with ``-c:v copy``).
     """
@@ -179,8 +185,9 @@ def mux_video(
     try:
         sf.write(tmp_wav, audio.T, AUDIO_SAMPLE_RATE, subtype="FLOAT", format="WAV")
         args = build_mux_args(
-            src, tmp_wav, tmp_mp4, subtitles=subtitles, reencode=reencode, audio_language=audio_language
-        )
+            src, tmp_wav, tmp_mp4, subtitles=subtitles, reencode=reencode, audio_language=audio_language,
+            tags=tags,
+        )  # fmt: skip
         run_ffmpeg(args, what="mux")
         os.replace(tmp_mp4, out)
     finally:
