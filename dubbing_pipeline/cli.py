@@ -200,20 +200,32 @@ def _video_id(video: str, explicit: str | None) -> str:
     return video_id_from_name(Path(video).name) if Path(video).is_file() else sanitize_id(video)
 
 
-def load_report(video_id: str, language: str) -> tuple[dict[str, Any], Any]:
-    """The report.json of the latest ``dubbed_video`` of ``video_id`` × ``language``, and the storage."""
-    from dubbing_pipeline.orchestration.io_manager import load_asset_record, record_key
-    from dubbing_pipeline.orchestration.partitions import video_language_key
+def media_storage() -> Any:
+    """The media storage of the settings, with ``$DAGSTER_HOME`` set up (the commands on one dub)."""
     from dubbing_pipeline.orchestration.resources import storage_resource
     from dubbing_pipeline.runner import ensure_dagster_home
     from dubbing_pipeline.settings import Settings
 
     ensure_dagster_home()
-    storage = storage_resource(Settings.from_env()).get()
+    return storage_resource(Settings.from_env()).get()
+
+
+def dub_record(storage: Any, asset: str, video_id: str, language: str) -> Any:
+    """The stored record of ``asset`` for the dub of ``video_id`` into ``language``; a clear error
+    when there is no such dub yet."""
+    from dubbing_pipeline.orchestration.io_manager import load_asset_record, record_key
+    from dubbing_pipeline.orchestration.partitions import video_language_key
+
     key = str(video_language_key(video_id, language))
-    if not storage.exists(record_key("dubbed_video", key)):
+    if not storage.exists(record_key(asset, key)):
         raise BadInputError(f"no dub of {video_id} into {language} yet: run 'dubbing-pipeline dub'")
-    record = load_asset_record(storage, "dubbed_video", key)
+    return load_asset_record(storage, asset, key)
+
+
+def load_report(video_id: str, language: str) -> tuple[dict[str, Any], Any]:
+    """The report.json of the latest ``dubbed_video`` of ``video_id`` × ``language``, and the storage."""
+    storage = media_storage()
+    record = dub_record(storage, "dubbed_video", video_id, language)
     report: dict[str, Any] = json.loads(storage.get_bytes(storage.key_of(record["report_uri"])))
     return report, storage
 
@@ -246,14 +258,10 @@ def dub_context(storage: Any, video_id: str, language: str) -> Any:
     """What an edit of ``video_id`` × ``language`` is checked against (its lines, speakers, voices)."""
     from dubbing_pipeline.dubbed_speech.tts import make_tts
     from dubbing_pipeline.edits import Dub
-    from dubbing_pipeline.orchestration.io_manager import load_asset_record, record_key
-    from dubbing_pipeline.orchestration.partitions import video_language_key
+    from dubbing_pipeline.orchestration.io_manager import load_asset_record
     from dubbing_pipeline.settings import Settings
 
-    key = str(video_language_key(video_id, language))
-    if not storage.exists(record_key("translation", key)):
-        raise BadInputError(f"no dub of {video_id} into {language} yet: run 'dubbing-pipeline dub'")
-    lines = load_asset_record(storage, "translation", key)["lines"]
+    lines = dub_record(storage, "translation", video_id, language)["lines"]
     speakers = load_asset_record(storage, "speakers", video_id)["speakers"]
     engine = make_tts(Settings.from_env(), language)
     return Dub(
@@ -267,14 +275,10 @@ def cmd_edit(args: argparse.Namespace) -> int:
     import dagster as dg
 
     from dubbing_pipeline.edits import check_edits, load_edits, save_edits, split_pairs, with_change
-    from dubbing_pipeline.orchestration.resources import storage_resource
-    from dubbing_pipeline.runner import ensure_dagster_home
-    from dubbing_pipeline.settings import Settings
     from dubbing_pipeline.translation.edits_asset import report_observation
 
     vid, lang = _video_id(args.video, args.id), sanitize_id(args.to)
-    ensure_dagster_home()
-    storage = storage_resource(Settings.from_env()).get()
+    storage = media_storage()
     before = load_edits(storage, vid, lang)
     skip = True if args.skip else (False if args.unskip else None)
     after = with_change(
@@ -300,13 +304,9 @@ def cmd_delete(args: argparse.Namespace) -> int:
     import dagster as dg
 
     from dubbing_pipeline.delete import delete_dub, delete_video
-    from dubbing_pipeline.orchestration.resources import storage_resource
-    from dubbing_pipeline.runner import ensure_dagster_home
-    from dubbing_pipeline.settings import Settings
 
     vid = _video_id(args.video, args.id)
-    ensure_dagster_home()
-    storage = storage_resource(Settings.from_env()).get()
+    storage = media_storage()
     instance = dg.DagsterInstance.get()
     if args.to:
         gone = delete_dub(instance, storage, vid, sanitize_id(args.to))
@@ -330,10 +330,12 @@ def cmd_config(args: argparse.Namespace) -> int:
     return 0
 
 
-def _one_dub_arguments(p: argparse.ArgumentParser) -> None:
-    """VIDEO, --to and --id: the arguments naming one dub."""
+def _one_dub_arguments(
+    p: argparse.ArgumentParser, to_required: bool = True, to_help: str = "target language (e.g. es)"
+) -> None:
+    """VIDEO, --to and --id: the arguments naming one dub (or, without --to, a video)."""
     p.add_argument("video", metavar="VIDEO", help="video file or video id")
-    p.add_argument("--to", required=True, help="target language (e.g. es)")
+    p.add_argument("--to", required=to_required, help=to_help)
     p.add_argument("--id", help="video id (default: from the file name, or VIDEO itself)")
 
 
@@ -467,9 +469,7 @@ def build_parser() -> argparse.ArgumentParser:
         "source half): outputs, records, edits, feedback, runs and materialisations. The shared step "
         "cache stays; a following 'dub' rebuilds from it.",
     )
-    p.add_argument("video", metavar="VIDEO", help="video file or video id")
-    p.add_argument("--to", help="only this language's dub")
-    p.add_argument("--id", help="video id (default: from the file name, or VIDEO itself)")
+    _one_dub_arguments(p, to_required=False, to_help="only this language's dub")
     p.set_defaults(func=cmd_delete)
 
     p = sub.add_parser(

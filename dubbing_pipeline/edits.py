@@ -24,14 +24,14 @@ The edits of a partition are the ``edits`` observable source asset; its data ver
 
 from __future__ import annotations
 
-import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from dubbing_pipeline.errors import BadInputError
 from dubbing_pipeline.hashing import cache_key
-from dubbing_pipeline.ids import join_key, sanitize_id
+from dubbing_pipeline.ids import dub_file_key, some_ids
+from dubbing_pipeline.translation.glossary import normalise_term
 
 SCHEMA = "dubbing_pipeline.edits/1"
 MAX_TEXT = 1000
@@ -84,11 +84,6 @@ class Edits:
 NO_EDITS = Edits()
 
 
-def normalise_text(text: str) -> str:
-    """NFC, single spaces, no surrounding whitespace (so a re-typed identical text is no change)."""
-    return " ".join(unicodedata.normalize("NFC", text).split())
-
-
 def edits_version(edits: Edits) -> str:
     """The content hash of the normalised edits: the ``edits`` asset's data version."""
     return cache_key("edits", edits=edits.to_json())
@@ -101,7 +96,7 @@ def _where(line: str | None, name: str) -> str:
 def _text(value: Any, where: str) -> str:
     if not isinstance(value, str):
         raise BadInputError(f"{where}: must be text, got {type(value).__name__}")
-    text = normalise_text(value)
+    text = normalise_term(value)  # NFC, single spaces: a re-typed identical text is no change
     if not text:
         raise BadInputError(f"{where}: is empty (use skip to keep the original speech)")
     if len(text) > MAX_TEXT:
@@ -169,8 +164,9 @@ def check_edits(edits: Edits, dub: Dub) -> None:
     """An edit naming a line, speaker or voice this dub does not have is refused, naming it."""
     for line, change in sorted(edits.lines.items()):
         if line not in dub.line_ids:
-            near = ", ".join(list(dub.line_ids)[:3]) + (" ..." if len(dub.line_ids) > 3 else "")
-            raise BadInputError(f"edit of line {line}: not a line of this dub (its lines: {near})")
+            raise BadInputError(
+                f"edit of line {line}: not a line of this dub (its lines: {some_ids(dub.line_ids)})"
+            )
         if change.speaker is not None and change.speaker not in dub.speakers:
             raise BadInputError(
                 f"{_where(line, 'speaker')}: {change.speaker!r} is not a speaker of this video "
@@ -252,6 +248,11 @@ def apply_edits(lines: Sequence[Mapping[str, Any]], edits: Edits) -> list[dict[s
     return out
 
 
+def is_edited(line: Mapping[str, Any]) -> bool:
+    """A line whose text a person wrote: spoken as written, never re-translated or repaired."""
+    return "edited" in line.get("flags", ())
+
+
 def split_pairs(values: Sequence[str], option: str) -> dict[str, str]:
     """``["S1=female", "Ana=Ana"]`` → ``{"S1": "female", "Ana": "Ana"}``; a value without ``=`` is refused."""
     out: dict[str, str] = {}
@@ -267,7 +268,7 @@ def split_pairs(values: Sequence[str], option: str) -> dict[str, str]:
 
 
 def edits_key(video_id: str, language: str) -> str:
-    return join_key("edits", sanitize_id(video_id), sanitize_id(language) + ".json")
+    return dub_file_key("edits", video_id, language)
 
 
 def load_edits(storage: Any, video_id: str, language: str) -> Edits:

@@ -11,14 +11,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from dubbing_pipeline.errors import BadInputError
-from dubbing_pipeline.ids import join_key, sanitize_id
+from dubbing_pipeline.ids import dub_file_key, some_ids
 
 SCHEMA = "dubbing_pipeline.feedback/1"
 MAX_NOTE = 2000
 
 
 def feedback_key(video_id: str, language: str) -> str:
-    return join_key("feedback", sanitize_id(video_id), sanitize_id(language) + ".json")
+    return dub_file_key("feedback", video_id, language)
 
 
 def load_feedback(storage: Any, video_id: str, language: str) -> list[dict[str, Any]]:
@@ -46,8 +46,7 @@ def add_feedback(
     if len(text) > MAX_NOTE:
         raise BadInputError(f"feedback --note has {len(text)} characters; at most {MAX_NOTE}")
     if line not in line_ids:
-        near = ", ".join(line_ids[:3]) + (" ..." if len(line_ids) > 3 else "")
-        raise BadInputError(f"--line {line!r} is not a line of this dub (its lines: {near})")
+        raise BadInputError(f"--line {line!r} is not a line of this dub (its lines: {some_ids(line_ids)})")
     stamp = (now or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
     item = {"line": line, "note": text, "at": stamp}
     items = [*load_feedback(storage, video_id, language), item]

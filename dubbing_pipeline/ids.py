@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
+from collections.abc import Sequence
 
 _ALLOWED = re.compile(r"[^A-Za-z0-9._-]+")
 MAX_ID_LEN = 64
@@ -64,6 +65,16 @@ def join_key(*parts: str) -> str:
     if not out:
         raise ValueError("empty storage key")
     return "/".join(out)
+
+
+def dub_file_key(kind: str, video_id: str, language: str) -> str:
+    """``<kind>/<video>/<language>.json``: a file stored with the media for one dub (edits, feedback)."""
+    return join_key(kind, sanitize_id(video_id), sanitize_id(language) + ".json")
+
+
+def some_ids(ids: Sequence[str], limit: int = 3) -> str:
+    """The first ``limit`` ids, for a message (``s0000, s0001, s0002 ...``)."""
+    return ", ".join(ids[:limit]) + (" ..." if len(ids) > limit else "")
 
 
 def partition_key_parts(partition_key: str) -> list[str]:

@@ -16,7 +16,7 @@ import dagster as dg
 import numpy as np
 
 from dubbing_pipeline.audio import write_wav
-from dubbing_pipeline.dubbed_speech.isochrony import room_before
+from dubbing_pipeline.dubbed_speech.isochrony import ORIGINAL, room_before
 from dubbing_pipeline.dubbed_speech.speak import (
     check_line,
     judge_groups,
@@ -25,6 +25,7 @@ from dubbing_pipeline.dubbed_speech.speak import (
     require_enough_spoken,
     synthesize_line,
 )
+from dubbing_pipeline.edits import is_edited
 from dubbing_pipeline.errors import DubbingError
 from dubbing_pipeline.hashing import cache_key
 from dubbing_pipeline.hooks import pause_point
@@ -256,11 +257,6 @@ def voice_cache(storage: StorageResource, speaking: Speaking, voice: str | None)
     return synth
 
 
-def is_edited(line: dict[str, Any]) -> bool:
-    """A line whose text a person wrote (``edits``): spoken as written, never re-translated."""
-    return "edited" in line.get("flags", ())
-
-
 def _read_take(step: Step, take: dict[str, Any]) -> np.ndarray:
     import soundfile as sf
 
@@ -383,7 +379,7 @@ def speech_lines(translation: dict[str, Any], batches: list[dict[str, Any]]) -> 
 def original_speech(line: dict[str, Any]) -> dict[str, Any]:
     """A skipped line's record: no dubbed audio; the mix keeps the source speech in its slot."""
     return {
-        "status": "original", "uri": None, "target_text": line["target_text"],
+        "status": ORIGINAL, "uri": None, "target_text": line["target_text"],
         "dub_start": line["start"], "dub_end": line["end"], "rate": 1.0, "stretch": 1.0,
     }  # fmt: skip
 

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from dubbing_pipeline.edits import is_edited
 from dubbing_pipeline.errors import ProviderError
 
 
@@ -151,7 +152,7 @@ def synthesize_line(
         ).rate  # fmt: skip
 
     # a person's text (edits) is spoken as written: never re-translated shorter
-    audio, plan, spoken_rate = fit(text, final="edited" in line.get("flags", ()))
+    audio, plan, spoken_rate = fit(text, final=is_edited(line))
     if plan.status == "retranslate":  # even at 1.2× and 1.1× it overflows: ask once for a shorter line
         seconds = capacity(start, end, nxt, supports_rate=tts.supports_rate)
         request = LineRequest(
@@ -281,7 +282,7 @@ def check_line(
     if cer is None or (cer > max_line_cer and not alone):
         cer = round_trip_cer(judge, audio, fit["sample_rate"], fit["target_text"], language)
     fit = {**fit, "cer": round(cer, 4), "repaired": False}
-    if cer <= max_line_cer or "edited" in line.get("flags", ()):  # a person's text stays as written
+    if cer <= max_line_cer or is_edited(line):  # a person's text stays as written
         return audio, fit
     # automatic repair: a tighter length budget, spoken again; keep whichever is more intelligible
     duration = float(line["end"]) - float(line["start"])

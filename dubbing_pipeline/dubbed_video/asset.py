@@ -114,9 +114,8 @@ def mux_to(
 
 def dub_tags(source: dict[str, Any], src: str, tgt: str) -> dict[str, str]:
     """The dubbed MP4's plain metadata: what it is, in words a player shows."""
-    title = str(source.get("info", {}).get("title") or source.get("video_id") or "").strip()
     return {
-        "title": f"{title} ({tgt}, AI dub)" if title else f"{tgt} AI dub",
+        "title": f"{source['video_id']} ({tgt}, AI dub)",
         "comment": f"dubbed from {src} into {tgt} with AI (dubbing_pipeline): the {tgt} speech is synthetic",
     }
 
@@ -240,21 +239,21 @@ def line_clips(storage_res: StorageResource, speech: dict[str, Any]) -> dict[str
     """Each spoken line's audio as a ``data:`` URI (Ogg Opus, 24 kb/s mono, bit-exact), for the
     review page; cached by the lines' records."""
     import base64
-    import subprocess
+
+    from dubbing_pipeline.media import BITEXACT, run_ffmpeg
 
     lines = [ln for ln in speech["lines"] if ln.get("uri")]
 
     def compute(step: Step) -> dict[str, Any]:
         clips = {}
+        ogg = step.tmp / "line.ogg"
         for line in lines:
             with step.local(line["uri"]) as path:
-                ogg = subprocess.run(
-                    ["ffmpeg", "-v", "error", "-i", str(path), "-map_metadata", "-1", "-ac", "1",
-                     "-c:a", "libopus", "-b:a", "24k", "-fflags", "+bitexact", "-flags:a", "+bitexact",
-                     "-f", "ogg", "-"],
-                    capture_output=True, check=True,
-                ).stdout  # fmt: skip
-            clips[str(line["id"])] = "data:audio/ogg;base64," + base64.b64encode(ogg).decode("ascii")
+                args = ["-i", str(path), "-ac", "1", "-c:a", "libopus", "-b:a", "24k", *BITEXACT, "-f", "ogg"]
+                run_ffmpeg([*args, str(ogg)], what="review clip")
+            clips[str(line["id"])] = "data:audio/ogg;base64," + base64.b64encode(ogg.read_bytes()).decode(
+                "ascii"
+            )
         out = step.tmp / "clips.json"
         out.write_text(json.dumps(clips, sort_keys=True), encoding="utf-8")
         return {"clips_uri": step.put("clips.json", out)}

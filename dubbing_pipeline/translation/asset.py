@@ -4,7 +4,7 @@ from typing import Any
 
 import dagster as dg
 
-from dubbing_pipeline.edits import NO_EDITS, Edits, apply_edits, edits_version, load_edits
+from dubbing_pipeline.edits import NO_EDITS, Edits, apply_edits, edits_version, is_edited, load_edits
 from dubbing_pipeline.errors import BadInputError
 from dubbing_pipeline.hashing import cache_key
 from dubbing_pipeline.orchestration.kit import (
@@ -132,7 +132,7 @@ def translation_counts(lines: list[dict[str, Any]]) -> dict[str, int | float]:
         "stricter_retries": sum(1 for line in lines if line["stricter_retry"]),
         "condensed": sum(1 for line in lines if line.get("condensed_text")),
         "glossary_flags": sum(1 for line in lines if "glossary" in line.get("flags", [])),
-        "edited": sum(1 for line in lines if "edited" in line.get("flags", [])),
+        "edited": sum(1 for line in lines if is_edited(line)),
         "skipped": sum(1 for line in lines if line.get("skip")),
     }
 

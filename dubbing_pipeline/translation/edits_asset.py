@@ -60,9 +60,7 @@ def observation(video_id: str, language: str, edits: Edits) -> dg.AssetObservati
     )
 
 
-def report_observation(instance: dg.DagsterInstance, video_id: str, language: str, edits: Edits) -> str:
+def report_observation(instance: dg.DagsterInstance, video_id: str, language: str, edits: Edits) -> None:
     """Record one partition's new data version in the instance (what ``dubbing-pipeline edit`` does
     after storing the edits), so the UI marks that partition's dub stale at once."""
     instance.report_runless_asset_event(observation(video_id, language, edits))
-    version = edits_version(edits)
-    return version
