@@ -317,6 +317,34 @@ def cmd_delete(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_verify(args: argparse.Namespace) -> int:
+    """Print a file's C2PA manifest and its validation state; non-zero unless it is valid."""
+    from dubbing_pipeline.provenance import read_manifest, summary
+
+    try:
+        trust = Path(args.trust).read_bytes() if args.trust else None
+    except OSError as exc:
+        raise BadInputError(f"--trust: cannot read {Path(args.trust).name}") from exc
+    verified = read_manifest(Path(args.file), trust)
+    found = summary(verified)
+    if args.json:
+        print(json.dumps(found, indent=1, ensure_ascii=False))
+    else:
+        print(f"{Path(args.file).name}: C2PA manifest {verified.state}")
+        print(f"  signed by {found['signed_by']} ({found['issuer']})")
+        for action in found["actions"]:
+            source_type = str(action.get("digitalSourceType", "")).rsplit("/", 1)[-1]
+            print(f"  action {action['action']}" + (f" [{source_type}]" if source_type else ""))
+        for ingredient in found["ingredients"]:
+            made_from = f"{ingredient['relationship']}, {ingredient['instance_id']}"
+            print(f"  ingredient {ingredient['title']} ({made_from})")
+        for problem in verified.problems:
+            print(f"  problem: {problem}")
+    if "signingCredential.untrusted" in verified.problems and verified.ok:
+        print("the signer is not trusted here (a local signer?): --trust ROOT.pem names a root to trust")
+    return 0 if verified.ok else 1
+
+
 def cmd_config(args: argparse.Namespace) -> int:
     from dubbing_pipeline.settings import Settings, markdown_table, rows, shown_default
 
@@ -471,6 +499,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _one_dub_arguments(p, to_required=False, to_help="only this language's dub")
     p.set_defaults(func=cmd_delete)
+
+    p = sub.add_parser(
+        "verify",
+        help="print a file's C2PA manifest and whether it is valid (exit 0 only then)",
+        description="Read the C2PA manifest of FILE (a dubbed MP4): who signed it, its actions (AI-generated "
+        "speech and translation), the source video it was made from, and its validation state. Exits 0 "
+        "when the manifest is Valid or Trusted, 1 when it no longer matches the file's bytes, 3 for a "
+        "file without one.",
+    )
+    p.add_argument("file", metavar="FILE", help="the MP4 to verify")
+    p.add_argument(
+        "--trust", metavar="PEM", help="a root certificate to trust (e.g. the local signer's root.pem)"
+    )
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser(
         "config",

@@ -99,6 +99,13 @@ class ConfigurationError(DubbingError):
     exit_code = 2
 
 
+class BlockedError(DubbingError):
+    """A policy of this deployment refuses the result (``DUBBING_BLOCK_TOXIC``)."""
+
+    code = "blocked"
+    exit_code = 11
+
+
 class InternalError(DubbingError):
     """A bug of this project (an exception no provider raised): never retried, traceback logged."""
 
@@ -118,6 +125,7 @@ ERROR_CLASSES: dict[str, type[DubbingError]] = {
         ResourcesExhaustedError,
         CancelledError,
         ConfigurationError,
+        BlockedError,
         InternalError,
     )
 }

@@ -26,6 +26,8 @@ CHECK_TITLES = {
     "background": "Background",
     "failed_lines": "Failed lines",
     "av_duration": "A/V duration",
+    "watermark": "Watermark",
+    "toxicity": "Toxicity screen",
 }
 
 STYLE = """

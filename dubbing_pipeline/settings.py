@@ -20,7 +20,9 @@ from typing import Any, TypeVar
 
 T = TypeVar("T", str, int, float)
 
-GROUPS = ("common", "storage", "separator", "asr", "diarizer", "translator", "tts", "lipsync", "quality")
+GROUPS = (
+    "common", "storage", "separator", "asr", "diarizer", "translator", "tts", "lipsync", "quality", "safety",
+)  # fmt: skip
 
 
 def setting(
@@ -409,6 +411,53 @@ class Settings:
         "DUBBING_QC_MAX_FAILED_SHARE",
         "share of silent (failed) lines above which the dub fails (failed_lines check, partition gate)",
         group="quality",
+    )
+
+    watermark: str = setting(
+        "on",
+        "DUBBING_WATERMARK",
+        "on or off: Perth's inaudible watermark in every dubbed line (never the background), read back "
+        "from the final track by the watermark check",
+        group="safety",
+    )
+    c2pa: str = setting(
+        "on",
+        "DUBBING_C2PA",
+        "on or off: a signed C2PA manifest in the MP4 (AI-generated speech, the source as ingredient)",
+        group="safety",
+    )
+    c2pa_cert: str = setting(
+        "",
+        "DUBBING_C2PA_CERT",
+        "PEM certificate chain that signs the C2PA manifest (signing certificate first); empty = a local, "
+        "untrusted signer made on first use in DUBBING_MODEL_CACHE/c2pa/local",
+        group="safety",
+    )
+    c2pa_key: str = setting(
+        "",
+        "DUBBING_C2PA_KEY",
+        "PEM private key of DUBBING_C2PA_CERT (never logged)",
+        group="safety",
+    )
+    label: str = setting(
+        "",
+        "DUBBING_LABEL",
+        'text drawn in a corner of the first seconds of the video (e.g. "AI-translated"); only the '
+        "keyframe-aligned span it touches is re-encoded; empty = no label",
+        group="safety",
+    )
+    label_seconds: float = setting(
+        4.0,
+        "DUBBING_LABEL_SECONDS",
+        "how long DUBBING_LABEL is shown from the start, seconds",
+        group="safety",
+    )
+    block_toxic: int = setting(
+        0,
+        "DUBBING_BLOCK_TOXIC",
+        "1: a translation that brings in offensive terms its source line lacks fails the partition; "
+        "0: the line is flagged (scorecard, review)",
+        group="safety",
     )
 
     @classmethod

@@ -167,8 +167,10 @@ def test_quality_scorecard_in_report_and_asset_checks(dubbed: dict[str, Any]) ->
 
     quality = dubbed["report"]["quality"]
     checks = quality["checks"]
-    assert set(checks) == {"intelligibility", "timing", "background", "failed_lines", "av_duration"}
-    for name in ("timing", "background", "failed_lines", "av_duration"):
+    assert set(checks) == {
+        "intelligibility", "timing", "background", "failed_lines", "av_duration", "watermark", "toxicity",
+    }  # fmt: skip
+    for name in ("timing", "background", "failed_lines", "av_duration", "watermark", "toxicity"):
         assert checks[name]["passed"], (name, checks[name])
     print(f"per-line round-trip CER (weighted mean) = {checks['intelligibility']['mean_cer']}")
     assert len(quality["segments"]) == len(dubbed["report"]["segments"])
@@ -475,3 +477,114 @@ def test_delete_removes_the_dub_and_dub_rebuilds_it(dubbed: dict[str, Any]) -> N
     rebuilt = redub(dubbed)
     assert rebuilt["rerender"]["edits_version"] is None  # the edits went with the dub
     assert all("edited" not in s["flags"] for s in rebuilt["segments"])
+
+
+def test_the_dub_carries_the_audio_watermark_and_the_source_does_not(dubbed: dict[str, Any]) -> None:
+    """Perth's mark read back from the MP4's AAC track where the dubbed lines sound, by the test
+    (ffmpeg decode, its own spans) as well as by the ``watermark`` check; the source recording at
+    the same times carries none."""
+    from dubbing_pipeline.watermark import cut_spans, get_watermarker, speech_spans
+
+    report = dubbed["report"]
+    check = report["quality"]["checks"]["watermark"]
+    print(f"watermark check: {check}")
+    assert check["enabled"] and check["passed"]
+    assert check["dub_confidence"] >= 0.9 and check["source_confidence"] <= 0.1
+    assert report["provenance"]["watermark"]["name"] == "perth-implicit"
+    marker = get_watermarker("cpu", 2)
+    spans = speech_spans(report["segments"])
+    assert sum(b - a for a, b in spans) > 10.0
+    dub = marker.detect(cut_spans(decode(dubbed["mp4"], 32000, 1)[:, 0], 32000, spans), 32000)
+    source = marker.detect(cut_spans(decode(DEMO_VIDEO, 32000, 1)[:, 0], 32000, spans), 32000)
+    print(f"read back by the test: dub {dub.confidence}, source {source.confidence} over {dub.seconds} s")
+    assert dub.detected and not source.detected
+    # the whole source recording: no mark anywhere in it
+    assert not marker.detect(decode(DEMO_VIDEO, 32000, 1)[:, 0], 32000).detected
+
+
+def test_the_mp4_carries_a_signed_c2pa_manifest(dubbed: dict[str, Any], tmp_path: Path) -> None:
+    """c2pa-python's reader: the dub's actions (AI-generated speech and translation), the source
+    video as ingredient with its SHA-256, a valid signature; ``verify`` says so and fails on a file
+    whose bytes changed after signing, or one without a manifest."""
+    import hashlib
+
+    import c2pa
+
+    with open(dubbed["mp4"], "rb") as fh, c2pa.Reader("video/mp4", fh) as reader:
+        state = reader.get_validation_state()
+        manifest = reader.get_active_manifest()
+    assert state == "Valid"  # signed by this machine's local signer: valid, not trusted
+    assertions = {a["label"]: a["data"] for a in manifest["assertions"]}
+    actions = {a["action"]: a for a in assertions["c2pa.actions.v2"]["actions"]}
+    ai = "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
+    assert actions["c2pa.dubbed"]["digitalSourceType"] == ai
+    assert actions["c2pa.translated"]["digitalSourceType"] == ai
+    assert actions["c2pa.dubbed"]["parameters"]["targetLanguage"] == "es"
+    source_hash = hashlib.sha256(DEMO_VIDEO.read_bytes()).hexdigest()
+    (ingredient,) = manifest["ingredients"]
+    assert ingredient["relationship"] == "parentOf" and ingredient["instance_id"] == f"sha256:{source_hash}"
+    assert assertions["org.dubbing_pipeline.dub"]["source_sha256"] == source_hash
+    assert dubbed["report"]["provenance"]["c2pa"]["local"] is True
+    # the CLI: exit 0 and the state; a byte changed in the media: exit 1; no manifest: exit 3
+    ok = cli(dubbed["home"], "verify", str(dubbed["mp4"]))
+    assert ok.returncode == 0 and "C2PA manifest Valid" in ok.stdout and "c2pa.dubbed" in ok.stdout
+    tampered = tmp_path / "tampered.mp4"
+    data = bytearray(dubbed["mp4"].read_bytes())
+    data[len(data) // 2] ^= 0x01
+    tampered.write_bytes(bytes(data))
+    bad = cli(dubbed["home"], "verify", str(tampered))
+    assert bad.returncode == 1 and "Invalid" in bad.stdout and "bmffHash.mismatch" in bad.stdout
+    none = cli(dubbed["home"], "verify", str(DEMO_VIDEO))
+    assert none.returncode == 3 and "carries no C2PA manifest" in none.stderr
+
+
+def test_a_translation_that_brings_in_an_insult_is_flagged_or_blocked(dubbed: dict[str, Any]) -> None:
+    """A crafted line (an edit whose text holds an insult the source line lacks): the dub flags it
+    in the scorecard and the review; with ``DUBBING_BLOCK_TOXIC=1`` the partition fails instead,
+    with a classified error naming the line. The same dub with ``DUBBING_LABEL`` on shows the
+    label, and every frame outside the re-encoded span is the source's, bit for bit."""
+    before = json.loads((dubbed["folder"] / "report.json").read_text())
+    line = next(s for s in before["segments"] if s["status"] not in ("failed", "original"))
+    text = "Hazlo ahora, gilipollas."
+    proc = cli(dubbed["home"], "edit", "demo", "--to", "es", "--line", line["id"], "--text", text)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    blocked = cli_env(dubbed, {"DUBBING_BLOCK_TOXIC": "1"}, "dub", str(DEMO_VIDEO), "--to", "es")
+    print(blocked.stderr[-600:])
+    assert blocked.returncode == 11 and "blocked" in blocked.stderr and line["id"] in blocked.stderr
+    assert "gilipollas" in blocked.stderr and "Traceback" not in blocked.stderr
+    labelled = cli_env(dubbed, {"DUBBING_LABEL": "AI-translated"}, "dub", str(DEMO_VIDEO), "--to", "es",
+                       "--out", str(dubbed["out"]))  # fmt: skip
+    assert labelled.returncode == 0, labelled.stderr[-3000:]
+    report = json.loads((dubbed["folder"] / "report.json").read_text())
+    seg = next(s for s in report["segments"] if s["id"] == line["id"])
+    assert "toxic" in seg["flags"]
+    toxicity = report["quality"]["checks"]["toxicity"]
+    assert toxicity["passed"] is False and toxicity["flagged_lines"] == [line["id"]]
+    assert report["provenance"]["toxicity"]["flagged"] == [line["id"]]
+    assert '<span class="flag">toxic</span>' in (dubbed["folder"] / "review.html").read_text()
+    # the label: drawn on the first seconds, only the keyframe-aligned span re-encoded
+    label = report["provenance"]["label"]
+    print(f"label: {label}")
+    assert label["text"] == "AI-translated" and label["frames_labelled"] == 100  # 4 s at 25 fps
+    ((a, b),) = label["spans"]
+    assert a == 0 and b >= 100 and label["frames_copied"] == 750 - b
+    ours, theirs = frame_hashes(dubbed["mp4"]), frame_hashes(DEMO_VIDEO)
+    assert len(ours) == len(theirs) == 750
+    assert ours[b:] == theirs[b:]  # outside the span: bit-identical decoded frames
+    assert all(x != y for x, y in zip(ours[:100], theirs[:100], strict=True))  # the label is there
+
+
+def cli_env(dubbed: dict[str, Any], extra: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "DAGSTER_HOME": str(dubbed["home"]), **extra}
+    env.pop("DUBBING_STORAGE_URL", None)
+    cmd = [sys.executable, "-m", "dubbing_pipeline.cli", *args]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, check=False, cwd=ROOT)
+
+
+def frame_hashes(path: Path) -> list[str]:
+    """MD5 of every decoded video frame (ffmpeg's framemd5)."""
+    out = subprocess.run(
+        ["ffmpeg", "-v", "error", "-i", str(path), "-map", "0:v:0", "-f", "framemd5", "-"],
+        capture_output=True, check=True, text=True,
+    ).stdout  # fmt: skip
+    return [row.rsplit(",", 1)[-1].strip() for row in out.splitlines() if row and not row.startswith("#")]

@@ -416,3 +416,28 @@ def test_glossary_terms_reach_the_prompt_and_a_reply_without_them_is_asked_again
     plain = proxy.posts()[0]
     assert "required_terms" not in _payload(plain)["lines_to_translate"][0]
     assert GLOSSARY_NOTE not in plain.request["messages"][-1]["content"]
+
+
+@pytest.mark.slow
+def test_the_models_own_offensive_verdict_flags_the_line(
+    translator: LLMTranslator, proxy: FaultProxy
+) -> None:
+    """Every reply line carries ``offensive`` (the schema requires it); a line the model marks so is
+    flagged ``offensive`` and then ``toxic`` by the screen, whatever the term lists find."""
+    from dubbing_pipeline.translation.toxicity import screen_lines
+
+    schema = response_schema(["a"])["json_schema"]["schema"]["properties"]["lines"]["items"]
+    assert schema["required"] == ["id", "text", "offensive"]
+    assert schema["properties"]["offensive"] == {"type": "boolean"}
+    assert validate_reply('{"lines": [{"id": "a", "text": "x", "offensive": "yes"}]}', ["a"])[1] == (
+        '"offensive" is not true or false'
+    )
+    proxy.reset([edit_lines(lambda items: [{**i, "offensive": i.get("id") == "L1"} for i in items])])
+    results = translator.translate(_lines(DEMO[:2], budget=8), "en", "es")
+    assert [r.flags for r in results] == [(), ("offensive",)]
+    lines = [
+        {"id": r.id, "source_text": DEMO[i], "target_text": r.text, "flags": list(r.flags)}
+        for i, r in enumerate(results)
+    ]
+    screened, summary = screen_lines(lines, "en", "es")
+    assert summary["flagged"] == ["L1"] and screened[1]["flags"] == ["offensive", "toxic"]

@@ -1,10 +1,12 @@
 """``dubbed_speech`` (video × language): every line spoken again, fitted to its slot (a per-batch fan-out).
 
-A batch of lines is three kinds of cached step: a line's *take* (spoken once at the rate its
+A batch of lines is four kinds of cached step: a line's *take* (spoken once at the rate its
 predicted duration needs, fitted; keyed by its text, voice, engine, fit geometry, settings and
 code version), the judge's *window* (up to ~28 s of takes heard in one Whisper pass; keyed by its
-takes) and the line's *record* (the verdict, and the one repair of an unintelligible line; keyed
-by its take and window). A re-run or a resumed run redoes only what is not stored yet.
+takes), the line's *record* (the verdict, and the one repair of an unintelligible line; keyed
+by its take and window) and, with ``DUBBING_WATERMARK=on``, its *mark* (the line with Perth's
+audio watermark, keyed by the record and the watermarker). A re-run or a resumed run redoes only
+what is not stored yet.
 """
 
 from collections.abc import Callable
@@ -42,6 +44,7 @@ from dubbing_pipeline.orchestration.partitions import video_language
 from dubbing_pipeline.orchestration.resources import (
     ASRResource,
     QualityResource,
+    SafetyResource,
     StorageResource,
     TranslatorResource,
     TTSResource,
@@ -121,11 +124,13 @@ def synthesize_batch(
     translator: TranslatorResource,
     asr: ASRResource,
     quality: QualityResource,
+    safety: SafetyResource,
     job: dict[str, Any],
 ) -> dict[str, Any]:
-    """A batch of lines in three cached steps: every line spoken and fitted (``speech_take``, spread
+    """A batch of lines in four cached steps: every line spoken and fitted (``speech_take``, spread
     over the engine's workers), the takes heard by the judge a Whisper window at a time
-    (``speech_judge``), then each line's verdict and repair (``speech_line``)."""
+    (``speech_judge``), each line's verdict and repair (``speech_line``), then its watermark
+    (``speech_mark``)."""
     timer = Timer()
     with classified("dubbed_speech"):
         language = job["target_language"]
@@ -133,13 +138,14 @@ def synthesize_batch(
             engine=tts.get(language), judge=asr.get(), translator=translator, language=language,
             source_language=job["source_language"], voice_match=tts.settings().voice_match,
             max_line_cer=quality.thresholds().max_line_cer, warn=context.log.warning,
+            marker=safety.watermarker(),
         )  # fmt: skip
         lines = job["lines"]
         takes = take_lines(storage, speaking, lines)
         heard = hear_takes(storage, speaking, takes)
         results = []
         for line, take, verdict in zip(lines, takes, heard, strict=True):
-            results.append(speak_line(storage, speaking, line, take, verdict))
+            results.append(mark_line(storage, speaking, speak_line(storage, speaking, line, take, verdict)))
             pause_point("speech_line")  # test hook, off by default (dubbing_pipeline/hooks.py)
     hits = sum(1 for r in results if r.cached)
     return {
@@ -156,6 +162,7 @@ def synthesize_batch(
         "refitted": [line["id"] for line, t in zip(lines, takes, strict=True) if not t.cached],
         "seconds": timer.seconds,
         "provider": speaking.engine.describe(),
+        "watermark": speaking.marker.describe() if speaking.marker is not None else None,
     }
 
 
@@ -171,6 +178,7 @@ class Speaking:
     voice_match: str
     max_line_cer: float
     warn: Callable[[str], Any]
+    marker: Any = None  # the watermarker (``None``: DUBBING_WATERMARK=off)
 
 
 TAKE_ONLY = ("cache_key", "seconds", "uri")
@@ -323,6 +331,24 @@ def speak_line(
     return run_step(storage, "speech_line", inputs=inputs, compute=compute)
 
 
+def mark_line(storage: StorageResource, speaking: Speaking, spoken: StepResult) -> StepResult:
+    """A spoken line with the audio watermark (cached ``speech_mark``); unmarked when the mark is
+    off or the line has no audio. The unmarked audio stays stored (``unmarked_uri``)."""
+    marker, rec = speaking.marker, spoken.record
+    if marker is None or not rec.get("uri"):
+        return spoken
+
+    def compute(step: Step) -> dict[str, Any]:
+        rate = int(rec["sample_rate"])
+        wav = write_wav(step.tmp / "marked.wav", marker.embed(_read_take(step, rec), rate), rate)
+        fields = {k: v for k, v in rec.items() if k != "cache_key"}
+        marked = {"uri": step.put("marked.wav", wav), "unmarked_uri": rec["uri"], "watermark": marker.name}
+        return {**fields, **marked}
+
+    inputs = {"line": rec["cache_key"], "watermark": marker.describe(), "code": CODE_VERSION}
+    return run_step(storage, "speech_mark", inputs=inputs, compute=compute)
+
+
 @dg.op(tags={"stage": "dubbed_speech"})
 def assemble_speech(
     context: dg.OpExecutionContext,
@@ -344,6 +370,7 @@ def assemble_speech(
         "cache_key": key,
         "target_language": translation["target_language"],
         "provider": provider,
+        "watermark": batches[0].get("watermark") if batches else None,  # what marked the lines
         "lines": lines,
         "spoken": sorted(str(i) for b in batches for i in b.get("spoken", [])),  # synthesised by this run
         "refitted": sorted(str(i) for b in batches for i in b.get("refitted", [])),  # fitted by this run

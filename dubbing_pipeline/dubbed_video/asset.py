@@ -1,6 +1,8 @@
 """``dubbed_video`` (video × language): the finished MP4 with soft subtitles, SRT/VTT and report.json."""
 
 import json
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -9,20 +11,33 @@ from dubbing_pipeline.cache import scratch
 from dubbing_pipeline.hooks import pause_point
 from dubbing_pipeline.orchestration.kit import Step, StepResult, Timer, classified, run_step, stage_output
 from dubbing_pipeline.orchestration.partitions import split_video_language, video_language
-from dubbing_pipeline.orchestration.resources import QualityResource, StorageResource
+from dubbing_pipeline.orchestration.resources import QualityResource, SafetyResource, StorageResource
 from dubbing_pipeline.report import build_report, report_segments
 from dubbing_pipeline.source_video.core import require_video
 from dubbing_pipeline.stages import before, scope
 
 CODE_VERSION = "mux-2"
 MUX_PROVIDER = {"name": "ffmpeg", "model": "libx264/aac mux"}
-CHECKS = ("intelligibility", "timing", "background", "failed_lines", "av_duration")
+CHECKS = ("intelligibility", "timing", "background", "failed_lines", "av_duration", "watermark", "toxicity")
 ISO639_2 = {
     "ar": "ara", "ca": "cat", "cs": "ces", "da": "dan", "de": "deu", "el": "ell", "en": "eng", "es": "spa",
     "eu": "eus", "fi": "fin", "fr": "fra", "gl": "glg", "he": "heb", "hi": "hin", "hu": "hun", "id": "ind",
     "it": "ita", "ja": "jpn", "ko": "kor", "nl": "nld", "no": "nor", "pl": "pol", "pt": "por", "ro": "ron",
     "ru": "rus", "sv": "swe", "th": "tha", "tr": "tur", "uk": "ukr", "vi": "vie", "zh": "zho",
 }  # fmt: skip
+
+
+ERROR_CHECKS = ("failed_lines", "watermark")  # the rest warn
+CHECK_TEXT = {
+    "intelligibility": "the dubbed speech heard back by Whisper: character-weighted mean CER",
+    "timing": "every line starts on time, fits its slot and is not sped up beyond the limit",
+    "background": "the background where nobody speaks is the source's (correlation)",
+    "failed_lines": "the share of lines left silent",
+    "av_duration": "audio and video as long as the source, within a frame",
+    "watermark": "the audio watermark read back from the MP4's AAC track in the dubbed lines, and "
+    "not found in the source recording at the same times",
+    "toxicity": "no translation brings in offensive terms its source line lacks (term lists)",
+}
 
 
 def iso3(code: str) -> str:
@@ -41,18 +56,33 @@ def cues(lines: list[dict[str, Any]], text_key: str, start_key: str, end_key: st
     return out
 
 
+@dataclass(frozen=True)
+class Marks:
+    """What the mux adds to say the dub is AI-made: the visible label and the C2PA signer (each
+    ``None`` when off; ``SafetyResource``)."""
+
+    label: Any = None
+    signer: Any = None
+
+    def key(self) -> dict[str, Any]:
+        return {
+            "label": self.label.describe() if self.label is not None else None,
+            "c2pa": self.signer.fingerprint if self.signer is not None else None,
+        }
+
+
 def mux_dub(
     storage_res: StorageResource,
     video_id: str,
-    source: dict[str, Any],
-    translation: dict[str, Any],
-    speech: dict[str, Any],
-    mix: dict[str, Any],
-    lipsync: dict[str, Any],
+    up: dict[str, dict[str, Any]],
+    marks: Marks = Marks(),
 ) -> StepResult:
-    """The dubbed MP4 with soft subtitle tracks, and the SRT/VTT files (cached)."""
+    """The dubbed MP4 with soft subtitle tracks (labelled and signed as ``marks`` say), and the
+    SRT/VTT files (cached)."""
     from dubbing_pipeline.dubbed_video.core import needs_reencode
 
+    source, translation, speech = up["source_video"], up["translation"], up["dubbed_speech"]
+    mix, lipsync = up["dub_mix"], up["lip_sync"]
     src, tgt = translation["source_language"], translation["target_language"]
     reencode = needs_reencode(str(source["info"].get("video_codec", "")))
 
@@ -62,20 +92,73 @@ def mux_dub(
             (step.tmp / name).write_text(text, encoding="utf-8")
         name = f"{video_id}.{tgt}.mp4"
         with step.local(lipsync["video_uri"]) as media, step.local(mix["mix_uri"]) as audio:
+            media, labelled = label_video(media, step.tmp, marks.label)
             mux_to(media, audio, step.tmp, name, source, src, tgt, reencode)
-            outputs = {"video": step.put(name, step.tmp / name)}
-            pause_point("mux")  # test hook (off by default): the MP4 is stored, its record.json not yet
+        signed = sign_dub(step, marks, step.tmp / name, up)
+        outputs = {"video": step.put(name, step.tmp / name)}
+        pause_point("mux")  # test hook (off by default): the MP4 is stored, its record.json not yet
         for sub in files:
             label = ("source_" if ".source." in sub else "") + sub.rsplit(".", 1)[1]
             outputs[label] = step.put(sub, step.tmp / sub)
-        return {"outputs": outputs, "video_name": name, "reencoded": reencode}
+        made = {"outputs": outputs, "video_name": name, "reencoded": reencode}
+        return {**made, "label": labelled, "c2pa": signed}
 
     upstream = [
         source["cache_key"], translation["cache_key"], speech["cache_key"], mix["cache_key"],
         lipsync.get("cache_key") or lipsync["video_uri"],
     ]  # fmt: skip
-    inputs = {"upstream": upstream, "video_id": video_id, "code": CODE_VERSION}
+    inputs = {"upstream": upstream, "video_id": video_id, **marks.key(), "code": CODE_VERSION}
     return run_step(storage_res, "mux", inputs=inputs, compute=compute)
+
+
+def label_video(media: Path, tmp: Path, label: Any) -> tuple[Path, dict[str, Any] | None]:
+    """The video with the visible label drawn on its first seconds (only the keyframe-aligned
+    span it touches re-encoded), and what was re-encoded; unchanged without a label."""
+    if label is None:
+        return media, None
+    from dubbing_pipeline.lip_sync.compose import compose
+
+    out = tmp / "labelled.mp4"
+    result = compose(media, [], out, tmp, label=label)
+    return out, {**label.describe(), **result.to_dict()}
+
+
+def sign_dub(step: Step, marks: Marks, video: Path, up: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+    """Embed the dub's signed C2PA manifest in ``video`` (in place); what signed it."""
+    signer = marks.signer
+    if signer is None:
+        return None
+    from dubbing_pipeline import __version__
+    from dubbing_pipeline.provenance import dub_manifest, sha256_file, sign_mp4
+
+    source, translation, speech = up["source_video"], up["translation"], up["dubbed_speech"]
+    src, tgt = translation["source_language"], translation["target_language"]
+    models = {
+        "translation": model_name(translation.get("provider")),
+        "speech": model_name(speech.get("provider")),
+        "lipsync": str(up["lip_sync"].get("lipsync", {}).get("provider", "none")),
+    }
+    with step.local(source["media_uri"]) as original:
+        manifest = dub_manifest({
+            "title": dub_tags(source, src, tgt)["title"],
+            "source_name": Path(str(source.get("source_uri", original))).name,
+            "source_sha256": sha256_file(original),
+            "source_language": src, "target_language": tgt, "models": models,
+            "providers": sorted(set(models.values()) - {"none"}),
+            "watermark": (speech.get("watermark") or {}).get("name"),
+            "label": marks.label.text if marks.label is not None else None,
+            "version": __version__,
+        })  # fmt: skip
+        sign_mp4(signer, manifest, video, original, video)
+    return signer.describe()
+
+
+def model_name(provider: Any) -> str:
+    """A provider's short name for the manifest (``name`` or ``name/model``)."""
+    if not isinstance(provider, dict):
+        return "unknown"
+    name, model = provider.get("name") or provider.get("provider") or "unknown", provider.get("model")
+    return f"{name}/{model}" if isinstance(model, str) and model else str(name)
 
 
 def subtitle_files(segments: list[dict[str, Any]], src: str, tgt: str) -> dict[str, str]:
@@ -129,8 +212,10 @@ def quality_section(
     mix: dict[str, Any],
     source: dict[str, Any],
     video_uri: str,
+    marker: Any = None,
 ) -> dict[str, Any]:
-    """Measure the dub: per-line scores, background preservation, A/V duration (report.json ``quality``)."""
+    """Measure the dub: per-line scores, background preservation, A/V duration, the audio
+    watermark (report.json ``quality``)."""
     import soundfile as sf
 
     from dubbing_pipeline.dubbed_video.core import probe_durations
@@ -139,6 +224,7 @@ def quality_section(
         line_scores,
         quiet_mask,
         scorecard,
+        toxicity_check,
     )
 
     storage = storage_res.get()
@@ -162,7 +248,30 @@ def quality_section(
     card = scorecard(
         rows, background_corr=corr, av_difference=av_difference, frame_seconds=frame, t=thresholds
     )
+    card["watermark"] = watermark_check(storage_res, marker, report["segments"], source, video_uri)
+    card["toxicity"] = toxicity_check(report["segments"], report.get("provenance", {}).get("toxicity"))
     return {"thresholds": thresholds.to_dict(), "checks": card, "segments": rows}
+
+
+def watermark_check(
+    storage_res: StorageResource,
+    marker: Any,
+    segments: list[dict[str, Any]],
+    source: dict[str, Any],
+    video_uri: str,
+) -> dict[str, Any]:
+    """The audio watermark read back from the finished MP4's AAC track (``watermark.read_back``)."""
+    from dubbing_pipeline.media import extract_audio
+    from dubbing_pipeline.watermark import MARK_RATE, read_back, speech_spans
+
+    if marker is None:
+        return {"passed": True, "enabled": False, "detail": "DUBBING_WATERMARK=off: the speech is not marked"}
+    storage = storage_res.get()
+    with scratch("watermark", storage_res.work_dir or None) as tmp:
+        with storage.open_local(storage.key_of(video_uri), tmp) as path:
+            extract_audio(path, tmp / "dub.wav", sample_rate=MARK_RATE, channels=1)
+        with storage.open_local(storage.key_of(source["audio_uri"]), tmp) as path:
+            return read_back(marker, tmp / "dub.wav", path, speech_spans(segments))
 
 
 def upstream_stages(context: dg.AssetExecutionContext, video_id: str) -> dict[str, dict[str, Any]]:
@@ -196,6 +305,7 @@ def dubbed_video(
     context: dg.AssetExecutionContext,
     storage: StorageResource,
     quality: QualityResource,
+    safety: SafetyResource,
     source_video: dict[str, Any],
     audio_stems: dict[str, Any],
     speakers: dict[str, Any],
@@ -212,13 +322,13 @@ def dubbed_video(
     }  # fmt: skip
     with classified("dubbed_video"):
         require_video(source_video["info"])
-        result = mux_dub(storage, video_id, source_video, translation, dubbed_speech, dub_mix, lip_sync)
+        result = mux_dub(storage, video_id, up, Marks(safety.label(), safety.signer()))
         here = {"seconds": timer.seconds, "cached": result.cached}
         stages = {**upstream_stages(context, video_id), "dubbed_video": here}
         report = dub_report(video_id, stages, result.record, **up)
         report["quality"] = quality_section(
             storage, quality.thresholds(), report, dubbed_speech, audio_stems, dub_mix, source_video,
-            result.record["outputs"]["video"],
+            result.record["outputs"]["video"], safety.watermarker(),
         )  # fmt: skip
         pages = publish_report(storage, video_id, report, dubbed_speech, result.record)
     statuses = [s["status"] for s in report["segments"]]
@@ -341,6 +451,12 @@ def dub_report(
         "refitted": list(dubbed_speech.get("refitted", [])),  # fitted again (a new text or slot)
         "edits_version": translation.get("edits_version"),
     }
+    report["provenance"] = {  # what says this dub is AI-made (README: Safety and provenance)
+        "watermark": dubbed_speech.get("watermark"),
+        "c2pa": record.get("c2pa"),
+        "label": record.get("label"),
+        "toxicity": translation.get("toxicity"),
+    }
     report["lipsync"] = {
         **lip_sync.get("lipsync", {}),
         "changed": bool(lip_sync.get("changed", False)),
@@ -367,6 +483,7 @@ def check_results(quality: dict[str, Any]) -> Any:
         yield dg.AssetCheckResult(
             check_name=name,
             passed=bool(result["passed"]),
-            severity=dg.AssetCheckSeverity.ERROR if name == "failed_lines" else dg.AssetCheckSeverity.WARN,
+            severity=dg.AssetCheckSeverity.ERROR if name in ERROR_CHECKS else dg.AssetCheckSeverity.WARN,
             metadata=metadata,
+            description=CHECK_TEXT[name],
         )

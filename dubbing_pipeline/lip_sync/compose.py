@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from dubbing_pipeline.errors import BadInputError, ProviderError
+from dubbing_pipeline.label import PLANAR_8BIT, Label, apply, render
 from dubbing_pipeline.lip_sync.windows import MODEL_FPS, Window, source_frame_range
 from dubbing_pipeline.media import BITEXACT, ffprobe, raw_video_frames, run_ffmpeg
 
@@ -192,6 +193,7 @@ class ComposeResult:
     frames_reencoded: int
     frames_replaced: int
     spans: list[tuple[int, int]] = field(default_factory=list)  # re-encoded source frames [a, b)
+    frames_labelled: int = 0  # the first frames, carrying the visible label
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -202,6 +204,7 @@ class ComposeResult:
             "frames_copied": self.frames_total - self.frames_reencoded,
             "frames_replaced": self.frames_replaced,
             "spans": [list(s) for s in self.spans],
+            "frames_labelled": self.frames_labelled,
         }
 
 
@@ -230,13 +233,26 @@ def _raw_frames(path: Path, info: VideoInfo, pix_fmt: str) -> Iterator[bytes]:
 
 
 class _Replacements:
-    """Engine frames for source frames, read sequentially from each window's clip."""
+    """Engine frames for source frames, read sequentially from each window's clip; and the
+    visible label on the first ``labelled`` frames."""
 
-    def __init__(self, synced: Sequence[tuple[Window, Path]], info: VideoInfo, pix_fmt: str) -> None:
+    def __init__(
+        self, synced: Sequence[tuple[Window, Path]], info: VideoInfo, pix_fmt: str, label: Label | None = None
+    ) -> None:
         self.info, self.pix_fmt = info, pix_fmt
         self.ranges = [(source_frame_range(w, info.fps, info.frames), w, Path(p)) for w, p in synced]
         self._open: tuple[int, Iterator[bytes]] | None = None
         self._index, self._frame = -1, b""
+        self.labelled = label.frames(info.fps, info.frames) if label is not None else 0
+        self.stamp = render(label.text, info.width, info.height) if label is not None else None
+
+    def edit(self, j: int, raw: bytes) -> tuple[bytes, bool, bool]:
+        """Source frame ``j`` as it goes out: ``(bytes, swapped for an engine frame, labelled)``."""
+        swap = self.frame(j)
+        out = swap if swap is not None else raw
+        if j < self.labelled and self.stamp is not None:
+            out = apply(out, self.info.width, self.info.height, self.pix_fmt, self.stamp)
+        return out, swap is not None, j < self.labelled
 
     def covers(self, j: int) -> bool:
         return any(j0 <= j < j1 for (j0, j1), _w, _p in self.ranges)
@@ -280,10 +296,9 @@ def _render(
         for k, raw in enumerate(_raw_frames(src, info, pix_fmt)):
             if k >= count:
                 break
-            swap = repl.frame(first + k)
-            if swap is not None:
-                replaced += 1
-            enc.stdin.write(swap if swap is not None else raw)
+            frame, swapped, _labelled = repl.edit(first + k, raw)
+            replaced += int(swapped)
+            enc.stdin.write(frame)
             seen += 1
     finally:
         enc.stdin.close()
@@ -348,24 +363,32 @@ def _count_frames(path: Path) -> int:
 
 
 def compose(
-    src: str | Path, synced: Sequence[tuple[Window, str | Path]], out: str | Path, work_dir: str | Path
+    src: str | Path,
+    synced: Sequence[tuple[Window, str | Path]],
+    out: str | Path,
+    work_dir: str | Path,
+    *,
+    label: Label | None = None,
 ) -> ComposeResult:
-    """Write ``out`` (video-only MP4): ``src`` with the synced windows' frames from their engine clips."""
+    """Write ``out`` (video-only MP4): ``src`` with the synced windows' frames from their engine
+    clips, and ``label`` drawn on its first seconds."""
     src, out, work = Path(src), Path(out), Path(work_dir)
     info = probe_video(src)
     keys, frames = keyframe_indices(src)
     if frames:
         info = VideoInfo(**{**info.__dict__, "frames": frames})
     tmp = out.with_name(f".{out.stem}.{uuid.uuid4().hex[:8]}.partial.mp4")
-    pix_fmt = info.pix_fmt if info.pix_fmt in _PLANES or info.pix_fmt == "gray" else "yuv420p"
+    native = PLANAR_8BIT if label is not None else {*_PLANES, "gray"}  # the label is drawn on 8-bit planes
+    pix_fmt = info.pix_fmt if info.pix_fmt in native else "yuv420p"
     windows = [(w, Path(p)) for w, p in sorted(synced, key=lambda item: item[0])]
+    labelled = label.frames(info.fps, info.frames) if label is not None else 0
     try:
-        if not windows:
+        if not windows and not labelled:
             _copy(src, tmp, info)
             os.replace(tmp, out)
             return ComposeResult(False, "copy", info.frames, 0, 0)
         ranges = [source_frame_range(w, info.fps, info.frames) for w, _p in windows]
-        spans = gop_spans(ranges, keys, info.frames)
+        spans = gop_spans([*ranges, *([(0, labelled)] if labelled else [])], keys, info.frames)
         mode, replaced = "smart", 0
         smart_dir = work / f"smart-{uuid.uuid4().hex[:8]}"
         smart_dir.mkdir(parents=True)
@@ -373,12 +396,12 @@ def compose(
             if info.codec not in ("h264",) or pix_fmt != info.pix_fmt or not keys:
                 raise ProviderError("stream is not splittable here")
             replaced = _smart(
-                src, info, spans, keys, _Replacements(windows, info, pix_fmt), pix_fmt, tmp, smart_dir
+                src, info, spans, keys, _Replacements(windows, info, pix_fmt, label), pix_fmt, tmp, smart_dir
             )
         except ProviderError:
             mode, spans = "full", [(0, info.frames)]
             replaced = _render(
-                src, 0, info.frames, _Replacements(windows, info, pix_fmt), info, pix_fmt, tmp, "mp4"
+                src, 0, info.frames, _Replacements(windows, info, pix_fmt, label), info, pix_fmt, tmp, "mp4"
             )
         finally:
             for leftover in sorted(smart_dir.glob("*")):
@@ -386,7 +409,7 @@ def compose(
             smart_dir.rmdir()
         os.replace(tmp, out)
         reencoded = sum(b - a for a, b in spans)
-        return ComposeResult(True, mode, info.frames, reencoded, replaced, spans)
+        return ComposeResult(True, mode, info.frames, reencoded, replaced, spans, labelled)
     finally:
         if tmp.exists():
             tmp.unlink()

@@ -124,6 +124,42 @@ class QualityResource(_ProviderResource):
         return Thresholds.from_settings(self.settings())
 
 
+class SafetyResource(_ProviderResource):
+    """What marks a dub as AI-made: the audio watermark, the C2PA signer, the visible label, the
+    toxicity screen (``DUBBING_WATERMARK``, ``DUBBING_C2PA*``, ``DUBBING_LABEL*``,
+    ``DUBBING_BLOCK_TOXIC``)."""
+
+    def watermarker(self) -> Any:
+        """The loaded watermarker, or ``None`` with ``DUBBING_WATERMARK=off``."""
+        from dubbing_pipeline.watermark import get_watermarker, watermark_enabled
+
+        s = self.settings()
+        return get_watermarker(s.device, s.cpu_threads) if watermark_enabled(s.watermark) else None
+
+    def signer(self) -> Any:
+        """The C2PA signer (checked: a bad certificate or key fails here), or ``None`` with
+        ``DUBBING_C2PA=off``."""
+        from dubbing_pipeline.provenance import make_signer
+
+        return make_signer(self.settings())
+
+    def label(self) -> Any:
+        """The visible label, or ``None`` without ``DUBBING_LABEL``."""
+        from dubbing_pipeline.label import make_label
+
+        return make_label(self.settings())
+
+    def block_toxic(self) -> bool:
+        return bool(self.settings().block_toxic)
+
+    def check(self) -> None:
+        """Every safety setting checked at the start of a dub (before anything is spoken): a bad
+        certificate or key, label or watermark setting is a configuration error naming it."""
+        self.watermarker()
+        self.signer()
+        self.label()
+
+
 def settings_resource(settings: Settings) -> SettingsResource:
     secrets = {
         row.name: dg.EnvVar(row.metadata["env"]) if getattr(settings, row.name) else ""
@@ -157,4 +193,5 @@ def resources_from_settings(settings: Settings) -> dict[str, Any]:
         "tts": TTSResource(config=config),
         "quality": QualityResource(config=config),
         "lipsync": LipSyncResource(config=config),
+        "safety": SafetyResource(config=config),
     }

@@ -129,6 +129,19 @@ def scorecard(
     }
 
 
+def toxicity_check(segments: Sequence[Mapping[str, Any]], screen: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The ``toxicity`` check: the lines flagged ``toxic`` (the translation brought in listed terms),
+    and whether the target language had a list to screen with."""
+    flagged = [str(s["id"]) for s in segments if "toxic" in s.get("flags", [])]
+    return {
+        "passed": not flagged,
+        "flagged_lines": flagged,
+        "screened": bool(screen and screen.get("available")),
+        "list": (screen or {}).get("list"),
+        "detail": (screen or {}).get("detail"),
+    }
+
+
 def quiet_mask(
     segments: Sequence[Mapping[str, Any]], sample_rate: int, frames: int, pad: float = 0.15
 ) -> Any:

@@ -5,7 +5,7 @@ from typing import Any
 import dagster as dg
 
 from dubbing_pipeline.edits import NO_EDITS, Edits, apply_edits, edits_version, is_edited, load_edits
-from dubbing_pipeline.errors import BadInputError
+from dubbing_pipeline.errors import BadInputError, BlockedError
 from dubbing_pipeline.hashing import cache_key
 from dubbing_pipeline.orchestration.kit import (
     Step,
@@ -16,7 +16,7 @@ from dubbing_pipeline.orchestration.kit import (
     stage_output,
 )
 from dubbing_pipeline.orchestration.partitions import split_video_language, video_language
-from dubbing_pipeline.orchestration.resources import StorageResource, TranslatorResource
+from dubbing_pipeline.orchestration.resources import SafetyResource, StorageResource, TranslatorResource
 from dubbing_pipeline.translation.base import LineRequest
 from dubbing_pipeline.translation.budget import word_budget
 from dubbing_pipeline.translation.condense import condense_over_budget
@@ -86,6 +86,22 @@ def edited_record(record: dict[str, Any], edits: Edits) -> dict[str, Any]:
     }
 
 
+def screened(record: dict[str, Any], block: bool) -> dict[str, Any]:
+    """The record with the toxicity screen's flags (``translation.toxicity``) and its summary;
+    with ``DUBBING_BLOCK_TOXIC=1`` a flagged line fails the partition instead."""
+    from dubbing_pipeline.translation.toxicity import screen_lines
+
+    lines, summary = screen_lines(record["lines"], record["source_language"], record["target_language"])
+    if block and summary["flagged"]:
+        found = {ln["id"]: ln.get("toxic_terms", []) for ln in lines if ln["id"] in summary["flagged"]}
+        named = "; ".join(f"line {i}: {', '.join(t)}" for i, t in list(found.items())[:5])
+        raise BlockedError(
+            f"the {record['target_language']} translation brings in offensive terms its source lacks "
+            f"({named}); DUBBING_BLOCK_TOXIC=1 blocks the dub (edit or skip those lines)"
+        )
+    return {**record, "lines": lines, "toxicity": summary}
+
+
 def line_requests(
     segments: list[dict[str, Any]], source: str, target: str, glossary: tuple[Term, ...] = ()
 ) -> list[LineRequest]:
@@ -134,6 +150,7 @@ def translation_counts(lines: list[dict[str, Any]]) -> dict[str, int | float]:
         "glossary_flags": sum(1 for line in lines if "glossary" in line.get("flags", [])),
         "edited": sum(1 for line in lines if is_edited(line)),
         "skipped": sum(1 for line in lines if line.get("skip")),
+        "toxic_flags": sum(1 for line in lines if "toxic" in line.get("flags", [])),
     }
 
 
@@ -160,14 +177,16 @@ def translation(
     context: dg.AssetExecutionContext,
     storage: StorageResource,
     translator: TranslatorResource,
+    safety: SafetyResource,
     transcript: dict[str, Any],
     speakers: dict[str, Any],
 ) -> dg.Output[dict[str, Any]]:
     video, target = split_video_language(context)
     with classified("translation"):
+        safety.check()  # the dub's first step: bad signing credentials fail here, before any work
         edits = load_edits(storage.get(), video, target)
         result, provider = translate_video(storage, translator, transcript, speakers, target, edits)
-        record = edited_record(result.record, edits)
+        record = screened(edited_record(result.record, edits), safety.block_toxic())
     # the edits this translation read, as an observation of the source asset: the UI and the catalog
     # judge the partition against exactly this version (also for edits stored without 'edit')
     context.log_event(observation(video, target, edits))

@@ -65,7 +65,7 @@ from dubbing_pipeline.translation.glossary import terms_in, violations
 
 log = logging.getLogger(__name__)
 
-PROMPT_VERSION = "1"
+PROMPT_VERSION = "2"
 TEMPERATURE = 0.0
 STRICT_TEMPERATURE = 0.2
 SEED = 0
@@ -88,8 +88,10 @@ SYSTEM_PROMPT = (
     "and register, and prefer short natural phrasing over literal completeness. Keep names, places "
     "and numbers. Lines under context_before and context_after are only there to help you understand "
     "the conversation: do not translate them. Reply with JSON only, of the form "
-    '{{"lines": [{{"id": "<id>", "text": "<translation>"}}]}}, with exactly one entry for each line '
-    "under lines_to_translate, in the same order and with the same ids."
+    '{{"lines": [{{"id": "<id>", "text": "<translation>", "offensive": false}}]}}, with exactly one '
+    "entry for each line under lines_to_translate, in the same order and with the same ids. Set "
+    '"offensive" to true only when your translation contains offensive, hateful or obscene words '
+    "that the original line does not have."
 )
 STRICT_NOTE = (
     "These translations are too long to be spoken in time. Translate the lines again, much shorter: "
@@ -140,6 +142,8 @@ def validate_reply(content: str, ids: Sequence[str]) -> tuple[dict[str, str], st
             isinstance(item, dict) and isinstance(item.get("id"), str) and isinstance(item.get("text"), str)
         ):
             return {}, 'an entry is not {"id": string, "text": string}'
+        if not isinstance(item.get("offensive", False), bool):
+            return {}, '"offensive" is not true or false'
         line_id, text = item["id"], " ".join(item["text"].split())
         if line_id not in wanted:
             return {}, f"unexpected id {line_id[:40]!r}"
@@ -157,6 +161,12 @@ def validate_reply(content: str, ids: Sequence[str]) -> tuple[dict[str, str], st
     if empty:
         problems.append("empty text for ids " + ", ".join(repr(i[:40]) for i in empty[:10]))
     return good, ("; ".join(problems) or None)
+
+
+def offensive_ids(content: str) -> set[str]:
+    """The ids a (valid) reply says it translated with offensive words the original lacks."""
+    data = json.loads(_strip_fences(content))
+    return {str(item["id"]) for item in data["lines"] if item.get("offensive") is True}
 
 
 def max_text_chars(budget: int, target: str) -> int:
@@ -191,10 +201,11 @@ def response_schema(ids: Sequence[str], max_chars: int | None = None) -> dict[st
                         "items": {
                             "type": "object",
                             "additionalProperties": False,
-                            "required": ["id", "text"],
+                            "required": ["id", "text", "offensive"],
                             "properties": {
                                 "id": {"type": "string", "enum": list(ids)},
                                 "text": text,
+                                "offensive": {"type": "boolean"},  # the model's own toxicity verdict
                             },
                         },
                     }
@@ -226,6 +237,7 @@ class _Line:
     attempts: int = 0
     stricter: bool = False
     detail: str = ""
+    offensive: set[str] = field(default_factory=set)  # texts the model said are offensive
 
 
 @dataclass
@@ -478,7 +490,10 @@ class LLMTranslator(Translator):
             else:
                 good, issue = validate_reply(content, ids)
                 problem = issue or ""
+                said = offensive_ids(content) if good else set()
                 for line in pending:
+                    if line.request.id in said and line.request.id in good:
+                        line.offensive.add(good[line.request.id])
                     text = good.get(line.request.id)
                     missing = violations(line.request.text, text, line.request.glossary) if text else []
                     if text and missing:  # asked again; kept (and flagged) if no reply does better
@@ -557,7 +572,9 @@ class LLMTranslator(Translator):
             detail = line.detail or "no valid translation"
             return LineResult(line.request.id, "", line.attempts, line.stricter, STATUS_FAILED, detail)
         status = status_for(line.text, line.request.budget if budget is None else budget, target)
-        flags = glossary_flags(line.request, line.text)
+        flags = glossary_flags(line.request, line.text) + (
+            ("offensive",) if line.text in line.offensive else ()
+        )
         request = line.request
         return LineResult(request.id, line.text, line.attempts, line.stricter, status, line.detail, flags)
 
