@@ -30,7 +30,7 @@ import numpy as np
 
 from dubbing_pipeline.settings import Settings
 
-PROVIDERS = ("demucs", "pyannote", "chatterbox", "latentsync")
+PROVIDERS = ("demucs", "pyannote", "chatterbox", "latentsync", "perth")
 LIPSYNC_SECONDS = 4.0  # a window is at most a few seconds; its RTF is per second of video
 LINES = (
     "The quick brown fox jumps over the lazy dog near the river bank.",
@@ -177,11 +177,39 @@ def _latentsync(t: Timing, work: Path, settings: Settings, clock: _Clock, second
     t.media_seconds = length
 
 
+def _perth(t: Timing, work: Path, settings: Settings, clock: _Clock, seconds: float, full: bool) -> None:
+    """The audio watermark (its packaged weights, always full size): marked and read back on the
+    demo's speech, looped to ``seconds``."""
+    import subprocess
+
+    from dubbing_pipeline.demo import DEMO_VIDEO
+    from dubbing_pipeline.watermark import MARK_RATE, PerthWatermarker
+
+    raw = subprocess.run(
+        ["ffmpeg", "-v", "error", "-stream_loop", "-1", "-i", str(DEMO_VIDEO), "-t", f"{seconds}", "-ac", "1",
+         "-ar", str(MARK_RATE), "-f", "f32le", "-"],
+        capture_output=True, check=True,
+    ).stdout  # fmt: skip
+    speech = np.frombuffer(raw, dtype=np.float32).copy()
+    with clock.timed(lambda s: setattr(t, "load_s", s)):
+        marker = PerthWatermarker(settings.device, settings.cpu_threads)
+        marker.embed(speech[:MARK_RATE], MARK_RATE)  # loads, and warms up
+    clock.reset_peak()
+    with clock.timed(lambda s: setattr(t, "run_s", s)):
+        marked = marker.embed(speech, MARK_RATE)
+    t.detail.update(
+        marked=marker.detect(marked, MARK_RATE).confidence,
+        unmarked=marker.detect(speech, MARK_RATE).confidence,
+    )
+    t.media_seconds = len(speech) / MARK_RATE
+
+
 RUNNERS: dict[str, Callable[[Timing, Path, Settings, _Clock, float, bool], None]] = {
     "demucs": _demucs,
     "pyannote": _pyannote,
     "chatterbox": _chatterbox,
     "latentsync": _latentsync,
+    "perth": _perth,
 }
 
 

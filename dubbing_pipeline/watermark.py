@@ -86,7 +86,8 @@ class StftProcessor:
 
         spec = torch.stft(
             signal.float(), n_fft=int(self.hp.n_fft), hop_length=int(self.hp.hop_size),
-            win_length=int(self.hp.window_size), window=self.window, center=True, pad_mode="reflect",
+            win_length=int(self.hp.window_size), window=self.window.to(signal.device), center=True,
+            pad_mode="reflect",
             normalized=False, onesided=True, return_complex=True,
         )  # fmt: skip
         return self._utils.cx_to_magphase(self.hp, spec)
@@ -97,8 +98,8 @@ class StftProcessor:
         spec = self._utils.magphase_to_cx(self.hp, mag, phase)
         return torch.istft(
             spec, n_fft=int(self.hp.n_fft), hop_length=int(self.hp.hop_size),
-            win_length=int(self.hp.window_size), window=self.window, center=True, normalized=False,
-            onesided=True,
+            win_length=int(self.hp.window_size), window=self.window.to(spec.device), center=True,
+            normalized=False, onesided=True,
         )  # fmt: skip
 
 
@@ -117,7 +118,10 @@ def _perth_modules() -> Any:
 
 @dataclass(frozen=True)
 class Detection:
-    """What the decoder read: the mean decoded bit (1.0: marked throughout, 0.0: never) and its verdict."""
+    """What the decoder read from an excerpt: its score, clipped to 0..1 (one number for the whole
+    excerpt; Perth's own watermarker rounds it to 0 or 1), and the excerpt's length. The score is
+    reliable over many seconds of speech: on single short lines of unmarked speech it reaches 0.8
+    (measured on the demo), on 20 s of them it stays near 0.2."""
 
     confidence: float
     seconds: float
@@ -178,7 +182,7 @@ class PerthWatermarker:
         return _fit_length(out, len(audio))
 
     def detect(self, audio: np.ndarray, sample_rate: int) -> Detection:
-        """The decoder's mean bit over ``audio`` (speech only: silence carries no mark)."""
+        """The decoder's score over ``audio`` (speech only: silence carries no mark)."""
         import torch
 
         net = self._load()
@@ -187,8 +191,8 @@ class PerthWatermarker:
             return Detection(0.0, len(audio) / sample_rate)
         with torch.inference_mode():
             mag, _phase = net.ap.signal_to_magphase(torch.from_numpy(x).to(net.device))
-            bits = net.decoder(mag[None])[0].clip(0.0, 1.0).round()
-        return Detection(round(float(bits.mean().item()), 4), round(len(audio) / sample_rate, 3))
+            score = float(net.decoder(mag[None])[0].clip(0.0, 1.0).item())
+        return Detection(round(score, 4), round(len(audio) / sample_rate, 3))
 
 
 def _resample(audio: np.ndarray, rate: int, target: int) -> np.ndarray:
@@ -240,21 +244,30 @@ def cut_spans(audio: np.ndarray, sample_rate: int, spans: list[tuple[float, floa
 def read_back(
     marker: PerthWatermarker, dub_track: Path, source_track: Path, spans: list[tuple[float, float]]
 ) -> dict[str, Any]:
-    """The ``watermark`` check: the mark read from the dub's final (decoded AAC) track inside the
-    dubbed lines, and from the source recording at the same times; passed when the dub carries
-    it and the source does not."""
+    """The ``watermark`` check: the mark read from the dub's final (decoded AAC) track over all the
+    dubbed lines at once, and from the source recording at the same times; passed when the dub
+    carries it and the source does not. Each line read alone is counted too (a short line alone
+    is a weak reading either way)."""
     import soundfile as sf
 
-    found = {}
+    found: dict[str, Detection] = {}
+    lines: dict[str, int] = {}
     for name, path in (("dub", dub_track), ("source", source_track)):
         audio, rate = sf.read(str(path), dtype="float32", always_2d=True)
-        found[name] = marker.detect(cut_spans(audio.mean(axis=1), int(rate), spans), int(rate))
+        mono = audio.mean(axis=1)
+        found[name] = marker.detect(cut_spans(mono, int(rate), spans), int(rate))
+        lines[name] = sum(
+            marker.detect(cut_spans(mono, int(rate), [span]), int(rate)).detected for span in spans
+        )
     return {
         "passed": found["dub"].detected and not found["source"].detected,
         "enabled": True,
         "watermarker": marker.name,
         "dub_confidence": found["dub"].confidence,
         "source_confidence": found["source"].confidence,
+        "lines": len(spans),
+        "dub_lines_detected": lines["dub"],
+        "source_lines_detected": lines["source"],
         "seconds_read": found["dub"].seconds,
         "threshold": DETECTED,
     }

@@ -26,6 +26,13 @@ def test_one_failing_provider_is_reported_and_the_next_runs() -> None:
     assert demucs["detail"]["parameters"] > 100_000 and demucs["peak_gpu_mb"] == 0.0
 
 
+def test_the_watermark_is_timed_and_read_back() -> None:
+    result = run_gpu_check(device="cpu", seconds=40.0, full_size=False, providers=("perth",))
+    (perth,) = result["providers"]
+    assert perth["error"] == "" and 39.9 <= perth["media_seconds"] <= 40.0 and perth["run_s"] > 0, perth
+    assert perth["detail"]["marked"] >= 0.9 and perth["detail"]["unmarked"] <= 0.35
+
+
 def test_unknown_providers_are_refused() -> None:
     with pytest.raises(ValueError, match="whisperx"):
         run_gpu_check(device="cpu", providers=("whisperx",))

@@ -138,18 +138,24 @@ def test_xgrammar_compiles_every_schema(bodies: list[dict[str, Any]]) -> None:
 
 
 def test_xgrammar_enforces_the_length_and_id_constraints(bodies: list[dict[str, Any]]) -> None:
-    """The compiled grammar accepts a reply within the schema and rejects one past ``maxLength``
-    or with a foreign id: the limits reach the decoder, not only the request."""
+    """The compiled grammar accepts a reply within the schema and rejects one past ``maxLength``,
+    with a foreign id or without the ``offensive`` verdict: the limits reach the decoder, not only
+    the request."""
     import xgrammar as xgr
 
     schema = bodies[-1]["response_format"]["json_schema"]["schema"]
     line_id = schema["properties"]["lines"]["items"]["properties"]["id"]["enum"][0]
     limit = schema["properties"]["lines"]["items"]["properties"]["text"]["maxLength"]
     grammar = xgr.Grammar.from_json_schema(json.dumps(schema), any_whitespace=False)
-    assert xgr.testing._is_grammar_accept_string(
-        grammar, json.dumps({"lines": [{"id": line_id, "text": "Kurz."}]})
-    )
-    too_long = json.dumps({"lines": [{"id": line_id, "text": "x" * (limit + 1)}]})
+
+    def reply(line: str, text: str, **more: Any) -> str:
+        return json.dumps({"lines": [{"id": line, "text": text, **more}]})
+
+    assert xgr.testing._is_grammar_accept_string(grammar, reply(line_id, "Kurz.", offensive=False))
+    too_long = reply(line_id, "x" * (limit + 1), offensive=False)
     assert not xgr.testing._is_grammar_accept_string(grammar, too_long)
-    foreign = json.dumps({"lines": [{"id": "seg-999", "text": "Kurz."}]})
+    foreign = reply("seg-999", "Kurz.", offensive=False)
     assert not xgr.testing._is_grammar_accept_string(grammar, foreign)
+    # the model's own toxicity verdict is required, and a boolean
+    assert not xgr.testing._is_grammar_accept_string(grammar, reply(line_id, "Kurz."))
+    assert not xgr.testing._is_grammar_accept_string(grammar, reply(line_id, "Kurz.", offensive="no"))
