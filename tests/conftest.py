@@ -106,8 +106,54 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
             f"{len(bad)} test(s) skipped without an allowed marker ({', '.join(ALLOWED_SKIP_MARKERS)}): "
             "the run fails"
         )
+    terminalreporter.section("watermark list")
+    for name, passed, summary in _watermarks:
+        terminalreporter.write_line(f"{'marked' if passed else 'NOT MARKED'}: {name}: {summary}")
+    if not _watermarks:
+        terminalreporter.write_line("no dub of this run left a report.json")
+    if any(not passed for _, passed, _ in _watermarks):
+        terminalreporter.write_line(
+            "a dub's watermark could not be read back (DUBBING_WATERMARK=on): the run fails"
+        )
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    if exitstatus == 0 and any(marker is None for _, _, marker in _skips):
+    _watermarks.extend(_watermark_checks(session))
+    unmarked = [w for w in _watermarks if not w[1]]
+    if exitstatus == 0 and (any(marker is None for _, _, marker in _skips) or unmarked):
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+# --------------------------------------------------------------------------- watermark policy
+# Every dub the suite makes carries the audio watermark (DUBBING_WATERMARK is on by default): at the
+# end of the session every report.json under its temporary folder whose watermark check ran must
+# have passed (the mark read back from the MP4, none in the source), and the run lists them.
+
+_watermarks: list[tuple[str, bool, str]] = []
+
+
+def _watermark_checks(session: pytest.Session) -> list[tuple[str, bool, str]]:
+    import json
+
+    factory = getattr(session.config, "_tmp_path_factory", None)
+    if factory is None:
+        return []
+    found: set[tuple[str, bool, str]] = set()  # a dub's report is in its storage and its --out folder
+    for path in sorted(factory.getbasetemp().rglob("report.json")):
+        try:
+            report = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        check = (
+            report.get("quality", {}).get("checks", {}).get("watermark") if isinstance(report, dict) else None
+        )
+        if not check or not check.get("enabled"):
+            continue
+        summary = (
+            f"dub {check['dub_confidence']:.2f}, source {check['source_confidence']:.2f}, "
+            f"{check['dub_lines_detected']}/{check['lines']} lines"
+        )
+        found.add(
+            (f"{report.get('video_id')}|{report.get('target_language')}", bool(check["passed"]), summary)
+        )
+    return sorted(found)

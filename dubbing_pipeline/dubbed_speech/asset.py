@@ -143,9 +143,11 @@ def synthesize_batch(
         lines = job["lines"]
         takes = take_lines(storage, speaking, lines)
         heard = hear_takes(storage, speaking, takes)
-        results = []
+        results, marking = [], 0.0
         for line, take, verdict in zip(lines, takes, heard, strict=True):
-            results.append(mark_line(storage, speaking, speak_line(storage, speaking, line, take, verdict)))
+            spoken = speak_line(storage, speaking, line, take, verdict)
+            results.append(mark_line(storage, speaking, spoken))
+            marking += results[-1].seconds if results[-1] is not spoken else 0.0
             pause_point("speech_line")  # test hook, off by default (dubbing_pipeline/hooks.py)
     hits = sum(1 for r in results if r.cached)
     return {
@@ -162,7 +164,9 @@ def synthesize_batch(
         "refitted": [line["id"] for line, t in zip(lines, takes, strict=True) if not t.cached],
         "seconds": timer.seconds,
         "provider": speaking.engine.describe(),
-        "watermark": speaking.marker.describe() if speaking.marker is not None else None,
+        "watermark": {**speaking.marker.describe(), "seconds": marking}
+        if speaking.marker is not None
+        else None,
     }
 
 
@@ -370,7 +374,7 @@ def assemble_speech(
         "cache_key": key,
         "target_language": translation["target_language"],
         "provider": provider,
-        "watermark": batches[0].get("watermark") if batches else None,  # what marked the lines
+        "watermark": watermarked(batches),  # what marked the lines, and the seconds it took
         "lines": lines,
         "spoken": sorted(str(i) for b in batches for i in b.get("spoken", [])),  # synthesised by this run
         "refitted": sorted(str(i) for b in batches for i in b.get("refitted", [])),  # fitted by this run
@@ -386,6 +390,12 @@ def assemble_speech(
         provider=provider,
         counts=speech_counts(lines, batches),
     )
+
+
+def watermarked(batches: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The watermarker of the batches, with the seconds marking took this run (cached marks: none)."""
+    marks = [b["watermark"] for b in batches if b.get("watermark")]
+    return {**marks[0], "seconds": round(sum(float(m["seconds"]) for m in marks), 3)} if marks else None
 
 
 NOT_SPOKEN = {"status": "failed", "detail": "not synthesised", "uri": None}

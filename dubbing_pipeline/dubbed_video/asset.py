@@ -141,7 +141,7 @@ def sign_dub(step: Step, marks: Marks, video: Path, up: dict[str, dict[str, Any]
     with step.local(source["media_uri"]) as original:
         manifest = dub_manifest({
             "title": dub_tags(source, src, tgt)["title"],
-            "source_name": Path(str(source.get("source_uri", original))).name,
+            "source_name": manifest_source_name(source, original),
             "source_sha256": sha256_file(original),
             "source_language": src, "target_language": tgt, "models": models,
             "providers": sorted(set(models.values()) - {"none"}),
@@ -149,8 +149,15 @@ def sign_dub(step: Step, marks: Marks, video: Path, up: dict[str, dict[str, Any]
             "label": marks.label.text if marks.label is not None else None,
             "version": __version__,
         })  # fmt: skip
-        sign_mp4(signer, manifest, video, original, video)
+        sign_mp4(signer, manifest, video, original, video, title=manifest_source_name(source, original))
     return signer.describe()
+
+
+def manifest_source_name(source: dict[str, Any], local: Path) -> str:
+    """The source video's file name as the user gave it (its URI's last part)."""
+    from urllib.parse import unquote
+
+    return unquote(str(source.get("source_uri") or local).rstrip("/").rsplit("/", 1)[-1]) or local.name
 
 
 def model_name(provider: Any) -> str:
