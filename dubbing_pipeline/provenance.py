@@ -59,6 +59,7 @@ class Signer:
     chain_pem: bytes = field(repr=False)
     key_pem: bytes = field(repr=False)
     local: bool
+    name: str  # the signing certificate's common name
     subject: str
     issuer: str
     not_after: str
@@ -67,7 +68,7 @@ class Signer:
 
     def describe(self) -> dict[str, Any]:
         return {
-            "subject": self.subject, "issuer": self.issuer, "not_after": self.not_after,
+            "name": self.name, "subject": self.subject, "issuer": self.issuer, "not_after": self.not_after,
             "fingerprint": self.fingerprint, "local": self.local,
             "trust": "untrusted (local signer made by dubbing_pipeline)" if self.local else "as configured",
         }  # fmt: skip
@@ -152,10 +153,23 @@ def load_signer(chain_pem: bytes, key_pem: bytes, *, local: bool, root_pem: byte
     pkcs8 = key.private_bytes(text, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     pem = b"".join(c.public_bytes(text) for c in certs)
     return Signer(
-        chain_pem=pem, key_pem=pkcs8, local=local, subject=leaf.subject.rfc4514_string(),
-        issuer=leaf.issuer.rfc4514_string(), not_after=leaf.not_valid_after_utc.strftime("%Y-%m-%d"),
-        fingerprint=leaf.fingerprint(hashes.SHA256()).hex(), root_pem=root_pem,
-    )  # fmt: skip
+        chain_pem=pem,
+        key_pem=pkcs8,
+        local=local,
+        name=_common_name(leaf),
+        subject=leaf.subject.rfc4514_string(),
+        issuer=leaf.issuer.rfc4514_string(),
+        not_after=leaf.not_valid_after_utc.strftime("%Y-%m-%d"),
+        fingerprint=leaf.fingerprint(hashes.SHA256()).hex(),
+        root_pem=root_pem,
+    )
+
+
+def _common_name(cert: Any) -> str:
+    from cryptography.x509.oid import NameOID
+
+    names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    return str(names[0].value) if names else cert.subject.rfc4514_string()
 
 
 _LOCAL_LOCK = threading.Lock()

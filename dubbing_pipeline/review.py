@@ -37,6 +37,7 @@ h1{font-size:1.3rem;margin:0 0 .8rem}
 .check{padding:.35rem .6rem;border-radius:6px;font-weight:600}
 .check.pass{background:#e3f5e6;color:#1e6b2f}.check.fail{background:#fde6e4;color:#9b1c13}
 .check small{font-weight:400;margin-left:.3rem}
+.provenance{color:#555;font-size:.9rem;margin:0 0 .8rem}
 video{width:100%;max-width:720px;background:#000;border-radius:6px}
 table{border-collapse:collapse;width:100%;margin-top:1rem;background:#fff}
 th,td{border-bottom:1px solid #e5e5e5;padding:.35rem .5rem;text-align:left;vertical-align:top}
@@ -88,6 +89,22 @@ def _text(value: Any) -> str:
 
 def _number(value: Any, digits: int = 2) -> str:
     return "" if value is None else f"{float(value):.{digits}f}"
+
+
+def _provenance(provenance: Mapping[str, Any]) -> str:
+    """One line saying how the dub says it is AI-made: watermark, C2PA signer, label."""
+    parts = []
+    mark = provenance.get("watermark")
+    parts.append(f"audio watermark {mark['name']}" if isinstance(mark, Mapping) else "no audio watermark")
+    signer = provenance.get("c2pa")
+    if isinstance(signer, Mapping):
+        trust = " (local, untrusted)" if signer.get("local") else ""
+        parts.append(f"C2PA manifest signed by {signer.get('name', '?')}{trust}")
+    else:
+        parts.append("no C2PA manifest")
+    label = provenance.get("label")
+    parts.append(f"label “{label['text']}”" if isinstance(label, Mapping) else "no visible label")
+    return f'<p class="provenance">AI dub · {" · ".join(_text(p) for p in parts)}</p>'
 
 
 def _check(name: str, check: Mapping[str, Any]) -> str:
@@ -161,6 +178,7 @@ def review_html(
         f"<style>{STYLE}</style></head><body>"
         f"<h1>Review · {_text(title)}</h1>"
         f'<div class="checks">{"".join(_check(n, c) for n, c in checks.items())}</div>'
+        f"{_provenance(report.get('provenance') or {})}"
         f'<video id="video" controls preload="metadata" src="{_text(video_name)}">{track}</video>'
         "<table><thead><tr><th></th><th>line</th><th>time</th><th>speaker</th><th>source</th>"
         "<th>target</th><th>status</th><th>rate / stretch</th><th>CER</th><th>flags · feedback</th>"

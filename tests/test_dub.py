@@ -249,6 +249,8 @@ def test_review_page_in_a_real_chromium(dubbed: dict[str, Any]) -> None:
         assert ids == [s["id"] for s in segments]
         checks = browser.evaluate("[...document.querySelectorAll('.check')].map(c => c.dataset.check)")
         assert set(checks) == set(dubbed["report"]["quality"]["checks"])
+        said = browser.evaluate("document.querySelector('.provenance').textContent")
+        assert said.startswith("AI dub · audio watermark perth-implicit · C2PA manifest signed by"), said
         target = next(s for s in segments[2:] if s["dub_start"] is not None)
         browser.click(f'tr.line[data-id="{target["id"]}"] td:nth-child(5)')
         now = browser.evaluate("document.getElementById('video').currentTime")
