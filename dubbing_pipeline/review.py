@@ -30,6 +30,8 @@ CHECK_TITLES = {
     "toxicity": "Toxicity screen",
 }
 
+CHECK_VALUES = {"watermark": ("dub_confidence", "source_confidence")}  # the rest: every number
+
 STYLE = """
 body{font:14px/1.4 system-ui,sans-serif;margin:1.5rem;color:#1d1d1f;background:#fafafa}
 h1{font-size:1.3rem;margin:0 0 .8rem}
@@ -109,9 +111,19 @@ def _provenance(provenance: Mapping[str, Any]) -> str:
 
 def _check(name: str, check: Mapping[str, Any]) -> str:
     passed = bool(check.get("passed"))
+    shown = CHECK_VALUES.get(name)
     detail = ", ".join(
-        f"{k} {v}" for k, v in sorted(check.items()) if k != "passed" and isinstance(v, (int, float))
+        f"{k} {v}"
+        for k, v in sorted(check.items())
+        if k != "passed"
+        and isinstance(v, (int, float))
+        and not isinstance(v, bool)
+        and (shown is None or k in shown)
     )
+    if name == "toxicity" and check.get("screened") is False:
+        detail = "not screened (no term list)"
+    elif check.get("enabled") is False:
+        detail = "off"
     title = CHECK_TITLES.get(name, name)
     mark = "✓" if passed else "✗"
     return (

@@ -271,3 +271,38 @@ def read_back(
         "seconds_read": found["dub"].seconds,
         "threshold": DETECTED,
     }
+
+
+def read_file(marker: PerthWatermarker, path: Path) -> dict[str, Any] | None:
+    """The mark in a finished dub, read where its first subtitle track (the dub's lines, at their
+    dubbed times) says speech sounds; ``None`` for a file without a subtitle track."""
+    import subprocess
+
+    from dubbing_pipeline.dubbed_video.subtitles import parse_srt
+    from dubbing_pipeline.errors import BadInputError
+
+    subs = subprocess.run(
+        ["ffmpeg", "-v", "error", "-i", str(path), "-map", "0:s:0", "-f", "srt", "-"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    spans = (
+        sorted((c.start, c.end) for c in parse_srt(subs.stdout) if c.end > c.start)
+        if subs.returncode == 0
+        else []
+    )
+    if not spans:
+        return None
+    audio = subprocess.run(
+        ["ffmpeg", "-v", "error", "-i", str(path), "-map", "0:a:0", "-ac", "1", "-ar", str(MARK_RATE),
+         "-f", "f32le", "-"],
+        capture_output=True, check=False,
+    )  # fmt: skip
+    if audio.returncode != 0:
+        raise BadInputError(f"{path.name}: its audio track cannot be decoded")
+    mono = np.frombuffer(audio.stdout, dtype=np.float32).copy()
+    found = marker.detect(cut_spans(mono, MARK_RATE, spans), MARK_RATE)
+    alone = sum(marker.detect(cut_spans(mono, MARK_RATE, [span]), MARK_RATE).detected for span in spans)
+    return {
+        "detected": found.detected, "confidence": found.confidence, "seconds": found.seconds,
+        "cues": len(spans), "cues_detected": alone, "watermarker": marker.name,
+    }  # fmt: skip

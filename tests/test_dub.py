@@ -532,6 +532,13 @@ def test_the_mp4_carries_a_signed_c2pa_manifest(dubbed: dict[str, Any], tmp_path
     # the CLI: exit 0 and the state; a byte changed in the media: exit 1; no manifest: exit 3
     ok = cli(dubbed["home"], "verify", str(dubbed["mp4"]))
     assert ok.returncode == 0 and "C2PA manifest Valid" in ok.stdout and "c2pa.dubbed" in ok.stdout
+    assert ok.stdout.startswith("audio watermark: found (perth-implicit score")
+    # the audio watermark, read where the file's own dub subtitles say the dub speaks
+    as_json = json.loads(cli(dubbed["home"], "verify", "--json", str(dubbed["mp4"])).stdout)
+    mark = as_json["watermark"]
+    print(f"verify: {mark}")
+    assert mark["detected"] and mark["confidence"] >= 0.7 and mark["cues_detected"] >= 0.8 * mark["cues"]
+    assert as_json["validation_state"] == "Valid" and as_json["dub"]["source_sha256"]
     tampered = tmp_path / "tampered.mp4"
     data = bytearray(dubbed["mp4"].read_bytes())
     data[len(data) // 2] ^= 0x01
@@ -540,6 +547,7 @@ def test_the_mp4_carries_a_signed_c2pa_manifest(dubbed: dict[str, Any], tmp_path
     assert bad.returncode == 1 and "Invalid" in bad.stdout and "bmffHash.mismatch" in bad.stdout
     none = cli(dubbed["home"], "verify", str(DEMO_VIDEO))
     assert none.returncode == 3 and "carries no C2PA manifest" in none.stderr
+    assert none.stdout.startswith("audio watermark: not read")  # the source has no subtitle track
 
 
 def test_a_translation_that_brings_in_an_insult_is_flagged_or_blocked(dubbed: dict[str, Any]) -> None:

@@ -53,3 +53,31 @@ def test_feedback_is_appended_with_the_media_and_checked(tmp_path: Path) -> None
         with pytest.raises(BadInputError, match=problem):
             add_feedback(storage, "demo", "es", line, note, ids)
     assert (tmp_path / feedback_key("demo", "es")).read_bytes() == before  # a refused note changes nothing
+
+
+def test_the_page_says_how_the_dub_is_marked_and_keeps_check_chips_short() -> None:
+    from dubbing_pipeline.review import review_html
+
+    checks = {
+        "watermark": {"passed": True, "enabled": True, "dub_confidence": 0.89, "source_confidence": 0.17,
+                      "lines": 14, "threshold": 0.5},
+        "toxicity": {"passed": True, "flagged_lines": [], "screened": False, "list": None},
+        "timing": {"passed": False, "lines_out_of_bounds": ["s0001"]},
+    }  # fmt: skip
+    provenance = {
+        "watermark": {"name": "perth-implicit", "seconds": 0.3},
+        "c2pa": {"name": "ACME signer", "local": False},
+        "label": {"text": "AI-translated", "seconds": 4.0},
+    }
+    report = {**REPORT, "video_id": "v", "source_language": "en", "target_language": "es",
+              "quality": {**REPORT["quality"], "checks": checks}, "provenance": provenance}  # fmt: skip
+    page = review_html(report, video_name="v.es.mp4")
+    assert (
+        '<p class="provenance">AI dub · audio watermark perth-implicit · C2PA manifest signed by ACME signer '
+        "· label “AI-translated”</p>"
+    ) in page
+    assert "<small>dub_confidence 0.89, source_confidence 0.17</small>" in page  # no flags, no counts
+    assert "<small>not screened (no term list)</small>" in page
+    assert 'class="check fail" data-check="timing"' in page
+    bare = review_html({**report, "provenance": {}}, video_name="v.es.mp4")
+    assert "AI dub · no audio watermark · no C2PA manifest · no visible label" in bare
