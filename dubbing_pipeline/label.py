@@ -19,10 +19,13 @@ from typing import Any
 import numpy as np
 
 from dubbing_pipeline.errors import ConfigurationError
+from dubbing_pipeline.media import PLANAR_FORMATS
 
 BOX_OPACITY = 0.72
-PLANAR_8BIT = {"yuv420p": (1, 1), "yuvj420p": (1, 1), "yuv422p": (1, 0), "yuvj422p": (1, 0),
-               "yuv444p": (0, 0), "yuvj444p": (0, 0), "gray": (0, 0)}  # fmt: skip
+PLANAR_8BIT = {  # the 8-bit planar formats (chroma x shift, chroma y shift), and gray
+    **{fmt: (sx, sy) for fmt, (size, sx, sy) in PLANAR_FORMATS.items() if size == 1},
+    "gray": (0, 0),
+}
 
 
 @dataclass(frozen=True)

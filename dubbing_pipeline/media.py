@@ -12,6 +12,13 @@ from typing import Any
 
 from dubbing_pipeline.errors import BadInputError, ProviderError
 
+# the planar pixel formats decoded natively (lip-sync compose, the label): (bytes per sample,
+# chroma x shift, chroma y shift)
+PLANAR_FORMATS: dict[str, tuple[int, int, int]] = {
+    "yuv420p": (1, 1, 1), "yuvj420p": (1, 1, 1), "yuv422p": (1, 1, 0), "yuvj422p": (1, 1, 0),
+    "yuv444p": (1, 0, 0), "yuvj444p": (1, 0, 0), "yuv420p10le": (2, 1, 1), "yuv422p10le": (2, 1, 0),
+}  # fmt: skip
+
 BITEXACT = ["-fflags", "+bitexact", "-flags:v", "+bitexact", "-flags:a", "+bitexact", "-map_metadata", "-1"]
 
 

@@ -253,14 +253,6 @@ def _new_local_chain() -> tuple[bytes, bytes, bytes]:
     return root.public_bytes(pem), leaf.public_bytes(pem) + root.public_bytes(pem), key_pem
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def dub_manifest(dub: dict[str, Any]) -> dict[str, Any]:
     """The manifest definition of a dub. ``dub``: ``title``, ``source_name``, ``source_sha256``,
     ``source_language``, ``target_language``, ``models`` (stage → model), ``providers`` (names),
@@ -309,16 +301,24 @@ def _derived_uuid(value: Any) -> uuid.UUID:
 
 
 def sign_mp4(
-    signer: Signer, manifest: dict[str, Any], video: Path, source: Path, out: Path, title: str = ""
+    signer: Signer,
+    manifest: dict[str, Any],
+    video: Path,
+    source: Path,
+    out: Path,
+    *,
+    title: str,
+    source_sha256: str,
 ) -> None:
     """``out``: ``video`` with ``manifest`` embedded and signed, ``source`` as its ingredient
-    (``title``: its name as the user gave it; written under a temporary name and renamed: a failed
-    signing leaves nothing)."""
+    (``title``: its name as the user gave it, ``source_sha256``: its content hash, as the
+    ``source_video`` record holds it; written under a temporary name and renamed: a failed signing
+    leaves nothing)."""
     import c2pa
 
-    source_hash = sha256_file(source)
+    source_hash = source_sha256
     ingredient = {
-        "title": title or source.name, "relationship": "parentOf", "label": "source_video",
+        "title": title, "relationship": "parentOf", "label": "source_video",
         "instance_id": f"sha256:{source_hash}", "metadata": {"dubbing_pipeline:sha256": source_hash},
     }  # fmt: skip
     tmp = out.with_name(f".{out.name}.{uuid.uuid4().hex[:8]}.partial")

@@ -241,34 +241,39 @@ def cut_spans(audio: np.ndarray, sample_rate: int, spans: list[tuple[float, floa
     return np.concatenate(parts).astype(np.float32) if parts else np.zeros(0, dtype=np.float32)
 
 
+def read_spans(
+    marker: PerthWatermarker, audio: np.ndarray, sample_rate: int, spans: list[tuple[float, float]]
+) -> tuple[Detection, int]:
+    """The mark in ``audio`` (mono) over all ``spans`` at once, and how many spans read alone
+    carry it (a short span alone is a weak reading either way)."""
+    together = marker.detect(cut_spans(audio, sample_rate, spans), sample_rate)
+    alone = sum(marker.detect(cut_spans(audio, sample_rate, [span]), sample_rate).detected for span in spans)
+    return together, alone
+
+
 def read_back(
     marker: PerthWatermarker, dub_track: Path, source_track: Path, spans: list[tuple[float, float]]
 ) -> dict[str, Any]:
-    """The ``watermark`` check: the mark read from the dub's final (decoded AAC) track over all the
-    dubbed lines at once, and from the source recording at the same times; passed when the dub
-    carries it and the source does not. Each line read alone is counted too (a short line alone
-    is a weak reading either way)."""
+    """The ``watermark`` check: the mark read from the dub's final (decoded AAC) track over the
+    dubbed lines, and from the source recording at the same times (``read_spans``); passed when
+    the dub carries it and the source does not."""
     import soundfile as sf
 
-    found: dict[str, Detection] = {}
-    lines: dict[str, int] = {}
+    found: dict[str, tuple[Detection, int]] = {}
     for name, path in (("dub", dub_track), ("source", source_track)):
         audio, rate = sf.read(str(path), dtype="float32", always_2d=True)
-        mono = audio.mean(axis=1)
-        found[name] = marker.detect(cut_spans(mono, int(rate), spans), int(rate))
-        lines[name] = sum(
-            marker.detect(cut_spans(mono, int(rate), [span]), int(rate)).detected for span in spans
-        )
+        found[name] = read_spans(marker, audio.mean(axis=1), int(rate), spans)
+    (dub, dub_lines), (source, source_lines) = found["dub"], found["source"]
     return {
-        "passed": found["dub"].detected and not found["source"].detected,
+        "passed": dub.detected and not source.detected,
         "enabled": True,
         "watermarker": marker.name,
-        "dub_confidence": found["dub"].confidence,
-        "source_confidence": found["source"].confidence,
+        "dub_confidence": dub.confidence,
+        "source_confidence": source.confidence,
         "lines": len(spans),
-        "dub_lines_detected": lines["dub"],
-        "source_lines_detected": lines["source"],
-        "seconds_read": found["dub"].seconds,
+        "dub_lines_detected": dub_lines,
+        "source_lines_detected": source_lines,
+        "seconds_read": dub.seconds,
         "threshold": DETECTED,
     }
 
@@ -278,8 +283,11 @@ def read_file(marker: PerthWatermarker, path: Path) -> dict[str, Any] | None:
     dubbed times) says speech sounds; ``None`` for a file without a subtitle track."""
     import subprocess
 
+    import soundfile as sf
+
+    from dubbing_pipeline.cache import scratch
     from dubbing_pipeline.dubbed_video.subtitles import parse_srt
-    from dubbing_pipeline.errors import BadInputError
+    from dubbing_pipeline.media import extract_audio
 
     subs = subprocess.run(
         ["ffmpeg", "-v", "error", "-i", str(path), "-map", "0:s:0", "-f", "srt", "-"],
@@ -292,16 +300,10 @@ def read_file(marker: PerthWatermarker, path: Path) -> dict[str, Any] | None:
     )
     if not spans:
         return None
-    audio = subprocess.run(
-        ["ffmpeg", "-v", "error", "-i", str(path), "-map", "0:a:0", "-ac", "1", "-ar", str(MARK_RATE),
-         "-f", "f32le", "-"],
-        capture_output=True, check=False,
-    )  # fmt: skip
-    if audio.returncode != 0:
-        raise BadInputError(f"{path.name}: its audio track cannot be decoded")
-    mono = np.frombuffer(audio.stdout, dtype=np.float32).copy()
-    found = marker.detect(cut_spans(mono, MARK_RATE, spans), MARK_RATE)
-    alone = sum(marker.detect(cut_spans(mono, MARK_RATE, [span]), MARK_RATE).detected for span in spans)
+    with scratch("watermark") as tmp:
+        extract_audio(path, tmp / "dub.wav", sample_rate=MARK_RATE, channels=1)
+        audio, _ = sf.read(str(tmp / "dub.wav"), dtype="float32")
+    found, alone = read_spans(marker, np.asarray(audio, dtype=np.float32).reshape(-1), MARK_RATE, spans)
     return {
         "detected": found.detected, "confidence": found.confidence, "seconds": found.seconds,
         "cues": len(spans), "cues_detected": alone, "watermarker": marker.name,

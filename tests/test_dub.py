@@ -582,16 +582,9 @@ def test_a_translation_that_brings_in_an_insult_is_flagged_or_blocked(dubbed: di
     assert label["text"] == "AI-translated" and label["frames_labelled"] == 100  # 4 s at 25 fps
     ((a, b),) = label["spans"]
     assert a == 0 and b >= 100 and label["frames_copied"] == 750 - b
-    ours, theirs = frame_hashes(dubbed["mp4"]), frame_hashes(DEMO_VIDEO)
+    from dubbing_pipeline.dubbed_video.core import video_frame_hashes
+
+    ours, theirs = video_frame_hashes(dubbed["mp4"]), video_frame_hashes(DEMO_VIDEO)
     assert len(ours) == len(theirs) == 750
     assert ours[b:] == theirs[b:]  # outside the span: bit-identical decoded frames
     assert all(x != y for x, y in zip(ours[:100], theirs[:100], strict=True))  # the label is there
-
-
-def frame_hashes(path: Path) -> list[str]:
-    """MD5 of every decoded video frame (ffmpeg's framemd5)."""
-    out = subprocess.run(
-        ["ffmpeg", "-v", "error", "-i", str(path), "-map", "0:v:0", "-f", "framemd5", "-"],
-        capture_output=True, check=True, text=True,
-    ).stdout  # fmt: skip
-    return [row.rsplit(",", 1)[-1].strip() for row in out.splitlines() if row and not row.startswith("#")]

@@ -129,7 +129,7 @@ def sign_dub(step: Step, marks: Marks, video: Path, up: dict[str, dict[str, Any]
     if signer is None:
         return None
     from dubbing_pipeline import __version__
-    from dubbing_pipeline.provenance import dub_manifest, sha256_file, sign_mp4
+    from dubbing_pipeline.provenance import dub_manifest, sign_mp4
 
     source, translation, speech = up["source_video"], up["translation"], up["dubbed_speech"]
     src, tgt = translation["source_language"], translation["target_language"]
@@ -138,26 +138,27 @@ def sign_dub(step: Step, marks: Marks, video: Path, up: dict[str, dict[str, Any]
         "speech": model_name(speech.get("provider")),
         "lipsync": str(up["lip_sync"].get("lipsync", {}).get("provider", "none")),
     }
+    name = source_name(source)
+    manifest = dub_manifest({
+        "title": dub_tags(source, src, tgt)["title"], "source_name": name,
+        "source_sha256": source["sha256"], "source_language": src, "target_language": tgt,
+        "models": models, "providers": sorted(set(models.values()) - {"none"}),
+        "watermark": (speech.get("watermark") or {}).get("name"),
+        "label": marks.label.text if marks.label is not None else None,
+        "version": __version__,
+    })  # fmt: skip
     with step.local(source["media_uri"]) as original:
-        manifest = dub_manifest({
-            "title": dub_tags(source, src, tgt)["title"],
-            "source_name": manifest_source_name(source, original),
-            "source_sha256": sha256_file(original),
-            "source_language": src, "target_language": tgt, "models": models,
-            "providers": sorted(set(models.values()) - {"none"}),
-            "watermark": (speech.get("watermark") or {}).get("name"),
-            "label": marks.label.text if marks.label is not None else None,
-            "version": __version__,
-        })  # fmt: skip
-        sign_mp4(signer, manifest, video, original, video, title=manifest_source_name(source, original))
+        sign_mp4(signer, manifest, video, original, video, title=name, source_sha256=source["sha256"])
     return signer.describe()
 
 
-def manifest_source_name(source: dict[str, Any], local: Path) -> str:
-    """The source video's file name as the user gave it (its URI's last part)."""
-    from urllib.parse import unquote
+def source_name(source: dict[str, Any]) -> str:
+    """The source video's file name as the user gave it: the last part of its registered URI."""
+    from pathlib import PurePosixPath
 
-    return unquote(str(source.get("source_uri") or local).rstrip("/").rsplit("/", 1)[-1]) or local.name
+    from dubbing_pipeline.storage.base import parse_uri
+
+    return PurePosixPath(parse_uri(str(source["source_uri"]))[2]).name or str(source["video_id"])
 
 
 def model_name(provider: Any) -> str:

@@ -36,17 +36,12 @@ import numpy as np
 from dubbing_pipeline.errors import BadInputError, ProviderError
 from dubbing_pipeline.label import PLANAR_8BIT, Label, apply, render
 from dubbing_pipeline.lip_sync.windows import MODEL_FPS, Window, source_frame_range
-from dubbing_pipeline.media import BITEXACT, ffprobe, raw_video_frames, run_ffmpeg
+from dubbing_pipeline.media import BITEXACT, PLANAR_FORMATS, ffprobe, raw_video_frames, run_ffmpeg
 
 CRF = 22
 PRESET = "fast"
 WINDOW_CRF = 12
 AUDIO_RATE = 16000
-# bytes per pixel of the planar formats the smart path decodes natively
-_PLANES: dict[str, tuple[int, int, int]] = {  # (bytes per sample, chroma x shift, chroma y shift)
-    "yuv420p": (1, 1, 1), "yuvj420p": (1, 1, 1), "yuv422p": (1, 1, 0), "yuvj422p": (1, 1, 0),
-    "yuv444p": (1, 0, 0), "yuvj444p": (1, 0, 0), "yuv420p10le": (2, 1, 1), "yuv422p10le": (2, 1, 0),
-}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -68,7 +63,7 @@ class VideoInfo:
 def frame_bytes(width: int, height: int, pix_fmt: str) -> int:
     if pix_fmt == "gray":
         return width * height
-    bps, sx, sy = _PLANES.get(pix_fmt, (1, 1, 1))
+    bps, sx, sy = PLANAR_FORMATS.get(pix_fmt, (1, 1, 1))
     cw, ch = -(-width // (1 << sx)), -(-height // (1 << sy))
     return bps * (width * height + 2 * cw * ch)
 
@@ -246,13 +241,13 @@ class _Replacements:
         self.labelled = label.frames(info.fps, info.frames) if label is not None else 0
         self.stamp = render(label.text, info.width, info.height) if label is not None else None
 
-    def edit(self, j: int, raw: bytes) -> tuple[bytes, bool, bool]:
-        """Source frame ``j`` as it goes out: ``(bytes, swapped for an engine frame, labelled)``."""
+    def edit(self, j: int, raw: bytes) -> tuple[bytes, bool]:
+        """Source frame ``j`` as it goes out, and whether an engine frame replaced it."""
         swap = self.frame(j)
         out = swap if swap is not None else raw
         if j < self.labelled and self.stamp is not None:
             out = apply(out, self.info.width, self.info.height, self.pix_fmt, self.stamp)
-        return out, swap is not None, j < self.labelled
+        return out, swap is not None
 
     def covers(self, j: int) -> bool:
         return any(j0 <= j < j1 for (j0, j1), _w, _p in self.ranges)
@@ -296,7 +291,7 @@ def _render(
         for k, raw in enumerate(_raw_frames(src, info, pix_fmt)):
             if k >= count:
                 break
-            frame, swapped, _labelled = repl.edit(first + k, raw)
+            frame, swapped = repl.edit(first + k, raw)
             replaced += int(swapped)
             enc.stdin.write(frame)
             seen += 1
@@ -378,7 +373,7 @@ def compose(
     if frames:
         info = VideoInfo(**{**info.__dict__, "frames": frames})
     tmp = out.with_name(f".{out.stem}.{uuid.uuid4().hex[:8]}.partial.mp4")
-    native = PLANAR_8BIT if label is not None else {*_PLANES, "gray"}  # the label is drawn on 8-bit planes
+    native = PLANAR_8BIT if label is not None else {*PLANAR_FORMATS, "gray"}  # the label: 8-bit planes only
     pix_fmt = info.pix_fmt if info.pix_fmt in native else "yuv420p"
     windows = [(w, Path(p)) for w, p in sorted(synced, key=lambda item: item[0])]
     labelled = label.frames(info.fps, info.frames) if label is not None else 0

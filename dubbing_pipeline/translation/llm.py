@@ -127,31 +127,41 @@ def validate_reply(content: str, ids: Sequence[str]) -> tuple[dict[str, str], st
     repeats an id or names an id that was not asked for is rejected whole (nothing usable);
     one that only lacks ids or has empty texts keeps its good lines.
     """
+    good, problem, _offensive = read_reply(content, ids)
+    return good, problem
+
+
+def read_reply(content: str, ids: Sequence[str]) -> tuple[dict[str, str], str | None, set[str]]:
+    """``validate_reply``, and the ids of the usable lines the model says it translated with
+    offensive words the original lacks."""
     try:
         data = json.loads(_strip_fences(content))
     except (json.JSONDecodeError, TypeError) as exc:
-        return {}, f"not JSON ({exc.__class__.__name__} at char {getattr(exc, 'pos', '?')})"
+        return {}, f"not JSON ({exc.__class__.__name__} at char {getattr(exc, 'pos', '?')})", set()
     if not isinstance(data, dict) or not isinstance(data.get("lines"), list):
-        return {}, 'not an object with a "lines" array'
+        return {}, 'not an object with a "lines" array', set()
     wanted = set(ids)
     seen: set[str] = set()
     good: dict[str, str] = {}
     empty: list[str] = []
+    offensive: set[str] = set()
     for item in data["lines"]:
         if not (
             isinstance(item, dict) and isinstance(item.get("id"), str) and isinstance(item.get("text"), str)
         ):
-            return {}, 'an entry is not {"id": string, "text": string}'
+            return {}, 'an entry is not {"id": string, "text": string}', set()
         if not isinstance(item.get("offensive", False), bool):
-            return {}, '"offensive" is not true or false'
+            return {}, '"offensive" is not true or false', set()
         line_id, text = item["id"], " ".join(item["text"].split())
         if line_id not in wanted:
-            return {}, f"unexpected id {line_id[:40]!r}"
+            return {}, f"unexpected id {line_id[:40]!r}", set()
         if line_id in seen:
-            return {}, f"id {line_id[:40]!r} appears twice"
+            return {}, f"id {line_id[:40]!r} appears twice", set()
         seen.add(line_id)
         if text:
             good[line_id] = text
+            if item.get("offensive") is True:
+                offensive.add(line_id)
         else:
             empty.append(line_id)
     missing = [i for i in ids if i not in seen]
@@ -160,13 +170,7 @@ def validate_reply(content: str, ids: Sequence[str]) -> tuple[dict[str, str], st
         problems.append("missing ids " + ", ".join(repr(i[:40]) for i in missing[:10]))
     if empty:
         problems.append("empty text for ids " + ", ".join(repr(i[:40]) for i in empty[:10]))
-    return good, ("; ".join(problems) or None)
-
-
-def offensive_ids(content: str) -> set[str]:
-    """The ids a (valid) reply says it translated with offensive words the original lacks."""
-    data = json.loads(_strip_fences(content))
-    return {str(item["id"]) for item in data["lines"] if item.get("offensive") is True}
+    return good, ("; ".join(problems) or None), offensive
 
 
 def max_text_chars(budget: int, target: str) -> int:
@@ -488,11 +492,10 @@ class LLMTranslator(Translator):
             if content is None:
                 problem = "the reply has no message content"
             else:
-                good, issue = validate_reply(content, ids)
+                good, issue, said = read_reply(content, ids)
                 problem = issue or ""
-                said = offensive_ids(content) if good else set()
                 for line in pending:
-                    if line.request.id in said and line.request.id in good:
+                    if line.request.id in said:
                         line.offensive.add(good[line.request.id])
                     text = good.get(line.request.id)
                     missing = violations(line.request.text, text, line.request.glossary) if text else []
