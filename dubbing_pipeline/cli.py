@@ -268,6 +268,14 @@ def dub_context(storage: Any, video_id: str, language: str) -> Any:
         line_ids=[str(ln["id"]) for ln in lines],
         speakers=[str(s["id"]) for s in speakers],
         voices=[str(v) for v in engine.voices],
+        slots={  # where the source speaks each line (the stored record may hold moved lines)
+            str(ln["id"]): (
+                float(ln.get("source_start", ln["start"])),
+                float(ln.get("source_end", ln["end"])),
+            )
+            for ln in lines
+        },
+        duration=float(load_asset_record(storage, "source_video", video_id)["duration"]),
     )
 
 
@@ -282,8 +290,9 @@ def cmd_edit(args: argparse.Namespace) -> int:
     before = load_edits(storage, vid, lang)
     skip = True if args.skip else (False if args.unskip else None)
     after = with_change(
-        before, line=args.line, text=args.text, speaker=args.speaker, skip=skip,
-        voices=split_pairs(args.voice, "--voice"), glossary=split_pairs(args.glossary, "--glossary"),
+        before, line=args.line, text=args.text, speaker=args.speaker, skip=skip, start=args.start,
+        end=args.end, source_timing=args.source_timing, voices=split_pairs(args.voice, "--voice"),
+        glossary=split_pairs(args.glossary, "--glossary"),
     )  # fmt: skip
     check_edits(after, dub_context(storage, vid, lang))  # nothing is stored unless all of it holds
     if after == before:
@@ -496,7 +505,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "edit",
-        help="correct a dub: a line's text, speaker or skip, a speaker's voice, a glossary term",
+        help="correct a dub: a line's text, speaker, timing or skip, a speaker's voice, a glossary term",
         description="Store a correction of the dub of VIDEO into --to with the media "
         "(edits/<video>/<lang>.json); the next 'dub' re-renders only what it changes. An invalid "
         "edit names its line and field and stores nothing.",
@@ -507,6 +516,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--speaker", help="--line: the speaker whose voice says it (e.g. S2)")
     p.add_argument("--skip", action="store_true", help="--line: keep the original speech there")
     p.add_argument("--unskip", action="store_true", help="--line: dub it again")
+    p.add_argument("--start", type=float, metavar="SECONDS",
+                   help="--line: move the line's slot to start here (its voice is kept)")  # fmt: skip
+    p.add_argument("--end", type=float, metavar="SECONDS", help="--line: end the line's slot here")
+    p.add_argument("--source-timing", action="store_true",
+                   help="--line: put the line back where the source speaks it")  # fmt: skip
     p.add_argument("--voice", action="append", default=[], metavar="SPEAKER=VOICE",
                    help="a speaker's voice, one of the TTS engine's (repeatable)")  # fmt: skip
     p.add_argument("--glossary", action="append", default=[], metavar="SOURCE=TARGET",

@@ -5,7 +5,8 @@
     {
       "schema": "dubbing_pipeline.edits/1",
       "lines": {                       # by line id (stable: the transcript's ids, never positions)
-        "s0004": {"text": "Hola, Ana.", "speaker": "S2", "skip": false}
+        "s0004": {"text": "Hola, Ana.", "speaker": "S2", "skip": false},
+        "s0007": {"start": 12.4, "end": 15.1}     # the line's slot, in seconds of the video
       },
       "voices": {"S1": "female"},      # per speaker: one of the TTS engine's voices
       "glossary": {"Ana": "Ana"}       # this video's terms (DUBBING_GLOSSARY holds the catalog's)
@@ -13,8 +14,12 @@
 
 Every field is optional. ``text`` replaces the translation of that line; ``speaker`` gives the
 line to another speaker (their voice); ``skip`` keeps the original speech in that line's slot
-(no dubbed line, no lip-sync there). The whole file is validated before anything is stored
-(``parse_edits``); an invalid edit names its line and field, and the stored edits stay as they
+(no dubbed line, no lip-sync there); ``start``/``end`` move the line's slot (either or both).
+A moved line keeps its voice: the speaking rate is planned from the slot the source speaker
+spoke in, so a timing edit fits the stored voice to the new slot (placed, stretched up to the cap,
+cut at the end if it still overflows) and synthesises nothing. The whole file is validated
+before anything is stored (``parse_edits``); an invalid edit names its line and field, and the
+stored edits stay as they
 were. Applying edits (``apply_edits``) is a pure function of the translated lines.
 
 The edits of a partition are the ``edits`` observable source asset; its data version is
@@ -24,6 +29,7 @@ The edits of a partition are the ``edits`` observable source asset; its data ver
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -35,7 +41,10 @@ from dubbing_pipeline.translation.glossary import normalise_term
 
 SCHEMA = "dubbing_pipeline.edits/1"
 MAX_TEXT = 1000
-LINE_FIELDS = ("text", "speaker", "skip")
+LINE_FIELDS = ("text", "speaker", "skip", "start", "end")
+MIN_SLOT = 0.2
+"""The shortest slot (seconds) a timing edit may give a line."""
+MAX_SECONDS = 86400.0
 
 
 @dataclass(frozen=True)
@@ -45,9 +54,14 @@ class LineEdit:
     text: str | None = None
     speaker: str | None = None
     skip: bool = False
+    start: float | None = None  # the slot's new start (seconds); None: where the source speaks
+    end: float | None = None
 
     def is_empty(self) -> bool:
-        return self.text is None and self.speaker is None and not self.skip
+        return self.text is None and self.speaker is None and not self.skip and not self.timed()
+
+    def timed(self) -> bool:
+        return self.start is not None or self.end is not None
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -57,6 +71,10 @@ class LineEdit:
             out["speaker"] = self.speaker
         if self.skip:
             out["skip"] = True
+        if self.start is not None:
+            out["start"] = self.start
+        if self.end is not None:
+            out["end"] = self.end
         return out
 
 
@@ -104,6 +122,15 @@ def _text(value: Any, where: str) -> str:
     return text
 
 
+def _seconds(value: Any, where: str) -> float:
+    """A time in seconds, normalised to the millisecond (0.4 and 0.4000001 are one edit)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise BadInputError(f"{where}: must be a number of seconds, got {type(value).__name__}")
+    if not math.isfinite(value) or not 0.0 <= value <= MAX_SECONDS:
+        raise BadInputError(f"{where}: {value} is not a time in the video")
+    return round(float(value), 3)
+
+
 def _ident(value: Any, where: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise BadInputError(f"{where}: must be a non-empty name")
@@ -121,7 +148,13 @@ def parse_line_edit(line: str, raw: Any) -> LineEdit:
     skip = raw.get("skip", False)
     if not isinstance(skip, bool):
         raise BadInputError(f"{_where(line, 'skip')}: must be true or false")
-    return LineEdit(text=text, speaker=speaker, skip=skip)
+    start, end = (
+        _seconds(raw[name], _where(line, name)) if raw.get(name) is not None else None
+        for name in ("start", "end")
+    )
+    if start is not None and end is not None and end - start < MIN_SLOT:
+        raise BadInputError(f"{_where(line, 'end')}: {end} s is less than {MIN_SLOT} s after start {start} s")
+    return LineEdit(text=text, speaker=speaker, skip=skip, start=start, end=end)
 
 
 def parse_edits(raw: Any) -> Edits:
@@ -153,11 +186,14 @@ def parse_edits(raw: Any) -> Edits:
 
 @dataclass(frozen=True)
 class Dub:
-    """What an edit is checked against: the dub's line ids, speaker ids and the engine's voices."""
+    """What an edit is checked against: the dub's line ids, speaker ids and the engine's voices;
+    for timing edits, each line's source slot (``id → (start, end)``) and the video's duration."""
 
     line_ids: Sequence[str]
     speakers: Sequence[str]
     voices: Sequence[str]
+    slots: Mapping[str, tuple[float, float]] = field(default_factory=dict)
+    duration: float | None = None
 
 
 def check_edits(edits: Edits, dub: Dub) -> None:
@@ -172,6 +208,7 @@ def check_edits(edits: Edits, dub: Dub) -> None:
                 f"{_where(line, 'speaker')}: {change.speaker!r} is not a speaker of this video "
                 f"({', '.join(dub.speakers)})"
             )
+    check_timing(edits, dub)
     for speaker, voice in sorted(edits.voices.items()):
         if speaker not in dub.speakers:
             raise BadInputError(
@@ -184,6 +221,51 @@ def check_edits(edits: Edits, dub: Dub) -> None:
             )
 
 
+def slot_of(source: tuple[float, float], change: LineEdit | None) -> tuple[float, float]:
+    """A line's slot once edited: its source slot with the edited start and end over it."""
+    if change is None:
+        return source
+    return (
+        source[0] if change.start is None else change.start,
+        source[1] if change.end is None else change.end,
+    )
+
+
+def check_timing(edits: Edits, dub: Dub) -> None:
+    """A moved slot stays in the video, at least ``MIN_SLOT`` long, and between its neighbours
+    (lines keep their order and never overlap); a skipped line keeps the source's slot."""
+    timed = sorted(k for k, v in edits.lines.items() if v.timed())
+    if not timed:
+        return
+    order = sorted(dub.slots, key=lambda k: (dub.slots[k][0], k))
+    slots = [slot_of(dub.slots[k], edits.lines.get(k)) for k in order]
+    for line in timed:
+        change = edits.lines[line]
+        field_name = "start" if change.start is not None else "end"
+        if line not in dub.slots:
+            raise BadInputError(f"{_where(line, field_name)}: the dub has no slot for this line")
+        if change.skip:
+            raise BadInputError(
+                f"{_where(line, field_name)}: a skipped line keeps the original speech where it was"
+            )
+        i = order.index(line)
+        start, end = slots[i]
+        if end - start < MIN_SLOT:
+            raise BadInputError(
+                f"{_where(line, field_name)}: the slot {start:.3f}–{end:.3f} s is shorter than {MIN_SLOT} s"
+            )
+        if dub.duration is not None and end > dub.duration:
+            raise BadInputError(
+                f"{_where(line, 'end')}: {end:.3f} s is after the video ends ({dub.duration:.3f} s)"
+            )
+        if i > 0 and start < slots[i - 1][1]:
+            before = f"line {order[i - 1]} ends ({slots[i - 1][1]:.3f} s)"
+            raise BadInputError(f"{_where(line, 'start')}: {start:.3f} s is before {before}")
+        if i + 1 < len(order) and end > slots[i + 1][0]:
+            after = f"line {order[i + 1]} starts ({slots[i + 1][0]:.3f} s)"
+            raise BadInputError(f"{_where(line, 'end')}: {end:.3f} s is after {after}")
+
+
 def with_change(
     edits: Edits,
     *,
@@ -191,20 +273,29 @@ def with_change(
     text: str | None = None,
     speaker: str | None = None,
     skip: bool | None = None,
+    start: float | None = None,
+    end: float | None = None,
+    source_timing: bool = False,
     voices: Mapping[str, str] | None = None,
     glossary: Mapping[str, str] | None = None,
 ) -> Edits:
-    """``edits`` with one command's changes; ``skip=False`` un-skips a line. Returns a new value."""
+    """``edits`` with one command's changes; ``skip=False`` un-skips a line, ``source_timing``
+    puts it back in the source's slot. Returns a new value."""
     lines = dict(edits.lines)
-    if text is not None or speaker is not None or skip is not None:
+    changes = (text, speaker, skip, start, end)
+    if any(c is not None for c in changes) or source_timing:
         if line is None:
-            raise BadInputError("--text, --speaker and --skip need --line")
+            raise BadInputError("--text, --speaker, --skip, --start and --end need --line")
         before = lines.get(line, LineEdit())
+        if source_timing:
+            before = replace(before, start=None, end=None)
         after = replace(
             before,
             text=_text(text, _where(line, "text")) if text is not None else before.text,
             speaker=_ident(speaker, _where(line, "speaker")) if speaker is not None else before.speaker,
             skip=before.skip if skip is None else skip,
+            start=_seconds(start, _where(line, "start")) if start is not None else before.start,
+            end=_seconds(end, _where(line, "end")) if end is not None else before.end,
         )
         if after.is_empty():
             lines.pop(line, None)
@@ -224,7 +315,9 @@ def with_change(
 def apply_edits(lines: Sequence[Mapping[str, Any]], edits: Edits) -> list[dict[str, Any]]:
     """The translated lines with the person's corrections. An edited line keeps its machine
     translation as ``machine_text``, is flagged ``edited`` and its status becomes ``edited``;
-    a skipped line is flagged ``skip`` (its slot keeps the original speech)."""
+    a skipped line is flagged ``skip`` (its slot keeps the original speech); a moved line is
+    flagged ``timing``, keeps its source slot as ``source_start``/``source_end`` and gets the
+    edited one as ``start``/``end``."""
     out = []
     for ln in lines:
         line = dict(ln)
@@ -243,6 +336,11 @@ def apply_edits(lines: Sequence[Mapping[str, Any]], edits: Edits) -> list[dict[s
             if change.skip:
                 line["skip"] = True
                 flags.append("skip")
+            moved = slot_of((float(line["start"]), float(line["end"])), change) if change.timed() else None
+            if moved and not change.skip and moved != (line["start"], line["end"]):
+                line["source_start"], line["source_end"] = line["start"], line["end"]
+                line["start"], line["end"] = moved
+                flags.append("timing")
             line["flags"] = flags
         out.append(line)
     return out

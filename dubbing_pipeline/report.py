@@ -9,7 +9,8 @@ Schema (version 1; fields are only ever added):
   "duration": float,                      # seconds of the source (and of the output)
   "stages": {name: {"seconds": float, "cached": bool}},
   "segments": [{"id", "start", "end", "speaker", "source_text", "target_text",
-                "dub_start", "dub_end", "rate", "stretch", "status", "flags"}],
+                "dub_start", "dub_end", "rate", "stretch", "status", "flags",
+                "source_start"?, "source_end"?}],  # the last two: a line moved by an edit
   "speakers": [{"id", "f0", "voice"}],
   "outputs": {"video": str, "srt": str, "vtt": str, "source_srt": str, "source_vtt": str},
   "providers": {stage: {...}},
@@ -20,7 +21,9 @@ Schema (version 1; fields are only ever added):
 ``status`` per segment: fits, borrowed (used the silence after its slot), rate (spoken
 faster, ≤ 1.2×), stretch (time-stretched, ≤ 1.1×), trimmed (cut at the next line after the
 one shorter re-translation), failed (silence: no translation or no synthesis). ``flags`` name
-what a reviewer should check (``glossary``: a glossary term is missing from the translation).
+what a reviewer should check (``glossary``: a glossary term is missing from the translation;
+``edited``, ``speaker``, ``skip``, ``timing``: a person's edits). A line whose slot an edit moved
+has ``start``/``end`` where it is dubbed and ``source_start``/``source_end`` where it was spoken.
 """
 
 from __future__ import annotations
@@ -55,6 +58,8 @@ def report_segments(translation: Mapping[str, Any], speech: Mapping[str, Any]) -
                 "stretch": None if failed else round(float(dub["stretch"]), 4),
                 "status": dub.get("status", "failed"),
                 "flags": list(line.get("flags", [])),
+                # a moved line (edits): where the source speaker spoke it
+                **{k: line[k] for k in ("source_start", "source_end") if k in line},
             }
         )
     return out

@@ -311,6 +311,14 @@ def staleness(dubbed: dict[str, Any], partition: str) -> str:
         return ours
 
 
+def subtitle_track(mp4: Path, index: int) -> str:
+    """The MP4's ``index``-th subtitle track as SubRip text (ffmpeg)."""
+    return subprocess.run(
+        ["ffmpeg", "-v", "error", "-i", str(mp4), "-map", f"0:s:{index}", "-f", "srt", "-"],
+        capture_output=True, check=True, text=True,
+    ).stdout  # fmt: skip
+
+
 def redub(dubbed: dict[str, Any]) -> dict[str, Any]:
     proc = cli(dubbed["home"], "dub", str(DEMO_VIDEO), "--to", "es", "--out", str(dubbed["out"]))
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -421,6 +429,47 @@ def test_changing_a_voice_speaks_only_that_speakers_lines(dubbed: dict[str, Any]
     assert again["takes_cached"] == len(spoken) - len(again["spoken"])
 
 
+def test_moving_a_line_speaks_nothing_again(dubbed: dict[str, Any]) -> None:
+    """``edit --line --start --end`` then ``dub``: the line (one spoken faster than natural, not at
+    the cap: the case where its new slot alone would need another rate) is fitted to its new slot
+    from its stored voice; nothing is synthesised, the source subtitles stay, and the mix changes
+    only where re-fitted lines sound."""
+    before = json.loads((dubbed["folder"] / "report.json").read_text())
+    old_mix, sr = mix_samples(dubbed)
+    dub_srt, source_srt = subtitle_track(dubbed["mp4"], 0), subtitle_track(dubbed["mp4"], 1)
+    line = next(s for s in before["segments"] if s["rate"] is not None and 1.0 < s["rate"] < 1.19)
+    start, end = round(line["start"] + 0.1, 3), round(line["end"] - 0.1, 3)
+    proc = cli(dubbed["home"], "edit", "demo", "--to", "es", "--line", line["id"],
+               "--start", str(start), "--end", str(end))  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    bad = cli(dubbed["home"], "edit", "demo", "--to", "es", "--line", line["id"], "--end", "9999")
+    assert bad.returncode == 3 and "field 'end'" in bad.stderr and "after" in bad.stderr
+    after = redub(dubbed)
+    again = after["rerender"]
+    print(f"moved {line['id']} ({line['rate']}x) to {start}-{end}: spoke {again['spoken']}, "
+          f"fitted {again['refitted']}")  # fmt: skip
+    assert again["spoken"] == [] and line["id"] in again["refitted"]
+    moved = next(s for s in after["segments"] if s["id"] == line["id"])
+    assert (moved["start"], moved["end"]) == (start, end) and "timing" in moved["flags"]
+    assert (moved["source_start"], moved["source_end"]) == (line["start"], line["end"])
+    assert moved["rate"] == line["rate"] and moved["target_text"] == line["target_text"]
+    following = min(s["start"] for s in after["segments"] if s["start"] > start)
+    assert abs(moved["dub_start"] - start) <= 0.0501 and moved["dub_end"] < following
+    assert subtitle_track(dubbed["mp4"], 1) == source_srt  # the source's words where it speaks them
+    assert subtitle_track(dubbed["mp4"], 0) != dub_srt  # the dub's line where it is now spoken
+    # the mix: bit for bit the same outside the spans of the lines fitted again (before and after)
+    new_mix, _ = mix_samples(dubbed)
+    refit = [s for s in (*before["segments"], *after["segments"]) if s["id"] in again["refitted"]]
+    outside = np.ones(len(new_mix), dtype=bool)
+    for seg in refit:
+        outside[max(int(seg["dub_start"] * sr) - 1, 0) : int(np.ceil(seg["dub_end"] * sr)) + 1] = False
+    assert np.array_equal(new_mix[outside], old_mix[outside]) and not np.array_equal(new_mix, old_mix)
+    proc = cli(dubbed["home"], "edit", "demo", "--to", "es", "--line", line["id"], "--source-timing")
+    assert proc.returncode == 0 and json.loads(
+        (media_of(dubbed).root / "edits" / "demo" / "es.json").read_text()
+    )["lines"].get(line["id"], {}).keys().isdisjoint({"start", "end"})
+
+
 def test_skipping_a_line_keeps_the_original_speech_there(dubbed: dict[str, Any]) -> None:
     from dubbing_pipeline.orchestration.io_manager import load_asset_record
 
@@ -439,8 +488,14 @@ def test_skipping_a_line_keeps_the_original_speech_there(dubbed: dict[str, Any])
     with storage.open_local(storage.key_of(stems["background_uri"])) as path:
         background, _ = sf.read(str(path), dtype="float32", always_2d=True)
     mix, _ = mix_samples(dubbed)
-    a, b = int(round(line["start"] * sr)), int(round(line["end"] * sr))
+    seg_start, seg_end = seg.get("source_start", seg["start"]), seg.get("source_end", seg["end"])
+    assert (seg_start, seg_end) == (
+        line.get("source_start", line["start"]),
+        line.get("source_end", line["end"]),
+    )
+    a, b = int(round(seg_start * sr)), int(round(seg_end * sr))  # where the source speaks it
     middle = slice(a + int(0.2 * sr), b - int(0.2 * sr))  # inside the fades
+    assert middle.stop - middle.start > 0.05 * sr
     kept = mix[middle] - background[middle]  # what the mix adds to the background there
     gap = float(np.abs(kept - vocals[middle].mean(axis=1, keepdims=True)).max())
     print(f"skipped line {line['id']}: mix - background vs the source speech, max |diff| {gap:.2e}")

@@ -51,15 +51,17 @@ def read_audio(step: Step, uri: str) -> tuple[np.ndarray, int]:
 def place_lines(
     step: Step, lines: list[dict[str, Any]], vocals: np.ndarray, sr: int
 ) -> tuple[list[Any], dict[str, float]]:
-    """Each spoken line at its dub start, its gain matched to the source speech in its slot."""
+    """Each spoken line at its dub start, its gain matched to the source speech in its source slot."""
     import soxr
 
     from dubbing_pipeline.dub_mix import PlacedLine, dbfs, line_gain_db
 
     placed, gains = [], {}
     for line in lines:
+        # where the source speaker spoke the line (a moved line's slot is elsewhere)
+        a = int(round(float(line.get("source_start", line["start"])) * sr))
+        b = int(round(float(line.get("source_end", line["end"])) * sr))
         if line.get("status") == "original":  # a skipped line (edits): the source speech, as it was
-            a, b = int(round(line["start"] * sr)), int(round(line["end"] * sr))
             placed.append(PlacedLine(start=a / sr, audio=vocals[a:b].astype(np.float32), gain_db=0.0))
             gains[line["id"]] = 0.0
             continue
@@ -69,7 +71,6 @@ def place_lines(
             audio, line_sr = sf.read(str(path), dtype="float32")
         if line_sr != sr:
             audio = soxr.resample(audio, line_sr, sr, quality="HQ").astype(np.float32)
-        a, b = int(round(line["start"] * sr)), int(round(line["end"] * sr))
         gain = line_gain_db(dbfs(vocals[a:b]), dbfs(audio))
         gains[line["id"]] = round(float(gain), 3)
         placed.append(PlacedLine(start=float(line["dub_start"]), audio=audio, gain_db=gain))

@@ -18,11 +18,12 @@ import dagster as dg
 import numpy as np
 
 from dubbing_pipeline.audio import write_wav
-from dubbing_pipeline.dubbed_speech.isochrony import ORIGINAL, room_before
+from dubbing_pipeline.dubbed_speech.isochrony import ORIGINAL
 from dubbing_pipeline.dubbed_speech.speak import (
     check_line,
     judge_groups,
     judge_together,
+    plan_slots,
     profile_spans,
     require_enough_spoken,
     synthesize_line,
@@ -95,17 +96,13 @@ def plan_speech(
         profiles = speaker_profiles(storage, speech_segments, speakers)
     lines = sorted(translation["lines"], key=lambda ln: (ln["start"], ln["id"]))
     voices = translation.get("voices", {})  # the person's voice choices (edits)
-    end_of_video = float(source_video["duration"])
     planned = []
-    for i, line in enumerate(lines):
-        next_start = lines[i + 1]["start"] if i + 1 < len(lines) else end_of_video
-        before, after = (lines[i - 1]["start"], lines[i - 1]["end"]) if i else (-1.0, -1.0)
-        room = round(room_before(before, after, line["start"]), 6)
+    for line in plan_slots(lines, float(source_video["duration"])):
         profile = profiles.get(line["speaker"], {})
         if line["speaker"] in voices:
             profile = {**profile, "voice": voices[line["speaker"]]}
         if not line.get("skip"):  # a skipped line keeps the original speech: nothing to speak
-            planned.append({**line, "next_start": next_start, "room_before": room, "profile": profile})
+            planned.append({**line, "profile": profile})
     for b in range(0, len(planned), BATCH):
         yield dg.DynamicOutput(
             {
@@ -233,6 +230,7 @@ def take_line(storage: StorageResource, speaking: Speaking, line: dict[str, Any]
         "provider": sp.engine.describe(), "voice": sp.engine.voice_key(line["profile"].get("voice")),
         "f0": line["profile"].get("f0"), "voice_match": sp.voice_match,
         "slot": [line["start"], line["end"], line["next_start"], line.get("room_before", 0.0)],
+        **({"rate_slot": line["rate_slot"]} if line.get("rate_slot") else {}),  # a moved line (edits)
         "code": CODE_VERSION,
         **({"edited": True} if is_edited(line) else {}),  # a person's text is never re-translated
     }  # fmt: skip
@@ -407,9 +405,8 @@ def speech_lines(translation: dict[str, Any], batches: list[dict[str, Any]]) -> 
     lines = []
     for line in translation["lines"]:
         rec = original_speech(line) if line.get("skip") else by_id.get(line["id"], NOT_SPOKEN)
-        lines.append(
-            {**rec, "id": line["id"], "speaker": line["speaker"], "start": line["start"], "end": line["end"]}
-        )
+        slot = {k: line[k] for k in ("start", "end", "source_start", "source_end") if k in line}
+        lines.append({**rec, "id": line["id"], "speaker": line["speaker"], **slot})
     return lines
 
 
@@ -417,7 +414,8 @@ def original_speech(line: dict[str, Any]) -> dict[str, Any]:
     """A skipped line's record: no dubbed audio; the mix keeps the source speech in its slot."""
     return {
         "status": ORIGINAL, "uri": None, "target_text": line["target_text"],
-        "dub_start": line["start"], "dub_end": line["end"], "rate": 1.0, "stretch": 1.0,
+        "dub_start": line.get("source_start", line["start"]), "dub_end": line.get("source_end", line["end"]),
+        "rate": 1.0, "stretch": 1.0,
     }  # fmt: skip
 
 

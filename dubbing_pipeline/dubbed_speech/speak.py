@@ -13,7 +13,7 @@ tested with recorded doubles (``tests/unit/test_stage_policies.py``).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 
@@ -45,6 +45,11 @@ def rate_missed(spoken: float, needed: float) -> bool:
     return needed > spoken * (1 + FASTER_TOLERANCE) or needed < spoken * (1 - SLOWER_TOLERANCE)
 
 
+def source_duration(line: dict[str, Any]) -> float:
+    """How long the source speaker spoke the line (a moved line's slot may differ)."""
+    return float(line.get("source_end", line["end"])) - float(line.get("source_start", line["start"]))
+
+
 def translated_from(line: dict[str, Any]) -> str:
     """The source text a line was translated from: condensed where the translation step condensed it."""
     return str(line.get("condensed_text") or line["source_text"])
@@ -62,6 +67,59 @@ def profile_spans(segments: list[dict[str, Any]], speaker: str, seconds: float) 
         spans.append((seg["start"], seg["end"]))
         total += seg["end"] - seg["start"]
     return spans
+
+
+class Slot(NamedTuple):
+    """Where a line may sound: its start and end, the next line's start, the silence it may borrow."""
+
+    start: float
+    end: float
+    next_start: float
+    room_before: float
+
+
+def line_slots(line: dict[str, Any]) -> tuple[Slot, Slot]:
+    """A planned line's slot and the slot its speaking rate is planned in (``rate_slot``: the
+    source's slot, where a timing edit moved the line; otherwise the same slot)."""
+    slot = Slot(
+        float(line["start"]),
+        float(line["end"]),
+        float(line["next_start"]),
+        float(line.get("room_before", 0.0)),
+    )
+    rate = line.get("rate_slot")
+    return slot, (Slot(*(float(v) for v in rate)) if rate else slot)
+
+
+def plan_slots(lines: Sequence[dict[str, Any]], end_of_video: float) -> list[dict[str, Any]]:
+    """Each line (sorted by start) with its next line's start and the silence it may borrow, and,
+    where a timing edit moved it or a neighbour, the ``rate_slot`` the same computed from the
+    source's slots (``source_start``/``source_end``): the rate a line is spoken at never depends
+    on an edited timing, so moving lines synthesises nothing."""
+    from dubbing_pipeline.dubbed_speech.isochrony import room_before
+
+    def slots(starts: list[float], ends: list[float]) -> list[Slot]:
+        out = []
+        for i in range(len(starts)):
+            nxt = starts[i + 1] if i + 1 < len(starts) else end_of_video
+            before, after = (starts[i - 1], ends[i - 1]) if i else (-1.0, -1.0)
+            out.append(Slot(starts[i], ends[i], nxt, round(room_before(before, after, starts[i]), 6)))
+        return out
+
+    fit = slots([float(ln["start"]) for ln in lines], [float(ln["end"]) for ln in lines])
+    rate = slots(
+        [float(ln.get("source_start", ln["start"])) for ln in lines],
+        [float(ln.get("source_end", ln["end"])) for ln in lines],
+    )
+    return [
+        {
+            **ln,
+            "next_start": f.next_start,
+            "room_before": f.room_before,
+            **({"rate_slot": list(r)} if r != f else {}),
+        }
+        for ln, f, r in zip(lines, fit, rate, strict=True)
+    ]
 
 
 Synth = Callable[[str, float], tuple[np.ndarray, bool]]
@@ -89,8 +147,10 @@ def synthesize_line(
     from dubbing_pipeline.translation.base import LineRequest
     from dubbing_pipeline.translation.budget import word_budget
 
-    start, end, nxt = float(line["start"]), float(line["end"]), float(line["next_start"])
-    room = float(line.get("room_before", 0.0))
+    # the rate is planned in the slot the source speaker spoke in, the take fitted to the line's
+    # slot: they differ only for a moved line (edits), whose voice therefore stays what it was
+    slot, rate_slot = line_slots(line)
+    start, end, nxt, room = rate_slot
     text = line["target_text"]
     voice = line["profile"].get("voice")
     sr = int(tts.sample_rate)
@@ -126,18 +186,21 @@ def synthesize_line(
         )  # fmt: skip
         if needed.status != "retranslate" and rate_missed(rate, needed.rate):
             audio, rate = speak(words, needed.rate), needed.rate
-        # the engine's rate is approximate: measure, then stretch exactly (or re-translate / trim)
-        plan = replan_after_synthesis(
-            start, end, nxt, len(audio) / sr, rate=rate, retranslated=final, room_before=room
-        )
+        audio, plan = place(audio, rate, rate_slot, final)
+        return audio, plan, rate
+
+    def place(audio: np.ndarray, rate: float, where: Slot, final: bool) -> tuple[np.ndarray, Any]:
+        """The engine's rate is approximate: measure, then stretch exactly (or re-translate / trim)."""
+        a, b, n, r = where
+        plan = replan_after_synthesis(a, b, n, len(audio) / sr, rate=rate, retranslated=final, room_before=r)
         if plan.failed:  # before losing words, lose the long pauses between them
             tight = tighten_pauses(audio, sr)
             if tight.size < audio.size:
                 audio = tight
                 plan = replan_after_synthesis(
-                    start, end, nxt, len(audio) / sr, rate=rate, retranslated=final, room_before=room
+                    a, b, n, len(audio) / sr, rate=rate, retranslated=final, room_before=r
                 )
-        return audio, plan, rate
+        return audio, plan
 
     def first_rate(words: str, final: bool) -> float:
         """The rate the plan needs for the engine's predicted duration (1.0 without a prediction)."""
@@ -167,9 +230,11 @@ def synthesize_line(
         )
         if shorter.text.strip() and shorter.text.strip() != text.strip():
             text, retranslated = shorter.text, True
-            audio, plan, _ = fit(text, final=True)
+            audio, plan, spoken_rate = fit(text, final=True)
         else:  # nothing shorter to say (e.g. Apertium): finish with the audio we have
-            audio, plan, _ = fit(text, final=True, audio=audio, rate=spoken_rate)
+            audio, plan, spoken_rate = fit(text, final=True, audio=audio, rate=spoken_rate)
+    if slot != rate_slot:  # a moved line: its voice, fitted to the slot the person gave it
+        audio, plan = place(audio, spoken_rate, slot, True)
     audio = render_fit(audio, sr, plan)
     target_f0 = line["profile"].get("f0")
     if voice_match and target_f0:
@@ -285,7 +350,7 @@ def check_line(
     if cer <= max_line_cer or is_edited(line):  # a person's text stays as written
         return audio, fit
     # automatic repair: a tighter length budget, spoken again; keep whichever is more intelligible
-    duration = float(line["end"]) - float(line["start"])
+    duration = source_duration(line)
     budget = max(1, int(word_budget(duration, language) * 0.75))
     request = LineRequest(line["id"], translated_from(line), budget, duration)
     translator = translator_res.get(source_language, language)

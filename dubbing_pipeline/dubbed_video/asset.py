@@ -174,7 +174,12 @@ def subtitle_files(segments: list[dict[str, Any]], src: str, tgt: str) -> dict[s
     from dubbing_pipeline.dubbed_video import to_srt, to_vtt
 
     target_cues = cues(segments, "target_text", "dub_start", "dub_end")
-    source_cues = cues(segments, "source_text", "start", "end")
+    # the source's words where the source speaks them, wherever an edit moved a line
+    spoken = [
+        {**s, "start": s.get("source_start", s["start"]), "end": s.get("source_end", s["end"])}
+        for s in segments
+    ]
+    source_cues = cues(spoken, "source_text", "start", "end")
     return {
         f"{tgt}.srt": to_srt(target_cues),
         f"{tgt}.vtt": to_vtt(target_cues),

@@ -4,7 +4,16 @@ from typing import Any
 
 import dagster as dg
 
-from dubbing_pipeline.edits import NO_EDITS, Edits, apply_edits, edits_version, is_edited, load_edits
+from dubbing_pipeline.edits import (
+    NO_EDITS,
+    Dub,
+    Edits,
+    apply_edits,
+    check_timing,
+    edits_version,
+    is_edited,
+    load_edits,
+)
 from dubbing_pipeline.errors import BadInputError, BlockedError
 from dubbing_pipeline.hashing import cache_key
 from dubbing_pipeline.orchestration.kit import (
@@ -76,6 +85,9 @@ def edited_record(record: dict[str, Any], edits: Edits) -> dict[str, Any]:
     edits it is the step's record unchanged (same key, so an unedited dub keeps every cache hit)."""
     if not (edits.lines or edits.voices):
         return record
+    # moved lines stay in order and apart (checked by 'edit' too; here for a file edited by hand)
+    slots = {str(ln["id"]): (float(ln["start"]), float(ln["end"])) for ln in record["lines"]}
+    check_timing(edits, Dub(line_ids=list(slots), speakers=(), voices=(), slots=slots))
     version = edits_version(edits)
     return {
         **record,

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
 
 from dubbing_pipeline.edits import (
+    MIN_SLOT,
     NO_EDITS,
     Dub,
     Edits,
@@ -30,8 +32,8 @@ DUB = Dub(line_ids=["s0000", "s0001", "s0002"], speakers=["S1", "S2"], voices=["
 
 def lines() -> list[dict[str, Any]]:
     return [
-        {"id": f"s000{i}", "speaker": "S1" if i % 2 == 0 else "S2", "source_text": f"line {i}",
-         "target_text": f"línea {i}", "status": "ok", "flags": []}
+        {"id": f"s000{i}", "start": float(i), "end": i + 0.8, "speaker": "S1" if i % 2 == 0 else "S2",
+         "source_text": f"line {i}", "target_text": f"línea {i}", "status": "ok", "flags": []}
         for i in range(3)
     ]  # fmt: skip
 
@@ -68,6 +70,10 @@ def test_the_stored_form_round_trips_and_is_canonical() -> None:
         ({"voices": {"S1": ""}}, "voice of speaker S1"),
         ({"glossary": {"Ana": " "}}, "glossary term 'Ana'"),
         ({"lines": []}, "'lines' must be an object"),
+        ({"lines": {"s0001": {"start": "8"}}}, "line s0001, field 'start': must be a number"),
+        ({"lines": {"s0001": {"end": True}}}, "line s0001, field 'end': must be a number"),
+        ({"lines": {"s0001": {"start": -1}}}, "field 'start': -1 is not a time"),
+        ({"lines": {"s0001": {"start": 2.0, "end": 2.1}}}, "line s0001, field 'end': 2.1 s is less than"),
     ],
 )
 def test_an_invalid_edit_names_its_line_and_field(raw: Any, words: str) -> None:
@@ -144,3 +150,47 @@ def test_stored_with_the_media(tmp_path: Any) -> None:
     (tmp_path / "edits" / "demo" / "es.json").write_text('{"lines": {"s0001": {"text": ""}}}')
     with pytest.raises(BadInputError, match="line s0001, field 'text'"):
         load_edits(storage, "demo", "es")
+
+
+TIMED = Dub(
+    line_ids=["s0000", "s0001", "s0002"], speakers=["S1", "S2"], voices=["male"],
+    slots={"s0000": (0.5, 2.0), "s0001": (2.5, 4.0), "s0002": (5.0, 6.0)}, duration=7.0,
+)  # fmt: skip
+
+
+def test_a_timing_edit_moves_a_slot_between_its_neighbours() -> None:
+    moved = with_change(NO_EDITS, line="s0001", start=2.2, end=4.6004)
+    assert moved.lines["s0001"] == LineEdit(start=2.2, end=4.6)  # to the millisecond
+    assert parse_edits(moved.to_json()) == moved
+    check_edits(moved, TIMED)
+    check_edits(with_change(NO_EDITS, line="s0002", end=7.0), TIMED)
+    for change, words in (
+        ({"start": 1.9}, "line s0001, field 'start': 1.900 s is before line s0000 ends"),
+        ({"end": 5.2}, "line s0001, field 'end': 5.200 s is after line s0002 starts"),
+        ({"start": 3.9}, f"shorter than {MIN_SLOT} s"),
+        ({"end": 2.6}, f"shorter than {MIN_SLOT} s"),
+    ):
+        with pytest.raises(BadInputError, match=re.escape(words)):
+            check_edits(with_change(NO_EDITS, line="s0001", **change), TIMED)
+    with pytest.raises(BadInputError, match=r"line s0002, field 'end': 7.500 s is after the video ends"):
+        check_edits(with_change(NO_EDITS, line="s0002", end=7.5), TIMED)
+    with pytest.raises(BadInputError, match="skipped line keeps the original speech"):
+        check_edits(with_change(moved, line="s0001", skip=True), TIMED)
+    # two moved neighbours are judged against each other's new slots
+    both = with_change(with_change(NO_EDITS, line="s0000", end=2.4), line="s0001", start=2.3)
+    with pytest.raises(
+        BadInputError, match=r"line s0000, field .end.: 2.400 s is after line s0001 starts \(2.300 s\)"
+    ):
+        check_edits(both, TIMED)
+    # back to the source's slot: no edit left
+    assert with_change(moved, line="s0001", source_timing=True).lines == {}
+
+
+def test_apply_edits_keeps_a_moved_lines_source_slot() -> None:
+    timed = lines()
+    out = apply_edits(timed, Edits(lines={"s0001": LineEdit(start=1.2)}))
+    assert (out[1]["start"], out[1]["end"]) == (1.2, 1.8)
+    assert (out[1]["source_start"], out[1]["source_end"]) == (1.0, 1.8)
+    assert out[1]["flags"] == ["timing"] and out[1]["status"] == "ok" and out[0] == timed[0]
+    # a "move" to where the line already is changes nothing
+    assert apply_edits(timed, Edits(lines={"s0001": LineEdit(start=1.0)}))[1] == timed[1]
