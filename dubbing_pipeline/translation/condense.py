@@ -7,7 +7,9 @@ than its English source. When a line's source already has more words than its ta
 * hesitations anywhere: "um", "uh", "er", "erm", "hmm", "mm", "ah";
 * parenthetical fillers set off by a comma: "you know,", "I mean,", "you see," ("I mean it" stays);
 * discourse markers that open a sentence and are set off by a comma: "oh,", "well,", "okay,",
-  "ok,", "so,", "yeah,", "right,".
+  "ok,", "so,", "yeah,", "right,";
+* a clause-final "though" (the discourse marker, "however": "I'm in New Jersey now though." →
+  "I'm in New Jersey now."; "even though" and "as though" open a clause and never end one).
 
 Only English sources are condensed (the filler lists are English); any other source language, or
 a line that would be left empty, is returned unchanged. Pure and deterministic (``mypy --strict``).
@@ -25,6 +27,7 @@ _OPENERS = r"oh|well|okay|ok|so|yeah|right"
 _HESITATION = re.compile(rf"(?i)(?:,\s*)?(?<![\w'])(?:{_HESITATIONS})(?![\w'])[,…]*")
 _FILLER = re.compile(rf"(?i)(?<![\w'])(?:{_FILLERS}),")
 _OPENING = re.compile(rf"(?i)(^|(?<=[.!?]) )(?:{_OPENERS}),\s*")
+_CLOSING = re.compile(r"(?i)(?<=[\w'])(?:\s*,\s*|\s+)though(?=\s*(?:[.!?…]|$))")
 
 
 def _tidy(text: str) -> str:
@@ -47,7 +50,7 @@ def condense(text: str, language: str) -> str:
     """``text`` without fillers and disfluencies (English), or ``text`` itself."""
     if language.lower().split("-")[0] != "en":
         return text
-    out = _OPENING.sub(r"\1", _FILLER.sub("", _HESITATION.sub("", text)))
+    out = _CLOSING.sub("", _OPENING.sub(r"\1", _FILLER.sub("", _HESITATION.sub("", text))))
     out = _capitalise_sentences(_tidy(out), text.strip())
     return out if count_words(out, language) > 0 else text
 

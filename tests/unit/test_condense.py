@@ -20,6 +20,9 @@ from dubbing_pipeline.translation.condense import condense, condense_over_budget
         ("Um, uh, so what?", "So what?"),
         ("I mean, it's, um, fine. Well, ok.", "It's fine. Ok."),
         ("Hello. Oh, you are there.", "Hello. You are there."),
+        ("I'm in New Jersey now though.", "I'm in New Jersey now."),
+        ("It was fun, though. Then we left.", "It was fun. Then we left."),
+        ("Nice though", "Nice"),
     ],
 )
 def test_fillers_and_openers_are_dropped(text: str, want: str) -> None:
@@ -34,6 +37,10 @@ def test_fillers_and_openers_are_dropped(text: str, want: str) -> None:
         "You know what I said?",
         "Oh.",  # nothing would be left
         "So it goes.",  # "so" opening a sentence without a comma is content
+        "Though it rained, we went.",  # "though" opening a clause is content
+        "We went, even though it rained.",
+        "It looks as though it will rain.",
+        "Though.",  # nothing would be left
     ],
 )
 def test_content_is_kept(text: str) -> None:
