@@ -127,9 +127,34 @@ def derived(measurements: Mapping[str, Measurement]) -> dict[str, float | None]:
         out["second_language_stage_seconds"] = round(measurements["demo_ca"].stage_seconds, 2)
     if "demo_es_rerun" in measurements:
         out["unchanged_rerun_wall_seconds"] = round(measurements["demo_es_rerun"].wall_seconds, 2)
+    first = measurements.get("demo_es")
+    if first is not None and first.wall_seconds > 0 and first.stage_seconds > 0:  # shares of the first dub
+        if "demo_ca" in measurements:
+            ca = measurements["demo_ca"]
+            out["second_language_wall_share"] = round(ca.wall_seconds / first.wall_seconds, 4)
+            out["second_language_stage_share"] = round(ca.stage_seconds / first.stage_seconds, 4)
+        if "demo_es_rerun" in measurements:
+            out["unchanged_rerun_wall_share"] = round(
+                measurements["demo_es_rerun"].wall_seconds / first.wall_seconds, 4
+            )
     for name, m in measurements.items():
         out[f"{name}_overhead_seconds"] = round(m.overhead_seconds, 2)
     return out
+
+
+def headline(numbers: Mapping[str, float | None]) -> str:
+    """The shares of the first dub, in words (empty when the bench did not measure them)."""
+    parts = []
+    wall, stage = numbers.get("second_language_wall_share"), numbers.get("second_language_stage_share")
+    if wall is not None and stage is not None:
+        parts.append(
+            f"second language: {100 * wall:.1f} % of the first dub's wall time ({100 * stage:.1f} % of its "
+            "stage time)"
+        )
+    rerun = numbers.get("unchanged_rerun_wall_share")
+    if rerun is not None:
+        parts.append(f"unchanged re-run: {100 * rerun:.1f} % of its wall time")
+    return "\n" + "; ".join(parts) + ".\n" if parts else ""
 
 
 # --- running -------------------------------------------------------------------------------
@@ -264,6 +289,6 @@ def run_bench(
     }
     (out_dir / "bench.json").write_text(json.dumps(result, indent=1, sort_keys=True) + "\n", encoding="utf-8")
     table = f"Measured on {numerics.cpu_model()} ({numerics.cpu_isa()}), {os.cpu_count()} CPUs.\n\n"
-    table += markdown_table(ordered)
+    table += markdown_table(ordered) + headline(derived(measurements))
     (out_dir / "bench.md").write_text(table, encoding="utf-8")
     return result

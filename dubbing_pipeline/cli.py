@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 from pathlib import Path
@@ -20,11 +21,16 @@ def _fail(err: DubbingError, stage: str | None = None) -> int:
     return err.exit_code
 
 
-def prepare_video(path: str, video_id: str | None) -> tuple[Any, Any, str]:
-    """Register a local video with the instance and storage; return (defs, storage, video_id)."""
+@functools.cache
+def local_instance() -> Any:
+    """This process's Dagster instance (``$DAGSTER_HOME``), opened once."""
     import dagster as dg
 
-    from dubbing_pipeline.definitions import build_definitions
+    return dg.DagsterInstance.get()
+
+
+def register_local(path: str, video_id: str | None) -> tuple[Any, Any, str]:
+    """Register a local video with the instance and storage; return (settings, storage, video_id)."""
     from dubbing_pipeline.orchestration.registry import register_video
     from dubbing_pipeline.orchestration.resources import storage_resource
     from dubbing_pipeline.runner import ensure_dagster_home
@@ -38,9 +44,17 @@ def prepare_video(path: str, video_id: str | None) -> tuple[Any, Any, str]:
     storage = storage_resource(settings).get()
     vid = sanitize_id(video_id) if video_id else video_id_from_name(src.name)
     register_video(storage, vid, src.resolve().as_uri())
-    instance = dg.DagsterInstance.get()
+    instance = local_instance()
     if not instance.has_dynamic_partition("videos", vid):
         instance.add_dynamic_partitions("videos", [vid])
+    return settings, storage, vid
+
+
+def prepare_video(path: str, video_id: str | None) -> tuple[Any, Any, str]:
+    """Register a local video; return (defs, storage, video_id)."""
+    from dubbing_pipeline.definitions import build_definitions
+
+    settings, storage, vid = register_local(path, video_id)
     return build_definitions(settings), storage, vid
 
 
@@ -94,20 +108,47 @@ def _copy_out(storage: Any, uri: str, dest: Path) -> None:
 
 
 def dub_one(path: str, languages: list[str], out_dir: Path, video_id: str | None = None) -> int:
-    """Source half once, then the target half per language; write the outputs under out_dir."""
-    import dagster as dg
-
+    """Source half once, then the target half per language; write the outputs under out_dir. A dub
+    whose every input is what its last dub was made from runs no stage (``up_to_date``)."""
+    from dubbing_pipeline import up_to_date
+    from dubbing_pipeline.hashing import sha256_file
     from dubbing_pipeline.orchestration.io_manager import load_asset_record
     from dubbing_pipeline.orchestration.partitions import video_language_key
     from dubbing_pipeline.runner import run_job
     from dubbing_pipeline.source_video.core import require_video
 
-    defs, storage, vid = prepare_video(path, video_id)
-    instance = dg.DagsterInstance.get()
+    settings, storage, vid = register_local(path, video_id)
+    instance = local_instance()
     new = [lang for lang in languages if not instance.has_dynamic_partition("languages", lang)]
     if new:
         instance.add_dynamic_partitions("languages", new)
-    outcome = run_job(defs, "source_half", vid, stages=SOURCE_HALF, progress=sys.stderr)
+    source = (sha256_file(path), Path(path).resolve().as_uri())
+
+    def fingerprint(lang: str) -> str:
+        return up_to_date.fingerprint(
+            instance,
+            storage,
+            settings,
+            source_sha256=source[0],
+            registered=source[1],
+            video_id=vid,
+            language=lang,
+        )
+
+    prints = {lang: fingerprint(lang) for lang in languages}
+    if all(up_to_date.is_done(storage, vid, lang, fp) for lang, fp in prints.items()):
+        keys = [str(video_language_key(vid, lang)) for lang in languages]
+        up_to_date.report_up_to_date(instance, vid, keys, "+".join(prints[lang] for lang in languages))
+        for lang in languages:
+            print(copy_outputs(storage, vid, lang, out_dir), file=sys.stdout)
+        print(
+            f"{vid}: unchanged since the last dub into {', '.join(languages)}; no stage ran", file=sys.stderr
+        )
+        return 0
+    from dubbing_pipeline.definitions import build_definitions  # the graph: only when stages may run
+
+    defs = build_definitions(settings)
+    outcome = run_job(defs, "source_half", vid, stages=SOURCE_HALF, progress=sys.stderr, instance=instance)
     if not outcome.success:
         assert outcome.error is not None
         return _fail(outcome.error, outcome.error_stage)
@@ -118,22 +159,34 @@ def dub_one(path: str, languages: list[str], out_dir: Path, video_id: str | None
     worst = 0
     for lang in languages:
         key = video_language_key(vid, lang)
-        result = run_job(defs, "dub", str(key), stages=TARGET_HALF, progress=sys.stderr)
+        up_to_date.forget(storage, vid, lang)  # until this dub succeeds, the next one runs the jobs
+        result = run_job(defs, "dub", str(key), stages=TARGET_HALF, progress=sys.stderr, instance=instance)
         if not result.success:
             assert result.error is not None
             worst = worst or _fail(result.error, result.error_stage)
             continue
+        print(copy_outputs(storage, vid, lang, out_dir))
         record = load_asset_record(storage, "dubbed_video", str(key))
-        dest = out_dir / vid / lang
-        dest.mkdir(parents=True, exist_ok=True)
-        outputs = record["outputs"]
-        _copy_out(storage, outputs["video"], dest / record["video_name"])
-        _copy_out(storage, outputs["srt"], dest / f"{lang}.srt")
-        _copy_out(storage, outputs["vtt"], dest / f"{lang}.vtt")
-        _copy_out(storage, record["report_uri"], dest / "report.json")
-        _copy_out(storage, record["review_uri"], dest / "review.html")
-        print(dest / record["video_name"])
+        outputs = [*record["outputs"].values(), record["report_uri"], record["review_uri"]]
+        up_to_date.record_done(storage, vid, lang, fingerprint(lang), outputs)
     return worst
+
+
+def copy_outputs(storage: Any, video_id: str, lang: str, out_dir: Path) -> Path:
+    """The dub of ``video_id`` into ``lang`` copied to ``out_dir/<video>/<lang>/``; the video's path."""
+    from dubbing_pipeline.orchestration.io_manager import load_asset_record
+    from dubbing_pipeline.orchestration.partitions import video_language_key
+
+    record = load_asset_record(storage, "dubbed_video", str(video_language_key(video_id, lang)))
+    dest = out_dir / video_id / lang
+    dest.mkdir(parents=True, exist_ok=True)
+    outputs = record["outputs"]
+    _copy_out(storage, outputs["video"], dest / record["video_name"])
+    _copy_out(storage, outputs["srt"], dest / f"{lang}.srt")
+    _copy_out(storage, outputs["vtt"], dest / f"{lang}.vtt")
+    _copy_out(storage, record["report_uri"], dest / "report.json")
+    _copy_out(storage, record["review_uri"], dest / "review.html")
+    return dest / str(record["video_name"])
 
 
 def cmd_dub(args: argparse.Namespace) -> int:

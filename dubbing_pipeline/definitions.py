@@ -22,6 +22,7 @@ from dubbing_pipeline.speech_segments.asset import speech_segments
 from dubbing_pipeline.transcript.asset import build_transcript
 from dubbing_pipeline.translation.asset import translation
 from dubbing_pipeline.translation.edits_asset import edits
+from dubbing_pipeline.up_to_date import up_to_date
 
 
 def build_assets(settings: Settings) -> tuple[list[Any], list[Any]]:
@@ -89,7 +90,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     assets, checks = build_assets(settings)
     return dg.Definitions(
         assets=assets,
-        jobs=[source_half_job, dub_job],
+        jobs=[source_half_job, dub_job, up_to_date],
         sensors=automation_sensors,
         schedules=schedules,
         asset_checks=checks,

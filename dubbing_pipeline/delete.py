@@ -27,6 +27,7 @@ from dubbing_pipeline.orchestration.io_manager import record_key
 from dubbing_pipeline.orchestration.partitions import video_language_key
 from dubbing_pipeline.orchestration.registry import registry_key
 from dubbing_pipeline.stages import SOURCE_HALF, TARGET_HALF
+from dubbing_pipeline.up_to_date import done_key
 
 
 @dataclass
@@ -83,6 +84,7 @@ def delete_dub(instance: dg.DagsterInstance, storage: Any, video_id: str, langua
     _drop_prefix(storage, join_key("reports", sanitize_id(video_id), sanitize_id(language)), out)
     _drop(storage, edits_key(video_id, language), out)
     _drop(storage, feedback_key(video_id, language), out)
+    _drop(storage, done_key(video_id, language), out)
     _drop_runs(instance, storage, partition, out)  # with its runs go their materialisations
     out.partitions.append(partition)
     return out
@@ -96,7 +98,7 @@ def dubbed_languages(storage: Any, video_id: str) -> list[str]:
             parts = key.split("/")
             if len(parts) == 4 and parts[3] == f"{sanitize_id(video_id)}.json":
                 found.add(parts[2])
-    for kind in ("edits", "feedback"):
+    for kind in ("edits", "feedback", "done"):
         for key in storage.keys_in(join_key(kind, sanitize_id(video_id))):
             found.add(key.rsplit("/", 1)[1].removesuffix(".json"))
     return sorted(found)

@@ -166,8 +166,9 @@ def run_job(
     progress: TextIO | None = sys.stderr,
     tags: dict[str, str] | None = None,
     log_level: str = "CRITICAL",
+    instance: dg.DagsterInstance | None = None,
 ) -> RunOutcome:
-    instance = dg.DagsterInstance.get()
+    instance = instance or dg.DagsterInstance.get()
     job = defs.resolve_job_def(job_name)
     run_id = dg.make_new_run_id() if hasattr(dg, "make_new_run_id") else _new_run_id()
     started = time.perf_counter()

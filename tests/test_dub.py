@@ -206,6 +206,33 @@ def test_every_stage_of_a_real_dub_carries_the_key_chain(dubbed: dict[str, Any])
             assert fresh.status(dg.AssetKey(stage), pk).state == FRESH, fresh.status(dg.AssetKey(stage), pk)
 
 
+def test_an_unchanged_dub_runs_no_stage(dubbed: dict[str, Any]) -> None:
+    """``dub`` again with nothing changed: no stage runs (the source file, settings, code, edits and
+    every stage's data version are those of the last dub), one ``up_to_date`` Dagster run says so,
+    the outputs are the same files; a changed setting sends the dub through the jobs again."""
+    import dagster as dg
+
+    report = (dubbed["folder"] / "report.json").read_bytes()
+    video = dubbed["mp4"].read_bytes()
+    args = ("dub", str(DEMO_VIDEO), "--to", "es", "--out", str(dubbed["out"]))
+    proc = cli(dubbed["home"], *args)
+    assert proc.returncode == 0 and "no stage ran" in proc.stderr, proc.stderr[-2000:]
+    assert (dubbed["folder"] / "report.json").read_bytes() == report and dubbed["mp4"].read_bytes() == video
+    with dg.DagsterInstance.from_config(str(dubbed["home"])) as instance:
+        runs = instance.get_runs(filters=dg.RunsFilter(job_name="up_to_date"))
+        assert runs and runs[0].tags["dubbing/partitions"] == "es|demo" and runs[0].is_success
+        dubs = len(instance.get_runs(filters=dg.RunsFilter(job_name="dub")))
+    changed = cli(dubbed["home"], *args, extra={"DUBBING_QC_MAX_START_OFFSET": "0.06"})
+    assert changed.returncode == 0 and "no stage ran" not in changed.stderr, changed.stderr[-2000:]
+    assert json.loads((dubbed["folder"] / "report.json").read_text())["quality"]["thresholds"][
+        "max_start_offset"
+    ] == pytest.approx(0.06)
+    back = cli(dubbed["home"], *args)  # the last dub was made with the other setting: the jobs run
+    assert back.returncode == 0 and "no stage ran" not in back.stderr
+    with dg.DagsterInstance.from_config(str(dubbed["home"])) as instance:
+        assert len(instance.get_runs(filters=dg.RunsFilter(job_name="dub"))) == dubs + 2
+
+
 def test_lines_lists_every_line_of_the_dub(dubbed: dict[str, Any]) -> None:
     """``dubbing-pipeline lines``: the dub's lines with status, round-trip CER and flags."""
     report = dubbed["report"]

@@ -227,8 +227,36 @@ def quality_section(
     video_uri: str,
     marker: Any = None,
 ) -> dict[str, Any]:
+    """The dub's quality (report.json ``quality``), a cached ``quality`` step keyed by what it
+    measures: an unchanged re-run reads it back instead of decoding the MP4 and loading the
+    watermark decoder again."""
+    inputs = {
+        "video": video_uri, "mix": mix["cache_key"], "stems": stems["cache_key"],
+        "speech": speech["cache_key"], "source": source["cache_key"], "segments": report["segments"],
+        "toxicity": report.get("provenance", {}).get("toxicity"), "thresholds": thresholds.to_dict(),
+        "watermark": marker.describe() if marker is not None else None, "code": CODE_VERSION,
+    }  # fmt: skip
+
+    def compute(step: Step) -> dict[str, Any]:
+        return measure_quality(storage_res, thresholds, report, speech, stems, mix, source, video_uri, marker)
+
+    record = run_step(storage_res, "quality", inputs=inputs, compute=compute).record
+    return {k: record[k] for k in ("thresholds", "checks", "segments")}
+
+
+def measure_quality(
+    storage_res: StorageResource,
+    thresholds: Any,
+    report: dict[str, Any],
+    speech: dict[str, Any],
+    stems: dict[str, Any],
+    mix: dict[str, Any],
+    source: dict[str, Any],
+    video_uri: str,
+    marker: Any = None,
+) -> dict[str, Any]:
     """Measure the dub: per-line scores, background preservation, A/V duration, the audio
-    watermark (report.json ``quality``)."""
+    watermark."""
     import soundfile as sf
 
     from dubbing_pipeline.dubbed_video.core import probe_durations

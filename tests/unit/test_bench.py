@@ -5,6 +5,7 @@ import pytest
 from dubbing_pipeline.bench import (
     Measurement,
     derived,
+    headline,
     markdown_table,
     orchestration_overhead,
     real_time_factor,
@@ -49,6 +50,14 @@ def test_derived_numbers_and_json_shape() -> None:
     out = derived(ms)
     assert out["second_language_wall_seconds"] == 13.0 and out["second_language_stage_seconds"] == 6.0
     assert out["unchanged_rerun_wall_seconds"] == 7.0
+    assert out["second_language_wall_share"] == pytest.approx(13.0 / 24.0, abs=1e-4)
+    assert headline(out) == (
+        "\nsecond language: 54.2 % of the first dub's wall time (75.0 % of its stage time); "
+        "unchanged re-run: 29.2 % of its wall time.\n"
+    )
+    assert out["second_language_stage_share"] == 0.75 and out["unchanged_rerun_wall_share"] == pytest.approx(
+        7 / 24, abs=1e-4
+    )
     assert out["demo_es_overhead_seconds"] == 12.0
     record = ms["demo_es"].to_dict()
     assert record["stage_seconds"] == 8.0 and record["overhead_seconds"] == 12.0
