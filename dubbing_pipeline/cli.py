@@ -12,7 +12,7 @@ from typing import Any
 from dubbing_pipeline.errors import BadInputError, ConfigurationError, DubbingError
 from dubbing_pipeline.ids import sanitize_id, video_id_from_name
 from dubbing_pipeline.report import stamp
-from dubbing_pipeline.stages import SOURCE_HALF, TARGET_HALF
+from dubbing_pipeline.stages import SOURCE_HALF, SOURCE_HALF_TAG, TARGET_HALF
 
 
 def _fail(err: DubbingError, stage: str | None = None) -> int:
@@ -108,11 +108,11 @@ def _copy_out(storage: Any, uri: str, dest: Path) -> None:
 
 
 def dub_one(path: str, languages: list[str], out_dir: Path, video_id: str | None = None) -> int:
-    """Source half once, then the target half per language; write the outputs under out_dir. A dub
-    whose every input is what its last dub was made from runs no stage (``up_to_date``)."""
+    """Source half once, then the target half per language; write the outputs under out_dir. A part
+    whose every input is what its last success was made from does not run (``up_to_date``)."""
     from dubbing_pipeline import up_to_date
     from dubbing_pipeline.hashing import sha256_file
-    from dubbing_pipeline.orchestration.io_manager import load_asset_record
+    from dubbing_pipeline.orchestration.io_manager import load_asset_record, record_key
     from dubbing_pipeline.orchestration.partitions import video_language_key
     from dubbing_pipeline.runner import run_job
     from dubbing_pipeline.source_video.core import require_video
@@ -122,53 +122,54 @@ def dub_one(path: str, languages: list[str], out_dir: Path, video_id: str | None
     new = [lang for lang in languages if not instance.has_dynamic_partition("languages", lang)]
     if new:
         instance.add_dynamic_partitions("languages", new)
-    source = (sha256_file(path), Path(path).resolve().as_uri())
+    work = up_to_date.Work(instance, storage, settings, sha256_file(path), Path(path).resolve().as_uri(), vid)
+    unchanged: list[str] = []
 
-    def fingerprint(lang: str) -> str:
-        return up_to_date.fingerprint(
-            instance,
-            storage,
-            settings,
-            source_sha256=source[0],
-            registered=source[1],
-            video_id=vid,
-            language=lang,
+    @functools.cache
+    def defs() -> Any:  # the graph (and its imports): only when a stage may run
+        from dubbing_pipeline.definitions import build_definitions
+
+        return build_definitions(settings)
+
+    if work.is_done(None):
+        unchanged.append(vid)
+    else:
+        work.forget(None)
+        outcome = run_job(
+            defs(), "source_half", vid, stages=SOURCE_HALF, progress=sys.stderr, instance=instance
         )
-
-    prints = {lang: fingerprint(lang) for lang in languages}
-    if all(up_to_date.is_done(storage, vid, lang, fp) for lang, fp in prints.items()):
-        keys = [str(video_language_key(vid, lang)) for lang in languages]
-        up_to_date.report_up_to_date(instance, vid, keys, "+".join(prints[lang] for lang in languages))
-        for lang in languages:
-            print(copy_outputs(storage, vid, lang, out_dir), file=sys.stdout)
-        print(
-            f"{vid}: unchanged since the last dub into {', '.join(languages)}; no stage ran", file=sys.stderr
-        )
-        return 0
-    from dubbing_pipeline.definitions import build_definitions  # the graph: only when stages may run
-
-    defs = build_definitions(settings)
-    outcome = run_job(defs, "source_half", vid, stages=SOURCE_HALF, progress=sys.stderr, instance=instance)
-    if not outcome.success:
-        assert outcome.error is not None
-        return _fail(outcome.error, outcome.error_stage)
+        if not outcome.success:
+            assert outcome.error is not None
+            return _fail(outcome.error, outcome.error_stage)
+        work.record(None, [record_key(asset, vid) for asset in SOURCE_HALF])
     try:  # fail before any target-half work (dubbed_video checks again for runs not started here)
         require_video(load_asset_record(storage, "source_video", vid)["info"])
     except DubbingError as err:
         return _fail(err)
     worst = 0
     for lang in languages:
-        key = video_language_key(vid, lang)
-        up_to_date.forget(storage, vid, lang)  # until this dub succeeds, the next one runs the jobs
-        result = run_job(defs, "dub", str(key), stages=TARGET_HALF, progress=sys.stderr, instance=instance)
-        if not result.success:
-            assert result.error is not None
-            worst = worst or _fail(result.error, result.error_stage)
-            continue
+        key = str(video_language_key(vid, lang))
+        if work.is_done(lang):
+            unchanged.append(key)
+        else:
+            work.forget(lang)  # until this dub succeeds, the next one runs its job
+            tags = {SOURCE_HALF_TAG: "unchanged"} if vid in unchanged else None
+            result = run_job(
+                defs(), "dub", key, stages=TARGET_HALF, progress=sys.stderr, instance=instance, tags=tags
+            )
+            if not result.success:
+                assert result.error is not None
+                worst = worst or _fail(result.error, result.error_stage)
+                continue
+            record = load_asset_record(storage, "dubbed_video", key)
+            uris = [*record["outputs"].values(), record["report_uri"], record["review_uri"]]
+            work.record(
+                lang, [record_key(asset, key) for asset in TARGET_HALF] + [storage.key_of(u) for u in uris]
+            )
         print(copy_outputs(storage, vid, lang, out_dir))
-        record = load_asset_record(storage, "dubbed_video", str(key))
-        outputs = [*record["outputs"].values(), record["report_uri"], record["review_uri"]]
-        up_to_date.record_done(storage, vid, lang, fingerprint(lang), outputs)
+    if unchanged:
+        up_to_date.report_up_to_date(instance, vid, unchanged)
+        print(f"unchanged since the last dub, not run: {', '.join(unchanged)}", file=sys.stderr)
     return worst
 
 

@@ -27,7 +27,7 @@ from dubbing_pipeline.orchestration.io_manager import record_key
 from dubbing_pipeline.orchestration.partitions import video_language_key
 from dubbing_pipeline.orchestration.registry import registry_key
 from dubbing_pipeline.stages import SOURCE_HALF, TARGET_HALF
-from dubbing_pipeline.up_to_date import done_key
+from dubbing_pipeline.up_to_date import done_key, source_done_key
 
 
 @dataclass
@@ -116,6 +116,7 @@ def delete_video(instance: dg.DagsterInstance, storage: Any, video_id: str) -> D
         _drop(storage, record_key(asset, video_id), out)
     _drop_prefix(storage, join_key("reports", sanitize_id(video_id)), out)
     _drop(storage, registry_key(video_id), out)
+    _drop(storage, source_done_key(video_id), out)
     _drop_runs(instance, storage, video_id, out)
     if instance.has_dynamic_partition("videos", video_id):
         instance.delete_dynamic_partition("videos", video_id)

@@ -39,3 +39,7 @@ def scope(stage: str) -> Scope:
 def before(stage: str) -> tuple[str, ...]:
     """The stages that come before ``stage``."""
     return STAGES[: STAGES.index(stage)]
+
+
+SOURCE_HALF_TAG = "dubbing/source_half"
+"""Run tag of a ``dub`` run whose source half the CLI found unchanged and did not run again."""

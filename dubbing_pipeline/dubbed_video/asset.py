@@ -14,7 +14,7 @@ from dubbing_pipeline.orchestration.partitions import split_video_language, vide
 from dubbing_pipeline.orchestration.resources import QualityResource, SafetyResource, StorageResource
 from dubbing_pipeline.report import build_report, report_segments
 from dubbing_pipeline.source_video.core import require_video
-from dubbing_pipeline.stages import before, scope
+from dubbing_pipeline.stages import SOURCE_HALF_TAG, before, scope
 
 CODE_VERSION = "mux-2"
 MUX_PROVIDER = {"name": "ffmpeg", "model": "libx264/aac mux"}
@@ -316,9 +316,15 @@ def watermark_check(
 
 
 def upstream_stages(context: dg.AssetExecutionContext, video_id: str) -> dict[str, dict[str, Any]]:
-    """Seconds and cache state of each upstream stage's latest materialisation of this partition."""
+    """Seconds and cache state of each upstream stage's latest materialisation of this partition;
+    the source half as reused (cached, no seconds) when the CLI found it unchanged and did not run
+    it for this dub (run tag ``dubbing/source_half``)."""
     stages: dict[str, dict[str, Any]] = {}
+    reused = context.run.tags.get(SOURCE_HALF_TAG) == "unchanged"
     for name in before("dubbed_video"):
+        if reused and scope(name) == "video":
+            stages[name] = {"seconds": 0.0, "cached": True}
+            continue
         partition = video_id if scope(name) == "video" else str(context.partition_key)
         records = context.instance.fetch_materializations(
             dg.AssetRecordsFilter(asset_key=dg.AssetKey(name), asset_partitions=[partition]), limit=1

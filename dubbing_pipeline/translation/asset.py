@@ -32,7 +32,7 @@ from dubbing_pipeline.translation.condense import condense_over_budget
 from dubbing_pipeline.translation.edits_asset import EDITS_ASSET, observation
 from dubbing_pipeline.translation.glossary import GlossaryError, Term, make_glossary, terms_in
 
-CODE_VERSION = "translation-3"
+CODE_VERSION = "translation-4"
 
 
 def translate_video(

@@ -21,13 +21,14 @@ def world(tmp_path: Path) -> Any:
         yield instance, LocalStorage(tmp_path / "media"), tmp_path
 
 
-def fp(world: Any, settings: Settings | None = None, sha: str = "a" * 64) -> str:
+def work(world: Any, settings: Settings | None = None, sha: str = "a" * 64) -> up_to_date.Work:
     instance, storage, tmp = world
     settings = settings or Settings(model_cache=str(tmp / "models"))
-    return up_to_date.fingerprint(
-        instance, storage, settings, source_sha256=sha, registered="file:///v/demo.mp4", video_id="demo",
-        language="es",
-    )  # fmt: skip
+    return up_to_date.Work(instance, storage, settings, sha, "file:///v/demo.mp4", "demo")
+
+
+def fp(world: Any, settings: Settings | None = None, sha: str = "a" * 64, language: str | None = "es") -> str:
+    return work(world, settings, sha).fingerprint(language)
 
 
 def test_the_fingerprint_follows_every_input(world: Any) -> None:
@@ -48,11 +49,16 @@ def test_the_fingerprint_follows_every_input(world: Any) -> None:
     add_feedback(storage, "demo", "es", "s0001", "too fast", ["s0001"])
     assert fp(world) != edited
     # a materialisation of any stage of the dub (a run from the UI, a backfill) changes it too
-    seen = fp(world)
+    seen, source_half, other = fp(world), fp(world, language=None), fp(world, language="ca")
     instance.report_runless_asset_event(
         dg.AssetMaterialization("dub_mix", partition="es|demo", tags={"dagster/data_version": "v1"})
     )
     assert fp(world) != seen
+    assert (fp(world, language=None), fp(world, language="ca")) == (source_half, other)  # not theirs
+    instance.report_runless_asset_event(
+        dg.AssetMaterialization("transcript", partition="demo", tags={"dagster/data_version": "v2"})
+    )
+    assert fp(world, language=None) != source_half and fp(world, language="ca") != other
 
 
 def test_the_storage_it_writes_is_not_an_input(world: Any) -> None:
@@ -70,22 +76,26 @@ def test_the_storage_it_writes_is_not_an_input(world: Any) -> None:
 
 def test_done_needs_the_same_fingerprint_and_every_output(world: Any) -> None:
     _, storage, _ = world
-    video = storage.put_bytes("cache/mux/ab/key/demo.es.mp4", b"mp4")
-    up_to_date.record_done(storage, "demo", "es", "f" * 64, [video])
-    assert up_to_date.is_done(storage, "demo", "es", "f" * 64)
-    assert not up_to_date.is_done(storage, "demo", "es", "e" * 64)
-    assert not up_to_date.is_done(storage, "demo", "ca", "f" * 64)
-    storage.delete(storage.key_of(video))
-    assert not up_to_date.is_done(storage, "demo", "es", "f" * 64)  # an output is gone: run the jobs
-    up_to_date.forget(storage, "demo", "es")
-    assert not storage.exists(up_to_date.done_key("demo", "es"))
+    video = storage.key_of(storage.put_bytes("cache/mux/ab/key/demo.es.mp4", b"mp4"))
+    here = work(world)
+    assert not here.is_done("es") and not here.is_done(None)
+    here.record("es", [video])
+    assert here.is_done("es") and not here.is_done("ca") and not here.is_done(None)
+    assert storage.exists(up_to_date.done_key("demo", "es"))
+    assert not work(world, sha="b" * 64).is_done("es")  # another source file
+    here.record(None, [])
+    assert storage.exists(up_to_date.source_done_key("demo")) and here.is_done(None)
+    storage.delete(video)
+    assert not here.is_done("es")  # an output is gone: run the job
+    here.forget("es")
+    assert not storage.exists(up_to_date.done_key("demo", "es")) and here.is_done(None)
 
 
 def test_the_up_to_date_run_is_recorded(world: Any) -> None:
     instance, _, _ = world
-    assert up_to_date.report_up_to_date(instance, "demo", ["es|demo"], "f" * 64)
+    assert up_to_date.report_up_to_date(instance, "demo", ["demo", "es|demo"])
     (run,) = instance.get_runs(filters=dg.RunsFilter(job_name="up_to_date"))
-    assert run.tags["dubbing/partitions"] == "es|demo" and run.is_success
+    assert run.tags["dubbing/partitions"] == "demo,es|demo" and run.is_success
 
 
 def test_the_code_digest_covers_the_package() -> None:
