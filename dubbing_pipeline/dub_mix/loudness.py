@@ -26,10 +26,10 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from scipy import signal  # type: ignore[import-untyped,unused-ignore]
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -49,6 +49,14 @@ _OFFSET = -0.691
 _CHUNK_STEPS = 600  # 60 s of signal filtered at a time
 # Channel weights for the usual 5.1 order L, R, C, LFE, Ls, Rs (BS.1770-4, Table 3).
 SURROUND_51_WEIGHTS = (1.0, 1.0, 1.0, 0.0, 1.41, 1.41)
+
+
+def _signal() -> Any:
+    """``scipy.signal``, imported on first use: it takes over a second to import, and every process
+    that builds the pipeline's definitions imports this module."""
+    from scipy import signal  # type: ignore[import-untyped,unused-ignore]
+
+    return signal
 
 
 def _warp_constant(rate: float) -> float:
@@ -152,7 +160,7 @@ def block_loudness(
     for first in range(0, total_steps, _CHUNK_STEPS):
         count = min(_CHUNK_STEPS, total_steps - first)
         chunk = np.asarray(arr[:, first * step : (first + count) * step], dtype=np.float64)
-        weighted, state = signal.sosfilt(sos, chunk, axis=-1, zi=state)
+        weighted, state = _signal().sosfilt(sos, chunk, axis=-1, zi=state)
         squared = weighted * weighted
         step_energy[:, first : first + count] = squared.reshape(channels, count, step).sum(axis=-1)
     window = np.lib.stride_tricks.sliding_window_view(step_energy, steps_per_block, axis=-1)
@@ -233,7 +241,7 @@ def true_peak_dbfs(x: npt.ArrayLike, sample_rate: int | None = None, *, oversamp
         for first in range(0, n, chunk):
             lo, hi = max(0, first - margin), min(n, first + chunk + margin)
             part = np.asarray(chans[:, lo:hi], dtype=np.float64)
-            up = signal.resample_poly(part, oversample, 1, axis=-1)
+            up = _signal().resample_poly(part, oversample, 1, axis=-1)
             keep = up[:, (first - lo) * oversample : (min(n, first + chunk) - lo) * oversample]
             peak = max(peak, float(np.max(np.abs(keep))))
     return 20.0 * math.log10(peak) if peak > 0.0 else -math.inf

@@ -1,5 +1,6 @@
 """``dubbed_video`` (video × language): the finished MP4 with soft subtitles, SRT/VTT and report.json."""
 
+import contextlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,8 @@ from dubbing_pipeline.source_video.core import require_video
 from dubbing_pipeline.stages import SOURCE_HALF_TAG, before, scope
 
 CODE_VERSION = "mux-2"
+CLIPS_PER_FFMPEG = 32
+"""Review clips encoded by one ffmpeg process (a process per line cost ~90 ms of start-up each)."""
 MUX_PROVIDER = {"name": "ffmpeg", "model": "libx264/aac mux"}
 CHECKS = ("intelligibility", "timing", "background", "failed_lines", "av_duration", "watermark", "toxicity")
 ISO639_2 = {
@@ -403,14 +406,18 @@ def line_clips(storage_res: StorageResource, speech: dict[str, Any]) -> dict[str
 
     def compute(step: Step) -> dict[str, Any]:
         clips = {}
-        ogg = step.tmp / "line.ogg"
-        for line in lines:
-            with step.local(line["uri"]) as path:
-                args = ["-i", str(path), "-ac", "1", "-c:a", "libopus", "-b:a", "24k", *BITEXACT, "-f", "ogg"]
-                run_ffmpeg([*args, str(ogg)], what="review clip")
-            clips[str(line["id"])] = "data:audio/ogg;base64," + base64.b64encode(ogg.read_bytes()).decode(
-                "ascii"
-            )
+        for first in range(0, len(lines), CLIPS_PER_FFMPEG):  # one ffmpeg process per batch of lines
+            batch = lines[first : first + CLIPS_PER_FFMPEG]
+            with contextlib.ExitStack() as stack:
+                paths = [stack.enter_context(step.local(line["uri"])) for line in batch]
+                args = [a for path in paths for a in ("-i", str(path))]
+                for i, _ in enumerate(batch):
+                    out_args = ["-ac", "1", "-c:a", "libopus", "-b:a", "24k", *BITEXACT, "-f", "ogg"]
+                    args += ["-map", f"{i}:a", *out_args, str(step.tmp / f"line{i}.ogg")]
+                run_ffmpeg(args, what="review clips")
+            for i, line in enumerate(batch):
+                data = base64.b64encode((step.tmp / f"line{i}.ogg").read_bytes()).decode("ascii")
+                clips[str(line["id"])] = "data:audio/ogg;base64," + data
         out = step.tmp / "clips.json"
         out.write_text(json.dumps(clips, sort_keys=True), encoding="utf-8")
         return {"clips_uri": step.put("clips.json", out)}
