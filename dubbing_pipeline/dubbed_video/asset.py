@@ -240,61 +240,43 @@ def quality_section(
         "watermark": marker.describe() if marker is not None else None, "code": CODE_VERSION,
     }  # fmt: skip
 
-    def compute(step: Step) -> dict[str, Any]:
-        return measure_quality(storage_res, thresholds, report, speech, stems, mix, source, video_uri, marker)
+    def compute(step: Step) -> dict[str, Any]:  # per-line scores, background, A/V duration, watermark
+        import soundfile as sf
+
+        from dubbing_pipeline.dubbed_video.core import probe_durations
+        from dubbing_pipeline.quality.scorecard import (
+            background_correlation,
+            line_scores,
+            quiet_mask,
+            scorecard,
+            toxicity_check,
+        )
+
+        duration = float(source["duration"])
+        cer = {line["id"]: line.get("cer") for line in speech["lines"]}
+        rows = line_scores(report["segments"], cer, duration, thresholds)
+        with step.local(mix["mix_uri"]) as path:
+            mixed, sr = sf.read(str(path), dtype="float32", always_2d=True)
+        with step.local(stems["background_uri"]) as path:
+            background, _ = sf.read(str(path), dtype="float32", always_2d=True)
+        with step.local(video_uri) as path:
+            durations = probe_durations(path)
+        quiet = quiet_mask(report["segments"], sr, min(len(mixed), len(background)))
+        corr = background_correlation(mixed, background, quiet, sr)
+        info = source["info"]
+        frame = 1.0 / float(info["fps"]) if info.get("fps") else 0.04
+        video_d = durations.get("video") or duration
+        audio_d = durations.get("audio") or 0.0
+        av_difference = max(abs(video_d - duration), abs(audio_d - video_d))
+        card = scorecard(
+            rows, background_corr=corr, av_difference=av_difference, frame_seconds=frame, t=thresholds
+        )
+        card["watermark"] = watermark_check(storage_res, marker, report["segments"], source, video_uri)
+        card["toxicity"] = toxicity_check(report["segments"], report.get("provenance", {}).get("toxicity"))
+        return {"thresholds": thresholds.to_dict(), "checks": card, "segments": rows}
 
     record = run_step(storage_res, "quality", inputs=inputs, compute=compute).record
     return {k: record[k] for k in ("thresholds", "checks", "segments")}
-
-
-def measure_quality(
-    storage_res: StorageResource,
-    thresholds: Any,
-    report: dict[str, Any],
-    speech: dict[str, Any],
-    stems: dict[str, Any],
-    mix: dict[str, Any],
-    source: dict[str, Any],
-    video_uri: str,
-    marker: Any = None,
-) -> dict[str, Any]:
-    """Measure the dub: per-line scores, background preservation, A/V duration, the audio
-    watermark."""
-    import soundfile as sf
-
-    from dubbing_pipeline.dubbed_video.core import probe_durations
-    from dubbing_pipeline.quality.scorecard import (
-        background_correlation,
-        line_scores,
-        quiet_mask,
-        scorecard,
-        toxicity_check,
-    )
-
-    storage = storage_res.get()
-    duration = float(source["duration"])
-    cer = {line["id"]: line.get("cer") for line in speech["lines"]}
-    rows = line_scores(report["segments"], cer, duration, thresholds)
-    with scratch("quality", storage_res.work_dir or None) as tmp:
-        with storage.open_local(storage.key_of(mix["mix_uri"]), tmp) as path:
-            mixed, sr = sf.read(str(path), dtype="float32", always_2d=True)
-        with storage.open_local(storage.key_of(stems["background_uri"]), tmp) as path:
-            background, _ = sf.read(str(path), dtype="float32", always_2d=True)
-        with storage.open_local(storage.key_of(video_uri), tmp) as path:
-            durations = probe_durations(path)
-    quiet = quiet_mask(report["segments"], sr, min(len(mixed), len(background)))
-    corr = background_correlation(mixed, background, quiet, sr)
-    info = source["info"]
-    frame = 1.0 / float(info["fps"]) if info.get("fps") else 0.04
-    video_d = durations.get("video") or duration
-    audio_d = durations.get("audio") or 0.0
-    av_difference = max(abs(video_d - duration), abs(audio_d - video_d))
-    card = scorecard(
-        rows, background_corr=corr, av_difference=av_difference, frame_seconds=frame, t=thresholds
-    )
-    card["watermark"] = watermark_check(storage_res, marker, report["segments"], source, video_uri)
-    card["toxicity"] = toxicity_check(report["segments"], report.get("provenance", {}).get("toxicity"))
-    return {"thresholds": thresholds.to_dict(), "checks": card, "segments": rows}
 
 
 def watermark_check(
