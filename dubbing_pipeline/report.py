@@ -131,6 +131,7 @@ def review_lines(
                 "source": seg["source_text"],
                 "target": seg["target_text"],
                 "feedback": notes.get(str(seg["id"]), []),
+                **{k: seg[k] for k in ("source_start", "source_end") if k in seg},  # moved by an edit
             }
         )
     return rows

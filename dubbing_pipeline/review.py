@@ -46,6 +46,7 @@ th,td{border-bottom:1px solid #e5e5e5;padding:.35rem .5rem;text-align:left;verti
 th{background:#f0f0f0;position:sticky;top:0}
 tr.line{cursor:pointer}tr.line:hover{background:#f5f9ff}tr.line.now{background:#fff6d6}
 td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+small.moved{display:block;color:#8a5a00}
 .flag{display:inline-block;background:#fde6e4;color:#9b1c13;border-radius:4px;
   padding:0 .3rem;margin:0 .2rem .2rem 0}
 .note{display:block;color:#6b4d00}
@@ -132,6 +133,14 @@ def _check(name: str, check: Mapping[str, Any]) -> str:
     )
 
 
+def _moved(row: Mapping[str, Any]) -> str:
+    """Where the source speaks a line an edit moved (nothing for a line in its source slot)."""
+    if row.get("source_start") is None:
+        return ""
+    was = f"{stamp(row['source_start'])}–{stamp(row['source_end'])}"
+    return f'<small class="moved" title="moved by an edit; the source speaks it at {was}">from {was}</small>'
+
+
 def _row(row: Mapping[str, Any], audio_uri: str | None, lang: str) -> str:
     start = row["dub_start"] if row.get("dub_start") is not None else row["start"]
     end = row["dub_end"] if row.get("dub_end") is not None else row["end"]
@@ -148,7 +157,7 @@ def _row(row: Mapping[str, Any], audio_uri: str | None, lang: str) -> str:
         f'<tr class="line" data-id="{_text(row["id"])}" data-start="{float(start):.3f}" '
         f'data-end="{float(end):.3f}">'
         f"<td>{play}</td><td>{_text(row['id'])}</td>"
-        f'<td class="num">{stamp(row["start"])}–{stamp(row["end"])}</td>'
+        f'<td class="num">{stamp(row["start"])}–{stamp(row["end"])}{_moved(row)}</td>'
         f"<td>{_text(row['speaker'])}</td><td>{_text(row['source'])}</td>"
         f'<td lang="{_text(lang)}">{_text(row["target"])}</td><td>{_text(row["status"])}</td>'
         f'<td class="num">{fit}</td><td class="num">{_number(row.get("cer"))}</td>'

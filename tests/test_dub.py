@@ -538,13 +538,14 @@ def test_delete_removes_the_dub_and_dub_rebuilds_it(dubbed: dict[str, Any]) -> N
 
     from dubbing_pipeline.stages import TARGET_HALF
 
+    assert media_of(dubbed).exists("done/demo/es.json")  # what the last dub was made from (up_to_date)
     proc = cli(dubbed["home"], "delete", "demo", "--to", "es")
     assert proc.returncode == 0, proc.stderr[-2000:]
     storage = media_of(dubbed)
     left = [
         k
         for k in storage.list_keys("")
-        if "/es/" in f"/{k}" or k.startswith(("edits/demo/es", "feedback/demo/es"))
+        if "/es/" in f"/{k}" or k.startswith(("edits/demo/es", "feedback/demo/es", "done/demo/es"))
     ]
     assert left == [], left[:5]
     with dg.DagsterInstance.from_config(str(dubbed["home"])) as instance:

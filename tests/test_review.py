@@ -81,3 +81,17 @@ def test_the_page_says_how_the_dub_is_marked_and_keeps_check_chips_short() -> No
     assert 'class="check fail" data-check="timing"' in page
     bare = review_html({**report, "provenance": {}}, video_name="v.es.mp4")
     assert "AI dub · no audio watermark · no C2PA manifest · no visible label" in bare
+
+
+def test_a_moved_line_shows_where_the_source_speaks_it() -> None:
+    from dubbing_pipeline.review import review_html
+
+    moved = {**REPORT["segments"][0], "start": 0.8, "end": 2.1, "source_start": 0.5, "source_end": 2.0,
+             "flags": ["timing"]}  # fmt: skip
+    report = {**REPORT, "segments": [moved, REPORT["segments"][1]], "video_id": "v", "source_language": "en",
+              "target_language": "es"}  # fmt: skip
+    rows = review_lines(report, [])
+    assert (rows[0]["source_start"], rows[0]["source_end"]) == (0.5, 2.0) and "source_start" not in rows[1]
+    page = review_html(report, video_name="v.es.mp4")
+    assert '00:00.80–00:02.10<small class="moved"' in page and ">from 00:00.50–00:02.00</small>" in page
+    assert page.count('class="moved"') == 1
