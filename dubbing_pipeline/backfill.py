@@ -173,6 +173,16 @@ def _partitions(runs: Sequence[Any]) -> dict[str, list[str]]:
     return out
 
 
+def _not_succeeded(runs: Sequence[Any]) -> list[str]:
+    """``job partition status (trigger)`` of every run that did not succeed, to explain a repeat."""
+    return [
+        f"{r.dagster_run.job_name} {r.dagster_run.tags.get(PARTITION_TAG)} {r.dagster_run.status.value} "
+        f"({r.dagster_run.tags.get('dubbing/trigger', '?')})"
+        for r in runs
+        if r.dagster_run.status != dg.DagsterRunStatus.SUCCESS
+    ]
+
+
 def _enqueue_rate(runs: Sequence[Any], job: str) -> float:
     """Runs per second created by one tick (first to last creation of ``job``'s runs)."""
     stamps = [r.create_timestamp.timestamp() for r in runs if r.dagster_run.job_name == job]
@@ -233,6 +243,7 @@ def _run(backfill: Backfill, n: int, timeout_per_run: float) -> dict[str, Any]:
             "wall_s": round(finished - start, 1),
             "runs_s": round(finished - first_run, 1),
             "runs": _partitions(runs),
+            "not_succeeded": _not_succeeded(runs),
             "throughput_runs_per_min": round(len(runs) / ((finished - first_run) / 60), 2),
             "enqueue_runs_per_s": _enqueue_rate(runs, "source_half"),
         }
@@ -263,7 +274,9 @@ def check(result: dict[str, Any]) -> list[str]:
     if sorted(runs.get("source_half", [])) != [f"clip{i:03d}" for i in range(n)]:
         problems.append(f"source_half runs: {runs.get('source_half')}")
     if sorted(runs.get("dub", [])) != pairs:
-        problems.append(f"dub runs: {runs.get('dub')}")
+        problems.append(
+            f"dub runs: {runs.get('dub')}; not succeeded: {result['backfill'].get('not_succeeded')}"
+        )
     quiet = result["quiet_tick"]
     if len(quiet["ticks"]) < 2 or quiet["runs_requested"] or quiet["new_runs"]:
         problems.append(f"the tick after the backfill: {quiet}")

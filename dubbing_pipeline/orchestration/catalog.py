@@ -497,6 +497,9 @@ def plan_catalog(
     fresh = Freshness(instance, graph)
     busy = _in_flight(instance, [source_job, dub_job])
     chained = _chained(instance, source_job, dub_job, time.time())
+    # read the runs in flight again: a dub the chain sensor created between the two reads is in
+    # neither the first read nor the chained set (it is already launched), and would run twice
+    busy |= _in_flight(instance, [source_job, dub_job])
     lap("runs")
 
     found = fingerprints([v.source_uri for v in catalog.videos])
