@@ -161,25 +161,21 @@ def dub_one(path: str, languages: list[str], out_dir: Path, video_id: str | None
                 assert result.error is not None
                 worst = worst or _fail(result.error, result.error_stage)
                 continue
-            record = load_asset_record(storage, "dubbed_video", key)
+        record = load_asset_record(storage, "dubbed_video", key)
+        if key not in unchanged:
             uris = [*record["outputs"].values(), record["report_uri"], record["review_uri"]]
             work.record(
                 lang, [record_key(asset, key) for asset in TARGET_HALF] + [storage.key_of(u) for u in uris]
             )
-        print(copy_outputs(storage, vid, lang, out_dir))
+        print(copy_outputs(storage, record, out_dir / vid / lang, lang))
     if unchanged:
         up_to_date.report_up_to_date(instance, vid, unchanged)
         print(f"unchanged since the last dub, not run: {', '.join(unchanged)}", file=sys.stderr)
     return worst
 
 
-def copy_outputs(storage: Any, video_id: str, lang: str, out_dir: Path) -> Path:
-    """The dub of ``video_id`` into ``lang`` copied to ``out_dir/<video>/<lang>/``; the video's path."""
-    from dubbing_pipeline.orchestration.io_manager import load_asset_record
-    from dubbing_pipeline.orchestration.partitions import video_language_key
-
-    record = load_asset_record(storage, "dubbed_video", str(video_language_key(video_id, lang)))
-    dest = out_dir / video_id / lang
+def copy_outputs(storage: Any, record: dict[str, Any], dest: Path, lang: str) -> Path:
+    """A dub into ``lang`` (its ``dubbed_video`` record) copied into ``dest``; the video's path there."""
     dest.mkdir(parents=True, exist_ok=True)
     outputs = record["outputs"]
     _copy_out(storage, outputs["video"], dest / record["video_name"])
@@ -311,7 +307,7 @@ def cmd_feedback(args: argparse.Namespace) -> int:
 def dub_context(storage: Any, video_id: str, language: str) -> Any:
     """What an edit of ``video_id`` × ``language`` is checked against (its lines, speakers, voices)."""
     from dubbing_pipeline.dubbed_speech.tts import make_tts
-    from dubbing_pipeline.edits import Dub
+    from dubbing_pipeline.edits import Dub, source_slot
     from dubbing_pipeline.orchestration.io_manager import load_asset_record
     from dubbing_pipeline.settings import Settings
 
@@ -322,13 +318,7 @@ def dub_context(storage: Any, video_id: str, language: str) -> Any:
         line_ids=[str(ln["id"]) for ln in lines],
         speakers=[str(s["id"]) for s in speakers],
         voices=[str(v) for v in engine.voices],
-        slots={  # where the source speaks each line (the stored record may hold moved lines)
-            str(ln["id"]): (
-                float(ln.get("source_start", ln["start"])),
-                float(ln.get("source_end", ln["end"])),
-            )
-            for ln in lines
-        },
+        slots={str(ln["id"]): source_slot(ln) for ln in lines},  # the record may hold moved lines
         duration=float(load_asset_record(storage, "source_video", video_id)["duration"]),
     )
 

@@ -208,7 +208,7 @@ def check_edits(edits: Edits, dub: Dub) -> None:
                 f"{_where(line, 'speaker')}: {change.speaker!r} is not a speaker of this video "
                 f"({', '.join(dub.speakers)})"
             )
-    check_timing(edits, dub)
+    check_timing(edits, dub.slots, dub.duration)
     for speaker, voice in sorted(edits.voices.items()):
         if speaker not in dub.speakers:
             raise BadInputError(
@@ -221,6 +221,19 @@ def check_edits(edits: Edits, dub: Dub) -> None:
             )
 
 
+SOURCE_SLOT_KEYS = ("source_start", "source_end")
+"""A moved line's fields for where the source speaks it (``apply_edits``)."""
+
+
+def source_slot(line: Mapping[str, Any]) -> tuple[float, float]:
+    """Where the source speaker says a line: ``source_start``/``source_end`` for a line a timing
+    edit moved, else its own ``start``/``end``."""
+    return (
+        float(line.get("source_start", line["start"])),
+        float(line.get("source_end", line["end"])),
+    )
+
+
 def slot_of(source: tuple[float, float], change: LineEdit | None) -> tuple[float, float]:
     """A line's slot once edited: its source slot with the edited start and end over it."""
     if change is None:
@@ -231,18 +244,21 @@ def slot_of(source: tuple[float, float], change: LineEdit | None) -> tuple[float
     )
 
 
-def check_timing(edits: Edits, dub: Dub) -> None:
-    """A moved slot stays in the video, at least ``MIN_SLOT`` long, and between its neighbours
-    (lines keep their order and never overlap); a skipped line keeps the source's slot."""
+def check_timing(
+    edits: Edits, source_slots: Mapping[str, tuple[float, float]], duration: float | None = None
+) -> None:
+    """A moved slot stays in the video (``duration``, when known), at least ``MIN_SLOT`` long, and
+    between its neighbours (lines keep their order and never overlap); a skipped line keeps the
+    source's slot. ``source_slots``: each line's source slot by id."""
     timed = sorted(k for k, v in edits.lines.items() if v.timed())
     if not timed:
         return
-    order = sorted(dub.slots, key=lambda k: (dub.slots[k][0], k))
-    slots = [slot_of(dub.slots[k], edits.lines.get(k)) for k in order]
+    order = sorted(source_slots, key=lambda k: (source_slots[k][0], k))
+    slots = [slot_of(source_slots[k], edits.lines.get(k)) for k in order]
     for line in timed:
         change = edits.lines[line]
         field_name = "start" if change.start is not None else "end"
-        if line not in dub.slots:
+        if line not in source_slots:
             raise BadInputError(f"{_where(line, field_name)}: the dub has no slot for this line")
         if change.skip:
             raise BadInputError(
@@ -254,9 +270,9 @@ def check_timing(edits: Edits, dub: Dub) -> None:
             raise BadInputError(
                 f"{_where(line, field_name)}: the slot {start:.3f}–{end:.3f} s is shorter than {MIN_SLOT} s"
             )
-        if dub.duration is not None and end > dub.duration:
+        if duration is not None and end > duration:
             raise BadInputError(
-                f"{_where(line, 'end')}: {end:.3f} s is after the video ends ({dub.duration:.3f} s)"
+                f"{_where(line, 'end')}: {end:.3f} s is after the video ends ({duration:.3f} s)"
             )
         if i > 0 and start < slots[i - 1][1]:
             before = f"line {order[i - 1]} ends ({slots[i - 1][1]:.3f} s)"
@@ -338,7 +354,7 @@ def apply_edits(lines: Sequence[Mapping[str, Any]], edits: Edits) -> list[dict[s
                 flags.append("skip")
             moved = slot_of((float(line["start"]), float(line["end"])), change) if change.timed() else None
             if moved and not change.skip and moved != (line["start"], line["end"]):
-                line["source_start"], line["source_end"] = line["start"], line["end"]
+                line.update(zip(SOURCE_SLOT_KEYS, (line["start"], line["end"]), strict=True))
                 line["start"], line["end"] = moved
                 flags.append("timing")
             line["flags"] = flags

@@ -31,6 +31,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from dubbing_pipeline.edits import SOURCE_SLOT_KEYS
+
 SCHEMA = "dubbing_pipeline.report/1"
 SEGMENT_FIELDS = (
     "id", "start", "end", "speaker", "source_text", "target_text",
@@ -59,7 +61,7 @@ def report_segments(translation: Mapping[str, Any], speech: Mapping[str, Any]) -
                 "status": dub.get("status", "failed"),
                 "flags": list(line.get("flags", [])),
                 # a moved line (edits): where the source speaker spoke it
-                **{k: line[k] for k in ("source_start", "source_end") if k in line},
+                **{k: line[k] for k in SOURCE_SLOT_KEYS if k in line},
             }
         )
     return out
@@ -131,7 +133,7 @@ def review_lines(
                 "source": seg["source_text"],
                 "target": seg["target_text"],
                 "feedback": notes.get(str(seg["id"]), []),
-                **{k: seg[k] for k in ("source_start", "source_end") if k in seg},  # moved by an edit
+                **{k: seg[k] for k in SOURCE_SLOT_KEYS if k in seg},  # moved by an edit
             }
         )
     return rows

@@ -20,9 +20,8 @@ still in storage does not run: a second language skips the source half's run, an
 runs no stage at all. The CLI records one small ``up_to_date`` Dagster run naming what it found
 unchanged (so the UI shows that the dub was asked for, and why nothing was done) and copies the
 outputs. Anything else runs the jobs as usual, where every stage's own cache still decides what
-is redone. The fingerprint is
-conservative: it can send an unchanged dub to the jobs (which then hit every cache), never a
-changed one past them.
+is redone. The fingerprint is conservative: it can send an unchanged dub to the jobs (which then
+hit every cache), never a changed one past them.
 """
 
 import functools
@@ -36,10 +35,10 @@ import dagster as dg
 
 from dubbing_pipeline.hashing import canonical_json, sha256_bytes
 from dubbing_pipeline.ids import dub_file_key, join_key, sanitize_id
+from dubbing_pipeline.orchestration.kit import DATA_VERSION_TAG
 from dubbing_pipeline.settings import Settings, rows
 
 SCHEMA = "dubbing_pipeline.done/1"
-DATA_VERSION_TAG = "dagster/data_version"
 PACKAGE = Path(__file__).resolve().parent
 
 

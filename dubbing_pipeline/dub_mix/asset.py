@@ -7,6 +7,7 @@ import numpy as np
 import soundfile as sf
 
 from dubbing_pipeline.audio import write_wav
+from dubbing_pipeline.edits import source_slot
 from dubbing_pipeline.orchestration.kit import Step, StepResult, classified, run_step, stage_output
 from dubbing_pipeline.orchestration.partitions import video_language
 from dubbing_pipeline.orchestration.resources import StorageResource
@@ -58,9 +59,8 @@ def place_lines(
 
     placed, gains = [], {}
     for line in lines:
-        # where the source speaker spoke the line (a moved line's slot is elsewhere)
-        a = int(round(float(line.get("source_start", line["start"])) * sr))
-        b = int(round(float(line.get("source_end", line["end"])) * sr))
+        start, end = source_slot(line)  # where the source speaker spoke it (a moved line is elsewhere)
+        a, b = int(round(start * sr)), int(round(end * sr))
         if line.get("status") == "original":  # a skipped line (edits): the source speech, as it was
             placed.append(PlacedLine(start=a / sr, audio=vocals[a:b].astype(np.float32), gain_db=0.0))
             gains[line["id"]] = 0.0

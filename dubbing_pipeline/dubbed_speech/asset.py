@@ -28,7 +28,7 @@ from dubbing_pipeline.dubbed_speech.speak import (
     require_enough_spoken,
     synthesize_line,
 )
-from dubbing_pipeline.edits import is_edited
+from dubbing_pipeline.edits import SOURCE_SLOT_KEYS, is_edited, source_slot
 from dubbing_pipeline.errors import DubbingError
 from dubbing_pipeline.hashing import cache_key
 from dubbing_pipeline.hooks import pause_point
@@ -405,17 +405,17 @@ def speech_lines(translation: dict[str, Any], batches: list[dict[str, Any]]) -> 
     lines = []
     for line in translation["lines"]:
         rec = original_speech(line) if line.get("skip") else by_id.get(line["id"], NOT_SPOKEN)
-        slot = {k: line[k] for k in ("start", "end", "source_start", "source_end") if k in line}
+        slot = {k: line[k] for k in ("start", "end", *SOURCE_SLOT_KEYS) if k in line}
         lines.append({**rec, "id": line["id"], "speaker": line["speaker"], **slot})
     return lines
 
 
 def original_speech(line: dict[str, Any]) -> dict[str, Any]:
     """A skipped line's record: no dubbed audio; the mix keeps the source speech in its slot."""
+    start, end = source_slot(line)
     return {
         "status": ORIGINAL, "uri": None, "target_text": line["target_text"],
-        "dub_start": line.get("source_start", line["start"]), "dub_end": line.get("source_end", line["end"]),
-        "rate": 1.0, "stretch": 1.0,
+        "dub_start": start, "dub_end": end, "rate": 1.0, "stretch": 1.0,
     }  # fmt: skip
 
 

@@ -17,7 +17,7 @@ from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 
-from dubbing_pipeline.edits import is_edited
+from dubbing_pipeline.edits import is_edited, source_slot
 from dubbing_pipeline.errors import ProviderError
 
 
@@ -47,7 +47,8 @@ def rate_missed(spoken: float, needed: float) -> bool:
 
 def source_duration(line: dict[str, Any]) -> float:
     """How long the source speaker spoke the line (a moved line's slot may differ)."""
-    return float(line.get("source_end", line["end"])) - float(line.get("source_start", line["start"]))
+    start, end = source_slot(line)
+    return end - start
 
 
 def translated_from(line: dict[str, Any]) -> str:
@@ -107,10 +108,8 @@ def plan_slots(lines: Sequence[dict[str, Any]], end_of_video: float) -> list[dic
         return out
 
     fit = slots([float(ln["start"]) for ln in lines], [float(ln["end"]) for ln in lines])
-    rate = slots(
-        [float(ln.get("source_start", ln["start"])) for ln in lines],
-        [float(ln.get("source_end", ln["end"])) for ln in lines],
-    )
+    spoken = [source_slot(ln) for ln in lines]
+    rate = slots([s for s, _ in spoken], [e for _, e in spoken])
     return [
         {
             **ln,

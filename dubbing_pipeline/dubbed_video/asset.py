@@ -9,6 +9,7 @@ from typing import Any
 import dagster as dg
 
 from dubbing_pipeline.cache import scratch
+from dubbing_pipeline.edits import source_slot
 from dubbing_pipeline.hooks import pause_point
 from dubbing_pipeline.orchestration.kit import Step, StepResult, Timer, classified, run_step, stage_output
 from dubbing_pipeline.orchestration.partitions import split_video_language, video_language
@@ -178,10 +179,7 @@ def subtitle_files(segments: list[dict[str, Any]], src: str, tgt: str) -> dict[s
 
     target_cues = cues(segments, "target_text", "dub_start", "dub_end")
     # the source's words where the source speaks them, wherever an edit moved a line
-    spoken = [
-        {**s, "start": s.get("source_start", s["start"]), "end": s.get("source_end", s["end"])}
-        for s in segments
-    ]
+    spoken = [{**s, **dict(zip(("start", "end"), source_slot(s), strict=True))} for s in segments]
     source_cues = cues(spoken, "source_text", "start", "end")
     return {
         f"{tgt}.srt": to_srt(target_cues),

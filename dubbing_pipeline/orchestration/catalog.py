@@ -60,7 +60,7 @@ import yaml
 from dubbing_pipeline.errors import BadInputError, ConfigurationError, DubbingError
 from dubbing_pipeline.hashing import canonical_json, sha256_bytes
 from dubbing_pipeline.ids import sanitize_id, video_id_from_name
-from dubbing_pipeline.orchestration.kit import Version, lineage_digest, lineage_of_lines
+from dubbing_pipeline.orchestration.kit import DATA_VERSION_TAG, Version, lineage_digest, lineage_of_lines
 from dubbing_pipeline.orchestration.partitions import (
     partition_tags,
     video_language,
@@ -86,7 +86,6 @@ from dubbing_pipeline.settings import Settings
 from dubbing_pipeline.storage import MediaStorage, parse_uri
 from dubbing_pipeline.translation.edits_asset import UNEDITED
 
-DATA_VERSION_TAG = "dagster/data_version"
 IN_FLIGHT = [
     dg.DagsterRunStatus.NOT_STARTED,
     dg.DagsterRunStatus.QUEUED,

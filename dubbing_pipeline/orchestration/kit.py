@@ -200,6 +200,9 @@ def stage_metadata(
     return meta
 
 
+DATA_VERSION_TAG = "dagster/data_version"
+"""The tag Dagster stores a materialisation's (or observation's) data version under; indexed, so
+the catalog and ``up_to_date`` read the latest one per partition in one query."""
 UPSTREAM_KEYS = "upstream_cache_keys"
 
 

@@ -50,7 +50,7 @@ def edits(storage: StorageResource) -> dg.DataVersionsByPartition:
 
 def observation(video_id: str, language: str, edits: Edits) -> dg.AssetObservation:
     """The observation of one partition's edits: its data version is their content hash."""
-    from dagster._core.definitions.data_version import DATA_VERSION_TAG
+    from dubbing_pipeline.orchestration.kit import DATA_VERSION_TAG
 
     return dg.AssetObservation(
         asset_key=dg.AssetKey(EDITS_ASSET),
