@@ -76,10 +76,14 @@ SCRIPT = """
       });
     }
   });
+  // the rows' times are written to the millisecond and the player may report a seek to a row's
+  // start a hair before it (its own sample grid): compare within that millisecond
+  var EPS = 0.001;
   video.addEventListener("timeupdate", function () {
     var t = video.currentTime;
     rows.forEach(function (r) {
-      r.classList.toggle("now", t >= parseFloat(r.dataset.start) && t < parseFloat(r.dataset.end));
+      var start = parseFloat(r.dataset.start) - EPS, end = parseFloat(r.dataset.end) - EPS;
+      r.classList.toggle("now", t >= start && t < end);
     });
   });
 })();

@@ -288,6 +288,9 @@ def test_review_page_in_a_real_chromium(dubbed: dict[str, Any]) -> None:
         print(f"clicked {target['id']}: video at {now:.3f} s, line at {target['dub_start']:.3f} s")
         assert abs(now - target["dub_start"]) < 0.01
         row = f"document.querySelector('tr.line[data-id=\"{target['id']}\"]')"
+        # after the seek has settled and its timeupdate has run, the row still reads as now
+        browser.wait_for("!document.getElementById('video').seeking")
+        browser.evaluate("new Promise(done => setTimeout(done, 0))", wait=True)
         assert browser.evaluate(f"{row}.classList.contains('now')")
         browser.click(f'tr.line[data-id="{target["id"]}"] button.play')
         assert browser.wait_for(f"document.getElementById('audio-{target['id']}').currentTime > 0.2")
