@@ -255,8 +255,10 @@ def read_back(
     marker: PerthWatermarker, dub_track: Path, source_track: Path, spans: list[tuple[float, float]]
 ) -> dict[str, Any]:
     """The ``watermark`` check: the mark read from the dub's final (decoded AAC) track over the
-    dubbed lines, and from the source recording at the same times (``read_spans``); passed when
-    the dub carries it and the source does not."""
+    dubbed lines, and from the source recording at the same times (``read_spans``), the control:
+    passed when the dub carries it and the source does not. A source that already carries the
+    mark (a dub of an AI dub) leaves no unmarked control: then the check passes on the dub's
+    reading alone and says so (``source_marked``)."""
     import soundfile as sf
 
     found: dict[str, tuple[Detection, int]] = {}
@@ -265,8 +267,9 @@ def read_back(
         found[name] = read_spans(marker, audio.mean(axis=1), int(rate), spans)
     (dub, dub_lines), (source, source_lines) = found["dub"], found["source"]
     return {
-        "passed": dub.detected and not source.detected,
+        "passed": dub.detected,
         "enabled": True,
+        "source_marked": source.detected,
         "watermarker": marker.name,
         "dub_confidence": dub.confidence,
         "source_confidence": source.confidence,

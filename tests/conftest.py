@@ -152,6 +152,7 @@ def _watermark_checks(session: pytest.Session) -> list[tuple[str, bool, str]]:
         summary = (
             f"dub {check['dub_confidence']:.2f}, source {check['source_confidence']:.2f}, "
             f"{check['dub_lines_detected']}/{check['lines']} lines"
+            + (" (the source was marked already: a dub of an AI dub)" if check.get("source_marked") else "")
         )
         found.add(
             (f"{report.get('video_id')}|{report.get('target_language')}", bool(check["passed"]), summary)

@@ -19,6 +19,7 @@ from dubbing_pipeline.source_video.core import require_video
 from dubbing_pipeline.stages import SOURCE_HALF_TAG, before, scope
 
 CODE_VERSION = "mux-2"
+QUALITY_VERSION = "checks-2"  # the quality step's own version (2: a marked source, ``source_marked``)
 CLIPS_PER_FFMPEG = 32
 """Review clips encoded by one ffmpeg process (a process per line cost ~90 ms of start-up each)."""
 MUX_PROVIDER = {"name": "ffmpeg", "model": "libx264/aac mux"}
@@ -236,6 +237,7 @@ def quality_section(
         "speech": speech["cache_key"], "source": source["cache_key"], "segments": report["segments"],
         "toxicity": report.get("provenance", {}).get("toxicity"), "thresholds": thresholds.to_dict(),
         "watermark": marker.describe() if marker is not None else None, "code": CODE_VERSION,
+        "checks": QUALITY_VERSION,
     }  # fmt: skip
 
     def compute(step: Step) -> dict[str, Any]:  # per-line scores, background, A/V duration, watermark
