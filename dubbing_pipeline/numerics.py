@@ -18,6 +18,11 @@ when the package is imported (``dubbing_pipeline/__init__.py``); each is only a 
 (``setdefault``): a value already in the environment wins. On a CPU without AVX2, or off
 x86-64, nothing is pinned (the libraries' own choice is then the only one that runs).
 
+numpy and scipy pick kernels from the CPU too: OpenBLAS its matrix kernels, numpy its SIMD
+loops; both are pinned to their AVX2 paths (numpy computes Whisper's log-mel features, so the
+transcript moved with them). The variables are read when numpy loads: a process that imported
+numpy before this package keeps its own choice (``numpy_pinned`` tells).
+
 The speaker embedder's int8 graph is dequantised for the same reason
 (``speakers/embedders.py``). What still differs between CPUs is float rounding inside
 onnxruntime and numpy (about 1e-7 relative), far inside the margins of the decisions built on
@@ -35,6 +40,14 @@ PINNED: dict[str, str] = {
     "CT2_FORCE_CPU_ISA": "AVX2",  # CTranslate2's own kernels
     "ATEN_CPU_CAPABILITY": "avx2",  # PyTorch's vectorised kernels (Spleeter, Demucs on CPU)
     "ONEDNN_MAX_CPU_ISA": "AVX2",  # oneDNN inside PyTorch and CTranslate2
+    # numpy's and scipy's OpenBLAS (DYNAMIC_ARCH builds): its AVX2 kernels on every CPU, where it
+    # would pick SkylakeX/Cooperlake/SapphireRapids kernels on AVX-512 machines. faster-whisper
+    # computes the log-mel features with numpy, so the transcript followed: measured on the demo
+    # (AMD EPYC with AVX-512), a comma and 20–80 ms of word timing moved with this pin alone
+    "OPENBLAS_CORETYPE": "Haswell",
+    # numpy's own SIMD loops (exp, log, sin, sort...): the AVX2 level (X86_V3) everywhere; these
+    # are numpy 2.x's names of the AVX-512 levels it dispatches to (an unknown name only warns)
+    "NPY_DISABLE_CPU_FEATURES": "X86_V4 AVX512_ICL AVX512_SPR",
 }
 
 
@@ -87,6 +100,18 @@ def pin_cpu_kernels(environ: os._Environ[str] | dict[str, str] | None = None) ->
         for name, value in PINNED.items():
             env.setdefault(name, value)
     return kernel_settings(env)
+
+
+def numpy_pinned() -> bool:
+    """Whether numpy in this process runs the pinned paths: no AVX-512 SIMD loops, and the
+    OpenBLAS core type pinned when it loaded (True where nothing is pinned)."""
+    if not can_pin():
+        return True
+    from numpy._core._multiarray_umath import __cpu_features__
+
+    levels = PINNED["NPY_DISABLE_CPU_FEATURES"].split()
+    blas = os.environ.get("OPENBLAS_CORETYPE") == PINNED["OPENBLAS_CORETYPE"]
+    return blas and not any(__cpu_features__.get(name) for name in levels)
 
 
 def kernel_settings(environ: os._Environ[str] | dict[str, str] | None = None) -> dict[str, str]:

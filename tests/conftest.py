@@ -1,5 +1,9 @@
 """Shared fixtures: real recordings from packages, a real local S3 endpoint, temp instances."""
 
+# first, before anything loads numpy: the package pins numpy's and OpenBLAS's kernels to their
+# AVX2 paths (dubbing_pipeline/numerics.py), so stages run in this process compute what the CLI does
+import dubbing_pipeline  # noqa: F401  # isort: skip
+
 import os
 from collections.abc import Iterator
 from pathlib import Path

@@ -487,7 +487,7 @@ def test_moving_a_line_speaks_nothing_again(dubbed: dict[str, Any]) -> None:
     assert (moved["start"], moved["end"]) == (start, end) and "timing" in moved["flags"]
     assert (moved["source_start"], moved["source_end"]) == (line["start"], line["end"])
     assert moved["rate"] == line["rate"] and moved["target_text"] == line["target_text"]
-    following = min(s["start"] for s in after["segments"] if s["start"] > start)
+    following = min((s["start"] for s in after["segments"] if s["start"] > start), default=after["duration"])
     assert abs(moved["dub_start"] - start) <= 0.0501 and moved["dub_end"] < following
     assert subtitle_track(dubbed["mp4"], 1) == source_srt  # the source's words where it speaks them
     assert subtitle_track(dubbed["mp4"], 0) != dub_srt  # the dub's line where it is now spoken
@@ -508,7 +508,10 @@ def test_skipping_a_line_keeps_the_original_speech_there(dubbed: dict[str, Any])
     from dubbing_pipeline.orchestration.io_manager import load_asset_record
 
     before = json.loads((dubbed["folder"] / "report.json").read_text())
-    line = next(s for s in before["segments"] if s["status"] not in ("failed", "original"))
+    line = next(  # long enough to hold samples between its fade-in and fade-out
+        s for s in before["segments"]
+        if s["status"] not in ("failed", "original") and s["end"] - s["start"] >= 0.6
+    )  # fmt: skip
     proc = cli(dubbed["home"], "edit", "demo", "--to", "es", "--line", line["id"], "--skip")
     assert proc.returncode == 0, proc.stderr[-2000:]
     after = redub(dubbed)
