@@ -216,23 +216,6 @@ def test_kokoro_phonemes_and_determinism(settings: Settings) -> None:
         engine.synthesize("Yo tampoco.", "es", voice="nobody")
 
 
-def test_kokoro_speaks_the_same_bytes_from_its_saved_optimised_graph(settings: Settings) -> None:
-    """The sessions start from the graph onnxruntime optimised once (``optimized_graph``): the
-    same audio as a session on the assembled model, at the natural rate and faster."""
-    import onnxruntime as ort
-
-    engine = make_tts_engine("kokoro", settings, "es")
-    saved = tts.optimized_graph(engine.model_path)
-    assert saved != engine.model_path and saved.name.endswith(f".ort-{ort.__version__}-extended.onnx")
-    assert tts.optimized_graph(engine.model_path) == saved  # saved once
-    original = tts.KokoroEngine(settings)
-    original._graph, original.workers = original.model_path, 1  # a session on the model as packaged
-    for text, rate in (("No te conocí, era allí.", 1.0), ("Esto es Diane en New Jersey.", 1.17)):
-        assert _sha(engine.synthesize(text, "es", rate=rate)) == _sha(
-            original.synthesize(text, "es", rate=rate)
-        )
-
-
 # --------------------------------------------------------------------------- cloning adapter
 
 FAKE_CHATTERBOX = '''
