@@ -135,6 +135,19 @@ def test_many_lines_and_hostile_text_survive_the_separator(apertium: ApertiumTra
 
 
 @has_apertium
+def test_a_name_that_is_also_a_word_stays_a_name(apertium: ApertiumTranslator) -> None:
+    """Apertium reads "Bill" as a bill and "Diana" as a target; mid-sentence capitals keep them
+    names, and the language's own capitalised words are still translated."""
+    lines = [LineRequest("a", "This is Bill in Texas. Bill paid the bill.", 12, 3.0),
+             LineRequest("b", "I speak English on Monday with Grace.", 10, 3.0)]  # fmt: skip
+    bill, english = (r.text for r in apertium.translate(lines, "en", "es"))
+    assert bill.startswith("Esto es Bill en Texas.") and "factura" in bill and "Factura" not in bill
+    assert "inglés" in english and "lunes" in english and "Grace" in english
+    (diana,) = apertium.translate([LineRequest("c", "Esto es Diana en Nueva Jersey.", 8, 2.0)], "es", "en")
+    assert diana.text == "This is Diana in New Jersey."
+
+
+@has_apertium
 def test_translation_is_deterministic(apertium: ApertiumTranslator) -> None:
     lines = demo_lines()
     first = apertium.translate(lines, "en", "es")

@@ -39,7 +39,8 @@ from dubbing_pipeline.translation.base import (
     status_for,
 )
 from dubbing_pipeline.translation.budget import normalize_language
-from dubbing_pipeline.translation.glossary import protect, restore
+from dubbing_pipeline.translation.glossary import PLACEHOLDER, Term, protect, restore
+from dubbing_pipeline.translation.names import analyser_of, keep_as_written
 
 _MODE_DIRS = ("/usr/share/apertium/modes", "/usr/local/share/apertium/modes")
 _BLOCK_RE = re.compile(r'<p id="dp(\d+)">(.*?)</p>', re.DOTALL)
@@ -168,10 +169,19 @@ class ApertiumTranslator(Translator):
             )
         return modes[(src, tgt)]
 
+    def analyser(self, mode: str) -> str | None:
+        """The source-language analyser of ``mode`` (for ``names.keep_as_written``)."""
+        for folder in _MODE_DIRS:
+            path = os.path.join(folder, f"{mode}.mode")
+            if os.path.isfile(path):
+                return analyser_of(path)
+        return None
+
     def describe(self) -> dict[str, object]:
         return {
             "name": self.name,
             "format": "html-blocks-v1",
+            "names": "kept where Apertium would read them as words (names-v1)",
             "modes": {f"{s}-{t}": m for (s, t), m in sorted(discover_modes(self.binary).items())},
             "versions": _versions(self.binary),
         }
@@ -219,8 +229,12 @@ class ApertiumTranslator(Translator):
         mode = self.mode(source, target)
         tgt = normalize_language(target)
         todo = [i for i, line in enumerate(lines) if _clean(line.text)]
-        # glossary terms travel as placeholders Apertium leaves alone, then become the target terms
+        # glossary terms travel as placeholders Apertium leaves alone, then become the target terms;
+        # so do names Apertium would read as words ("This is Bill" → "Esto es Factura": names.py)
         protected = {i: protect(lines[i].text, lines[i].glossary) for i in todo}
+        names = keep_as_written([protected[i][0] for i in todo], self.analyser(mode))
+        for i, kept in zip(todo, names, strict=True):
+            protected[i] = keep_names(*protected[i], kept)
         texts = [protected[i][0] for i in todo]
         translated: dict[int, str] = {}
         errors: dict[int, str] = {}
@@ -252,3 +266,15 @@ class ApertiumTranslator(Translator):
             flags = glossary_flags(line, text)
             results.append(LineResult(line.id, text, attempts[i], False, status, flags=flags))
         return results
+
+
+def keep_names(text: str, used: list[Term], names: Sequence[str]) -> tuple[str, list[Term]]:
+    """``text`` with each name (case as written, whole words) as a further placeholder that
+    ``restore`` turns back into the name."""
+    used = list(used)
+    for name in names:
+        pattern = re.compile(r"(?<!\w)" + re.escape(name) + r"(?!\w)")
+        if pattern.search(text):
+            text = pattern.sub(PLACEHOLDER.format(len(used)), text)
+            used.append(Term(name, name))
+    return text, used
