@@ -127,6 +127,8 @@ def _check(name: str, check: Mapping[str, Any]) -> str:
     )
     if name == "toxicity" and check.get("screened") is False:
         detail = "not screened (no term list)"
+    elif name == "watermark" and check.get("source_marked"):  # a dub of an AI dub: no unmarked control
+        detail += ", the source carries the mark too (AI speech)"
     elif check.get("enabled") is False:
         detail = "off"
     title = CHECK_TITLES.get(name, name)
