@@ -39,7 +39,7 @@ from dubbing_pipeline.translation.base import (
     status_for,
 )
 from dubbing_pipeline.translation.budget import normalize_language
-from dubbing_pipeline.translation.glossary import PLACEHOLDER, Term, protect, restore
+from dubbing_pipeline.translation.glossary import Term, protect, restore
 from dubbing_pipeline.translation.names import analyser_of, keep_as_written
 
 _MODE_DIRS = ("/usr/share/apertium/modes", "/usr/local/share/apertium/modes")
@@ -233,8 +233,9 @@ class ApertiumTranslator(Translator):
         # so do names Apertium would read as words ("This is Bill" → "Esto es Factura": names.py)
         protected = {i: protect(lines[i].text, lines[i].glossary) for i in todo}
         names = keep_as_written([protected[i][0] for i in todo], self.analyser(mode))
-        for i, kept in zip(todo, names, strict=True):
-            protected[i] = keep_names(*protected[i], kept)
+        for i, kept in zip(todo, names, strict=True):  # as written: "Bill" is kept, "bill" is not
+            text, used = protected[i]
+            protected[i] = protect(text, [Term(n, n) for n in kept], used, ignore_case=False)
         texts = [protected[i][0] for i in todo]
         translated: dict[int, str] = {}
         errors: dict[int, str] = {}
@@ -266,15 +267,3 @@ class ApertiumTranslator(Translator):
             flags = glossary_flags(line, text)
             results.append(LineResult(line.id, text, attempts[i], False, status, flags=flags))
         return results
-
-
-def keep_names(text: str, used: list[Term], names: Sequence[str]) -> tuple[str, list[Term]]:
-    """``text`` with each name (case as written, whole words) as a further placeholder that
-    ``restore`` turns back into the name."""
-    used = list(used)
-    for name in names:
-        pattern = re.compile(r"(?<!\w)" + re.escape(name) + r"(?!\w)")
-        if pattern.search(text):
-            text = pattern.sub(PLACEHOLDER.format(len(used)), text)
-            used.append(Term(name, name))
-    return text, used

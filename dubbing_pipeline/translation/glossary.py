@@ -57,17 +57,17 @@ def make_glossary(entries: Mapping[str, str] | Iterable[tuple[str, str]]) -> tup
     return tuple(sorted(seen.values(), key=lambda t: (-len(t.source), t.source.casefold())))
 
 
-def _pattern(term: str) -> re.Pattern[str]:
+def _pattern(term: str, ignore_case: bool = True) -> re.Pattern[str]:
     words = [re.escape(w) for w in term.split()]
-    return re.compile(r"(?<!\w)" + r"\s+".join(words) + r"(?!\w)", re.IGNORECASE)
+    return re.compile(r"(?<!\w)" + r"\s+".join(words) + r"(?!\w)", re.IGNORECASE if ignore_case else 0)
 
 
-def terms_in(text: str, glossary: Sequence[Term]) -> list[Term]:
+def terms_in(text: str, glossary: Sequence[Term], *, ignore_case: bool = True) -> list[Term]:
     """The glossary terms ``text`` contains, longest first; a term inside a longer match is not counted."""
     found: list[Term] = []
     taken: list[tuple[int, int]] = []
     for term in glossary:
-        for match in _pattern(term.source).finditer(text):
+        for match in _pattern(term.source, ignore_case).finditer(text):
             span = match.span()
             if any(a < span[1] and span[0] < b for a, b in taken):
                 continue
@@ -77,13 +77,17 @@ def terms_in(text: str, glossary: Sequence[Term]) -> list[Term]:
     return found
 
 
-def protect(text: str, glossary: Sequence[Term]) -> tuple[str, list[Term]]:
-    """``text`` with each glossary term replaced by a numbered placeholder, and the terms by number."""
-    used: list[Term] = []
+def protect(
+    text: str, glossary: Sequence[Term], used: Sequence[Term] = (), *, ignore_case: bool = True
+) -> tuple[str, list[Term]]:
+    """``text`` with each glossary term replaced by a numbered placeholder, and the terms by number;
+    numbered after ``used`` (the terms of an earlier ``protect`` of the same text). ``ignore_case``
+    off: a term only as written (a name, not the word it shares its letters with)."""
+    used = list(used)
     out = text
-    for term in terms_in(text, glossary):
+    for term in terms_in(text, glossary, ignore_case=ignore_case):
         used.append(term)
-        out = _pattern(term.source).sub(PLACEHOLDER.format(len(used) - 1), out)
+        out = _pattern(term.source, ignore_case).sub(PLACEHOLDER.format(len(used) - 1), out)
     return out, used
 
 

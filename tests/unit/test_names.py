@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dubbing_pipeline.translation.apertium import keep_names
-from dubbing_pipeline.translation.glossary import Term, restore
+from dubbing_pipeline.translation.glossary import Term, protect, restore
 from dubbing_pipeline.translation.names import analyser_of, keep_as_written, names_to_keep
 
 # `lt-proc -w eng-spa.automorf.bin` (apertium-eng-spa 0.8.1) on two lines, after apertium-destxt
@@ -34,7 +33,8 @@ def test_lines_that_do_not_come_back_one_for_one_keep_nothing() -> None:
 
 
 def test_kept_names_travel_as_placeholders_and_come_back() -> None:
-    text, used = keep_names("Zqx0qz met Bill and paid the bill.", [Term("ACME", "ACME SA")], ["Bill"])
+    names, glossary = [Term("Bill", "Bill")], [Term("ACME", "ACME SA")]
+    text, used = protect("Zqx0qz met Bill and paid the bill.", names, glossary, ignore_case=False)
     assert text == "Zqx0qz met Zqx1qz and paid the bill." and used[1] == Term("Bill", "Bill")
     assert (
         restore("Zqx0qz conoció a *Zqx1qz y pagó la factura.", used)
