@@ -354,7 +354,7 @@ def apply_edits(lines: Sequence[Mapping[str, Any]], edits: Edits) -> list[dict[s
                 flags.append("skip")
             moved = slot_of((float(line["start"]), float(line["end"])), change) if change.timed() else None
             if moved and not change.skip and moved != (line["start"], line["end"]):
-                line.update(zip(SOURCE_SLOT_KEYS, (line["start"], line["end"]), strict=True))
+                line["source_start"], line["source_end"] = line["start"], line["end"]  # SOURCE_SLOT_KEYS
                 line["start"], line["end"] = moved
                 flags.append("timing")
             line["flags"] = flags

@@ -180,7 +180,10 @@ def subtitle_files(segments: list[dict[str, Any]], src: str, tgt: str) -> dict[s
 
     target_cues = cues(segments, "target_text", "dub_start", "dub_end")
     # the source's words where the source speaks them, wherever an edit moved a line
-    spoken = [{**s, **dict(zip(("start", "end"), source_slot(s), strict=True))} for s in segments]
+    spoken = []
+    for seg in segments:
+        start, end = source_slot(seg)
+        spoken.append({**seg, "start": start, "end": end})
     source_cues = cues(spoken, "source_text", "start", "end")
     return {
         f"{tgt}.srt": to_srt(target_cues),

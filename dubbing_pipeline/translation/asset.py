@@ -12,6 +12,7 @@ from dubbing_pipeline.edits import (
     edits_version,
     is_edited,
     load_edits,
+    source_slot,
 )
 from dubbing_pipeline.errors import BadInputError, BlockedError
 from dubbing_pipeline.hashing import cache_key
@@ -85,7 +86,7 @@ def edited_record(record: dict[str, Any], edits: Edits) -> dict[str, Any]:
     if not (edits.lines or edits.voices):
         return record
     # moved lines stay in order and apart (checked by 'edit' too; here for a file edited by hand)
-    check_timing(edits, {str(ln["id"]): (float(ln["start"]), float(ln["end"])) for ln in record["lines"]})
+    check_timing(edits, {str(ln["id"]): source_slot(ln) for ln in record["lines"]})
     version = edits_version(edits)
     return {
         **record,
