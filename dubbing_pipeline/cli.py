@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import gc
 import json
 import sys
 from pathlib import Path
@@ -13,6 +14,20 @@ from dubbing_pipeline.errors import BadInputError, ConfigurationError, DubbingEr
 from dubbing_pipeline.ids import sanitize_id, video_id_from_name
 from dubbing_pipeline.report import stamp
 from dubbing_pipeline.stages import SOURCE_HALF, SOURCE_HALF_TAG, TARGET_HALF
+
+_OWN_PROCESS = False
+"""True when ``main`` is the whole life of this process (the console script, ``python -m``; set by
+``run``), False when a caller imports ``main``: only then is the heap left to the process (``settle``)."""
+
+
+def settle() -> None:
+    """Take everything alive now out of the garbage collector's sight (``gc.freeze``), when this
+    process ends with the command. The modules, definitions and models a command loads live until
+    then, yet every full collection walks them again, and so does the interpreter's own collection
+    at exit: on the demo dub about 0.5 s of the run and 1.1 s at exit, on an unchanged re-run 0.3 s
+    of its 2 s. A caller that imports ``main`` (the tests) keeps its collector as it was."""
+    if _OWN_PROCESS:
+        gc.freeze()
 
 
 def _fail(err: DubbingError, stage: str | None = None) -> int:
@@ -55,7 +70,9 @@ def prepare_video(path: str, video_id: str | None) -> tuple[Any, Any, str]:
     from dubbing_pipeline.definitions import build_definitions
 
     settings, storage, vid = register_local(path, video_id)
-    return build_definitions(settings), storage, vid
+    defs = build_definitions(settings)
+    settle()  # the graph and its imports are here to stay
+    return defs, storage, vid
 
 
 def transcript_json(storage: Any, video_id: str) -> dict[str, Any]:
@@ -129,7 +146,9 @@ def dub_one(path: str, languages: list[str], out_dir: Path, video_id: str | None
     def defs() -> Any:  # the graph (and its imports): only when a stage may run
         from dubbing_pipeline.definitions import build_definitions
 
-        return build_definitions(settings)
+        built = build_definitions(settings)
+        settle()  # the graph and its imports are here to stay
+        return built
 
     if work.is_done(None):
         unchanged.append(vid)
@@ -633,5 +652,15 @@ def main(argv: list[str] | None = None) -> int:
     return code
 
 
+def run() -> None:
+    """The console script ``dubbing-pipeline`` (and ``python -m dubbing_pipeline.cli``): ``main``
+    as the whole life of a process, which then exits without collecting its heap (``settle``)."""
+    global _OWN_PROCESS
+    _OWN_PROCESS = True
+    code = main()
+    settle()
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -52,7 +52,13 @@ class StageProgress:
 
 
 class ProgressWatcher:
-    """Polls the run's events in the instance and draws one bar per stage on stderr."""
+    """Draws one bar per stage on ``stream`` (a terminal) from the run's step events in the instance,
+    read a batch at a time after a cursor. Without a stream it reads nothing: the run's result is
+    what counts, and a watcher that re-read the whole event log every half second cost the demo dub
+    0.6 s of CPU and GIL time, growing with the square of a run's events."""
+
+    STEP_EVENTS = frozenset({"STEP_START", "STEP_SUCCESS", "STEP_FAILURE"})
+    BATCH = 1000
 
     def __init__(
         self, instance: dg.DagsterInstance, run_id: str, stages: Sequence[str], stream: TextIO | None
@@ -65,22 +71,25 @@ class ProgressWatcher:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
         self._bars: dict[str, Any] = {}
-        self._seen = 0
+        self._cursor: str | None = None
 
     def __enter__(self) -> ProgressWatcher:
-        if self.stream is not None:
-            from tqdm import tqdm
+        if self.stream is None:
+            return self
+        from tqdm import tqdm
 
-            for i, stage in enumerate(self.stages):
-                self._bars[stage] = tqdm(
-                    total=1, desc=f"{stage:<16}", position=i, leave=True, file=self.stream,
-                    bar_format="{desc} {bar:24} {n_fmt}/{total_fmt} steps {postfix}", dynamic_ncols=False,
-                    ncols=80, disable=None,
-                )  # fmt: skip
+        for i, stage in enumerate(self.stages):
+            self._bars[stage] = tqdm(
+                total=1, desc=f"{stage:<16}", position=i, leave=True, file=self.stream,
+                bar_format="{desc} {bar:24} {n_fmt}/{total_fmt} steps {postfix}", dynamic_ncols=False,
+                ncols=80, disable=None,
+            )  # fmt: skip
         self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
+        if self.stream is None:
+            return
         self._stop.set()
         self._thread.join()
         self._poll()
@@ -93,32 +102,38 @@ class ProgressWatcher:
                 self._poll()
 
     def _poll(self) -> None:
-        logs = self.instance.all_logs(self.run_id)
-        for entry in logs[self._seen :]:
-            event = entry.dagster_event
-            if event is None or not event.step_key:
-                continue
-            stage = stage_of(event.step_key)
-            prog = self.progress.setdefault(stage, StageProgress())
-            if event.event_type_value == "STEP_START":
-                prog.steps.add(event.step_key)
-                prog.first = prog.first or entry.timestamp
-            elif event.event_type_value == "STEP_SUCCESS":
-                prog.done += 1
-                prog.last = entry.timestamp
-            elif event.event_type_value == "STEP_FAILURE":
-                prog.failed += 1
-                prog.last = entry.timestamp
-            bar = self._bars.get(stage)
-            if bar is not None:
-                bar.total = max(len(prog.steps), 1)
-                bar.n = prog.done
-                if prog.failed:
-                    bar.set_postfix_str("failed", refresh=False)
-                elif prog.done and prog.done == len(prog.steps):
-                    bar.set_postfix_str(f"{prog.last - prog.first:.1f}s", refresh=False)
-                bar.refresh()
-        self._seen = len(logs)
+        while True:
+            batch = self.instance.get_records_for_run(self.run_id, cursor=self._cursor, limit=self.BATCH)
+            for record in batch.records:
+                self._seen(record.event_log_entry)
+            self._cursor = batch.cursor
+            if not batch.has_more:
+                return
+
+    def _seen(self, entry: Any) -> None:
+        event = entry.dagster_event
+        if event is None or not event.step_key or event.event_type_value not in self.STEP_EVENTS:
+            return
+        stage = stage_of(event.step_key)
+        prog = self.progress.setdefault(stage, StageProgress())
+        if event.event_type_value == "STEP_START":
+            prog.steps.add(event.step_key)
+            prog.first = prog.first or entry.timestamp
+        elif event.event_type_value == "STEP_SUCCESS":
+            prog.done += 1
+            prog.last = entry.timestamp
+        else:
+            prog.failed += 1
+            prog.last = entry.timestamp
+        bar = self._bars.get(stage)
+        if bar is not None:
+            bar.total = max(len(prog.steps), 1)
+            bar.n = prog.done
+            if prog.failed:
+                bar.set_postfix_str("failed", refresh=False)
+            elif prog.done and prog.done == len(prog.steps):
+                bar.set_postfix_str(f"{prog.last - prog.first:.1f}s", refresh=False)
+            bar.refresh()
 
 
 @dataclass

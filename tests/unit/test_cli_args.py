@@ -20,3 +20,35 @@ def test_one_id_for_several_videos_is_refused_before_any_work(
     err = capsys.readouterr().err
     assert "--id names one video, but 2 were given" in err and "Traceback" not in err
     assert not (tmp_path / "home").exists()  # no instance was touched
+
+
+def test_the_heap_is_left_to_the_process_only_when_main_is_its_whole_life(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import gc
+
+    gc.unfreeze()
+    cli.settle()  # imported, as here: the collector is left as it was
+    assert gc.get_freeze_count() == 0
+    monkeypatch.setattr(cli, "_OWN_PROCESS", True)
+    try:
+        cli.settle()
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+
+
+def test_the_console_script_exits_with_the_commands_code_and_owns_its_process(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import gc
+
+    monkeypatch.setattr(cli, "_OWN_PROCESS", False)  # restored after the test
+    monkeypatch.setattr(cli, "main", lambda: 3)
+    try:
+        with pytest.raises(SystemExit) as exit_:
+            cli.run()
+        assert exit_.value.code == 3
+        assert cli._OWN_PROCESS and gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
