@@ -124,6 +124,19 @@ def _copy_out(storage: Any, uri: str, dest: Path) -> None:
     tmp.replace(dest)
 
 
+def unspoken(settings: Any, language: str) -> DubbingError | None:
+    """Why no TTS engine here can speak ``language`` (e.g. a language without an espeak-ng voice),
+    or None: asked before a dub into it runs, so it is refused in seconds rather than after the
+    source half, the translation and a failed attempt at every line."""
+    from dubbing_pipeline.dubbed_speech.tts import make_tts
+
+    try:
+        make_tts(settings, language)
+    except DubbingError as err:
+        return err
+    return None
+
+
 def dub_one(path: str, languages: list[str], out_dir: Path, video_id: str | None = None) -> int:
     """Source half once, then the target half per language; write the outputs under out_dir. A part
     whose every input is what its last success was made from does not run (``up_to_date``)."""
@@ -153,6 +166,10 @@ def dub_one(path: str, languages: list[str], out_dir: Path, video_id: str | None
     if work.is_done(None):
         unchanged.append(vid)
     else:
+        refused = [err for lang in languages if (err := unspoken(settings, lang)) is not None]
+        if len(refused) == len(languages):  # nothing here could be dubbed: say so before any stage
+            codes = [_fail(err, "dubbed_speech") for err in refused]
+            return codes[0]
         work.forget(None)
         outcome = run_job(
             defs(), "source_half", vid, stages=SOURCE_HALF, progress=sys.stderr, instance=instance
@@ -170,6 +187,9 @@ def dub_one(path: str, languages: list[str], out_dir: Path, video_id: str | None
         key = str(video_language_key(vid, lang))
         if work.is_done(lang):
             unchanged.append(key)
+        elif (refusal := unspoken(settings, lang)) is not None:
+            worst = worst or _fail(refusal, "dubbed_speech")
+            continue
         else:
             work.forget(lang)  # until this dub succeeds, the next one runs its job
             tags = {SOURCE_HALF_TAG: "unchanged"} if vid in unchanged else None

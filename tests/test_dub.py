@@ -12,7 +12,9 @@ import pytest
 import soundfile as sf
 
 from dubbing_pipeline.demo import DEMO_VIDEO
+from dubbing_pipeline.dubbed_speech import tts
 from dubbing_pipeline.quality.metrics import char_error_rate
+from dubbing_pipeline.settings import Settings
 from dubbing_pipeline.stages import SOURCE_HALF, STAGES
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -231,6 +233,30 @@ def test_an_unchanged_dub_runs_no_stage(dubbed: dict[str, Any]) -> None:
     assert back.returncode == 0 and "not run" not in back.stderr
     with dg.DagsterInstance.from_config(str(dubbed["home"])) as instance:
         assert len(instance.get_runs(filters=dg.RunsFilter(job_name="dub"))) == dubs + 2
+
+
+def test_a_language_no_engine_here_speaks_is_refused_before_any_stage(
+    dubbed: dict[str, Any], tmp_path: Path
+) -> None:
+    """``--to gl`` (no Galician voice in Debian's espeak-ng): exit 4 (unsupported) with the reason,
+    before the source half on a new video and before the dub's job on a dubbed one; no run."""
+    import dagster as dg
+
+    if tts.make_tts_engine("espeak", Settings()).supports("gl"):
+        pytest.fail("this espeak-ng has a Galician voice: pick another language for this test")
+    fresh = cli(tmp_path / "home", "dub", str(DEMO_VIDEO), "--to", "gl", "--out", str(tmp_path / "out"))
+    assert fresh.returncode == 4 and "[dubbed_speech]: unsupported" in fresh.stderr, fresh.stderr[-2000:]
+    assert "has no 'gl' voice" in fresh.stderr and "Traceback" not in fresh.stderr
+    with dg.DagsterInstance.from_config(str(tmp_path / "home")) as instance:
+        assert instance.get_runs() == []
+    with dg.DagsterInstance.from_config(str(dubbed["home"])) as instance:
+        before = len(instance.get_runs())
+    again = cli(dubbed["home"], "dub", str(DEMO_VIDEO), "--to", "gl", "--out", str(dubbed["out"]))
+    assert again.returncode == 4 and "has no 'gl' voice" in again.stderr, again.stderr[-2000:]
+    assert not (dubbed["out"] / "demo" / "gl").exists()
+    with dg.DagsterInstance.from_config(str(dubbed["home"])) as instance:
+        assert len(instance.get_runs()) == before + 1  # the source half's up_to_date run, no dub
+        assert instance.get_runs(limit=1)[0].job_name == "up_to_date"
 
 
 def test_lines_lists_every_line_of_the_dub(dubbed: dict[str, Any]) -> None:

@@ -6,6 +6,7 @@ import hashlib
 import importlib.util
 import os
 import shutil
+import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -112,6 +113,30 @@ def test_language_tags_and_text_edges(espeak: EspeakEngine) -> None:
         espeak.synthesize("hola", "es", rate=float("nan"))
     with pytest.raises(TypeError):
         espeak.synthesize(None, "es")  # type: ignore[arg-type]
+
+
+def test_a_language_without_an_installed_voice_is_refused_with_its_reason(espeak: EspeakEngine) -> None:
+    """Debian's espeak-ng 1.51 has no Galician voice: the engine does not claim it, and asking for it
+    names the missing voice (before, every line failed as a provider error, retried)."""
+    listing = subprocess.run(["espeak-ng", "--voices"], capture_output=True, text=True, check=True).stdout
+    has_gl = "gl" in tts.espeak_voice_names(listing)
+    assert espeak.supports("gl") == has_gl and espeak.supports("ca") and espeak.supports("zh")
+    if not has_gl:
+        with pytest.raises(UnsupportedError, match="has no 'gl' voice"):
+            tts.make_tts_engine("espeak", Settings(), "gl")
+    with pytest.raises(UnsupportedError, match="it speaks af, ar, "):
+        tts.make_tts_engine("espeak", Settings(), "xx")
+
+
+def test_espeak_voice_names_reads_languages_and_aliases() -> None:
+    listing = (
+        "Pty Language       Age/Gender VoiceName          File                 Other Languages\n"
+        " 5  af              --/M      Afrikaans          gmw/af               \n"
+        " 5  cmn             --/M      Chinese_(Mandarin) sit/cmn              (zh-cmn 5)(zh 5)\n"
+        " 2  en-us           --/M      English_(America)  gmw/en-US            (en 3)\n"
+        "\n"
+    )
+    assert tts.espeak_voice_names(listing) == {"af", "cmn", "zh-cmn", "zh", "en-us", "en"}
 
 
 def test_describe_names_the_engine(espeak: EspeakEngine) -> None:

@@ -131,6 +131,10 @@ class TTSEngine(ABC):
     def supports(self, language: str) -> bool:
         return _language(language) in self.languages
 
+    def unsupported(self, language: str) -> str:
+        """Why this engine does not speak ``language``, for the error that refuses it."""
+        return f"it speaks {', '.join(sorted(self.languages)) or 'no language here'}"
+
     @abstractmethod
     def describe(self) -> dict[str, Any]:
         """Everything the audio depends on (engine, model/voice ids and hashes, versions)."""
@@ -149,7 +153,9 @@ class TTSEngine(ABC):
         """
         lang = _language(language)
         if lang not in self.languages:
-            raise UnsupportedError(f"TTS engine {self.name!r} does not speak {language!r}")
+            raise UnsupportedError(
+                f"TTS engine {self.name!r} does not speak {language!r}: {self.unsupported(language)}"
+            )
         rate = float(rate)
         if not math.isfinite(rate) or not MIN_RATE <= rate <= MAX_RATE:
             raise ValueError(f"rate must be within [{MIN_RATE}, {MAX_RATE}], got {rate}")

@@ -166,11 +166,24 @@ def espeak_ipa(text: str, voice: str) -> str:
     return " ".join(proc.stdout.decode("utf-8", "replace").split())
 
 
+def espeak_voice_names(listing: str) -> frozenset[str]:
+    """The names ``espeak-ng -v`` accepts, read from ``espeak-ng --voices``: each voice's language
+    column and the other languages it lists (``(zh-cmn 5)``)."""
+    names: set[str] = set()
+    for row in listing.splitlines()[1:]:
+        columns = row.split()
+        if len(columns) >= 2:
+            names.add(columns[1])
+            names.update(re.findall(r"\(([^\s()]+) \d+\)", row))
+    return frozenset(names)
+
+
 class EspeakEngine(TTSEngine):
-    """espeak-ng through its command line: formant synthesis, every language, rate control."""
+    """espeak-ng through its command line: formant synthesis, many languages, rate control. It
+    speaks the languages of ``ESPEAK_LANGUAGES`` whose voice this espeak-ng has (Debian's 1.51 has
+    no Galician, for one): a language without one is refused before any line is spoken."""
 
     name = "espeak"
-    languages = frozenset(ESPEAK_LANGUAGES)
     supports_rate = True
     sample_rate = 22050
     voices = ("male", "female", *(f"m{i}" for i in range(1, 8)), *(f"f{i}" for i in range(1, 6)))
@@ -181,6 +194,14 @@ class EspeakEngine(TTSEngine):
         text = proc.stdout.decode("utf-8", "replace")
         match = re.search(r"text-to-speech:\s*(\S+)", text)
         self.version = match.group(1) if match else "unknown"
+        listing = subprocess.run([self.binary, "--voices"], capture_output=True, check=False, timeout=30)
+        installed = espeak_voice_names(listing.stdout.decode("utf-8", "replace"))
+        self.languages = frozenset(iso for iso, voice in ESPEAK_LANGUAGES.items() if voice in installed)
+
+    def unsupported(self, language: str) -> str:
+        if _language(language) in ESPEAK_LANGUAGES:
+            return f"espeak-ng {self.version} here has no {ESPEAK_LANGUAGES[_language(language)]!r} voice"
+        return super().unsupported(language)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -604,7 +625,9 @@ def make_tts_engine(name: str, settings: Settings, language: str | None = None) 
             engine = _build(name, settings)
             _ENGINES[key] = engine
     if language is not None and not engine.supports(language):
-        raise UnsupportedError(f"TTS engine {engine.name!r} does not speak {language!r}")
+        raise UnsupportedError(
+            f"TTS engine {engine.name!r} does not speak {language!r}: {engine.unsupported(language)}"
+        )
     return engine
 
 
