@@ -12,8 +12,10 @@ temporary ``DAGSTER_HOME``, in this order:
 
 For each command: per-stage compute seconds (the ``seconds`` each materialisation records) and
 real-time factor (seconds / media seconds), the process's wall time, the wall time of its Dagster
-runs, the orchestration overhead (run wall time minus the sum of stage seconds) and the peak
-resident memory of the process and everything it started (``wait4`` ``ru_maxrss``).
+runs, the orchestration overhead (run wall time minus the sum of stage seconds), the CPU time of
+the process and everything it started (user plus system, ``wait4``) with the cores it kept busy on
+average (CPU time over wall time: what says whether a wall-time goal is a matter of overlap or of
+work), and their peak resident memory (``ru_maxrss``).
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ class Measurement:
     wall_seconds: float  # the whole process, interpreter start-up included
     run_seconds: float  # wall time of the Dagster runs it launched (start → end)
     peak_rss_mib: float
+    cpu_seconds: float = 0.0  # user + system of the process and its reaped children
     stages: dict[str, dict[str, Any]] = field(default_factory=dict)  # {stage: {seconds, cached}}
 
     @property
@@ -58,8 +61,13 @@ class Measurement:
     def overhead_seconds(self) -> float:
         return orchestration_overhead(self.run_seconds, [float(s["seconds"]) for s in self.stages.values()])
 
+    @property
+    def cores_busy(self) -> float | None:
+        return round(self.cpu_seconds / self.wall_seconds, 2) if self.wall_seconds > 0 else None
+
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
+        out["cores_busy"] = self.cores_busy
         out["stage_seconds"] = round(self.stage_seconds, 3)
         out["overhead_seconds"] = round(self.overhead_seconds, 3)
         out["real_time_factor"] = real_time_factor(self.stage_seconds, self.media_seconds)
@@ -107,14 +115,15 @@ def markdown_table(measurements: Sequence[Measurement]) -> str:
     summary = [
         "",
         "| command | video | media s | exit | process wall s | Dagster run wall s | stage compute s "
-        "| orchestration overhead s | peak RSS MiB |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| orchestration overhead s | CPU s | cores busy | peak RSS MiB |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for m in measurements:
         summary.append(
             f"| {m.name} | {m.video} → {m.language} | {m.media_seconds:.1f} | {m.exit_code} "
             f"| {m.wall_seconds:.1f} | {m.run_seconds:.1f} | {m.stage_seconds:.1f} "
-            f"| {m.overhead_seconds:.1f} | {m.peak_rss_mib:.0f} |"
+            f"| {m.overhead_seconds:.1f} | {m.cpu_seconds:.1f} | {_fmt(m.cores_busy, 2)} "
+            f"| {m.peak_rss_mib:.0f} |"
         )
     return "\n".join(rows + summary) + "\n"
 
@@ -137,6 +146,9 @@ def derived(measurements: Mapping[str, Measurement]) -> dict[str, float | None]:
             out["unchanged_rerun_wall_share"] = round(
                 measurements["demo_es_rerun"].wall_seconds / first.wall_seconds, 4
             )
+    if first is not None and first.cpu_seconds > 0:
+        out["first_dub_cpu_seconds"] = round(first.cpu_seconds, 2)
+        out["first_dub_cores_busy"] = first.cores_busy
     for name, m in measurements.items():
         out[f"{name}_overhead_seconds"] = round(m.overhead_seconds, 2)
     return out
@@ -154,6 +166,9 @@ def headline(numbers: Mapping[str, float | None]) -> str:
     rerun = numbers.get("unchanged_rerun_wall_share")
     if rerun is not None:
         parts.append(f"unchanged re-run: {100 * rerun:.1f} % of its wall time")
+    cpu, busy = numbers.get("first_dub_cpu_seconds"), numbers.get("first_dub_cores_busy")
+    if cpu is not None and busy is not None:
+        parts.append(f"the first dub used {cpu:.1f} s of CPU time, {busy:.2f} cores busy on average")
     return "\n" + "; ".join(parts) + ".\n" if parts else ""
 
 
@@ -180,8 +195,9 @@ def _probe_duration(path: Path) -> float:
     return float(ffprobe(path)["format"]["duration"])
 
 
-def _spawn(argv: list[str], env: dict[str, str], log: Path) -> tuple[int, float, float]:
-    """Run ``argv``; return (exit code, wall seconds, peak RSS MiB of it and its children)."""
+def _spawn(argv: list[str], env: dict[str, str], log: Path) -> tuple[int, float, float, float]:
+    """Run ``argv``; return (exit code, wall seconds, peak RSS MiB, CPU seconds), the last two of
+    it and its children."""
     started = time.perf_counter()
     with open(log, "ab") as out:
         proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
@@ -190,7 +206,7 @@ def _spawn(argv: list[str], env: dict[str, str], log: Path) -> tuple[int, float,
     wall = time.perf_counter() - started
     # Linux reports ru_maxrss in KiB (macOS in bytes); wait4 covers the child and its reaped children.
     scale = 1024 * 1024 if sys.platform == "darwin" else 1024
-    return proc.returncode, wall, usage.ru_maxrss / scale
+    return proc.returncode, wall, usage.ru_maxrss / scale, usage.ru_utime + usage.ru_stime
 
 
 def _runs_of(instance: Any, before: set[str]) -> list[Any]:
@@ -264,13 +280,13 @@ def run_bench(
                     "--out", str(home / "out")]  # fmt: skip
             instance = dg.DagsterInstance.get()
             before = {r.run_id for r in instance.get_runs()}
-            code, wall, rss = _spawn(argv, env, run_log)
+            code, wall, rss, cpu = _spawn(argv, env, run_log)
             run_ids = [r.run_id for r in _runs_of(instance, before)]
             stages, run_wall = _stage_metadata(instance, run_ids)
             measurements[name] = Measurement(
                 name=name, video=video.name, language=lang, media_seconds=_probe_duration(video),
                 exit_code=code, wall_seconds=round(wall, 3), run_seconds=round(run_wall, 3),
-                peak_rss_mib=round(rss, 1), stages=stages,
+                peak_rss_mib=round(rss, 1), cpu_seconds=round(cpu, 2), stages=stages,
             )  # fmt: skip
             print(f"bench: {name} exit {code}, {wall:.1f} s", file=log, flush=True)
     ordered = list(measurements.values())

@@ -15,7 +15,7 @@ from dubbing_pipeline.bench import (
 def _m(name: str, run: float, stages: dict[str, float], cached: bool = False) -> Measurement:
     return Measurement(
         name=name, video="demo.mp4", language="es", media_seconds=30.0, exit_code=0, wall_seconds=run + 4.0,
-        run_seconds=run, peak_rss_mib=812.4,
+        run_seconds=run, peak_rss_mib=812.4, cpu_seconds=1.5 * (run + 4.0),
         stages={s: {"seconds": v, "cached": cached} for s, v in stages.items()},
     )  # fmt: skip
 
@@ -40,8 +40,8 @@ def test_table_rows_cells_and_summary() -> None:
     assert "| audio_stems | 6.00 s · RTF 0.200 | – |" in lines
     assert "| source_video | 0.50 s · RTF 0.017 | 0.10 s · RTF 0.003 (cached) |" in lines
     assert "| **all stages** | **8.00 s · RTF 0.267** | **0.10 s · RTF 0.003** |" in lines
-    assert "| demo_es | demo.mp4 → es | 30.0 | 0 | 24.0 | 20.0 | 8.0 | 12.0 | 812 |" in lines
-    assert "| demo_es_rerun | demo.mp4 → es | 30.0 | 0 | 9.0 | 5.0 | 0.1 | 4.9 | 812 |" in lines
+    assert "| demo_es | demo.mp4 → es | 30.0 | 0 | 24.0 | 20.0 | 8.0 | 12.0 | 36.0 | 1.50 | 812 |" in lines
+    assert "| demo_es_rerun | demo.mp4 → es | 30.0 | 0 | 9.0 | 5.0 | 0.1 | 4.9 | 13.5 | 1.50 | 812 |" in lines
 
 
 def test_derived_numbers_and_json_shape() -> None:
@@ -53,12 +53,15 @@ def test_derived_numbers_and_json_shape() -> None:
     assert out["second_language_wall_share"] == pytest.approx(13.0 / 24.0, abs=1e-4)
     assert headline(out) == (
         "\nsecond language: 54.2 % of the first dub's wall time (75.0 % of its stage time); "
-        "unchanged re-run: 29.2 % of its wall time.\n"
+        "unchanged re-run: 29.2 % of its wall time; "
+        "the first dub used 36.0 s of CPU time, 1.50 cores busy on average.\n"
     )
+    assert out["first_dub_cpu_seconds"] == 36.0 and out["first_dub_cores_busy"] == 1.5
     assert out["second_language_stage_share"] == 0.75 and out["unchanged_rerun_wall_share"] == pytest.approx(
         7 / 24, abs=1e-4
     )
     assert out["demo_es_overhead_seconds"] == 12.0
     record = ms["demo_es"].to_dict()
     assert record["stage_seconds"] == 8.0 and record["overhead_seconds"] == 12.0
+    assert record["cpu_seconds"] == 36.0 and record["cores_busy"] == 1.5
     assert record["real_time_factor"] == pytest.approx(8.0 / 30.0, abs=1e-4)
