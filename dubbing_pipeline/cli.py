@@ -65,14 +65,20 @@ def register_local(path: str, video_id: str | None) -> tuple[Any, Any, str]:
     return settings, storage, vid
 
 
-def prepare_video(path: str, video_id: str | None) -> tuple[Any, Any, str]:
-    """Register a local video; return (defs, storage, video_id)."""
+def definitions(settings: Any) -> Any:
+    """The Dagster definitions a command runs its jobs from; built, then ``settle``d: the graph
+    and its imports stay until the process ends."""
     from dubbing_pipeline.definitions import build_definitions
 
-    settings, storage, vid = register_local(path, video_id)
     defs = build_definitions(settings)
-    settle()  # the graph and its imports are here to stay
-    return defs, storage, vid
+    settle()
+    return defs
+
+
+def prepare_video(path: str, video_id: str | None) -> tuple[Any, Any, str]:
+    """Register a local video; return (defs, storage, video_id)."""
+    settings, storage, vid = register_local(path, video_id)
+    return definitions(settings), storage, vid
 
 
 def transcript_json(storage: Any, video_id: str) -> dict[str, Any]:
@@ -157,11 +163,7 @@ def dub_one(path: str, languages: list[str], out_dir: Path, video_id: str | None
 
     @functools.cache
     def defs() -> Any:  # the graph (and its imports): only when a stage may run
-        from dubbing_pipeline.definitions import build_definitions
-
-        built = build_definitions(settings)
-        settle()  # the graph and its imports are here to stay
-        return built
+        return definitions(settings)
 
     if work.is_done(None):
         unchanged.append(vid)
