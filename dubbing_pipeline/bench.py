@@ -15,7 +15,10 @@ real-time factor (seconds / media seconds), the process's wall time, the wall ti
 runs, the orchestration overhead (run wall time minus the sum of stage seconds), the CPU time of
 the process and everything it started (user plus system, ``wait4``) with the cores it kept busy on
 average (CPU time over wall time: what says whether a wall-time goal is a matter of overlap or of
-work), and their peak resident memory (``ru_maxrss``).
+work), and their peak resident memory (``ru_maxrss``). With them, what the dub came out as: its
+lines and the ids of those ``trimmed`` (cut at the next line after every other remedy; how many
+moves with the CPU kind, as Kokoro's int8 kernels move the lengths of its takes near a cap, so it
+is reported per machine here rather than asserted by the tests).
 """
 
 from __future__ import annotations
@@ -52,6 +55,12 @@ class Measurement:
     peak_rss_mib: float
     cpu_seconds: float = 0.0  # user + system of the process and its reaped children
     stages: dict[str, dict[str, Any]] = field(default_factory=dict)  # {stage: {seconds, cached}}
+    lines: int | None = None  # lines of the dub's report.json (None: no report)
+    trimmed_ids: list[str] = field(default_factory=list)  # its lines whose status is ``trimmed``
+
+    @property
+    def trimmed_lines(self) -> int | None:
+        return None if self.lines is None else len(self.trimmed_ids)
 
     @property
     def stage_seconds(self) -> float:
@@ -68,6 +77,7 @@ class Measurement:
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["cores_busy"] = self.cores_busy
+        out["trimmed_lines"] = self.trimmed_lines
         out["stage_seconds"] = round(self.stage_seconds, 3)
         out["overhead_seconds"] = round(self.overhead_seconds, 3)
         out["real_time_factor"] = real_time_factor(self.stage_seconds, self.media_seconds)
@@ -86,6 +96,19 @@ def real_time_factor(seconds: float, media_seconds: float) -> float | None:
 
 def _fmt(value: float | None, digits: int = 1) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
+
+
+def trimmed_of(report: Mapping[str, Any]) -> tuple[int, list[str]]:
+    """A dub's line count and the ids of its ``trimmed`` lines, from its ``report.json``."""
+    segments = report.get("segments", [])
+    return len(segments), [str(s["id"]) for s in segments if s.get("status") == "trimmed"]
+
+
+def _trimmed_cell(m: Measurement) -> str:
+    if m.lines is None:
+        return "–"
+    ids = f" ({', '.join(m.trimmed_ids)})" if m.trimmed_ids else ""
+    return f"{len(m.trimmed_ids)} of {m.lines}{ids}"
 
 
 def markdown_table(measurements: Sequence[Measurement]) -> str:
@@ -115,15 +138,15 @@ def markdown_table(measurements: Sequence[Measurement]) -> str:
     summary = [
         "",
         "| command | video | media s | exit | process wall s | Dagster run wall s | stage compute s "
-        "| orchestration overhead s | CPU s | cores busy | peak RSS MiB |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| orchestration overhead s | CPU s | cores busy | peak RSS MiB | trimmed lines |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for m in measurements:
         summary.append(
             f"| {m.name} | {m.video} → {m.language} | {m.media_seconds:.1f} | {m.exit_code} "
             f"| {m.wall_seconds:.1f} | {m.run_seconds:.1f} | {m.stage_seconds:.1f} "
             f"| {m.overhead_seconds:.1f} | {m.cpu_seconds:.1f} | {_fmt(m.cores_busy, 2)} "
-            f"| {m.peak_rss_mib:.0f} |"
+            f"| {m.peak_rss_mib:.0f} | {_trimmed_cell(m)} |"
         )
     return "\n".join(rows + summary) + "\n"
 
@@ -250,6 +273,7 @@ def run_bench(
     import dagster as dg
 
     from dubbing_pipeline.demo import DEMO_VIDEO
+    from dubbing_pipeline.ids import video_id_from_name
     from dubbing_pipeline.runner import ensure_dagster_home
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -276,17 +300,25 @@ def run_bench(
         run_log.write_text("", encoding="utf-8")
         for name, video, lang in plan:
             print(f"bench: {name} ({video.name} → {lang})", file=log, flush=True)
+            vid = video_id_from_name(video.name)  # the id the rule gives it, named so its report is found
             argv = [sys.executable, "-m", "dubbing_pipeline.cli", "dub", str(video), "--to", lang,
-                    "--out", str(home / "out")]  # fmt: skip
+                    "--out", str(home / "out"), "--id", vid]  # fmt: skip
             instance = dg.DagsterInstance.get()
             before = {r.run_id for r in instance.get_runs()}
             code, wall, rss, cpu = _spawn(argv, env, run_log)
             run_ids = [r.run_id for r in _runs_of(instance, before)]
             stages, run_wall = _stage_metadata(instance, run_ids)
+            report = home / "out" / vid / lang / "report.json"
+            lines, trimmed = (
+                trimmed_of(json.loads(report.read_text(encoding="utf-8")))
+                if code == 0 and report.is_file()
+                else (None, [])
+            )
             measurements[name] = Measurement(
                 name=name, video=video.name, language=lang, media_seconds=_probe_duration(video),
                 exit_code=code, wall_seconds=round(wall, 3), run_seconds=round(run_wall, 3),
-                peak_rss_mib=round(rss, 1), cpu_seconds=round(cpu, 2), stages=stages,
+                peak_rss_mib=round(rss, 1), cpu_seconds=round(cpu, 2), stages=stages, lines=lines,
+                trimmed_ids=trimmed,
             )  # fmt: skip
             print(f"bench: {name} exit {code}, {wall:.1f} s", file=log, flush=True)
     ordered = list(measurements.values())

@@ -19,6 +19,16 @@ from dubbing_pipeline.ids import join_key
 from dubbing_pipeline.storage.base import MediaStorage
 
 RECORD = "record.json"
+ARTIFACTS = "_artifacts"
+"""The record field naming each artifact the step stored and its size in bytes (``Step.put``)."""
+
+
+def stored_size(storage: MediaStorage, key: str) -> int | None:
+    """The size of a stored object (None: not stored); a ``stat`` for local storage."""
+    local = storage.local_path(key)
+    if local is not None:
+        return int(local.stat().st_size)
+    return len(storage.get_bytes(key)) if storage.exists(key) else None
 
 
 class StepCache:
@@ -33,10 +43,15 @@ class StepCache:
         return join_key(self.prefix(key), name)
 
     def get(self, key: str) -> dict[str, Any] | None:
+        """The step's record, when it and every artifact it names are stored as written (an
+        artifact deleted or truncated since is a miss: the step is redone)."""
         record_key = self.artifact_key(key, RECORD)
         if not self.storage.exists(record_key):
             return None
         record: dict[str, Any] = self.storage.get_json(record_key)
+        for name, size in record.get(ARTIFACTS, {}).items():
+            if stored_size(self.storage, self.artifact_key(key, name)) != size:
+                return None
         return record
 
     def put_artifact(self, key: str, name: str, local_path: str | Path) -> str:

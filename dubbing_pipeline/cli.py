@@ -7,13 +7,14 @@ import functools
 import gc
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from dubbing_pipeline.errors import BadInputError, ConfigurationError, DubbingError
-from dubbing_pipeline.ids import sanitize_id, video_id_from_name
+from dubbing_pipeline.ids import sanitize_id
 from dubbing_pipeline.report import stamp
-from dubbing_pipeline.stages import SOURCE_HALF, SOURCE_HALF_TAG, TARGET_HALF
+from dubbing_pipeline.stages import ACCEPT_TAG, SOURCE_HALF, SOURCE_HALF_TAG, TARGET_HALF
 
 _OWN_PROCESS = False
 """True when ``main`` is the whole life of this process (the console script, ``python -m``; set by
@@ -46,7 +47,7 @@ def local_instance() -> Any:
 
 def register_local(path: str, video_id: str | None) -> tuple[Any, Any, str]:
     """Register a local video with the instance and storage; return (settings, storage, video_id)."""
-    from dubbing_pipeline.orchestration.registry import register_video
+    from dubbing_pipeline.orchestration.registry import claim_video_id, register_video
     from dubbing_pipeline.orchestration.resources import storage_resource
     from dubbing_pipeline.runner import ensure_dagster_home
     from dubbing_pipeline.settings import Settings
@@ -57,8 +58,9 @@ def register_local(path: str, video_id: str | None) -> tuple[Any, Any, str]:
     ensure_dagster_home()
     settings = Settings.from_env()
     storage = storage_resource(settings).get()
-    vid = sanitize_id(video_id) if video_id else video_id_from_name(src.name)
-    register_video(storage, vid, src.resolve().as_uri())
+    uri = src.resolve().as_uri()
+    vid = claim_video_id(storage, src.name, uri, video_id)  # the id rule: never another file's id
+    register_video(storage, vid, uri)
     instance = local_instance()
     if not instance.has_dynamic_partition("videos", vid):
         instance.add_dynamic_partitions("videos", [vid])
@@ -143,11 +145,14 @@ def unspoken(settings: Any, language: str) -> DubbingError | None:
     return None
 
 
-def dub_one(path: str, languages: list[str], out_dir: Path, video_id: str | None = None) -> int:
+def dub_one(
+    path: str, languages: list[str], out_dir: Path, video_id: str | None = None, accept: Sequence[str] = ()
+) -> int:
     """Source half once, then the target half per language; write the outputs under out_dir. A part
-    whose every input is what its last success was made from does not run (``up_to_date``)."""
+    that is fresh (``up_to_date``: the same judgement as the catalog's and the UI's) does not run.
+    ``accept``: blocking quality checks the person accepts failing (recorded in the report)."""
     from dubbing_pipeline import up_to_date
-    from dubbing_pipeline.hashing import sha256_file
+    from dubbing_pipeline.freshness import file_digest
     from dubbing_pipeline.orchestration.io_manager import load_asset_record, record_key
     from dubbing_pipeline.orchestration.partitions import video_language_key
     from dubbing_pipeline.runner import run_job
@@ -158,7 +163,7 @@ def dub_one(path: str, languages: list[str], out_dir: Path, video_id: str | None
     new = [lang for lang in languages if not instance.has_dynamic_partition("languages", lang)]
     if new:
         instance.add_dynamic_partitions("languages", new)
-    work = up_to_date.Work(instance, storage, settings, sha256_file(path), Path(path).resolve().as_uri(), vid)
+    work = up_to_date.Work(instance, storage, settings, file_digest(path), Path(path).resolve().as_uri(), vid)
     unchanged: list[str] = []
 
     @functools.cache
@@ -187,6 +192,7 @@ def dub_one(path: str, languages: list[str], out_dir: Path, video_id: str | None
     worst = 0
     for lang in languages:
         key = str(video_language_key(vid, lang))
+        up_to_date.observe_sources(instance, storage, vid, lang)
         if work.is_done(lang):
             unchanged.append(key)
         elif (refusal := unspoken(settings, lang)) is not None:
@@ -194,7 +200,9 @@ def dub_one(path: str, languages: list[str], out_dir: Path, video_id: str | None
             continue
         else:
             work.forget(lang)  # until this dub succeeds, the next one runs its job
-            tags = {SOURCE_HALF_TAG: "unchanged"} if vid in unchanged else None
+            tags = {SOURCE_HALF_TAG: "unchanged"} if vid in unchanged else {}
+            if accept:
+                tags[ACCEPT_TAG] = ",".join(sorted(accept))
             result = run_job(
                 defs(), "dub", key, stages=TARGET_HALF, progress=sys.stderr, instance=instance, tags=tags
             )
@@ -204,15 +212,33 @@ def dub_one(path: str, languages: list[str], out_dir: Path, video_id: str | None
                 continue
         record = load_asset_record(storage, "dubbed_video", key)
         if key not in unchanged:
+            if record.get("blocked"):  # outputs are there to look at, but the dub is not done
+                print(copy_outputs(storage, record, out_dir / vid / lang, lang))
+                worst = worst or _fail(blocked_error(record["blocked"], lang), "dubbed_video")
+                continue
             uris = [*record["outputs"].values(), record["report_uri"], record["review_uri"]]
+            edits_read = load_asset_record(storage, "translation", key).get("edits_version")
             work.record(
-                lang, [record_key(asset, key) for asset in TARGET_HALF] + [storage.key_of(u) for u in uris]
+                lang,
+                [record_key(asset, key) for asset in TARGET_HALF] + [storage.key_of(u) for u in uris],
+                edits_read,
             )
         print(copy_outputs(storage, record, out_dir / vid / lang, lang))
     if unchanged:
         up_to_date.report_up_to_date(instance, vid, unchanged)
         print(f"unchanged since the last dub, not run: {', '.join(unchanged)}", file=sys.stderr)
     return worst
+
+
+def blocked_error(checks: Sequence[str], language: str) -> DubbingError:
+    """The error of a dub that failed a blocking quality check: not recorded as done."""
+    from dubbing_pipeline.errors import QualityError
+
+    names = ", ".join(checks)
+    return QualityError(
+        f"the {language} dub failed the blocking check {names}: it is not recorded as done and the "
+        f"next 'dub' tries again (see report.json's quality section; accept it with --accept {names})"
+    )
 
 
 def copy_outputs(storage: Any, record: dict[str, Any], dest: Path, lang: str) -> Path:
@@ -237,7 +263,7 @@ def cmd_dub(args: argparse.Namespace) -> int:
     worst = 0
     for video in args.videos:
         try:
-            code = dub_one(video, [sanitize_id(lang) for lang in languages], out_dir, args.id)
+            code = dub_one(video, [sanitize_id(lang) for lang in languages], out_dir, args.id, args.accept)
         except DubbingError as err:
             code = _fail(err)
         worst = worst or code
@@ -285,10 +311,16 @@ def cmd_bench_scale(args: argparse.Namespace) -> int:
 
 
 def _video_id(video: str, explicit: str | None) -> str:
-    """The id of VIDEO: ``--id``, else derived from a file's name, else VIDEO itself as an id."""
+    """The id of VIDEO: ``--id``, else the id ``dub`` gave that file (the registry's id rule, read
+    only: ``find_video_id``), else VIDEO itself as an id."""
     if explicit:
         return sanitize_id(explicit)
-    return video_id_from_name(Path(video).name) if Path(video).is_file() else sanitize_id(video)
+    src = Path(video)
+    if not src.is_file():
+        return sanitize_id(video)
+    from dubbing_pipeline.orchestration.registry import find_video_id
+
+    return find_video_id(media_storage(), src.name, src.resolve().as_uri())
 
 
 def media_storage() -> Any:
@@ -367,29 +399,32 @@ def dub_context(storage: Any, video_id: str, language: str) -> Any:
 def cmd_edit(args: argparse.Namespace) -> int:
     import dagster as dg
 
-    from dubbing_pipeline.edits import check_edits, load_edits, save_edits, split_pairs, with_change
-    from dubbing_pipeline.translation.edits_asset import report_observation
+    from dubbing_pipeline.edits import Edits, check_edits, split_pairs, update_edits, with_change
+    from dubbing_pipeline.translation.edits_asset import observe_stored
 
     vid, lang = _video_id(args.video, args.id), sanitize_id(args.to)
     storage = media_storage()
-    before = load_edits(storage, vid, lang)
     skip = True if args.skip else (False if args.unskip else None)
-    after = with_change(
-        before, line=args.line, text=args.text, speaker=args.speaker, skip=skip, start=args.start,
-        end=args.end, source_timing=args.source_timing, voices=split_pairs(args.voice, "--voice"),
-        glossary=split_pairs(args.glossary, "--glossary"),
-    )  # fmt: skip
-    check_edits(after, dub_context(storage, vid, lang))  # nothing is stored unless all of it holds
-    if after == before:
-        print(f"{vid} {lang}: no change")
-        return 0
-    version = save_edits(storage, vid, lang, after)
-    report_observation(dg.DagsterInstance.get(), vid, lang, after)
-    print(
-        json.dumps(after.to_json(), ensure_ascii=False, indent=1)
-        if args.show
-        else f"{vid} {lang}: edits {version[:12]}"
+    voices, glossary = split_pairs(args.voice, "--voice"), split_pairs(args.glossary, "--glossary")
+    dub = functools.cache(lambda: dub_context(storage, vid, lang))  # only when something changes
+
+    def change(stored: Edits) -> Edits:
+        return with_change(
+            stored, line=args.line, text=args.text, speaker=args.speaker, skip=skip, start=args.start,
+            end=args.end, source_timing=args.source_timing, voices=voices, glossary=glossary,
+        )  # fmt: skip
+
+    # stored only if all of it holds, and only over the edits it was made to (a concurrent 'edit'
+    # stores first: this one is made again over theirs)
+    before, after, version = update_edits(
+        storage, vid, lang, change, check=lambda edits: check_edits(edits, dub())
     )
+    shown = json.dumps(after.to_json(), ensure_ascii=False, indent=1)
+    if after == before:
+        print(shown if args.show else f"{vid} {lang}: no change")
+        return 0
+    observe_stored(dg.DagsterInstance.get(), storage, vid, lang)
+    print(shown if args.show else f"{vid} {lang}: edits {version[:12]}")
     print(f"run 'dubbing-pipeline dub VIDEO --to {lang}' to re-render what changed", file=sys.stderr)
     return 0
 
@@ -513,6 +548,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--to", required=True, help="target languages, comma separated (e.g. es or es,fr)")
     p.add_argument("--out", default="out", help="output directory (default: ./out)")
     p.add_argument("--id", help="video id (only with one VIDEO; default: from the file name)")
+    p.add_argument(
+        "--accept",
+        action="append",
+        default=[],
+        choices=["watermark", "failed_lines"],
+        help="accept this blocking quality check failing (recorded in report.json; repeatable)",
+    )
     p.set_defaults(func=cmd_dub)
 
     p = sub.add_parser(

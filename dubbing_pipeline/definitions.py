@@ -11,6 +11,8 @@ from dubbing_pipeline.audio_stems.asset import build_audio_stems
 from dubbing_pipeline.dub_mix.asset import dub_mix
 from dubbing_pipeline.dubbed_speech.asset import build_dubbed_speech
 from dubbing_pipeline.dubbed_video.asset import dubbed_video
+from dubbing_pipeline.dubbed_video.feedback_asset import feedback
+from dubbing_pipeline.freshness import stage_codes
 from dubbing_pipeline.lip_sync.asset import build_lip_sync
 from dubbing_pipeline.orchestration.io_manager import RecordIOManager
 from dubbing_pipeline.orchestration.partitions import video_language, videos
@@ -26,8 +28,9 @@ from dubbing_pipeline.up_to_date import up_to_date
 
 
 def build_assets(settings: Settings) -> tuple[list[Any], list[Any]]:
-    """Every stage's asset in pipeline order (``stages.STAGES``), placed as ``settings`` say, then the
-    ``edits`` source asset; and the asset checks that are definitions of their own."""
+    """Every stage's asset in pipeline order (``stages.STAGES``), placed as ``settings`` say and
+    versioned by its recipe (``freshness``), then the ``edits`` and ``feedback`` source assets; and
+    the asset checks that are definitions of their own."""
     lip_sync, lip_sync_succeeded = build_lip_sync(settings)
     built = {
         "source_video": source_video, "audio_stems": build_audio_stems(settings),
@@ -36,7 +39,12 @@ def build_assets(settings: Settings) -> tuple[list[Any], list[Any]]:
         "dubbed_speech": build_dubbed_speech(settings), "dub_mix": dub_mix, "lip_sync": lip_sync,
         "dubbed_video": dubbed_video,
     }  # fmt: skip
-    return [*(built[name] for name in stages.STAGES), edits], [lip_sync_succeeded]
+    codes = stage_codes(settings)  # each stage's code versions and recipe digest (``freshness``)
+    placed = [
+        built[name].map_asset_specs(lambda spec, code=codes[name]: spec.replace_attributes(code_version=code))
+        for name in stages.STAGES
+    ]
+    return [*placed, edits, feedback], [lip_sync_succeeded]
 
 
 source_half_job = dg.define_asset_job(

@@ -20,7 +20,9 @@ spoke in, so a timing edit fits the stored voice to the new slot (placed, stretc
 cut at the end if it still overflows) and synthesises nothing. The whole file is validated
 before anything is stored (``parse_edits``); an invalid edit names its line and field, and the
 stored edits stay as they
-were. Applying edits (``apply_edits``) is a pure function of the translated lines.
+were. A change is stored with a condition (``update_edits``): read, change, write only if nobody
+wrote in between, else read again and redo it; two ``edit`` commands at once both land. Applying
+edits (``apply_edits``) is a pure function of the translated lines.
 
 The edits of a partition are the ``edits`` observable source asset; its data version is
 ``edits_version`` (a content hash of the normalised edits), so Dagster marks exactly the edited
@@ -30,14 +32,15 @@ The edits of a partition are the ``edits`` observable source asset; its data ver
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from dubbing_pipeline.errors import BadInputError
 from dubbing_pipeline.hashing import cache_key
 from dubbing_pipeline.ids import dub_file_key, some_ids
-from dubbing_pipeline.translation.glossary import normalise_term
+from dubbing_pipeline.storage.base import update_json
+from dubbing_pipeline.translation.glossary import GlossaryError, make_glossary, normalise_term
 
 SCHEMA = "dubbing_pipeline.edits/1"
 MAX_TEXT = 1000
@@ -181,6 +184,7 @@ def parse_edits(raw: Any) -> Edits:
         _text(k, _where(None, "glossary")): _text(v, f"glossary term {k!r}")
         for k, v in sections["glossary"].items()
     }
+    check_glossary(glossary)
     return Edits(lines={k: v for k, v in lines.items() if not v.is_empty()}, voices=voices, glossary=glossary)
 
 
@@ -196,8 +200,28 @@ class Dub:
     duration: float | None = None
 
 
+def check_glossary(glossary: Mapping[str, str]) -> None:
+    """This video's terms must make a glossary the translation can use (``make_glossary``): two
+    terms whose sources differ only in case are one term, and it cannot have two targets."""
+    try:
+        make_glossary(glossary)
+    except GlossaryError as exc:
+        first: dict[str, tuple[str, str]] = {}
+        for source, target in sorted(glossary.items()):
+            other, other_target = first.setdefault(source.casefold(), (source, target))
+            if normalise_term(other_target) != normalise_term(target):
+                raise BadInputError(
+                    f"{_where(None, 'glossary')}: terms {other!r} → {other_target!r} and {source!r} → "
+                    f"{target!r} differ only in case: one term with two targets (to change a term, "
+                    "give its source as stored)"
+                ) from exc
+        raise BadInputError(f"{_where(None, 'glossary')}: {exc}") from exc
+
+
 def check_edits(edits: Edits, dub: Dub) -> None:
-    """An edit naming a line, speaker or voice this dub does not have is refused, naming it."""
+    """An edit naming a line, speaker or voice this dub does not have is refused, naming it; so is
+    a glossary the translation could not use (``check_glossary``)."""
+    check_glossary(edits.glossary)
     for line, change in sorted(edits.lines.items()):
         if line not in dub.line_ids:
             raise BadInputError(
@@ -296,7 +320,8 @@ def with_change(
     glossary: Mapping[str, str] | None = None,
 ) -> Edits:
     """``edits`` with one command's changes; ``skip=False`` un-skips a line, ``source_timing``
-    puts it back in the source's slot. Returns a new value."""
+    puts it back in the source's slot; a glossary term with the source of a stored one exactly
+    replaces it. Returns a new value."""
     lines = dict(edits.lines)
     changes = (text, speaker, skip, start, end)
     if any(c is not None for c in changes) or source_timing:
@@ -394,7 +419,37 @@ def load_edits(storage: Any, video_id: str, language: str) -> Edits:
     return parse_edits(storage.get_json(key))
 
 
+def update_edits(
+    storage: Any,
+    video_id: str,
+    language: str,
+    change: Callable[[Edits], Edits],
+    check: Callable[[Edits], None] | None = None,
+) -> tuple[Edits, Edits, str]:
+    """Apply ``change`` to the stored edits and store the result with a condition: only if nobody
+    stored other edits since they were read; if someone did, ``change`` is applied again to theirs
+    (``storage.update_json``), so concurrent edits all land. ``check`` validates the whole result
+    (against the dub) before anything is stored; its error stores nothing. The same edits as
+    stored store nothing. Returns ``(before, after, version)``: the edits changed, the edits
+    stored now and their version (``edits_version``)."""
+    seen: dict[str, Edits] = {}
+
+    def step(raw: Any) -> Any:
+        before = NO_EDITS if raw is None else parse_edits(raw)
+        after = parse_edits(change(before).to_json())  # as stored, and what is stored always loads
+        seen.update(before=before, after=after)
+        if after == before:
+            return None
+        if check is not None:
+            check(after)
+        return after.to_json()
+
+    key = edits_key(video_id, language)
+    update_json(storage, key, step, what=f"edits of {video_id} × {language}", action="edit")
+    return seen["before"], seen["after"], edits_version(seen["after"])
+
+
 def save_edits(storage: Any, video_id: str, language: str, edits: Edits) -> str:
-    """Store the edits (validated by the caller); returns their version."""
-    storage.put_json(edits_key(video_id, language), edits.to_json())
-    return edits_version(edits)
+    """Store ``edits`` in place of whatever is stored (tests, tools; ``update_edits`` for a
+    change); returns their version."""
+    return update_edits(storage, video_id, language, lambda _stored: edits)[2]

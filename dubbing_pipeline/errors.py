@@ -106,6 +106,22 @@ class BlockedError(DubbingError):
     exit_code = 11
 
 
+class ConflictError(DubbingError):
+    """Others kept changing the same stored object while this change was being saved: nothing was
+    stored; the same command again (a moment later) succeeds."""
+
+    code = "conflict"
+    exit_code = 12
+
+
+class QualityError(DubbingError):
+    """A dub failed a blocking quality check (``watermark``, ``failed_lines``): its outputs are
+    written for inspection, but it is not done; accepting the failure is explicit (``--accept``)."""
+
+    code = "quality_check_failed"
+    exit_code = 13
+
+
 class InternalError(DubbingError):
     """A bug of this project (an exception no provider raised): never retried, traceback logged."""
 
@@ -126,6 +142,8 @@ ERROR_CLASSES: dict[str, type[DubbingError]] = {
         CancelledError,
         ConfigurationError,
         BlockedError,
+        ConflictError,
+        QualityError,
         InternalError,
     )
 }

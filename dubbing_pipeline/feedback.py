@@ -2,7 +2,8 @@
 
 ``feedback/<video_id>/<language>.json`` holds ``{"schema": "dubbing_pipeline.feedback/1",
 "items": [{"line": "s0004", "note": "...", "at": "2026-11-30T12:00:00Z"}]}``, oldest first.
-Feedback never changes the dub; ``dubbing-pipeline lines`` shows it next to each line.
+Feedback never changes the dub; ``dubbing-pipeline lines`` shows it next to each line. A report is
+appended with a condition (``storage.update_json``): reports sent at the same time all land.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 
 from dubbing_pipeline.errors import BadInputError
 from dubbing_pipeline.ids import dub_file_key, some_ids
+from dubbing_pipeline.storage.base import update_json
 
 SCHEMA = "dubbing_pipeline.feedback/1"
 MAX_NOTE = 2000
@@ -39,7 +41,8 @@ def add_feedback(
     line_ids: list[str],
     now: datetime | None = None,
 ) -> dict[str, Any]:
-    """Append one report on ``line`` (which must be one of ``line_ids``); returns the stored item."""
+    """Append one report on ``line`` (which must be one of ``line_ids``), whatever others append
+    at the same time; returns the stored item."""
     text = " ".join(note.split())
     if not text:
         raise BadInputError("feedback --note is empty")
@@ -49,6 +52,22 @@ def add_feedback(
         raise BadInputError(f"--line {line!r} is not a line of this dub (its lines: {some_ids(line_ids)})")
     stamp = (now or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
     item = {"line": line, "note": text, "at": stamp}
-    items = [*load_feedback(storage, video_id, language), item]
-    storage.put_json(feedback_key(video_id, language), {"schema": SCHEMA, "items": items})
+
+    def append(stored: Any) -> dict[str, Any]:
+        stored = stored if isinstance(stored, dict) else {}
+        return {**stored, "schema": SCHEMA, "items": [*stored.get("items", []), item]}
+
+    key = feedback_key(video_id, language)
+    update_json(storage, key, append, what=f"feedback on {video_id} × {language}", action="report")
     return item
+
+
+def feedback_version(items: list[dict[str, Any]]) -> str:
+    """The content hash of a dub's feedback items: the ``feedback`` asset's data version."""
+    from dubbing_pipeline.hashing import cache_key
+
+    return cache_key("feedback", items=items)
+
+
+NO_FEEDBACK = feedback_version([])
+"""The data version of a partition without feedback (assumed of one never observed)."""

@@ -1,45 +1,35 @@
 """An unchanged re-run of ``dub``, told from the records without starting model code.
 
-After the source half of a video succeeds, and after each of its dubs, the CLI stores
-``done/<video>.json`` and ``done/<video>/<language>.json`` with a *fingerprint* of everything it
-was made from:
+Whether a part is done is the same question the catalog and the UI ask, and it gets the same
+answer: :class:`~dubbing_pipeline.orchestration.fresh.Freshness` over every asset of the part,
+against the code versions the stages' recipes give now (``freshness``: settings rows, model
+content, library and tool versions) and the latest observed edits and feedback. On top of that,
+the CLI keeps ``done/<video>.json`` and ``done/<video>/<language>.json`` after each success:
 
-* the source file's SHA-256 and where the registry says the video lives;
-* the settings table (every row, secrets hashed with the rest, never stored in clear);
-* the files named by path-valued settings (size and modification time of a file, of each entry
-  of a directory: a glossary, signing credentials, a model directory);
-* the code: a digest of the package's own source files (``*.py``, ``*.json``), so any change of
-  code, even one that forgot its ``code_version``, runs the stages again;
-* for a dub, the partition's edits and feedback files;
-* the Dagster data version of the latest materialisation of every stage of the source half
-  (``video``) and of the target half (``video × language``): a run, a wipe or a ``delete`` from
-  anywhere (UI, sensor, backfill) changes them.
+* the source file it was made from, by content (SHA-256, remembered by ``stat``: a file replaced
+  in place with the same size and modification time still changes its ``ctime``);
+* every output it left in storage, with its size (a deleted or truncated output is not done);
+* for a dub, the edits version the run *read* (``translation``'s record): an edit saved while the
+  run was going leaves the part stale, and the next ``dub`` applies it.
 
-When ``dub`` is asked again, a part whose fingerprint is equal and whose records and files are
-still in storage does not run: a second language skips the source half's run, an unchanged dub
-runs no stage at all. The CLI records one small ``up_to_date`` Dagster run naming what it found
-unchanged (so the UI shows that the dub was asked for, and why nothing was done) and copies the
-outputs. Anything else runs the jobs as usual, where every stage's own cache still decides what
-is redone. The fingerprint is conservative: it can send an unchanged dub to the jobs (which then
-hit every cache), never a changed one past them.
+A part that is fresh, whose record names this source and whose outputs are all stored does not
+run: a second language skips the source half's run, an unchanged dub runs no stage. The CLI
+records one small ``up_to_date`` Dagster run naming what it found unchanged. Anything else runs
+the jobs, where every step's cache (keyed by the same recipes) decides what is redone. A dub whose
+blocking quality check failed is never done (its data version says so).
 """
 
-import functools
-import hashlib
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import dagster as dg
 
-from dubbing_pipeline.hashing import canonical_json, sha256_bytes
 from dubbing_pipeline.ids import dub_file_key, join_key, sanitize_id
-from dubbing_pipeline.orchestration.kit import DATA_VERSION_TAG
-from dubbing_pipeline.settings import Settings, rows
+from dubbing_pipeline.orchestration.fresh import FRESH, Freshness, StageGraph, Status
+from dubbing_pipeline.settings import Settings
 
-SCHEMA = "dubbing_pipeline.done/1"
-PACKAGE = Path(__file__).resolve().parent
+SCHEMA = "dubbing_pipeline.done/2"
 
 
 def done_key(video_id: str, language: str) -> str:
@@ -52,76 +42,52 @@ def source_done_key(video_id: str) -> str:
     return join_key("done", sanitize_id(video_id) + ".json")
 
 
-@functools.lru_cache(maxsize=1)
-def code_digest() -> str:
-    """SHA-256 over the package's source files (relative path and bytes, sorted by path)."""
-    digest = hashlib.sha256()
-    for path in sorted(p for p in PACKAGE.rglob("*") if p.suffix in (".py", ".json") and p.is_file()):
-        digest.update(path.relative_to(PACKAGE).as_posix().encode() + b"\0")
-        digest.update(hashlib.sha256(path.read_bytes()).digest())
-    return digest.hexdigest()
+def _size(storage: Any, key: str) -> int | None:
+    from dubbing_pipeline.cache import stored_size
+
+    return stored_size(storage, key)
 
 
-def _stat(path: Path) -> list[Any]:
-    st = path.stat()
-    return [path.name, st.st_size, st.st_mtime_ns]
+def observe_sources(instance: dg.DagsterInstance, storage: Any, video_id: str, language: str) -> None:
+    """Make the latest observation of the partition's edits and feedback the stored ones (a file
+    written by hand, or an ``edit`` whose observation lost a race), so the judgement below and the
+    UI see what the next run will read."""
+    from dubbing_pipeline.dubbed_video.feedback_asset import observe_stored_feedback
+    from dubbing_pipeline.edits import edits_version, load_edits
+    from dubbing_pipeline.feedback import feedback_version, load_feedback
+    from dubbing_pipeline.orchestration.kit import DATA_VERSION_TAG
+    from dubbing_pipeline.orchestration.partitions import video_language_key
+    from dubbing_pipeline.stages import EDITS, FEEDBACK
+    from dubbing_pipeline.translation.edits_asset import observe_stored
 
-
-def path_state(value: object) -> list[Any] | None:
-    """What a path-valued setting points at: a file's size and mtime, a directory's entries'."""
-    if not isinstance(value, str) or not value or "://" in value:
-        return None
-    path = Path(value)
-    try:
-        if path.is_file():
-            return _stat(path)
-        if path.is_dir():
-            return [_stat(p) for p in sorted(path.iterdir())]
-    except OSError:
-        return None
-    return None
-
-
-INPUT_FILES = (
-    "DUBBING_GLOSSARY", "DUBBING_C2PA_CERT", "DUBBING_C2PA_KEY", "DUBBING_DEMUCS_REPO",
-    "DUBBING_WHISPER_MODEL_DIR", "DUBBING_PYANNOTE_DIR", "DUBBING_TTS_MODEL_DIR", "DUBBING_LATENTSYNC_DIR",
-    "DUBBING_MUSETALK_DIR",
-)  # fmt: skip
-"""The settings that name files a dub is made from (not the storage or scratch folders it writes)."""
-
-
-def settings_state(settings: Settings) -> dict[str, Any]:
-    """Every row of the settings table, and what its input files are (hashed into the fingerprint,
-    never stored); without a signing certificate, the local signer's folder."""
-    values = {row.name: getattr(settings, row.name) for row in rows()}
-    paths = {row.name: path_state(values[row.name]) for row in rows() if row.metadata["env"] in INPUT_FILES}
-    if not settings.c2pa_cert:
-        paths["local_signer"] = path_state(str(Path(settings.model_cache) / "c2pa" / "local"))
-    return {"values": values, "paths": paths}
-
-
-def latest_versions(
-    instance: dg.DagsterInstance, assets: Iterable[str], partition: str
-) -> dict[str, str | None]:
-    """The data version of each asset's latest materialisation of ``partition`` (None: none)."""
-    out: dict[str, str | None] = {}
-    for asset in assets:
-        tags = instance.event_log_storage.get_latest_tags_by_partition(
-            dg.AssetKey(asset), dg.DagsterEventType.ASSET_MATERIALIZATION, [DATA_VERSION_TAG], [partition]
+    pk = str(video_language_key(video_id, language))
+    for asset, version, observe in (
+        (EDITS, lambda: edits_version(load_edits(storage, video_id, language)), observe_stored),
+        (
+            FEEDBACK,
+            lambda: feedback_version(load_feedback(storage, video_id, language)),
+            observe_stored_feedback,
+        ),
+    ):
+        latest = instance.event_log_storage.get_latest_tags_by_partition(
+            dg.AssetKey(asset), dg.DagsterEventType.ASSET_OBSERVATION, [DATA_VERSION_TAG], [pk]
         )
-        out[asset] = tags.get(partition, {}).get(DATA_VERSION_TAG)
-    return out
+        seen = latest.get(pk, {}).get(DATA_VERSION_TAG)
+        now = version()
+        if seen != now and (seen is not None or now != _unobserved(asset)):
+            observe(instance, storage, video_id, language)
 
 
-def _stored(storage: Any, key: str) -> str | None:
-    """The SHA-256 of a stored file (None: not stored)."""
-    return sha256_bytes(storage.get_bytes(key)) if storage.exists(key) else None
+def _unobserved(asset: str) -> str:
+    from dubbing_pipeline.orchestration.fresh import UNOBSERVED
+
+    return UNOBSERVED[asset]
 
 
-@dataclass(frozen=True)
+@dataclass
 class Work:
     """One ``dub`` command's view of what is already done: the source half of ``video_id``
-    (``language=None``) and each of its dubs, judged by their fingerprints now."""
+    (``language=None``) and each of its dubs, judged now."""
 
     instance: dg.DagsterInstance
     storage: Any
@@ -129,50 +95,60 @@ class Work:
     source_sha256: str
     registered: str
     video_id: str
+    _fresh: Freshness | None = field(default=None, repr=False)
 
     def key(self, language: str | None) -> str:
         return source_done_key(self.video_id) if language is None else done_key(self.video_id, language)
 
-    def fingerprint(self, language: str | None) -> str:
-        """What the source half (``None``) or the dub into ``language`` would be made from now."""
-        from dubbing_pipeline.edits import edits_key
-        from dubbing_pipeline.feedback import feedback_key
+    def partition(self, language: str | None) -> str:
         from dubbing_pipeline.orchestration.partitions import video_language_key
+
+        return self.video_id if language is None else str(video_language_key(self.video_id, language))
+
+    def freshness(self) -> Freshness:
+        """The judgement of every asset, with the code versions the recipes give now (read once)."""
+        if self._fresh is None:
+            from dubbing_pipeline.freshness import stage_codes
+
+            self._fresh = Freshness(self.instance, StageGraph(stage_codes(self.settings)))
+        return self._fresh
+
+    def status(self, language: str | None) -> Status:
+        """Fresh when the last success was made from exactly what is here now, its outputs all
+        stored; otherwise why not (the first reason found)."""
         from dubbing_pipeline.stages import SOURCE_HALF, TARGET_HALF
 
-        state: dict[str, Any] = {
-            "schema": SCHEMA,
-            "source": [self.source_sha256, self.registered],
-            "settings": settings_state(self.settings),
-            "code": code_digest(),
-            "source_half": latest_versions(self.instance, SOURCE_HALF, self.video_id),
-        }
-        if language is not None:
-            partition = str(video_language_key(self.video_id, language))
-            state["dub"] = {
-                "language": language,
-                "edits": _stored(self.storage, edits_key(self.video_id, language)),
-                "feedback": _stored(self.storage, feedback_key(self.video_id, language)),
-                "target_half": latest_versions(self.instance, TARGET_HALF, partition),
-            }
-        return sha256_bytes(canonical_json(state).encode())
-
-    def is_done(self, language: str | None) -> bool:
-        """Whether the last success was made from exactly what is here now, its outputs all stored."""
         key = self.key(language)
         if not self.storage.exists(key):
-            return False
+            return Status("missing", "no successful dub recorded")
         done = self.storage.get_json(key)
-        if done.get("schema") != SCHEMA or done.get("fingerprint") != self.fingerprint(language):
-            return False
-        return all(self.storage.exists(k) for k in done.get("outputs", []))
+        if done.get("schema") != SCHEMA:
+            return Status("stale", "recorded by another version of the CLI")
+        if done.get("source") != [self.source_sha256, self.registered]:
+            return Status("stale", "the source file changed")
+        for out, size in sorted(done.get("outputs", {}).items()):
+            if _size(self.storage, out) != size:
+                return Status("stale", f"output {out} is missing or changed")
+        self._fresh = None  # read the instance afresh: a run may have happened since
+        fresh = self.freshness()
+        for asset in SOURCE_HALF if language is None else TARGET_HALF:
+            status = fresh.status(dg.AssetKey(asset), self.partition(language))
+            if status.state != FRESH:
+                return status
+        return Status(FRESH)
 
-    def record(self, language: str | None, outputs: Sequence[str]) -> None:
-        """After a success: its fingerprint (taken now, after the run) and the storage keys it left."""
-        fp = self.fingerprint(language)
-        self.storage.put_json(
-            self.key(language), {"schema": SCHEMA, "fingerprint": fp, "outputs": list(outputs)}
-        )
+    def is_done(self, language: str | None) -> bool:
+        return self.status(language).state == FRESH
+
+    def record(self, language: str | None, outputs: Sequence[str], edits_read: str | None = None) -> None:
+        """After a success: the source, each output and its size, and the edits version the run read."""
+        sizes = {k: _size(self.storage, k) for k in outputs}
+        record: dict[str, Any] = {
+            "schema": SCHEMA, "source": [self.source_sha256, self.registered], "outputs": sizes,
+        }  # fmt: skip
+        if language is not None:
+            record["edits_read"] = edits_read
+        self.storage.put_json(self.key(language), record)
 
     def forget(self, language: str | None) -> None:
         """Drop the record (a run is starting): until it succeeds, the next ``dub`` runs the jobs."""
@@ -188,8 +164,9 @@ def confirm_up_to_date(context: dg.OpExecutionContext) -> None:
 
 
 @dg.job(
-    description="A `dub` that found nothing changed: the source file, settings, code, edits, feedback "
-    "and every stage's latest data version are those of the last dub (dubbing_pipeline.up_to_date)."
+    description="A `dub` that found nothing changed: every stage of the dub is fresh against its recipe "
+    "(code, settings, models, libraries, tools), the source file, edits and feedback, and its outputs "
+    "are stored (dubbing_pipeline.up_to_date)."
 )
 def up_to_date() -> None:
     confirm_up_to_date()
@@ -206,4 +183,4 @@ def report_up_to_date(instance: dg.DagsterInstance, video_id: str, partitions: S
     return bool(result.success)
 
 
-__all__ = ["Work", "code_digest", "done_key", "report_up_to_date", "source_done_key", "up_to_date"]
+__all__ = ["Work", "done_key", "observe_sources", "report_up_to_date", "source_done_key", "up_to_date"]

@@ -82,10 +82,12 @@ class StandIns:
 
     def assets_graph(self) -> Any:
         """The stand-ins' own graph (for a test that changes a code version)."""
-        from dubbing_pipeline.orchestration.resources import StorageResource
+        from dubbing_pipeline.orchestration.resources import storage_resource
+        from dubbing_pipeline.settings import Settings
         from dubbing_pipeline.translation.edits_asset import edits
 
-        storage = StorageResource(url=str(self.io_dir / "media"))  # only resolved, never run
+        # only resolved, never run
+        storage = storage_resource(Settings(storage_url=str(self.io_dir / "media")))
         return dg.Definitions(
             assets=[*self.assets, edits], resources={"storage": storage}
         ).resolve_asset_graph()

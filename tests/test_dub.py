@@ -13,6 +13,8 @@ import soundfile as sf
 
 from dubbing_pipeline.demo import DEMO_VIDEO
 from dubbing_pipeline.dubbed_speech import tts
+from dubbing_pipeline.dubbed_speech.isochrony import MAX_LEAD, MAX_RATE, MAX_STRETCH, fit_limit, room_before
+from dubbing_pipeline.dubbed_speech.speak import FASTER_TOLERANCE
 from dubbing_pipeline.quality.metrics import char_error_rate
 from dubbing_pipeline.settings import Settings
 from dubbing_pipeline.stages import SOURCE_HALF, STAGES
@@ -57,7 +59,15 @@ def dubbed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     assert proc.returncode == 0, proc.stderr[-3000:]
     folder = out / "demo" / "es"
     report = json.loads((folder / "report.json").read_text())
-    return {"home": home, "out": out, "folder": folder, "report": report, "mp4": folder / "demo.es.mp4"}
+    from dubbing_pipeline.orchestration.io_manager import load_asset_record
+    from dubbing_pipeline.storage import make_storage
+
+    # the stored dubbed_speech record of this very dub (later tests edit the dub): every line's fit
+    speech = load_asset_record(make_storage(str(home / "media")), "dubbed_speech", "es|demo")
+    return {
+        "home": home, "out": out, "folder": folder, "report": report, "mp4": folder / "demo.es.mp4",
+        "speech": speech,
+    }  # fmt: skip
 
 
 def test_outputs_and_report_schema(dubbed: dict[str, Any]) -> None:
@@ -112,20 +122,79 @@ def test_round_trip_asr_detects_spanish_and_bounds_cer(dubbed: dict[str, Any]) -
     assert cer < CER_BOUND
 
 
+SLACK = 1e-4  # seconds: the report rounds its times to 0.1 ms
+RATE_SLACK = 1.0 + FASTER_TOLERANCE  # a take within 1 % of the rate it needs is kept, not spoken again
+
+
+def check_fit_policy(
+    seg: dict[str, Any], fit: dict[str, Any], *, limit: float, room: float, supports_rate: bool
+) -> None:
+    """One spoken line's stored fit follows the policy of ``isochrony`` (its module docstring), in
+    order: fits, borrowed, rate (≤ 1.2×), stretch (≤ 1.1×, only on top of the rate), an early start
+    (≤ 50 ms), one shorter re-translation; ``trimmed`` only once every one of them is used up.
+
+    ``limit`` is the latest end the line may have (``fit_limit``: the breath before the next line),
+    ``room`` the silence before its slot (``room_before``). Nothing here depends on how long the
+    engine's take came out, so it holds on every CPU however Kokoro's lengths move."""
+    status, rate, stretch = fit["status"], float(fit["rate"]), float(fit["stretch"])
+    rate_cap = MAX_RATE if supports_rate else 1.0
+    start, end = float(seg["start"]), float(seg["end"])
+    dub_start, dub_end, lead = float(fit["dub_start"]), float(fit["dub_end"]), float(fit["lead"])
+    assert status == seg["status"], (seg, fit)
+    # the caps, the lead, the breath before the next line: for every status
+    assert 1.0 <= rate <= rate_cap + 1e-9 and 1.0 <= stretch <= MAX_STRETCH + 1e-9, fit
+    assert -1e-9 <= lead <= min(room, MAX_LEAD) + 1e-6 and dub_start == pytest.approx(start - lead, abs=1e-6)
+    assert dub_end <= limit + SLACK, (fit, limit)
+    if status in ("fits", "borrowed"):  # the natural take: no remedy at all
+        assert (rate, stretch, lead) == (1.0, 1.0, 0.0), fit
+        assert dub_end <= end + SLACK if status == "fits" else dub_end > end - SLACK, fit
+    elif status == "rate":  # the engine's own rate, nothing stretched
+        assert rate > 1.0 and stretch == 1.0, fit
+    elif status == "stretch":  # stretched beyond the rate's tolerance only once the rate is at its cap
+        assert stretch > 1.0 and (rate >= rate_cap / RATE_SLACK - 1e-9 or stretch <= RATE_SLACK + 1e-9), fit
+    else:
+        assert status == "trimmed", fit
+        # every remedy used up: the rate at its cap (within the 1 % a kept take may miss it by), the
+        # stretch at its cap, the silence after the slot up to the breath, the early start, and
+        # still a part of the take left over
+        assert rate >= rate_cap / RATE_SLACK - 1e-9 and stretch == pytest.approx(MAX_STRETCH, abs=1e-9), fit
+        assert dub_end == pytest.approx(limit, abs=SLACK), (fit, limit)
+        if limit > start:  # (no slot at all: nothing to start early into)
+            assert lead == pytest.approx(min(room, MAX_LEAD), abs=1e-6), (fit, room)
+        assert float(fit["overflow"]) > 0.0, fit
+        # and the one shorter re-translation was asked for (a person's text is never re-translated)
+        assert fit["shorter_asked"] or "edited" in seg["flags"], fit
+
+
 def test_timing_of_every_line(dubbed: dict[str, Any]) -> None:
-    segments = sorted(dubbed["report"]["segments"], key=lambda s: s["start"])
+    report = dubbed["report"]
+    segments = sorted(report["segments"], key=lambda s: (s["start"], s["id"]))
     for seg, nxt in zip(segments, [*segments[1:], None], strict=True):
         if seg["status"] == "failed":
             continue
         # a line may start up to 50 ms early (isochrony.MAX_LEAD); the report rounds times to 0.1 ms
         assert abs(seg["dub_start"] - seg["start"]) <= 0.05 + 1e-4, seg
         assert seg["rate"] <= 1.2 + 1e-9 and seg["stretch"] <= 1.1 + 1e-9, seg
-        limit = nxt["start"] if nxt is not None else dubbed["report"]["duration"]
+        limit = nxt["start"] if nxt is not None else report["duration"]
         assert seg["dub_end"] <= limit + 1e-6, seg
-    # words cut: at most one line (issue 13; measured 1 of 13, "No te conocí era allí." in 0.84 s)
+    # the fitting policy, line by line, from the stored fits (issue 26: the number of trimmed lines
+    # moves with the CPU, as Kokoro's int8 kernels move the lengths of its takes near a cap; the bench
+    # and the README's performance section report it per CPU)
+    fits = {line["id"]: line for line in dubbed["speech"]["lines"]}
+    supports_rate = tts.make_tts(Settings(), "es").supports_rate
+    checked = []
+    for i, seg in enumerate(segments):
+        if seg["status"] in ("failed", "original"):
+            continue
+        nxt = segments[i + 1]["start"] if i + 1 < len(segments) else report["duration"]
+        prev = segments[i - 1] if i else None
+        room = room_before(prev["start"], prev["end"], seg["start"]) if prev else max(0.0, seg["start"])
+        limit = fit_limit(seg["start"], seg["end"], nxt)
+        check_fit_policy(seg, fits[seg["id"]], limit=limit, room=room, supports_rate=supports_rate)
+        checked.append(seg["status"])
+    assert len(checked) >= 0.8 * len(segments)  # at most 20 % silent (the failed_lines gate)
     trimmed = [s["id"] for s in segments if s["status"] == "trimmed"]
-    print(f"trimmed lines: {len(trimmed)} of {len(segments)} {trimmed}")
-    assert len(trimmed) <= 1
+    print(f"trimmed lines: {len(trimmed)} of {len(segments)} {trimmed}; statuses {sorted(checked)}")
 
 
 def test_output_lasts_as_long_as_the_source(dubbed: dict[str, Any]) -> None:

@@ -5,13 +5,14 @@ from typing import Any
 import dagster as dg
 
 from dubbing_pipeline.errors import ConfigurationError, ProviderError
+from dubbing_pipeline.freshness import recipe
 from dubbing_pipeline.orchestration.kit import Step, StepResult, classified, run_step, stage_output
 from dubbing_pipeline.orchestration.partitions import videos
 from dubbing_pipeline.orchestration.placement import gpu_op_tags, gpu_pool
 from dubbing_pipeline.orchestration.resources import SeparatorResource, StorageResource
 from dubbing_pipeline.settings import Settings
 
-CODE_VERSION = "stems-1"
+CODE_VERSION = recipe("audio_stems").code[0]
 BLOCK_SECONDS = 60.0
 OVERLAP_SECONDS = 1.0
 
@@ -92,7 +93,7 @@ def stems_output(
     return stage_output(
         record,
         upstream={"source_video": source_video},
-        code_version=CODE_VERSION,
+        code_version=storage.code_version("audio_stems"),
         seconds=result.seconds,
         cached=result.cached,
         media_seconds=source_video["duration"],

@@ -8,11 +8,12 @@ import soundfile as sf
 
 from dubbing_pipeline.audio import write_wav
 from dubbing_pipeline.edits import source_slot
+from dubbing_pipeline.freshness import recipe
 from dubbing_pipeline.orchestration.kit import Step, StepResult, classified, run_step, stage_output
 from dubbing_pipeline.orchestration.partitions import video_language
 from dubbing_pipeline.orchestration.resources import StorageResource
 
-CODE_VERSION = "mix-2"
+CODE_VERSION = recipe("dub_mix").code[0]
 
 
 def mix_dub(storage_res: StorageResource, stems: dict[str, Any], speech: dict[str, Any]) -> StepResult:
@@ -98,7 +99,7 @@ def dub_mix(
     return stage_output(
         record,
         upstream={"source_video": source_video, "audio_stems": audio_stems, "dubbed_speech": dubbed_speech},
-        code_version=CODE_VERSION,
+        code_version=storage.code_version("dub_mix"),
         seconds=result.seconds,
         cached=result.cached,
         media_seconds=float(source_video["duration"]),

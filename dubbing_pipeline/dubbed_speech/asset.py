@@ -30,6 +30,7 @@ from dubbing_pipeline.dubbed_speech.speak import (
 )
 from dubbing_pipeline.edits import SOURCE_SLOT_KEYS, is_edited, source_slot
 from dubbing_pipeline.errors import DubbingError
+from dubbing_pipeline.freshness import recipe
 from dubbing_pipeline.hashing import cache_key
 from dubbing_pipeline.hooks import pause_point
 from dubbing_pipeline.orchestration.kit import (
@@ -39,6 +40,7 @@ from dubbing_pipeline.orchestration.kit import (
     classified,
     model_op,
     run_step,
+    stage_code,
     stage_output,
 )
 from dubbing_pipeline.orchestration.partitions import video_language
@@ -52,7 +54,7 @@ from dubbing_pipeline.orchestration.resources import (
 )
 from dubbing_pipeline.settings import Settings
 
-CODE_VERSION = "speech-3"
+CODE_VERSION = recipe("dubbed_speech").code[0]
 BATCH = 16  # lines per fan-out step (production batches ~32 per GPU step)
 PROFILE_SECONDS = 20.0  # seconds of each speaker's speech used to measure their pitch
 
@@ -381,7 +383,7 @@ def assemble_speech(
     return stage_output(
         record,
         upstream={**upstream, "translation": translation},
-        code_version=CODE_VERSION,
+        code_version=stage_code("dubbed_speech", quality.settings()),
         seconds=sum(float(b["seconds"]) for b in batches) + timer.seconds,
         cached=all(b["cached"] for b in batches),
         media_seconds=sum(r["end"] - r["start"] for r in lines) or 1.0,

@@ -134,7 +134,10 @@ def synthesize_line(
     ``synth`` speaks a text at a rate (default: the engine, every time); the stage passes one that
     caches each synthesis by text, voice, engine and rate, so a line whose slot moved but whose
     words and rate did not is fitted again without being spoken again. ``syntheses`` counts the
-    texts spoken now."""
+    texts spoken now. ``shorter_asked``: the translator was asked for the one shorter line (a line
+    still too long at both caps; never a person's text), ``retranslated``: and its new text is the
+    one spoken; with the fit's ``rate``, ``stretch``, ``lead`` and ``dub_end`` they show that a
+    ``trimmed`` line was cut only after every other remedy was used up."""
     from dubbing_pipeline.dubbed_speech.isochrony import (
         capacity,
         plan_fit,
@@ -154,6 +157,7 @@ def synthesize_line(
     voice = line["profile"].get("voice")
     sr = int(tts.sample_rate)
     retranslated = False
+    shorter_asked = False  # the translator was asked for the one shorter line (a policy check reads it)
 
     syntheses = 0
 
@@ -227,6 +231,7 @@ def synthesize_line(
         shorter = translator.shorten(
             request, request.budget, source=source_language, target=language, previous=text
         )
+        shorter_asked = True
         if shorter.text.strip() and shorter.text.strip() != text.strip():
             text, retranslated = shorter.text, True
             audio, plan, spoken_rate = fit(text, final=True)
@@ -241,6 +246,7 @@ def synthesize_line(
     return audio, {
         "target_text": text,
         "retranslated": retranslated,
+        "shorter_asked": shorter_asked,
         "sample_rate": sr,
         "syntheses": syntheses,
         **plan.to_dict(),

@@ -2,6 +2,7 @@
 
 import contextlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -10,16 +11,21 @@ import dagster as dg
 
 from dubbing_pipeline.cache import scratch
 from dubbing_pipeline.edits import source_slot
+from dubbing_pipeline.feedback import feedback_version, load_feedback
+from dubbing_pipeline.freshness import recipe
 from dubbing_pipeline.hooks import pause_point
+from dubbing_pipeline.orchestration.fresh import BLOCKED
 from dubbing_pipeline.orchestration.kit import Step, StepResult, Timer, classified, run_step, stage_output
 from dubbing_pipeline.orchestration.partitions import split_video_language, video_language
 from dubbing_pipeline.orchestration.resources import QualityResource, SafetyResource, StorageResource
 from dubbing_pipeline.report import build_report, report_segments
 from dubbing_pipeline.source_video.core import require_video
-from dubbing_pipeline.stages import SOURCE_HALF_TAG, before, scope
+from dubbing_pipeline.stages import ACCEPT_TAG, FEEDBACK, SOURCE_HALF_TAG, before, scope
 
-CODE_VERSION = "mux-2"
-QUALITY_VERSION = "checks-2"  # the quality step's own version (2: a marked source, ``source_marked``)
+CODE_VERSION = recipe("dubbed_video").code[0]
+QUALITY_VERSION = recipe("dubbed_video").code[
+    1
+]  # the quality step's own version (2: a marked source, ``source_marked``)
 CLIPS_PER_FFMPEG = 32
 """Review clips encoded by one ffmpeg process (a process per line cost ~90 ms of start-up each)."""
 MUX_PROVIDER = {"name": "ffmpeg", "model": "libx264/aac mux"}
@@ -335,6 +341,7 @@ def upstream_stages(context: dg.AssetExecutionContext, video_id: str) -> dict[st
     description="The dubbed MP4 (video stream-copied, AAC, +faststart, soft subtitles), SRT/VTT and "
     "report.json.",
     check_specs=[dg.AssetCheckSpec(name, asset="dubbed_video") for name in CHECKS],
+    deps=[FEEDBACK],
 )
 def dubbed_video(
     context: dg.AssetExecutionContext,
@@ -365,19 +372,39 @@ def dubbed_video(
             storage, quality.thresholds(), report, dubbed_speech, audio_stems, dub_mix, source_video,
             result.record["outputs"]["video"], safety.watermarker(),
         )  # fmt: skip
-        pages = publish_report(storage, video_id, report, dubbed_speech, result.record)
-    statuses = [s["status"] for s in report["segments"]]
+        blocking = blocking_checks(report["quality"], accepted_checks(context.run.tags))
+        pages, read = publish_with_feedback(storage, video_id, report, dubbed_speech, result.record)
     yield stage_output(
-        {**result.record, **pages}, upstream=up, code_version=CODE_VERSION,
+        {**result.record, **pages, "blocked": blocking}, upstream={**up, **read},
+        code_version=storage.code_version("dubbed_video") + (BLOCKED if blocking else ""),
         seconds=timer.seconds, cached=result.cached,
         media_seconds=float(source_video["duration"]), provider=MUX_PROVIDER,
-        counts={"segments": len(statuses), "failed": statuses.count("failed")},
+        counts=segment_counts(report),
         extra={
             "video": dg.MetadataValue.url(result.record["outputs"]["video"]),
             "review": dg.MetadataValue.url(pages["review_uri"]),
         },
     )  # fmt: skip
     yield from check_results(report["quality"])
+
+
+def segment_counts(report: dict[str, Any]) -> dict[str, int | float]:
+    statuses = [s["status"] for s in report["segments"]]
+    return {"segments": len(statuses), "failed": statuses.count("failed")}
+
+
+def publish_with_feedback(
+    storage: StorageResource,
+    video_id: str,
+    report: dict[str, Any],
+    speech: dict[str, Any],
+    record: dict[str, Any],
+) -> tuple[dict[str, str], dict[str, dict[str, str]]]:
+    """The report and review page with the feedback stored now; and the version of that feedback
+    as a parent of the output (the ``feedback`` source asset): a later note makes the dub stale."""
+    notes = load_feedback(storage.get(), video_id, str(report["target_language"]))
+    pages = publish_report(storage, video_id, report, speech, record, notes)
+    return pages, {FEEDBACK: {"cache_key": feedback_version(notes)}}
 
 
 def line_clips(storage_res: StorageResource, speech: dict[str, Any]) -> dict[str, str]:
@@ -420,6 +447,7 @@ def publish_report(
     report: dict[str, Any],
     speech: dict[str, Any],
     record: dict[str, Any],
+    feedback: list[dict[str, Any]],
 ) -> dict[str, str]:
     """``report.json`` and ``review.html`` under ``reports/<video>/<lang>/``; their URIs."""
     report_uri = storage_res.get().put_bytes(
@@ -428,7 +456,7 @@ def publish_report(
     )
     return {
         "report_uri": report_uri,
-        "review_uri": review_page(storage_res, video_id, report, speech, record),
+        "review_uri": review_page(storage_res, video_id, report, speech, record, feedback),
     }
 
 
@@ -438,16 +466,16 @@ def review_page(
     report: dict[str, Any],
     speech: dict[str, Any],
     record: dict[str, Any],
+    feedback: list[dict[str, Any]],
 ) -> str:
     """``review.html`` beside ``report.json`` (see ``dubbing_pipeline.review``); returns its URI."""
-    from dubbing_pipeline.feedback import load_feedback
     from dubbing_pipeline.review import review_html
 
     lang = str(report["target_language"])
     store = storage_res.get()
     page = review_html(
         report, video_name=str(record["video_name"]), subtitles_name=f"{lang}.vtt",
-        line_audio=line_clips(storage_res, speech), feedback=load_feedback(store, video_id, lang),
+        line_audio=line_clips(storage_res, speech), feedback=feedback,
     )  # fmt: skip
     uri: str = store.put_bytes(f"reports/{video_id}/{lang}/review.html", page.encode("utf-8"))
     return uri
@@ -503,6 +531,20 @@ def dub_report(
         "error": lip_sync.get("error"),
     }
     return report
+
+
+def accepted_checks(tags: Mapping[str, str]) -> list[str]:
+    """The blocking checks the run's ``dubbing/accept`` tag accepts (unknown names are ignored)."""
+    return sorted({c.strip() for c in tags.get(ACCEPT_TAG, "").split(",")} & set(ERROR_CHECKS))
+
+
+def blocking_checks(quality: dict[str, Any], accepted: list[str]) -> list[str]:
+    """The blocking (ERROR) checks that failed and were not accepted; ``quality`` records both lists,
+    so the report says what a person overrode."""
+    failed = [name for name in ERROR_CHECKS if not quality["checks"][name]["passed"]]
+    quality["accepted"] = [name for name in failed if name in accepted]
+    quality["blocking"] = [name for name in failed if name not in accepted]
+    return list(quality["blocking"])
 
 
 def check_results(quality: dict[str, Any]) -> Any:

@@ -18,6 +18,7 @@ import dagster as dg
 
 from dubbing_pipeline.cache import scratch
 from dubbing_pipeline.errors import classify
+from dubbing_pipeline.freshness import recipe
 from dubbing_pipeline.hashing import cache_key, sha256_file
 from dubbing_pipeline.orchestration.kit import Step, Timer, run_step, stage_output
 from dubbing_pipeline.orchestration.partitions import video_language
@@ -25,7 +26,7 @@ from dubbing_pipeline.orchestration.placement import gpu_op_tags, gpu_pool
 from dubbing_pipeline.orchestration.resources import LipSyncResource, StorageResource
 from dubbing_pipeline.settings import Settings
 
-CODE_VERSION = "lipsync-1"
+CODE_VERSION = recipe("lip_sync").code[0]
 STAGE = "lip_sync"
 
 
@@ -329,7 +330,7 @@ def compose_lipsync(
     return stage_output(
         record,
         upstream={"source_video": source_video, "dubbed_speech": dubbed_speech},
-        code_version=CODE_VERSION,
+        code_version=storage.code_version("lip_sync"),
         seconds=seconds,
         cached=cached and all(r.get("cached", True) for r in results),
         media_seconds=float(source_video["duration"]),

@@ -29,12 +29,13 @@ from typing import Any
 import numpy as np
 
 from dubbing_pipeline.errors import BadInputError, ModelMissingError
+from dubbing_pipeline.freshness import recipe
 from dubbing_pipeline.media import raw_video_frames
 
 DETECT_WIDTH = 160
 SAMPLE_FPS = 12.5
 MIN_FACE_FRACTION = 0.12  # of the frame's shorter side, in detection pixels
-CODE_VERSION = "faces-1"
+CODE_VERSION = recipe("lip_sync").code[1]
 
 Box = tuple[int, int, int, int]  # x, y, w, h
 

@@ -11,6 +11,11 @@ The catalog (YAML or JSON, a local path, ``file://`` or ``s3://`` URL in ``DUBBI
 
 Adding German to the whole catalog is one edit: ``languages: [es, fr, de]``.
 
+Video ids follow the registry's one rule (``registry.claim_video_id``): an entry without ``id:``
+gets the id of its file name, or that id with a short hash of its source URI when the registry
+already holds it for another source (an ``intro.mp4`` in two folders is two videos); an ``id:`` is
+used as given and points the registry entry at the entry's source.
+
 On each tick (``DUBBING_CATALOG_CRON``, default ``@daily``) both schedules share one plan (computed
 once per tick in the code server):
 
@@ -27,8 +32,8 @@ of the catalog goes on.
 
 What a tick costs: one indexed query per asset for the latest data version of every partition, one
 query for the runs in flight, a ``stat`` per local source or one S3 listing per 1,000 sources of a
-folder (not one HEAD per source), and one read of the catalog's registry index; registry writes and
-partition adds only for what changed.
+folder (not one HEAD per source), and one read of the catalog's registry index; registry reads (an
+id to claim), registry writes and partition adds only for what changed.
 
 Staleness is judged from the project's own key chain, carried in each materialization's data
 version (``kit.Version``: cache key, lineage digest, code version): a partition is fresh when its
@@ -49,8 +54,8 @@ import datetime as dt
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Collection, Iterable, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -60,14 +65,21 @@ import yaml
 from dubbing_pipeline.errors import BadInputError, ConfigurationError, DubbingError
 from dubbing_pipeline.hashing import canonical_json, sha256_bytes
 from dubbing_pipeline.ids import sanitize_id, video_id_from_name
-from dubbing_pipeline.orchestration.kit import DATA_VERSION_TAG, Version, lineage_digest, lineage_of_lines
+from dubbing_pipeline.orchestration.fresh import (
+    FRESH,
+    FRESH_STATUS,
+    STALE,
+    Freshness,
+    Status,
+    source_lineage,
+)
 from dubbing_pipeline.orchestration.partitions import (
     partition_tags,
     video_language,
     video_language_key,
     videos,
 )
-from dubbing_pipeline.orchestration.registry import register_video
+from dubbing_pipeline.orchestration.registry import claim_video_id, hashed_video_id, register_video
 from dubbing_pipeline.orchestration.sensors import (
     FINGERPRINT_TAG,
     LANGUAGES,
@@ -84,7 +96,6 @@ from dubbing_pipeline.orchestration.sensors import (
 )
 from dubbing_pipeline.settings import Settings
 from dubbing_pipeline.storage import MediaStorage, parse_uri
-from dubbing_pipeline.translation.edits_asset import UNEDITED
 
 IN_FLIGHT = [
     dg.DagsterRunStatus.NOT_STARTED,
@@ -92,7 +103,6 @@ IN_FLIGHT = [
     dg.DagsterRunStatus.STARTING,
     dg.DagsterRunStatus.STARTED,
 ]
-FRESH, MISSING, STALE = "fresh", "missing", "stale"
 
 
 # --- the catalog file ------------------------------------------------------------------------
@@ -100,9 +110,10 @@ FRESH, MISSING, STALE = "fresh", "missing", "stale"
 
 @dataclass(frozen=True)
 class CatalogVideo:
-    video_id: str
+    video_id: str  # as parsed, an entry without ``id:`` has its base id: resolved by ``resolve_ids``
     source_uri: str
     languages: tuple[str, ...]
+    explicit: bool = True  # the entry gave its ``id:``
 
 
 @dataclass
@@ -126,11 +137,17 @@ def _parse_entry(entry: Any, default: Sequence[str]) -> CatalogVideo:
     source = str(entry.get("source") or "")
     if not source:
         raise BadInputError("no 'source'")
-    vid = sanitize_id(str(entry["id"])) if entry.get("id") else video_id_from_name(parse_uri(source)[2])
+    explicit = bool(entry.get("id"))
+    vid = sanitize_id(str(entry["id"])) if explicit else video_id_from_name(_source_name(source))
     langs = parse_languages(entry["languages"]) if entry.get("languages") else list(default)
     if not langs:
         raise BadInputError("no target languages (the catalog has no default 'languages')")
-    return CatalogVideo(vid, source, tuple(langs))
+    return CatalogVideo(vid, source, tuple(langs), explicit)
+
+
+def _source_name(source: str) -> str:
+    """The name a derived id comes from: the source's path (its file name, without extension)."""
+    return parse_uri(source)[2]
 
 
 def parse_catalog(text: str) -> Catalog:
@@ -152,12 +169,14 @@ def parse_catalog(text: str) -> Catalog:
         name = _entry_name(index, entry)
         try:
             video = _parse_entry(entry, default)
-            if video.video_id in seen:
+            # an explicit id is the user's choice: one given twice is a mistake; derived ids that
+            # coincide are told apart by the id rule when the catalog registers them
+            if video.explicit and video.video_id in seen:
                 raise BadInputError(f"video id {video.video_id!r} already used by {seen[video.video_id]}")
         except DubbingError as exc:
             out.refused[name] = f"{exc.code}: {exc.message}"
             continue
-        seen[video.video_id] = f"videos[{index}]"
+        seen.setdefault(video.video_id, f"videos[{index}]")
         out.videos.append(video)
     return out
 
@@ -233,133 +252,6 @@ def source_fingerprints(uris: Sequence[str], settings: Settings) -> dict[str, st
 # --- freshness from the instance -------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Status:
-    state: str
-    reason: str = ""
-
-
-def source_lineage(fingerprint: str) -> str:
-    """The lineage digest of a source half made from this source object version (``source_video``)."""
-    return lineage_digest({"source": fingerprint})
-
-
-FRESH_STATUS = Status(FRESH)
-
-
-@dataclass(frozen=True)
-class _Node:
-    name: str
-    code: str | None
-    parents: tuple[tuple[dg.AssetKey, str, bool], ...]  # (key, name, maps a pair to its video)
-    observed: frozenset[dg.AssetKey] = frozenset()  # parents that are observable source assets (edits)
-
-
-class Freshness:
-    """Missing / stale / fresh per asset partition, from the latest data version of each partition.
-
-    One query per asset reads the latest ``dagster/data_version`` of all its partitions (an indexed
-    tag); each is a :class:`~dubbing_pipeline.orchestration.kit.Version` written by the stage kit.
-    """
-
-    def __init__(self, instance: dg.DagsterInstance, graph: Any) -> None:
-        self.instance = instance
-        self.graph = graph
-        self._versions: dict[dg.AssetKey, dict[str, Version | None]] = {}
-        self._status: dict[dg.AssetKey, dict[str, Status]] = {}
-        self._nodes: dict[dg.AssetKey, _Node] = {}
-        self._observed: dict[dg.AssetKey, dict[str, str]] = {}
-
-    def versions(self, key: dg.AssetKey) -> dict[str, Version | None]:
-        """Partition → latest data version of ``key`` (every materialised partition, one query)."""
-        found = self._versions.get(key)
-        if found is None:
-            latest = self.instance.event_log_storage.get_latest_tags_by_partition(
-                key, dg.DagsterEventType.ASSET_MATERIALIZATION, [DATA_VERSION_TAG]
-            )
-            found = self._versions[key] = {
-                pk: Version.parse(tags.get(DATA_VERSION_TAG)) for pk, tags in latest.items()
-            }
-        return found
-
-    def version(self, key: dg.AssetKey, pk: str) -> Version | None:
-        return self.versions(key).get(pk)
-
-    def observed(self, key: dg.AssetKey, pk: str) -> str:
-        """The latest observed data version of a source asset's partition (``edits``: the content
-        hash of its edits; never observed: the version of no edits, as the stage reads it)."""
-        found = self._observed.get(key)
-        if found is None:
-            latest = self.instance.event_log_storage.get_latest_tags_by_partition(
-                key, dg.DagsterEventType.ASSET_OBSERVATION, [DATA_VERSION_TAG]
-            )
-            found = self._observed[key] = {pk: str(tags[DATA_VERSION_TAG]) for pk, tags in latest.items()}
-        return found.get(pk, UNEDITED)
-
-    def parent_partition(self, parent: dg.AssetKey, child: dg.AssetKey, pk: str) -> str:
-        parent_def = self.graph.get(parent).partitions_def
-        child_def = self.graph.get(child).partitions_def
-        if parent_def == child_def:
-            return pk
-        if isinstance(parent_def, dg.DynamicPartitionsDefinition) and parent_def.name == videos.name:
-            return pk.split("|", 1)[1] if "|" in pk else pk
-        raise ConfigurationError(f"no partition mapping from {child.to_user_string()} to {parent}")
-
-    def _node(self, key: dg.AssetKey) -> _Node:
-        node = self._nodes.get(key)
-        if node is None:
-            asset = self.graph.get(key)
-            parents = []
-            for parent in sorted(asset.parent_keys, key=lambda k: k.to_user_string()):
-                to_video = self.parent_partition(parent, key, "x|y") == "y"
-                parents.append((parent, parent.to_user_string(), to_video))
-            observed = frozenset(p for p in asset.parent_keys if not self.graph.get(p).is_materializable)
-            node = self._nodes[key] = _Node(
-                key.to_user_string(), asset.code_version, tuple(parents), observed
-            )
-        return node
-
-    def status(self, key: dg.AssetKey, pk: str) -> Status:
-        memo = self._status.get(key)
-        if memo is None:
-            memo = self._status[key] = {}
-        found = memo.get(pk)
-        if found is None:
-            found = memo[pk] = self._compute(key, pk)
-        return found
-
-    def _compute(self, key: dg.AssetKey, pk: str) -> Status:
-        node, versions = self._node(key), self.versions(key)
-        if pk not in versions:
-            return Status(MISSING, f"{node.name} never materialised")
-        version = versions[pk]
-        if version is None:
-            return Status(STALE, f"{node.name}: its data version carries no key chain")
-        if node.code and version.code != node.code:
-            return Status(STALE, f"{node.name}: code version {version.code} → {node.code}")
-        if not node.parents:
-            return FRESH_STATUS
-        lines = []
-        video = pk[pk.find("|") + 1 :]
-        for parent, name, to_video in node.parents:
-            ppk = video if to_video else pk
-            if parent in node.observed:  # a source (edits): fresh when the stage read its latest version
-                lines.append(name + "\t" + self.observed(parent, ppk))
-                continue
-            upstream = self.status(parent, ppk)
-            if upstream is not FRESH_STATUS:
-                return Status(STALE, f"{node.name}: upstream {upstream.reason}")
-            lines.append(name + "\t" + self._versions[parent][ppk].key)  # type: ignore[union-attr]
-        if lineage_of_lines(lines) != version.lineage:
-            names = ", ".join(name for _, name, _ in node.parents)
-            return Status(STALE, f"{node.name}: made from other {names} data")
-        return FRESH_STATUS
-
-    def data_version(self, key: dg.AssetKey, pk: str) -> str:
-        version = self.version(key, pk)
-        return version.key if version else ""
-
-
 # --- the plan ----------------------------------------------------------------------------------
 
 
@@ -417,15 +309,91 @@ def _chained(instance: dg.DagsterInstance, source_job: str, dub_job: str, now: f
 INDEX_KEY = "registry/catalog-index.json"
 
 
+def read_index(storage: MediaStorage) -> dict[str, list[str]]:
+    """What the catalog registered: video id → [source URI, fingerprint]."""
+    index: dict[str, list[str]] = storage.get_json(INDEX_KEY) if storage.exists(INDEX_KEY) else {}
+    return index
+
+
+def resolve_ids(
+    storage: MediaStorage,
+    videos_: Sequence[CatalogVideo],
+    index: dict[str, list[str]],
+    reserved: Collection[str] = (),
+) -> tuple[list[CatalogVideo], dict[str, str]]:
+    """The catalog's videos with the ids the registry's rule gives them, and the entries refused.
+
+    Explicit ids are claimed first (they re-point the registry), then derived ids, with the
+    ``reserved`` ids (every explicit id of the catalog) counted as taken. A video the index already
+    holds under its id (or its hashed id) for its source costs no registry read. Derived ids that
+    share a base id are claimed in catalog order (the first keeps the base id); different base ids
+    in threads.
+    """
+
+    def indexed(vid: str, uri: str) -> bool:
+        entry = index.get(vid)
+        return entry is not None and entry[:1] == [uri]
+
+    def claim_explicit(v: CatalogVideo) -> CatalogVideo:
+        if indexed(v.video_id, v.source_uri):
+            return v
+        return replace(v, video_id=claim_video_id(storage, "", v.source_uri, v.video_id))
+
+    def claim_group(group: list[CatalogVideo]) -> list[CatalogVideo | DubbingError]:
+        out: list[CatalogVideo | DubbingError] = []
+        for v in group:
+            hashed = hashed_video_id(v.video_id, v.source_uri)
+            if v.video_id not in reserved and indexed(v.video_id, v.source_uri):
+                out.append(v)
+            elif indexed(hashed, v.source_uri):
+                out.append(replace(v, video_id=hashed))
+            else:
+                try:
+                    vid = claim_video_id(storage, _source_name(v.source_uri), v.source_uri, taken=reserved)
+                except DubbingError as exc:
+                    out.append(exc)
+                else:
+                    out.append(replace(v, video_id=vid))
+        return out
+
+    resolved: dict[int, CatalogVideo | DubbingError] = {}
+    explicit = [i for i, v in enumerate(videos_) if v.explicit]
+    claimed = in_threads(lambda i: claim_explicit(videos_[i]), explicit, threads=16)
+    resolved.update(zip(explicit, claimed, strict=True))
+    groups: dict[str, list[int]] = {}
+    for i, v in enumerate(videos_):
+        if not v.explicit:
+            groups.setdefault(v.video_id, []).append(i)
+    done = in_threads(lambda ix: claim_group([videos_[i] for i in ix]), list(groups.values()), threads=16)
+    for ix, results in zip(groups.values(), done, strict=True):
+        resolved.update(zip(ix, results, strict=True))
+    out: list[CatalogVideo] = []
+    refused: dict[str, str] = {}
+    used: set[str] = set()
+    for i in range(len(videos_)):
+        got = resolved[i]
+        if isinstance(got, DubbingError):
+            refused[videos_[i].source_uri] = f"{got.code}: {got.message}"
+        elif got.video_id in used:  # the same source listed twice without an id
+            refused[videos_[i].source_uri] = f"bad_input: source listed twice ({got.video_id!r})"
+        else:
+            used.add(got.video_id)
+            out.append(got)
+    return out, refused
+
+
 def register_catalog(
-    storage: MediaStorage, videos_: Sequence[CatalogVideo], fingerprints: dict[str, str]
+    storage: MediaStorage,
+    videos_: Sequence[CatalogVideo],
+    fingerprints: dict[str, str],
+    index: dict[str, list[str]] | None = None,
 ) -> None:
     """Write the registry entry of each video whose source or version changed since the last tick.
 
     The catalog keeps an index of what it registered (one object), so an unchanged catalog reads
     one object per tick instead of one per video.
     """
-    index: dict[str, list[str]] = storage.get_json(INDEX_KEY) if storage.exists(INDEX_KEY) else {}
+    index = read_index(storage) if index is None else index
     changed = [v for v in videos_ if index.get(v.video_id) != [v.source_uri, fingerprints[v.video_id]]]
     now = time.time()
     in_threads(
@@ -503,15 +471,18 @@ def plan_catalog(
 
     found = fingerprints([v.source_uri for v in catalog.videos])
     lap("fingerprints")
-    current_fp: dict[str, str] = {}
+    present: list[CatalogVideo] = []
     for video in catalog.videos:
-        fp = found.get(video.source_uri)
-        if fp is None:
+        if found.get(video.source_uri) is None:
             plan.refused[video.video_id] = f"bad_input: source not found: {video.source_uri}"
         else:
-            current_fp[video.video_id] = fp
-    vids = [v for v in catalog.videos if v.video_id in current_fp]
-    register_catalog(storage, vids, current_fp)
+            present.append(video)
+    index = read_index(storage)
+    reserved = {v.video_id for v in catalog.videos if v.explicit}
+    vids, refused = resolve_ids(storage, present, index, reserved)
+    plan.refused.update(refused)
+    current_fp = {v.video_id: str(found[v.source_uri]) for v in vids}
+    register_catalog(storage, vids, current_fp, index)
     _add_partitions(instance, vids)
     lap("register")
     for key in (*halves["source"], *halves["target"]):

@@ -31,18 +31,19 @@ import hashlib
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
 
-from dubbing_pipeline.cache import StepCache, scratch
+from dubbing_pipeline.cache import ARTIFACTS, StepCache, scratch
 from dubbing_pipeline.errors import DubbingError, InternalError, classify
 from dubbing_pipeline.hashing import cache_key
 from dubbing_pipeline.orchestration.placement import gpu_op_tags, gpu_pool
 from dubbing_pipeline.orchestration.resources import StorageResource
 from dubbing_pipeline.settings import Settings
+from dubbing_pipeline.stages import STEPS
 from dubbing_pipeline.storage import MediaStorage
 
 RETRIED = ("provider_failure", "resources_exhausted")
@@ -89,6 +90,7 @@ class Step:
     storage: MediaStorage
     cache: StepCache
     tmp: Path
+    artifacts: dict[str, int] = field(default_factory=dict)
 
     @contextmanager
     def local(self, uri: str) -> Iterator[Path]:
@@ -97,7 +99,9 @@ class Step:
             yield Path(path)
 
     def put(self, name: str, path: str | Path) -> str:
-        """Store an artifact of this step; returns its URI."""
+        """Store an artifact of this step; returns its URI. The record names it with its size, so
+        a later hit checks it is still there as written."""
+        self.artifacts[name] = Path(path).stat().st_size
         return self.cache.put_artifact(self.key, name, path)
 
 
@@ -121,8 +125,26 @@ def model_op(fn: Callable[..., Any], settings: Settings, *, stage: str, placemen
     )(fn)
 
 
-def step_key(name: str, inputs: Mapping[str, Any]) -> str:
-    return cache_key(name, **dict(inputs))
+def step_key(name: str, inputs: Mapping[str, Any], recipe: str = "") -> str:
+    """The cache key of step ``name``: its declared inputs and its stage's recipe digest
+    (``freshness.stage_digest``: settings rows, model content, library and tool versions)."""
+    return cache_key(name, **dict(inputs), recipe=recipe)
+
+
+def stage_code(stage: str, settings: Settings) -> str:
+    """``stage``'s effective code version under ``settings`` (``freshness.effective_code``): its code
+    versions and the digest of its recipe, as the definitions and the catalog compute it."""
+    from dubbing_pipeline.freshness import effective_code, stage_digest
+
+    return effective_code(stage, stage_digest(stage, settings))
+
+
+def stage_of_step(name: str) -> str:
+    """The stage whose recipe keys step ``name`` (``stages.STEPS``); an unknown step is our bug."""
+    try:
+        return STEPS[name]
+    except KeyError:
+        raise InternalError(f"step {name!r} belongs to no stage (add it to stages.STEPS)") from None
 
 
 def run_step(
@@ -135,18 +157,20 @@ def run_step(
     """The cached result of step ``name`` for ``inputs``, computing it on a miss.
 
     ``compute`` returns the record's fields; the kit adds ``cache_key`` first and writes the
-    record after every artifact the step stored.
+    record after every artifact the step stored. The key also names the recipe of the step's
+    stage (``freshness``), so a changed model, library, tool or setting is a miss.
     """
     timer = Timer()
     storage = where.get()
-    key = step_key(name, inputs)
+    key = step_key(name, inputs, where.recipe_digest(stage_of_step(name)))
     cache = StepCache(storage, name)
     hit = cache.get(key)
     if hit is not None:
         return StepResult(hit, True, timer.seconds)
     with scratch(name, where.work_dir or None) as tmp:
-        fields = compute(Step(name, key, storage, cache, tmp))
-    record = cache.put(key, {"cache_key": key, **fields})
+        step = Step(name, key, storage, cache, tmp)
+        fields = compute(step)
+    record = cache.put(key, {"cache_key": key, **fields, ARTIFACTS: step.artifacts})
     return StepResult(record, False, timer.seconds)
 
 

@@ -15,18 +15,6 @@ def _storage(url: str, endpoint: str, region: str) -> MediaStorage:
     return make_storage(url, s3_endpoint_url=endpoint or None, s3_region=region or None)
 
 
-class StorageResource(dg.ConfigurableResource):
-    """Where media and records live: a directory or ``s3://bucket/prefix``."""
-
-    url: str
-    s3_endpoint_url: str = ""
-    s3_region: str = ""
-    work_dir: str = ""
-
-    def get(self) -> MediaStorage:
-        return _storage(self.url, self.s3_endpoint_url, self.s3_region)
-
-
 class SettingsResource(dg.ConfigurableResource):
     """Every setting of the settings table (``settings.py``); secrets as ``EnvVar`` fields.
 
@@ -41,6 +29,37 @@ class SettingsResource(dg.ConfigurableResource):
     def settings(self) -> Settings:
         secrets = {row.name: getattr(self, row.name) for row in rows() if row.metadata["secret"]}
         return replace(Settings(), **{**self.values, **secrets})
+
+
+class StorageResource(dg.ConfigurableResource):
+    """Where media and records live: a directory or ``s3://bucket/prefix``; and, through the
+    settings it carries, each stage's recipe digest (``freshness``) that keys its step caches."""
+
+    url: str
+    s3_endpoint_url: str = ""
+    s3_region: str = ""
+    work_dir: str = ""
+    config: SettingsResource | None = None
+
+    def get(self) -> MediaStorage:
+        return _storage(self.url, self.s3_endpoint_url, self.s3_region)
+
+    def recipe_digest(self, stage: str) -> str:
+        """The digest of ``stage``'s identity under the settings in force (``freshness.stage_digest``)."""
+        from dubbing_pipeline.errors import InternalError
+        from dubbing_pipeline.freshness import stage_digest
+
+        if self.config is None:
+            raise InternalError(
+                "a storage resource without settings cannot key a step (use storage_resource)"
+            )
+        return stage_digest(stage, self.config.settings())
+
+    def code_version(self, stage: str) -> str:
+        """``stage``'s effective code version now: what its materialisation's data version names."""
+        from dubbing_pipeline.freshness import effective_code
+
+        return effective_code(stage, self.recipe_digest(stage))
 
 
 class _ProviderResource(dg.ConfigurableResource):
@@ -173,6 +192,7 @@ def settings_resource(settings: Settings) -> SettingsResource:
 def storage_resource(settings: Settings) -> StorageResource:
     """The media storage the settings name (the resources, the CLI, sensors and schedules share it)."""
     return StorageResource(
+        config=settings_resource(settings),
         url=settings.storage_url,
         s3_endpoint_url=settings.s3_endpoint_url,
         s3_region=settings.s3_region,
@@ -182,8 +202,9 @@ def storage_resource(settings: Settings) -> StorageResource:
 
 def resources_from_settings(settings: Settings) -> dict[str, Any]:
     """Every provider and storage resource of the definitions, from one ``Settings``."""
-    config = settings_resource(settings)
     storage = storage_resource(settings)
+    config = storage.config
+    assert config is not None
     return {
         "storage": storage,
         "separator": SeparatorResource(config=config),

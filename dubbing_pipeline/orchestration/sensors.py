@@ -55,9 +55,9 @@ import dagster as dg
 
 from dubbing_pipeline.errors import BadInputError, ConfigurationError, DubbingError
 from dubbing_pipeline.hashing import sha256_file
-from dubbing_pipeline.ids import sanitize_id, video_id_from_name
+from dubbing_pipeline.ids import video_id_from_name
 from dubbing_pipeline.orchestration.partitions import languages, partition_tags, video_language_key, videos
-from dubbing_pipeline.orchestration.registry import register_video, registry_key
+from dubbing_pipeline.orchestration.registry import claim_video_id, register_video
 from dubbing_pipeline.settings import Settings
 from dubbing_pipeline.storage import MediaStorage
 
@@ -107,28 +107,25 @@ def suffixes(settings: Settings) -> tuple[str, ...]:
     return tuple(s.strip().lower() for s in settings.drop_suffixes.split(",") if s.strip())
 
 
+def _drop_name(relative_key: str) -> str:
+    """The drop-relative key with its folders folded into the name (``shows/ep1.mp4`` → ``shows-ep1.mp4``)."""
+    return relative_key.replace("\\", "/").strip("/").replace("/", "-")
+
+
 def drop_video_id(relative_key: str) -> str:
-    """A safe video id from an object key relative to the drop prefix.
+    """The base video id of an object key relative to the drop prefix (before the registry's rule).
 
     Folders are kept (``shows/ep1.mp4`` → ``shows-ep1``) so equal file names in different folders do
     not collide; ``..``, slashes and anything outside ``[a-z0-9._-]`` never survive.
     """
-    return video_id_from_name(relative_key.replace("\\", "/").strip("/").replace("/", "-"))
-
-
-def _short_hash(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:8]
+    return video_id_from_name(_drop_name(relative_key))
 
 
 def resolve_video_id(storage: MediaStorage, relative_key: str, source_uri: str) -> str:
-    """The id of a dropped object; disambiguated when another source already holds the id."""
-    vid = drop_video_id(relative_key)
-    key = registry_key(vid)
-    if storage.exists(key):
-        existing = storage.get_json(key).get("source_uri")
-        if existing not in (None, source_uri):
-            vid = sanitize_id(f"{vid[:55]}-{_short_hash(source_uri)}")
-    return vid
+    """The id of a dropped object, claimed in the registry by the one id rule
+    (:func:`~dubbing_pipeline.orchestration.registry.claim_video_id`): :func:`drop_video_id`, or
+    that id with a short hash of the source URI when another source already holds it."""
+    return claim_video_id(storage, _drop_name(relative_key), source_uri)
 
 
 @dataclass(frozen=True)
@@ -274,11 +271,8 @@ def plan_drops(
     todo = [d for d in drops if d.run_key not in ran]  # a duplicate of a run already launched: skip
     if not todo:
         return plan
+    # claims are atomic: two new sources that map to one id in the same tick get two ids
     ids = in_threads(lambda d: resolve_video_id(storage, d.relative_key, d.source_uri), todo)
-    holder: dict[str, str] = {}
-    for i, drop in enumerate(todo):  # two new sources that map to one id in the same tick
-        if holder.setdefault(ids[i], drop.source_uri) != drop.source_uri:
-            ids[i] = sanitize_id(f"{ids[i][:55]}-{_short_hash(drop.source_uri)}")
     have = set(instance.get_dynamic_partitions(VIDEOS))
     have_langs = set(instance.get_dynamic_partitions(LANGUAGES))
     new_videos = [vid for vid in dict.fromkeys(ids) if vid not in have]

@@ -7,6 +7,7 @@ import dagster as dg
 import soundfile as sf
 
 from dubbing_pipeline.cache import scratch
+from dubbing_pipeline.freshness import recipe
 from dubbing_pipeline.hashing import sha256_file
 from dubbing_pipeline.media import extract_audio, ffprobe
 from dubbing_pipeline.orchestration.kit import Step, StepResult, classified, run_step, stage_output
@@ -15,7 +16,7 @@ from dubbing_pipeline.orchestration.registry import fetch_source, lookup_video
 from dubbing_pipeline.orchestration.resources import StorageResource
 from dubbing_pipeline.source_video.core import check_decoded_length, parse_probe
 
-CODE_VERSION = "source-1"
+CODE_VERSION = recipe("source_video").code[0]
 FULL_BAND_RATE = 44100  # the separators' native rate; never the 16 kHz ASR copy
 FULL_BAND_CHANNELS = 2
 
@@ -80,7 +81,7 @@ def source_video(context: dg.AssetExecutionContext, storage: StorageResource) ->
     return stage_output(
         record,
         upstream={"source": {"cache_key": record.get("source_fingerprint") or record["sha256"]}},
-        code_version=CODE_VERSION,
+        code_version=storage.code_version("source_video"),
         seconds=result.seconds,
         cached=result.cached,
         media_seconds=record["duration"],

@@ -4,6 +4,7 @@ from typing import Any
 
 import dagster as dg
 
+from dubbing_pipeline.freshness import recipe
 from dubbing_pipeline.hashing import cache_key
 from dubbing_pipeline.orchestration.kit import (
     Step,
@@ -13,13 +14,14 @@ from dubbing_pipeline.orchestration.kit import (
     model_op,
     preview_table,
     run_step,
+    stage_code,
     stage_output,
 )
 from dubbing_pipeline.orchestration.partitions import videos
 from dubbing_pipeline.orchestration.resources import DiarizerResource, StorageResource
 from dubbing_pipeline.settings import Settings
 
-CODE_VERSION = "speakers-1"
+CODE_VERSION = recipe("speakers").code[0]
 
 
 @dg.op(out=dg.DynamicOut(dict), tags={"stage": "speakers"})
@@ -152,7 +154,7 @@ def assemble_speakers(
     return stage_output(
         record,
         upstream={"speech_segments": speech_segments, "transcript": transcript},
-        code_version=CODE_VERSION,
+        code_version=stage_code("speakers", diarizer.settings()),
         seconds=sum(float(r["seconds"]) for r in chunks) + timer.seconds,
         cached=all(r["cached"] for r in chunks),
         media_seconds=float(speech_segments["duration"]),

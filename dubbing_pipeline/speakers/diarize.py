@@ -87,6 +87,7 @@ from dubbing_pipeline.errors import (
     require_dir,
     require_torch_device,
 )
+from dubbing_pipeline.freshness import recipe
 from dubbing_pipeline.hashing import sha256_file
 from dubbing_pipeline.offline import keep_hub_offline
 from dubbing_pipeline.settings import Settings
@@ -94,7 +95,7 @@ from dubbing_pipeline.speakers.clustering import complete_linkage, first_appeara
 from dubbing_pipeline.speakers.embedders import SpeakerEmbedder, make_embedder
 
 SAMPLE_RATE = 16000
-CODE_VERSION = "diarize-4"
+CODE_VERSION = recipe("speakers").code[1]
 SPLIT_SEEDS = 32  # first seeds tried per split (spans, in order)
 
 

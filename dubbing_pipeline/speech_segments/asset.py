@@ -7,13 +7,14 @@ import dagster as dg
 import soundfile as sf
 
 from dubbing_pipeline.errors import IneligibleError
+from dubbing_pipeline.freshness import recipe
 from dubbing_pipeline.media import extract_audio, scene_changes
 from dubbing_pipeline.orchestration.kit import Step, StepResult, classified, run_step, stage_output
 from dubbing_pipeline.orchestration.partitions import videos
 from dubbing_pipeline.orchestration.resources import ASRResource, StorageResource
 from dubbing_pipeline.speech_segments.chunks import plan_chunks
 
-CODE_VERSION = "segments-1"
+CODE_VERSION = recipe("speech_segments").code[0]
 ASR_RATE = 16000
 VAD_BLOCK_SECONDS = 300.0
 MIN_SPEECH_SECONDS = 1.0
@@ -112,7 +113,7 @@ def speech_segments(
     return stage_output(
         record,
         upstream={"source_video": source_video, "audio_stems": audio_stems},
-        code_version=CODE_VERSION,
+        code_version=storage.code_version("speech_segments"),
         seconds=result.seconds,
         cached=result.cached,
         media_seconds=record["duration"],

@@ -1,7 +1,7 @@
 """Media storage: where every artifact of the pipeline lives (local directory or S3)."""
 
-from dubbing_pipeline.storage.base import MediaStorage, parse_uri
+from dubbing_pipeline.storage.base import MediaStorage, WriteConflict, parse_uri, update_json
 from dubbing_pipeline.storage.factory import make_storage
 from dubbing_pipeline.storage.local import LocalStorage
 
-__all__ = ["LocalStorage", "MediaStorage", "make_storage", "parse_uri"]
+__all__ = ["LocalStorage", "MediaStorage", "WriteConflict", "make_storage", "parse_uri", "update_json"]

@@ -2,13 +2,64 @@
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from dubbing_pipeline.ids import join_key
-from dubbing_pipeline.storage.base import MediaStorage
+from dubbing_pipeline.storage.base import MediaStorage, WriteConflict
+
+
+def _version(data: bytes) -> str:
+    """The version token of a local file: the SHA-256 of its content."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def _lock_path(dest: Path) -> Path:
+    """The lock file of ``dest``: ``.<name>.lock`` beside it (never listed as a key)."""
+    return dest.with_name(f".{dest.name}.lock")
+
+
+def _is_key_file(path: Path) -> bool:
+    """Not a temporary file of a write in progress, nor a lock file."""
+    return not (path.name.endswith(".part") or (path.name.startswith(".") and path.name.endswith(".lock")))
+
+
+@contextmanager
+def _locked(dest: Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``dest``'s lock file for the block: between processes and
+    between threads (each holder opens the file itself). The holder unlinks the lock file as it
+    leaves, so none is left at rest: a waiter that then gets the lock of an unlinked file has not
+    got the lock, and opens (creates) the current one and waits again."""
+    lock = _lock_path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            held = os.fstat(fd)
+            try:
+                now = os.stat(lock)
+            except FileNotFoundError:
+                now = None
+        except BaseException:
+            os.close(fd)
+            raise
+        if now is not None and (now.st_dev, now.st_ino) == (held.st_dev, held.st_ino):
+            break
+        os.close(fd)
+    try:
+        yield
+    finally:
+        try:
+            lock.unlink(missing_ok=True)
+        finally:
+            os.close(fd)  # releases the lock
 
 
 class LocalStorage(MediaStorage):
@@ -62,6 +113,26 @@ class LocalStorage(MediaStorage):
     def get_bytes(self, key: str) -> bytes:
         return self._path(key).read_bytes()
 
+    def get_versioned(self, key: str) -> tuple[bytes | None, str | None]:
+        # writes replace the file atomically: a read sees one whole version, no lock needed
+        try:
+            data = self._path(key).read_bytes()
+        except FileNotFoundError:
+            return None, None
+        return data, _version(data)
+
+    def put_if(self, key: str, data: bytes, expected: str | None) -> str:
+        dest = self._path(key)
+        with _locked(dest):
+            try:
+                current: str | None = _version(dest.read_bytes())
+            except FileNotFoundError:
+                current = None
+            if current != expected:
+                raise WriteConflict(f"{key}: stored version changed since it was read")
+            self._atomic_write(key, lambda handle: handle.write(data))
+        return _version(data)
+
     def download(self, key: str, local_path: str | Path) -> Path:
         Path(local_path).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(self._path(key), local_path)
@@ -78,11 +149,13 @@ class LocalStorage(MediaStorage):
         if not base.is_dir():
             return []
         keys = [
-            p.relative_to(self.root).as_posix()
-            for p in base.rglob("*")
-            if p.is_file() and not p.name.endswith(".part")
+            p.relative_to(self.root).as_posix() for p in base.rglob("*") if p.is_file() and _is_key_file(p)
         ]
         return sorted(keys)
 
     def delete(self, key: str) -> None:
-        self._path(key).unlink(missing_ok=True)
+        path = self._path(key)
+        if not path.parent.is_dir():
+            return
+        with _locked(path):  # never between a conditional write's check and its write
+            path.unlink(missing_ok=True)

@@ -6,7 +6,20 @@ from pathlib import Path
 from typing import Any
 
 from dubbing_pipeline.ids import join_key
-from dubbing_pipeline.storage.base import MediaStorage
+from dubbing_pipeline.storage.base import MediaStorage, WriteConflict
+
+_MISSING = ("404", "NoSuchKey", "NotFound")
+_CONFLICT = ("PreconditionFailed", "ConditionalRequestConflict")
+"""412: the object is not (or no longer) the version named; 409: another conditional write to it
+was in progress."""
+
+
+def _error(exc: Any) -> tuple[str, int]:
+    """A botocore ClientError's code and HTTP status."""
+    response = exc.response
+    return str(response.get("Error", {}).get("Code", "")), int(
+        response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+    )
 
 
 class S3Storage(MediaStorage):
@@ -40,7 +53,7 @@ class S3Storage(MediaStorage):
         try:
             self.client.head_object(Bucket=self.bucket, Key=self._object_key(key))
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+            if _error(exc)[0] in _MISSING:
                 return False
             raise
         return True
@@ -59,6 +72,36 @@ class S3Storage(MediaStorage):
         response = self.client.get_object(Bucket=self.bucket, Key=self._object_key(key))
         data: bytes = response["Body"].read()
         return data
+
+    def get_versioned(self, key: str) -> tuple[bytes | None, str | None]:
+        from botocore.exceptions import ClientError
+
+        try:
+            response = self.client.get_object(Bucket=self.bucket, Key=self._object_key(key))
+        except ClientError as exc:
+            if _error(exc)[0] in _MISSING:
+                return None, None
+            raise
+        data: bytes = response["Body"].read()
+        return data, str(response["ETag"])
+
+    def put_if(self, key: str, data: bytes, expected: str | None) -> str:
+        """A conditional PUT (``If-Match: <ETag>``, or ``If-None-Match: *`` to create): S3 checks
+        and writes in one request; the version token is the ETag."""
+        from botocore.exceptions import ClientError
+
+        condition = {"IfNoneMatch": "*"} if expected is None else {"IfMatch": expected}
+        try:
+            response = self.client.put_object(
+                Bucket=self.bucket, Key=self._object_key(key), Body=data, **condition
+            )
+        except ClientError as exc:
+            code, status = _error(exc)
+            # a 404 to If-Match: the object was deleted since it was read
+            if code in _CONFLICT or status in (409, 412) or (expected is not None and code in _MISSING):
+                raise WriteConflict(f"{key}: stored version changed since it was read ({code})") from exc
+            raise
+        return str(response["ETag"])
 
     def download(self, key: str, local_path: str | Path) -> Path:
         Path(local_path).parent.mkdir(parents=True, exist_ok=True)

@@ -5,6 +5,7 @@ from typing import Any
 import dagster as dg
 
 from dubbing_pipeline.errors import IneligibleError
+from dubbing_pipeline.freshness import recipe
 from dubbing_pipeline.hashing import cache_key
 from dubbing_pipeline.orchestration.kit import (
     Step,
@@ -14,6 +15,7 @@ from dubbing_pipeline.orchestration.kit import (
     model_op,
     preview_table,
     run_step,
+    stage_code,
     stage_output,
 )
 from dubbing_pipeline.orchestration.partitions import videos
@@ -22,7 +24,7 @@ from dubbing_pipeline.settings import Settings
 from dubbing_pipeline.speech_segments.chunks import Chunk
 from dubbing_pipeline.speech_segments.sentences import Word, merge_chunk_words, split_sentences
 
-CODE_VERSION = "transcript-1"
+CODE_VERSION = recipe("transcript").code[0]
 LANGUAGE_PROBE_SECONDS = 30.0
 
 
@@ -165,7 +167,7 @@ def assemble_transcript(
     return stage_output(
         record,
         upstream={"speech_segments": speech_segments},
-        code_version=CODE_VERSION,
+        code_version=stage_code("transcript", asr.settings()),
         seconds=sum(float(r["seconds"]) for r in ordered) + timer.seconds,
         cached=all(r["cached"] for r in ordered),
         media_seconds=float(speech_segments["duration"]),

@@ -15,6 +15,7 @@ from dubbing_pipeline.edits import (
     source_slot,
 )
 from dubbing_pipeline.errors import BadInputError, BlockedError
+from dubbing_pipeline.freshness import recipe
 from dubbing_pipeline.hashing import cache_key
 from dubbing_pipeline.orchestration.kit import (
     Step,
@@ -29,10 +30,10 @@ from dubbing_pipeline.orchestration.resources import SafetyResource, StorageReso
 from dubbing_pipeline.translation.base import LineRequest
 from dubbing_pipeline.translation.budget import word_budget
 from dubbing_pipeline.translation.condense import condense_over_budget
-from dubbing_pipeline.translation.edits_asset import EDITS_ASSET, observation
+from dubbing_pipeline.translation.edits_asset import EDITS_ASSET
 from dubbing_pipeline.translation.glossary import GlossaryError, Term, make_glossary, terms_in
 
-CODE_VERSION = "translation-4"
+CODE_VERSION = recipe("translation").code[0]
 
 
 def translate_video(
@@ -198,9 +199,8 @@ def translation(
         edits = load_edits(storage.get(), video, target)
         result, provider = translate_video(storage, translator, transcript, speakers, target, edits)
         record = screened(edited_record(result.record, edits), safety.block_toxic())
-    # the edits this translation read, as an observation of the source asset: the UI and the catalog
-    # judge the partition against exactly this version (also for edits stored without 'edit')
-    context.log_event(observation(video, target, edits))
+    # no observation of the edits here: 'edit' records each version it stores, and one saved while
+    # this run translated must stay the latest, so the partition stays stale until it is dubbed
     lines = record["lines"]
     return stage_output(
         record,
@@ -209,7 +209,7 @@ def translation(
             "speakers": speakers,
             EDITS_ASSET: {"cache_key": edits_version(edits)},
         },
-        code_version=CODE_VERSION,
+        code_version=storage.code_version("translation"),
         seconds=result.seconds,
         cached=result.cached,
         media_seconds=sum(line["end"] - line["start"] for line in lines) or 1.0,

@@ -64,3 +64,25 @@ def report_observation(instance: dg.DagsterInstance, video_id: str, language: st
     """Record one partition's new data version in the instance (what ``dubbing-pipeline edit`` does
     after storing the edits), so the UI marks that partition's dub stale at once."""
     instance.report_runless_asset_event(observation(video_id, language, edits))
+
+
+OBSERVE_ROUNDS = 10
+
+
+def observe_stored(
+    instance: dg.DagsterInstance, storage: Any, video_id: str, language: str, rounds: int = OBSERVE_ROUNDS
+) -> str:
+    """Record the data version of the edits stored now (what ``dubbing-pipeline edit`` does after
+    storing), and again while they changed in between: read, observe, read again until the stored
+    version is the one just observed. Of several ``edit``s at once, the last observation recorded
+    is therefore that of the stored edits (each writer checks after its own observation), not of
+    whichever edit happened to report last. Returns the version observed last."""
+    observed = ""
+    for _ in range(rounds):
+        edits = load_edits(storage, video_id, language)
+        version = edits_version(edits)
+        if version == observed:
+            break
+        instance.report_runless_asset_event(observation(video_id, language, edits))
+        observed = version
+    return observed

@@ -9,14 +9,18 @@ from dubbing_pipeline.bench import (
     markdown_table,
     orchestration_overhead,
     real_time_factor,
+    trimmed_of,
 )
 
 
-def _m(name: str, run: float, stages: dict[str, float], cached: bool = False) -> Measurement:
+def _m(
+    name: str, run: float, stages: dict[str, float], cached: bool = False, trimmed: list[str] | None = None
+) -> Measurement:
     return Measurement(
         name=name, video="demo.mp4", language="es", media_seconds=30.0, exit_code=0, wall_seconds=run + 4.0,
         run_seconds=run, peak_rss_mib=812.4, cpu_seconds=1.5 * (run + 4.0),
         stages={s: {"seconds": v, "cached": cached} for s, v in stages.items()},
+        lines=None if trimmed is None else 13, trimmed_ids=trimmed or [],
     )  # fmt: skip
 
 
@@ -32,7 +36,8 @@ def test_real_time_factor() -> None:
 
 
 def test_table_rows_cells_and_summary() -> None:
-    cold = _m("demo_es", 20.0, {"source_video": 0.5, "audio_stems": 6.0, "dubbed_video": 1.5})
+    stages = {"source_video": 0.5, "audio_stems": 6.0, "dubbed_video": 1.5}
+    cold = _m("demo_es", 20.0, stages, trimmed=["s0004"])
     rerun = _m("demo_es_rerun", 5.0, {"source_video": 0.1}, cached=True)
     table = markdown_table([cold, rerun])
     lines = table.splitlines()
@@ -40,8 +45,21 @@ def test_table_rows_cells_and_summary() -> None:
     assert "| audio_stems | 6.00 s · RTF 0.200 | – |" in lines
     assert "| source_video | 0.50 s · RTF 0.017 | 0.10 s · RTF 0.003 (cached) |" in lines
     assert "| **all stages** | **8.00 s · RTF 0.267** | **0.10 s · RTF 0.003** |" in lines
-    assert "| demo_es | demo.mp4 → es | 30.0 | 0 | 24.0 | 20.0 | 8.0 | 12.0 | 36.0 | 1.50 | 812 |" in lines
-    assert "| demo_es_rerun | demo.mp4 → es | 30.0 | 0 | 9.0 | 5.0 | 0.1 | 4.9 | 13.5 | 1.50 | 812 |" in lines
+    assert lines[-4].endswith("| peak RSS MiB | trimmed lines |")
+    row = "| demo_es | demo.mp4 → es | 30.0 | 0 | 24.0 | 20.0 | 8.0 | 12.0 | 36.0 | 1.50 | 812 |"
+    assert f"{row} 1 of 13 (s0004) |" in lines
+    row = "| demo_es_rerun | demo.mp4 → es | 30.0 | 0 | 9.0 | 5.0 | 0.1 | 4.9 | 13.5 | 1.50 | 812 |"
+    assert f"{row} – |" in lines  # no report read: not measured
+
+
+def test_trimmed_lines_come_from_the_report() -> None:
+    statuses = {"s0001": "fits", "s0004": "trimmed", "s0006": "trimmed", "s0007": "failed"}
+    report = {"segments": [{"id": i, "status": status} for i, status in statuses.items()]}
+    assert trimmed_of(report) == (4, ["s0004", "s0006"])
+    assert trimmed_of({"segments": []}) == (0, [])
+    clean = _m("demo_es", 20.0, {"a": 8.0}, trimmed=[])
+    assert clean.to_dict()["trimmed_lines"] == 0 and "| 0 of 13 |" in markdown_table([clean])
+    assert _m("demo_es", 20.0, {"a": 8.0}).to_dict()["trimmed_lines"] is None  # no report: not measured
 
 
 def test_derived_numbers_and_json_shape() -> None:
@@ -64,4 +82,5 @@ def test_derived_numbers_and_json_shape() -> None:
     record = ms["demo_es"].to_dict()
     assert record["stage_seconds"] == 8.0 and record["overhead_seconds"] == 12.0
     assert record["cpu_seconds"] == 36.0 and record["cores_busy"] == 1.5
+    assert record["trimmed_lines"] is None and record["lines"] is None and record["trimmed_ids"] == []
     assert record["real_time_factor"] == pytest.approx(8.0 / 30.0, abs=1e-4)

@@ -18,12 +18,13 @@ from dubbing_pipeline.orchestration.kit import (
     run_step,
     stage_output,
 )
-from dubbing_pipeline.orchestration.resources import StorageResource
+from dubbing_pipeline.orchestration.resources import StorageResource, storage_resource
+from dubbing_pipeline.settings import Settings
 
 
 @pytest.fixture
 def storage(tmp_path: Path) -> StorageResource:
-    return StorageResource(url=str(tmp_path / "media"), work_dir=str(tmp_path / "work"))
+    return storage_resource(Settings(storage_url=str(tmp_path / "media"), work_dir=str(tmp_path / "work")))
 
 
 def test_a_step_runs_once_then_comes_from_the_cache(storage: StorageResource, tmp_path: Path) -> None:
@@ -35,9 +36,9 @@ def test_a_step_runs_once_then_comes_from_the_cache(storage: StorageResource, tm
         art.write_text("hello")
         return {"uri": step.put("a.txt", art), "n": 1}
 
-    first = run_step(storage, "demo", inputs={"upstream": "k0", "code": "demo-1"}, compute=compute)
-    again = run_step(storage, "demo", inputs={"code": "demo-1", "upstream": "k0"}, compute=compute)
-    other = run_step(storage, "demo", inputs={"upstream": "k1", "code": "demo-1"}, compute=compute)
+    first = run_step(storage, "mix", inputs={"upstream": "k0", "code": "demo-1"}, compute=compute)
+    again = run_step(storage, "mix", inputs={"code": "demo-1", "upstream": "k0"}, compute=compute)
+    other = run_step(storage, "mix", inputs={"upstream": "k1", "code": "demo-1"}, compute=compute)
     assert not first.cached and again.cached and not other.cached
     assert len(calls) == 2 and first.record == again.record
     assert next(iter(first.record)) == "cache_key" and first.record["cache_key"] == calls[0]
@@ -52,9 +53,9 @@ def test_a_failing_step_leaves_no_record(storage: StorageResource) -> None:
         raise ProviderError("model crashed")
 
     with pytest.raises(ProviderError):
-        run_step(storage, "demo", inputs={"upstream": "k"}, compute=compute)
+        run_step(storage, "mix", inputs={"upstream": "k"}, compute=compute)
     calls: list[int] = []
-    result = run_step(storage, "demo", inputs={"upstream": "k"}, compute=lambda s: calls.append(1) or {})
+    result = run_step(storage, "mix", inputs={"upstream": "k"}, compute=lambda s: calls.append(1) or {})
     assert not result.cached and calls == [1]  # the half-done step is simply redone
 
 

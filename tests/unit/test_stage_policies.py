@@ -118,13 +118,34 @@ def test_a_line_far_too_long_for_its_slot_is_retranslated_shorter_once() -> None
     translator = RecordedTranslator("uno dos tres")
     judge = RecordedJudge(["uno dos tres"])
     _, fit = speak_and_check(_line(words, next_start=3.5), "es", "en", tts, translator, judge, False, 0.6)
-    assert fit["retranslated"] and fit["target_text"] == "uno dos tres"
+    assert fit["retranslated"] and fit["shorter_asked"] and fit["target_text"] == "uno dos tres"
     # even at 1.2x and 1.1x stretch the first take overflows: no faster take of it, a shorter line instead
     assert tts.calls[0] == (words, 1.0) and [t for t, _ in tts.calls[1:]] == ["uno dos tres"] * (
         len(tts.calls) - 1
     )
     assert fit["rate"] <= 1.2 and fit["stretch"] <= 1.1
     assert fit["dub_start"] == 1.0 and fit["dub_end"] <= 3.5
+
+
+def test_a_line_no_shorter_text_fits_is_trimmed_after_every_remedy() -> None:
+    """A translator that cannot shorten (Apertium: the same text again): the line is cut at the
+    limit only after the rate cap, the stretch cap, the borrowed silence, the early start and the
+    asked re-translation, and its fit says so (``shorter_asked``, what ``test_dub`` checks)."""
+    tts = RecordedTTS(seconds_per_word=0.5)
+    words = "uno dos tres cuatro cinco seis siete ocho"  # 4 s at rate 1; 2.35 s to 3.35 s at the most
+    translator = RecordedTranslator(words)
+    line = {**_line(words, next_start=3.5), "room_before": 1.0}
+    _, fit = synthesize_line(line, "es", "en", tts, translator, False)
+    assert fit["status"] == "trimmed" and fit["shorter_asked"] and not fit["retranslated"]
+    assert len(translator.asked) == 1 and fit["target_text"] == words
+    assert fit["rate"] == pytest.approx(1.2) and fit["stretch"] == pytest.approx(1.1)
+    assert fit["dub_end"] == pytest.approx(3.35) and fit["lead"] == pytest.approx(0.05)
+    assert fit["overflow"] > 0
+    # a person's text is never re-translated: trimmed at once, nothing asked
+    edited = {**line, "flags": ["edited"]}
+    translator.asked.clear()
+    _, fit = synthesize_line(edited, "es", "en", tts, translator, False)
+    assert fit["status"] == "trimmed" and not fit["shorter_asked"] and translator.asked == []
 
 
 def test_the_silence_gate_counts_only_silent_lines() -> None:
@@ -155,7 +176,7 @@ def test_a_line_a_little_too_long_is_spoken_faster_not_retranslated() -> None:
     translator = RecordedTranslator("uno")
     judge = RecordedJudge([words])
     _, fit = speak_and_check(_line(words, next_start=3.0), "es", "en", tts, translator, judge, False, 0.6)
-    assert not fit["retranslated"] and translator.asked == []
+    assert not fit["retranslated"] and not fit["shorter_asked"] and translator.asked == []
     assert tts.calls[0] == (words, 1.0) and tts.calls[1][0] == words and 1.0 < tts.calls[1][1] <= 1.2
 
 
@@ -275,9 +296,10 @@ def test_a_slot_that_moves_is_fitted_again_without_speaking_again(tmp_path: Any)
     """The take is keyed by its slot, the voice by text, voice, engine and rate: moving a line's slot
     fits it again from the stored voice (no synthesis); a new text speaks it; a new voice speaks it."""
     from dubbing_pipeline.dubbed_speech.asset import Speaking, take_line
-    from dubbing_pipeline.orchestration.resources import StorageResource
+    from dubbing_pipeline.orchestration.resources import storage_resource
+    from dubbing_pipeline.settings import Settings
 
-    storage = StorageResource(url=str(tmp_path / "media"))
+    storage = storage_resource(Settings(storage_url=str(tmp_path / "media")))
     engine = CachedEngine()
     speaking = Speaking(
         engine=engine, judge=None, translator=RecordedTranslator("hola"), language="es", source_language="en",
@@ -309,7 +331,8 @@ def test_a_moved_line_keeps_the_rate_its_source_slot_needs(tmp_path: Any) -> Non
     from dubbing_pipeline.dubbed_speech.asset import Speaking, take_line
     from dubbing_pipeline.dubbed_speech.speak import plan_slots
     from dubbing_pipeline.edits import Edits, LineEdit, apply_edits
-    from dubbing_pipeline.orchestration.resources import StorageResource
+    from dubbing_pipeline.orchestration.resources import StorageResource, storage_resource
+    from dubbing_pipeline.settings import Settings
 
     def speaking(engine: CachedEngine) -> Speaking:
         return Speaking(
@@ -328,7 +351,8 @@ def test_a_moved_line_keeps_the_rate_its_source_slot_needs(tmp_path: Any) -> Non
     def take(storage: StorageResource, engine: CachedEngine, line: dict[str, Any]) -> Any:
         return take_line(storage, speaking(engine), line)
 
-    storage, engine = StorageResource(url=str(tmp_path / "one")), CachedEngine(predicted_seconds_per_word=0.4)
+    storage = storage_resource(Settings(storage_url=str(tmp_path / "one")))
+    engine = CachedEngine(predicted_seconds_per_word=0.4)
     source = take(storage, engine, planned((1.0, 2.8)))
     assert source.record["syntheses"] == 1 and "rate_slot" not in planned((1.0, 2.8))
     moved_line = planned((1.0, 2.8), Edits(lines={"s0001": LineEdit(start=1.3, end=2.7)}))
@@ -343,7 +367,7 @@ def test_a_moved_line_keeps_the_rate_its_source_slot_needs(tmp_path: Any) -> Non
     assert moved.record["dub_end"] <= 3.0
     # the same edit in a fresh store: spoken once, at the same rate, into the same bytes
     fresh_storage, fresh_engine = (
-        StorageResource(url=str(tmp_path / "two")),
+        storage_resource(Settings(storage_url=str(tmp_path / "two"))),
         CachedEngine(predicted_seconds_per_word=0.4),
     )
     fresh = take(fresh_storage, fresh_engine, moved_line)
@@ -356,7 +380,7 @@ def test_a_moved_line_keeps_the_rate_its_source_slot_needs(tmp_path: Any) -> Non
         assert a.read_bytes() == b.read_bytes()
     # the test can fail: a line whose source slot is the moved one is spoken at another rate
     there = take(
-        StorageResource(url=str(tmp_path / "three")),
+        storage_resource(Settings(storage_url=str(tmp_path / "three"))),
         CachedEngine(predicted_seconds_per_word=0.4),
         planned((1.3, 2.7)),
     )

@@ -1,17 +1,26 @@
-"""The fingerprint of a dub: what changes it and what does not, and the ``done`` record it is kept in."""
+"""One truth about freshness: each stage's identity (``freshness``) flips with every component of
+every provider identity, and the step cache key and the unchanged-run answer flip with it; the
+``done`` record holds the source and every output by size."""
 
 from __future__ import annotations
 
+import os
+import stat
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
 import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
-from dubbing_pipeline import up_to_date
-from dubbing_pipeline.edits import NO_EDITS, save_edits, with_change
-from dubbing_pipeline.feedback import add_feedback
-from dubbing_pipeline.settings import Settings
+from dubbing_pipeline import freshness, up_to_date
+from dubbing_pipeline.orchestration.fresh import FRESH, StageGraph
+from dubbing_pipeline.orchestration.kit import step_key
+from dubbing_pipeline.settings import Settings, rows
+from dubbing_pipeline.stages import PARENTS, STAGES, STEPS
 from dubbing_pipeline.storage import LocalStorage
 
 
@@ -21,74 +30,145 @@ def world(tmp_path: Path) -> Any:
         yield instance, LocalStorage(tmp_path / "media"), tmp_path
 
 
-def work(world: Any, settings: Settings | None = None, sha: str = "a" * 64) -> up_to_date.Work:
+def test_every_stage_has_one_recipe_and_every_step_a_stage() -> None:
+    assert tuple(freshness.RECIPES) == STAGES == tuple(PARENTS)
+    assert set(STEPS.values()) <= set(STAGES)
+    names = {row.name for row in rows()}
+    for r in freshness.RECIPES.values():
+        assert set(r.settings) <= names and set(r.files) <= names, r.stage
+
+
+def test_the_stage_graph_is_the_definitions_graph() -> None:
+    from dubbing_pipeline.definitions import build_definitions
+
+    settings = Settings()
+    graph = build_definitions(settings).resolve_asset_graph()
+    ours = StageGraph(freshness.stage_codes(settings))
+    assert {k.to_user_string() for k in graph.get_all_asset_keys()} == {
+        k.to_user_string() for k in ours.get_all_asset_keys()
+    }
+    for key in ours.get_all_asset_keys():
+        mine, theirs = ours.get(key), graph.get(key)
+        assert mine.parent_keys == theirs.parent_keys, key
+        assert mine.code_version == theirs.code_version, key  # the UI's stale marks agree
+        assert mine.partitions_def == theirs.partitions_def, key
+
+
+def _tree(root: Path) -> Path:
+    (root / "segmentation-3.0").mkdir(parents=True)
+    (root / "segmentation-3.0" / "pytorch_model.bin").write_bytes(b"weights-a" * 100)
+    (root / "config.yaml").write_text("a: 1\n")
+    return root
+
+
+def test_a_file_replaced_in_place_in_a_nested_folder_changes_the_identity(tmp_path: Path) -> None:
+    root = _tree(tmp_path / "pyannote")
+    settings = Settings(pyannote_dir=str(root), model_cache=str(tmp_path / "cache"))
+    before = freshness.stage_digest("speakers", settings)
+    assert freshness.stage_digest("speakers", settings) == before
+    target = root / "segmentation-3.0" / "pytorch_model.bin"
+    st_before = target.stat()
+    with open(target, "r+b") as handle:  # in place, as cp does: same size, same mtime
+        handle.write(b"weights-b")
+    os.utime(target, ns=(st_before.st_atime_ns, st_before.st_mtime_ns))
+    assert target.stat().st_size == st_before.st_size and target.stat().st_mtime_ns == st_before.st_mtime_ns
+    assert freshness.stage_digest("speakers", settings) != before
+    assert freshness.stage_digest("translation", settings) == freshness.stage_digest("translation", settings)
+
+
+def test_an_unchanged_tree_is_not_read_again(tmp_path: Path) -> None:
+    root = _tree(tmp_path / "models")
+    first = freshness.tree_digest(root)
+    target = root / "segmentation-3.0" / "pytorch_model.bin"
+    target.chmod(0)  # unreadable now: only a stat can answer
+    try:
+        if os.geteuid() != 0:
+            assert freshness.tree_digest(root) == first
+    finally:
+        target.chmod(stat.S_IRUSR | stat.S_IWUSR)
+    assert freshness.tree_digest(root) == first
+
+
+COMPONENTS = ("settings", "files", "packages", "tools", "code")
+
+
+@hsettings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    stage=st.sampled_from(STAGES),
+    component=st.sampled_from(COMPONENTS),
+    salt=st.text(min_size=1, max_size=8),
+)
+def test_every_identity_component_flips_the_step_key_and_the_answer(
+    monkeypatch: pytest.MonkeyPatch, stage: str, component: str, salt: str
+) -> None:
+    """Perturb one component of a stage's identity: the recipe digest, every step key of that stage
+    and the stage's effective code version (what the CLI, the catalog and the UI compare) all change."""
+    settings = Settings()
+    base = freshness.stage_identity(stage, settings)
+    perturbed: dict[str, Any] = {**base}
+    part = base[component]
+    if isinstance(part, dict) and part:
+        name = sorted(part)[0]
+        perturbed[component] = {**part, name: f"{part[name]}~{salt}"}
+    elif isinstance(part, dict):
+        perturbed[component] = {"extra": salt}
+    else:
+        perturbed[component] = [*part, salt]
+    old, new = freshness.digest_of(base), freshness.digest_of(perturbed)
+    assert old != new
+    for step in (s for s, owner in STEPS.items() if owner == stage):
+        assert step_key(step, {"upstream": "k"}, old) != step_key(step, {"upstream": "k"}, new)
+    assert freshness.effective_code(stage, old) != freshness.effective_code(stage, new)
+
+
+def test_a_library_version_and_a_tool_version_flip_the_identity(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = Settings(model_cache=str(tmp_path / "cache"))
+    before = freshness.stage_digest("dubbed_speech", settings)
+    real = freshness.package_version
+    monkeypatch.setattr(freshness, "package_version", lambda d: "9.9.9" if d == "onnxruntime" else real(d))
+    assert freshness.stage_digest("dubbed_speech", settings) != before
+    monkeypatch.undo()
+    assert freshness.stage_digest("dubbed_speech", settings) == before
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    wrapper = bin_dir / "espeak-ng"
+    wrapper.write_text('#!/bin/sh\nif [ "$1" = --version ]; then echo "eSpeak NG 9.99"; exit 0; fi\n'
+                       'exec /usr/bin/espeak-ng "$@"\n')  # fmt: skip
+    wrapper.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    assert freshness.tool_identity("espeak-ng") == "eSpeak NG 9.99"
+    assert freshness.stage_digest("dubbed_speech", settings) != before
+
+
+def test_a_setting_a_stage_does_not_read_leaves_it_alone() -> None:
+    settings = Settings()
+    louder = replace(settings, label="AI VOICE")
+    assert freshness.stage_digest("dubbed_video", louder) != freshness.stage_digest("dubbed_video", settings)
+    assert freshness.stage_digest("transcript", louder) == freshness.stage_digest("transcript", settings)
+
+
+def test_done_needs_the_same_source_and_every_output_as_stored(world: Any) -> None:
     instance, storage, tmp = world
-    settings = settings or Settings(model_cache=str(tmp / "models"))
-    return up_to_date.Work(instance, storage, settings, sha, "file:///v/demo.mp4", "demo")
-
-
-def fp(world: Any, settings: Settings | None = None, sha: str = "a" * 64, language: str | None = "es") -> str:
-    return work(world, settings, sha).fingerprint(language)
-
-
-def test_the_fingerprint_follows_every_input(world: Any) -> None:
-    instance, storage, tmp = world
-    first = fp(world)
-    assert fp(world) == first  # the same inputs, the same fingerprint
-    assert fp(world, sha="b" * 64) != first  # another source file
-    assert fp(world, Settings(model_cache=str(tmp / "models"), label="AI")) != first  # a setting
-    glossary = tmp / "terms.json"
-    glossary.write_text('{"es": {"Ana": "Ana"}}')
-    with_glossary = Settings(model_cache=str(tmp / "models"), glossary=str(glossary))
-    before = fp(world, with_glossary)
-    glossary.write_text('{"es": {"Ana": "Anita"}}  ')  # the file named by a setting changed
-    assert fp(world, with_glossary) != before
-    save_edits(storage, "demo", "es", with_change(NO_EDITS, line="s0001", text="Hola."))
-    edited = fp(world)
-    assert edited != first
-    add_feedback(storage, "demo", "es", "s0001", "too fast", ["s0001"])
-    assert fp(world) != edited
-    # a materialisation of any stage of the dub (a run from the UI, a backfill) changes it too
-    seen, source_half, other = fp(world), fp(world, language=None), fp(world, language="ca")
-    instance.report_runless_asset_event(
-        dg.AssetMaterialization("dub_mix", partition="es|demo", tags={"dagster/data_version": "v1"})
-    )
-    assert fp(world) != seen
-    assert (fp(world, language=None), fp(world, language="ca")) == (source_half, other)  # not theirs
-    instance.report_runless_asset_event(
-        dg.AssetMaterialization("transcript", partition="demo", tags={"dagster/data_version": "v2"})
-    )
-    assert fp(world, language=None) != source_half and fp(world, language="ca") != other
-
-
-def test_the_storage_it_writes_is_not_an_input(world: Any) -> None:
-    """Files written into the media storage or the model cache (not the local signer) change nothing."""
-    _, storage, tmp = world
-    first = fp(world)
-    storage.put_json("records/dub_mix/es/demo.json", {"x": 1})
-    (tmp / "models").mkdir()
-    (tmp / "models" / "whisper").mkdir()
-    assert fp(world) == first
-    (tmp / "models" / "c2pa" / "local").mkdir(parents=True)
-    (tmp / "models" / "c2pa" / "local" / "cert.pem").write_text("x")
-    assert fp(world) != first  # without a certificate, the local signer signs: its files count
-
-
-def test_done_needs_the_same_fingerprint_and_every_output(world: Any) -> None:
-    _, storage, _ = world
-    video = storage.key_of(storage.put_bytes("cache/mux/ab/key/demo.es.mp4", b"mp4"))
-    here = work(world)
-    assert not here.is_done("es") and not here.is_done(None)
-    here.record("es", [video])
-    assert here.is_done("es") and not here.is_done("ca") and not here.is_done(None)
-    assert storage.exists(up_to_date.done_key("demo", "es"))
-    assert not work(world, sha="b" * 64).is_done("es")  # another source file
-    here.record(None, [])
-    assert storage.exists(up_to_date.source_done_key("demo")) and here.is_done(None)
+    settings = Settings(model_cache=str(tmp / "models"))
+    work = up_to_date.Work(instance, storage, settings, "a" * 64, "file:///v/demo.mp4", "demo")
+    assert work.status("es").state == "missing"
+    video = "outputs/demo.es.mp4"
+    storage.put_bytes(video, b"x" * 100)
+    work.record("es", [video], edits_read="e1")
+    done = storage.get_json(up_to_date.done_key("demo", "es"))
+    assert done["outputs"] == {video: 100} and done["edits_read"] == "e1"
+    # nothing was ever materialised: the record alone never makes a dub done
+    assert work.status("es").state != FRESH
+    other = up_to_date.Work(instance, storage, settings, "b" * 64, "file:///v/demo.mp4", "demo")
+    assert other.status("es").reason == "the source file changed"
+    storage.put_bytes(video, b"x" * 99)  # truncated
+    assert "missing or changed" in work.status("es").reason
     storage.delete(video)
-    assert not here.is_done("es")  # an output is gone: run the job
-    here.forget("es")
-    assert not storage.exists(up_to_date.done_key("demo", "es")) and here.is_done(None)
+    assert "missing or changed" in work.status("es").reason
+    work.forget("es")
+    assert work.status("es").state == "missing"
 
 
 def test_the_up_to_date_run_is_recorded(world: Any) -> None:
@@ -96,9 +176,3 @@ def test_the_up_to_date_run_is_recorded(world: Any) -> None:
     assert up_to_date.report_up_to_date(instance, "demo", ["demo", "es|demo"])
     (run,) = instance.get_runs(filters=dg.RunsFilter(job_name="up_to_date"))
     assert run.tags["dubbing/partitions"] == "demo,es|demo" and run.is_success
-
-
-def test_the_code_digest_covers_the_package() -> None:
-    digest = up_to_date.code_digest()
-    assert len(digest) == 64 and digest == up_to_date.code_digest()
-    assert Path(up_to_date.__file__).suffix == ".py"
