@@ -16,10 +16,10 @@ from typing import Any
 import dagster as dg
 
 from dubbing_pipeline.hashing import cache_key
+from dubbing_pipeline.orchestration.fresh import UNOBSERVED
 from dubbing_pipeline.orchestration.kit import stage_output
 from dubbing_pipeline.orchestration.registry import lookup_video
 from dubbing_pipeline.storage import MediaStorage
-from dubbing_pipeline.translation.edits_asset import UNEDITED
 
 
 class StandIns:
@@ -47,8 +47,8 @@ class StandIns:
         node = self.graph.get(key)
         name = key.to_user_string()
         parents = sorted(p.to_user_string() for p in node.parent_keys if self.graph.get(p).is_materializable)
-        # observed sources (edits): a dependency whose observed version is part of the lineage, as the
-        # real translation does; never observed here, so the version of no edits
+        # observed sources (edits, feedback): their observed version is part of the lineage, as in the
+        # real stages; never observed here, so the version of none
         sources = sorted(
             p.to_user_string() for p in node.parent_keys if not self.graph.get(p).is_materializable
         )
@@ -66,7 +66,7 @@ class StandIns:
             if not parents:  # the root: made from the registered source object version
                 entry = lookup_video(self.storage, pk)
                 upstream = {"source": {"cache_key": entry.get("fingerprint") or entry["source_uri"]}}
-            upstream = {**upstream, **{p: {"cache_key": UNEDITED} for p in sources}}
+            upstream = {**upstream, **{p: {"cache_key": UNOBSERVED[p]} for p in sources}}
             salt = self.salt.get((name, pk), "1")
             key_ = cache_key(name, salt=salt, code=code, up={p: r["cache_key"] for p, r in upstream.items()})
             return stage_output(
@@ -82,6 +82,7 @@ class StandIns:
 
     def assets_graph(self) -> Any:
         """The stand-ins' own graph (for a test that changes a code version)."""
+        from dubbing_pipeline.dubbed_video.feedback_asset import feedback
         from dubbing_pipeline.orchestration.resources import storage_resource
         from dubbing_pipeline.settings import Settings
         from dubbing_pipeline.translation.edits_asset import edits
@@ -89,7 +90,7 @@ class StandIns:
         # only resolved, never run
         storage = storage_resource(Settings(storage_url=str(self.io_dir / "media")))
         return dg.Definitions(
-            assets=[*self.assets, edits], resources={"storage": storage}
+            assets=[*self.assets, edits, feedback], resources={"storage": storage}
         ).resolve_asset_graph()
 
     def materialise(self, instance: dg.DagsterInstance, half: tuple[str, ...], pk: str) -> None:

@@ -96,7 +96,8 @@ def test_freshness_follows_each_partitions_own_key_chain(tmp_path: Path, instanc
     bumped = {"dub_mix": "mix-bumped"}
     newer = StandIns(graph, storage, tmp_path / "io", code_versions=bumped)
     fresh = cat.Freshness(instance, newer.assets_graph())
-    assert fresh.status(dg.AssetKey("dub_mix"), "es|b").reason == "dub_mix: code version mix-2 → mix-bumped"
+    reason = fresh.status(dg.AssetKey("dub_mix"), "es|b").reason
+    assert reason.startswith("dub_mix: code version mix-2+") and reason.endswith(" → mix-bumped")
     assert fresh.status(dg.AssetKey("dubbed_speech"), "es|b").state == "fresh"
     assert fresh.status(dg.AssetKey("dubbed_video"), "es|b").state == "stale"
 

@@ -20,7 +20,10 @@ from dubbing_pipeline.settings import Settings
 from dubbing_pipeline.stages import SOURCE_HALF, STAGES
 
 ROOT = Path(__file__).resolve().parent.parent
-CER_BOUND = 0.35  # measured 0.28 on the demo with espeak-ng Spanish and Whisper base (see the README)
+# whole-track round-trip CER: under the scorecard's own intelligibility bar (DUBBING_QC_MAX_MEAN_CER,
+# 0.4) with room to spare; the README measures 0.11 with Kokoro and 0.24 with espeak-ng, so neither
+# engine's CPU-kind differences come near it
+CER_BOUND = 0.35
 
 
 def cli(home: Path, *args: str, extra: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -245,7 +248,8 @@ def test_quality_scorecard_in_report_and_asset_checks(dubbed: dict[str, Any]) ->
     assert set(checks) == {
         "intelligibility", "timing", "background", "failed_lines", "av_duration", "watermark", "toxicity",
     }  # fmt: skip
-    for name in ("timing", "background", "failed_lines", "av_duration", "watermark", "toxicity"):
+    # every check, intelligibility too: its bar is the product's (mean line CER <= DUBBING_QC_MAX_MEAN_CER)
+    for name in sorted(checks):
         assert checks[name]["passed"], (name, checks[name])
     print(f"per-line round-trip CER (weighted mean) = {checks['intelligibility']['mean_cer']}")
     assert len(quality["segments"]) == len(dubbed["report"]["segments"])
@@ -679,7 +683,8 @@ def test_the_dub_carries_the_audio_watermark_and_the_source_does_not(dubbed: dic
     check = report["quality"]["checks"]["watermark"]
     print(f"watermark check: {check}")
     assert check["enabled"] and check["passed"]
-    # measured 0.89 and 0.17 (AMD EPYC): Perth's decoder scores a whole excerpt, 0.5 its threshold
+    # Perth's decoder scores a whole excerpt, 0.5 its own line between marked and not; the bounds keep
+    # a margin of 0.2 / 0.15 from that line (measured 0.89 and 0.17 on the AMD EPYC, for scale)
     assert check["dub_confidence"] >= 0.7 and check["source_confidence"] <= 0.35
     assert check["dub_lines_detected"] >= 0.8 * check["lines"] > check["source_lines_detected"]
     assert report["provenance"]["watermark"]["name"] == "perth-implicit"

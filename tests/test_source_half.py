@@ -14,8 +14,12 @@ from dubbing_pipeline.demo import DEMO_VIDEO, load_reference
 from dubbing_pipeline.quality.metrics import diarization_error_rate, word_error_rate
 
 ROOT = Path(__file__).resolve().parent.parent
-WER_CEILING = 0.20  # measured 0.136 with the packaged Whisper base
-DER_CEILING = 0.45  # measured 0.39 with the packaged CPU embedder (phone-band speakers, see README)
+# Not one run's figures: the README's "Determinism across CPUs" table ran the demo under five kernel
+# settings (MKL/oneDNN, AVX/AVX2/GENERIC ISAs, Spleeter's kernels) and got WER 0.099-0.136 and DER
+# 0.39 every time, as did the Intel Xeon and the AVX-512 EPYC. The one value past these bounds was
+# DER 0.53 on an AVX-512 EPYC before the kernels were pinned: what they are there to catch.
+WER_CEILING = 0.20
+DER_CEILING = 0.45
 
 
 def transcribe(home: Path, *extra: str, video: Path = DEMO_VIDEO) -> subprocess.CompletedProcess[str]:
@@ -63,6 +67,9 @@ def test_diarization_error_rate_against_reference(first_run: tuple[Path, dict[st
     print(f"demo DER = {result}")
     assert len(data["speakers"]) == 2
     assert result["der"] <= DER_CEILING
+    # and the labels carry information: better than calling every segment one speaker
+    one_speaker = diarization_error_rate(ref, [(s, e, "one") for s, e, _ in hyp], collar=0.25)
+    assert result["der"] < one_speaker["der"], one_speaker
 
 
 def test_second_run_is_fully_cached_and_identical(first_run: tuple[Path, dict[str, Any]]) -> None:
