@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from dubbing_pipeline.hashing import canonical_json, sha256_bytes
-from dubbing_pipeline.settings import Settings, rows
+from dubbing_pipeline.settings import Settings, model_cache_dir, rows
 
 SCHEMA: Final = "dubbing_pipeline.identity/1"
 
@@ -336,10 +336,7 @@ def _path(value: object) -> str | None:
 
 
 def model_cache(settings: Settings) -> Path:
-    """The model cache the settings name (its computed default when unset, never the working folder)."""
-    from dubbing_pipeline.settings import _user_model_cache
-
-    return Path(settings.model_cache or _user_model_cache())
+    return model_cache_dir(settings.model_cache)
 
 
 def ensure_local_signer(settings: Settings) -> Path:

@@ -90,9 +90,9 @@ def make_signer(settings: Any) -> Signer | None:
                 f"{missing} is not set (DUBBING_C2PA_CERT and DUBBING_C2PA_KEY go together)"
             )
         return load_signer(_read(cert, "DUBBING_C2PA_CERT"), _read(key, "DUBBING_C2PA_KEY"), local=False)
-    from dubbing_pipeline.freshness import model_cache
+    from dubbing_pipeline.settings import model_cache_dir
 
-    return local_signer(model_cache(settings) / LOCAL_DIR)
+    return local_signer(model_cache_dir(str(settings.model_cache)) / LOCAL_DIR)
 
 
 def _require_c2pa() -> None:

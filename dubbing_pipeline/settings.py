@@ -64,6 +64,11 @@ def _user_model_cache() -> str:
     return str(Path.home() / ".cache" / "dubbing_pipeline")
 
 
+def model_cache_dir(model_cache: str) -> Path:
+    """The model cache a setting names (its computed default when unset, never the working folder)."""
+    return Path(model_cache or _user_model_cache())
+
+
 @dataclass(frozen=True)
 class Settings:
     deployment: str = setting(

@@ -155,6 +155,9 @@ def check_fit_policy(
         assert rate > 1.0 and stretch == 1.0, fit
     elif status == "stretch":  # stretched beyond the rate's tolerance only once the rate is at its cap
         assert stretch > 1.0 and (rate >= rate_cap / RATE_SLACK - 1e-9 or stretch <= RATE_SLACK + 1e-9), fit
+    elif limit <= start:  # the next line starts first: no room at all, so no remedy (nor text) can fit
+        assert status == "trimmed" and lead == 0.0, fit
+        assert dub_start == pytest.approx(start, abs=1e-6) and dub_end == pytest.approx(start, abs=1e-6), fit
     else:
         assert status == "trimmed", fit
         # every remedy used up: the rate at its cap (within the 1 % a kept take may miss it by), the
@@ -162,8 +165,7 @@ def check_fit_policy(
         # still a part of the take left over
         assert rate >= rate_cap / RATE_SLACK - 1e-9 and stretch == pytest.approx(MAX_STRETCH, abs=1e-9), fit
         assert dub_end == pytest.approx(limit, abs=SLACK), (fit, limit)
-        if limit > start:  # (no slot at all: nothing to start early into)
-            assert lead == pytest.approx(min(room, MAX_LEAD), abs=1e-6), (fit, room)
+        assert lead == pytest.approx(min(room, MAX_LEAD), abs=1e-6), (fit, room)
         assert float(fit["overflow"]) > 0.0, fit
         # and the one shorter re-translation was asked for (a person's text is never re-translated)
         assert fit["shorter_asked"] or "edited" in seg["flags"], fit
