@@ -23,14 +23,6 @@ ARTIFACTS = "_artifacts"
 """The record field naming each artifact the step stored and its size in bytes (``Step.put``)."""
 
 
-def stored_size(storage: MediaStorage, key: str) -> int | None:
-    """The size of a stored object (None: not stored); a ``stat`` for local storage."""
-    local = storage.local_path(key)
-    if local is not None:
-        return int(local.stat().st_size)
-    return len(storage.get_bytes(key)) if storage.exists(key) else None
-
-
 class StepCache:
     def __init__(self, storage: MediaStorage, stage: str) -> None:
         self.storage = storage
@@ -50,7 +42,7 @@ class StepCache:
             return None
         record: dict[str, Any] = self.storage.get_json(record_key)
         for name, size in record.get(ARTIFACTS, {}).items():
-            if stored_size(self.storage, self.artifact_key(key, name)) != size:
+            if self.storage.size(self.artifact_key(key, name)) != size:
                 return None
         return record
 

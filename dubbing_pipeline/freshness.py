@@ -83,7 +83,7 @@ _TTS_PACKAGES = (
 RECIPES: Final[Mapping[str, Recipe]] = {
     r.stage: r
     for r in (
-        Recipe("source_video", ("source-1",), tools=("ffmpeg",)),
+        Recipe("source_video", ("source-1",), tools=("ffmpeg", "ffprobe")),
         Recipe(
             "audio_stems",
             ("stems-1",),
@@ -142,7 +142,7 @@ RECIPES: Final[Mapping[str, Recipe]] = {
             ),
             files=("latentsync_dir", "musetalk_dir"),
             packages=("scikit-image", "torch"),
-            tools=("ffmpeg",),
+            tools=("ffmpeg", "ffprobe"),
         ),
         Recipe(
             "dubbed_video",
@@ -386,9 +386,15 @@ def effective_code(stage: str, digest: str) -> str:
     return f"{recipe(stage).code_version}+{digest[:12]}"
 
 
+def stage_code(stage: str, settings: Settings) -> str:
+    """``stage``'s effective code version under ``settings``: what its data version names, what the
+    definitions give its asset and what the catalog and the CLI compare them with."""
+    return effective_code(stage, stage_digest(stage, settings))
+
+
 def stage_codes(settings: Settings, stages: Iterable[str] = RECIPES) -> dict[str, str]:
     """The effective code version of each of ``stages`` under ``settings``."""
-    return {stage: effective_code(stage, stage_digest(stage, settings)) for stage in stages}
+    return {stage: stage_code(stage, settings) for stage in stages}
 
 
 __all__ = [
@@ -398,6 +404,7 @@ __all__ = [
     "file_digest",
     "package_version",
     "recipe",
+    "stage_code",
     "stage_codes",
     "stage_digest",
     "stage_identity",

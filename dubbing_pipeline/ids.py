@@ -72,6 +72,17 @@ def dub_file_key(kind: str, video_id: str, language: str) -> str:
     return join_key(kind, sanitize_id(video_id), sanitize_id(language) + ".json")
 
 
+def dub_file_partitions(keys: Sequence[str], kind: str) -> list[tuple[str, str]]:
+    """``(video, language)`` of each ``<kind>/<video>/<language>.json`` among ``keys`` (the inverse of
+    :func:`dub_file_key`), sorted."""
+    out = []
+    for key in keys:
+        parts = key.split("/")
+        if len(parts) == 3 and parts[0] == kind and parts[2].endswith(".json"):
+            out.append((parts[1], parts[2][: -len(".json")]))
+    return sorted(out)
+
+
 def some_ids(ids: Sequence[str], limit: int = 3) -> str:
     """The first ``limit`` ids, for a message (``s0000, s0001, s0002 ...``)."""
     return ", ".join(ids[:limit]) + (" ..." if len(ids) > limit else "")

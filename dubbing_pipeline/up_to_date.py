@@ -19,14 +19,15 @@ the jobs, where every step's cache (keyed by the same recipes) decides what is r
 blocking quality check failed is never done (its data version says so).
 """
 
+import functools
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import dagster as dg
 
 from dubbing_pipeline.ids import dub_file_key, join_key, sanitize_id
-from dubbing_pipeline.orchestration.fresh import FRESH, Freshness, StageGraph, Status
+from dubbing_pipeline.orchestration.fresh import FRESH, UNOBSERVED, Freshness, StageGraph, Status
 from dubbing_pipeline.settings import Settings
 
 SCHEMA = "dubbing_pipeline.done/2"
@@ -42,46 +43,28 @@ def source_done_key(video_id: str) -> str:
     return join_key("done", sanitize_id(video_id) + ".json")
 
 
-def _size(storage: Any, key: str) -> int | None:
-    from dubbing_pipeline.cache import stored_size
-
-    return stored_size(storage, key)
-
-
 def observe_sources(instance: dg.DagsterInstance, storage: Any, video_id: str, language: str) -> None:
     """Make the latest observation of the partition's edits and feedback the stored ones (a file
     written by hand, or an ``edit`` whose observation lost a race), so the judgement below and the
     UI see what the next run will read."""
-    from dubbing_pipeline.dubbed_video.feedback_asset import observe_stored_feedback
-    from dubbing_pipeline.edits import edits_version, load_edits
-    from dubbing_pipeline.feedback import feedback_version, load_feedback
+    from dubbing_pipeline.dubbed_video import feedback_asset
     from dubbing_pipeline.orchestration.kit import DATA_VERSION_TAG
     from dubbing_pipeline.orchestration.partitions import video_language_key
     from dubbing_pipeline.stages import EDITS, FEEDBACK
-    from dubbing_pipeline.translation.edits_asset import observe_stored
+    from dubbing_pipeline.translation import edits_asset
 
     pk = str(video_language_key(video_id, language))
-    for asset, version, observe in (
-        (EDITS, lambda: edits_version(load_edits(storage, video_id, language)), observe_stored),
-        (
-            FEEDBACK,
-            lambda: feedback_version(load_feedback(storage, video_id, language)),
-            observe_stored_feedback,
-        ),
-    ):
+    sources: tuple[tuple[str, Any, Any], ...] = (
+        (EDITS, edits_asset.stored_observation, edits_asset.observe_stored),
+        (FEEDBACK, feedback_asset.stored_observation, feedback_asset.observe_stored_feedback),
+    )
+    for asset, stored, observe in sources:
         latest = instance.event_log_storage.get_latest_tags_by_partition(
             dg.AssetKey(asset), dg.DagsterEventType.ASSET_OBSERVATION, [DATA_VERSION_TAG], [pk]
         )
-        seen = latest.get(pk, {}).get(DATA_VERSION_TAG)
-        now = version()
-        if seen != now and (seen is not None or now != _unobserved(asset)):
+        seen = latest.get(pk, {}).get(DATA_VERSION_TAG, UNOBSERVED[asset])
+        if seen != stored(storage, video_id, language).tags[DATA_VERSION_TAG]:
             observe(instance, storage, video_id, language)
-
-
-def _unobserved(asset: str) -> str:
-    from dubbing_pipeline.orchestration.fresh import UNOBSERVED
-
-    return UNOBSERVED[asset]
 
 
 @dataclass
@@ -95,7 +78,6 @@ class Work:
     source_sha256: str
     registered: str
     video_id: str
-    _fresh: Freshness | None = field(default=None, repr=False)
 
     def key(self, language: str | None) -> str:
         return source_done_key(self.video_id) if language is None else done_key(self.video_id, language)
@@ -105,13 +87,12 @@ class Work:
 
         return self.video_id if language is None else str(video_language_key(self.video_id, language))
 
-    def freshness(self) -> Freshness:
-        """The judgement of every asset, with the code versions the recipes give now (read once)."""
-        if self._fresh is None:
-            from dubbing_pipeline.freshness import stage_codes
+    @functools.cached_property
+    def graph(self) -> StageGraph:
+        """The stages' graph with the code versions their recipes give now (computed once a command)."""
+        from dubbing_pipeline.freshness import stage_codes
 
-            self._fresh = Freshness(self.instance, StageGraph(stage_codes(self.settings)))
-        return self._fresh
+        return StageGraph(stage_codes(self.settings))
 
     def status(self, language: str | None) -> Status:
         """Fresh when the last success was made from exactly what is here now, its outputs all
@@ -127,10 +108,10 @@ class Work:
         if done.get("source") != [self.source_sha256, self.registered]:
             return Status("stale", "the source file changed")
         for out, size in sorted(done.get("outputs", {}).items()):
-            if _size(self.storage, out) != size:
+            if self.storage.size(out) != size:
                 return Status("stale", f"output {out} is missing or changed")
-        self._fresh = None  # read the instance afresh: a run may have happened since
-        fresh = self.freshness()
+        # read afresh (a run may have happened since), and only this video and this dub's partitions
+        fresh = Freshness(self.instance, self.graph, [self.video_id, self.partition(language)])
         for asset in SOURCE_HALF if language is None else TARGET_HALF:
             status = fresh.status(dg.AssetKey(asset), self.partition(language))
             if status.state != FRESH:
@@ -142,7 +123,7 @@ class Work:
 
     def record(self, language: str | None, outputs: Sequence[str], edits_read: str | None = None) -> None:
         """After a success: the source, each output and its size, and the edits version the run read."""
-        sizes = {k: _size(self.storage, k) for k in outputs}
+        sizes = {k: self.storage.size(k) for k in outputs}
         record: dict[str, Any] = {
             "schema": SCHEMA, "source": [self.source_sha256, self.registered], "outputs": sizes,
         }  # fmt: skip

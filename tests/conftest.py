@@ -30,6 +30,27 @@ def moto_s3() -> Iterator[str]:
     server.stop()
 
 
+@pytest.fixture(params=["local", "s3"])
+def local_or_s3(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
+    """Media storage in a temporary folder, then in a fresh bucket of moto's S3 server: a test of
+    both backends (conditional writes, listing) takes it once and runs twice."""
+    if request.param == "local":
+        from dubbing_pipeline.storage import LocalStorage
+
+        yield LocalStorage(tmp_path / "media")
+        return
+    import uuid
+
+    import boto3
+
+    from dubbing_pipeline.storage.s3 import S3Storage
+
+    client = boto3.client("s3", endpoint_url=request.getfixturevalue("moto_s3"), region_name="us-east-1")
+    bucket = f"test-{uuid.uuid4().hex[:12]}"
+    client.create_bucket(Bucket=bucket)
+    yield S3Storage(bucket, "media", client=client)
+
+
 @pytest.fixture
 def instance(tmp_path: Path) -> Iterator[Any]:
     """A fresh Dagster instance (sqlite, in a temporary DAGSTER_HOME) for one test."""

@@ -8,12 +8,10 @@ import multiprocessing
 import random
 import threading
 import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 
 from dubbing_pipeline.edits import (
@@ -28,23 +26,15 @@ from dubbing_pipeline.edits import (
 from dubbing_pipeline.feedback import add_feedback, load_feedback
 from dubbing_pipeline.orchestration.kit import DATA_VERSION_TAG
 from dubbing_pipeline.storage import LocalStorage, MediaStorage
-from dubbing_pipeline.storage.s3 import S3Storage
 from dubbing_pipeline.translation.edits_asset import observe_stored
 
 LINES = [f"s{i:04d}" for i in range(14)]
 DUB = Dub(line_ids=LINES, speakers=["S1", "S2"], voices=["male", "female"])
 
 
-@pytest.fixture(params=["local", "s3"])
-def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[MediaStorage]:
-    if request.param == "local":
-        yield LocalStorage(tmp_path / "media")
-        return
-    endpoint = request.getfixturevalue("moto_s3")
-    client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
-    bucket = f"race-{uuid.uuid4().hex[:12]}"
-    client.create_bucket(Bucket=bucket)
-    yield S3Storage(bucket, "media", client=client)
+@pytest.fixture
+def storage(local_or_s3: MediaStorage) -> MediaStorage:
+    return local_or_s3
 
 
 def at_once(jobs: list[Callable[[], Any]]) -> list[Any]:

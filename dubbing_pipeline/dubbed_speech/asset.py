@@ -30,7 +30,7 @@ from dubbing_pipeline.dubbed_speech.speak import (
 )
 from dubbing_pipeline.edits import SOURCE_SLOT_KEYS, is_edited, source_slot
 from dubbing_pipeline.errors import DubbingError
-from dubbing_pipeline.freshness import recipe
+from dubbing_pipeline.freshness import recipe, stage_code
 from dubbing_pipeline.hashing import cache_key
 from dubbing_pipeline.hooks import pause_point
 from dubbing_pipeline.orchestration.kit import (
@@ -40,7 +40,6 @@ from dubbing_pipeline.orchestration.kit import (
     classified,
     model_op,
     run_step,
-    stage_code,
     stage_output,
 )
 from dubbing_pipeline.orchestration.partitions import video_language

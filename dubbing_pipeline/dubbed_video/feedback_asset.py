@@ -8,23 +8,16 @@ review page and report (every model step is a cache hit).
 
 from __future__ import annotations
 
+from typing import Any
+
 import dagster as dg
 
 from dubbing_pipeline.feedback import feedback_version, load_feedback
-from dubbing_pipeline.orchestration.kit import DATA_VERSION_TAG
+from dubbing_pipeline.ids import dub_file_partitions
+from dubbing_pipeline.orchestration.kit import DATA_VERSION_TAG, observe_until_stable
 from dubbing_pipeline.orchestration.partitions import video_language, video_language_key
 from dubbing_pipeline.orchestration.resources import StorageResource
 from dubbing_pipeline.stages import FEEDBACK
-
-
-def stored_partitions(storage: object) -> list[tuple[str, str]]:
-    """``(video, language)`` of every stored feedback file."""
-    out = []
-    for key in storage.keys_in("feedback"):  # type: ignore[attr-defined]
-        parts = key.split("/")
-        if len(parts) == 3 and parts[2].endswith(".json"):
-            out.append((parts[1], parts[2][: -len(".json")]))
-    return sorted(out)
 
 
 @dg.observable_source_asset(
@@ -41,27 +34,27 @@ def feedback(storage: StorageResource) -> dg.DataVersionsByPartition:
             str(video_language_key(video, lang)): dg.DataVersion(
                 feedback_version(load_feedback(store, video, lang))
             )
-            for video, lang in stored_partitions(store)
+            for video, lang in dub_file_partitions(store.keys_in(FEEDBACK), FEEDBACK)
         }
     )
 
 
-def observe_stored_feedback(
-    instance: dg.DagsterInstance, storage: object, video_id: str, language: str
-) -> str:
-    """Record the data version of the feedback stored now, again while it changed in between (as
-    ``edits_asset.observe_stored`` does for edits); returns the version observed last."""
-    observed = ""
-    for _ in range(10):
-        version = feedback_version(load_feedback(storage, video_id, language))
-        if version == observed:
-            break
-        instance.report_runless_asset_event(
-            dg.AssetObservation(
-                asset_key=dg.AssetKey(FEEDBACK),
-                partition=str(video_language_key(video_id, language)),
-                tags={DATA_VERSION_TAG: version},
-            )
-        )
-        observed = version
-    return observed
+def observation(video_id: str, language: str, items: list[dict[str, Any]]) -> dg.AssetObservation:
+    """The observation of one partition's feedback: its data version is their content hash."""
+    return dg.AssetObservation(
+        asset_key=dg.AssetKey(FEEDBACK),
+        partition=str(video_language_key(video_id, language)),
+        tags={DATA_VERSION_TAG: feedback_version(items)},
+        metadata={"notes": len(items)},
+    )
+
+
+def observe_stored_feedback(instance: dg.DagsterInstance, storage: Any, video_id: str, language: str) -> str:
+    """Record the data version of the feedback stored now, again while it changed in between
+    (``kit.observe_until_stable``); returns the version observed last."""
+    return observe_until_stable(instance, lambda: stored_observation(storage, video_id, language))
+
+
+def stored_observation(storage: Any, video_id: str, language: str) -> dg.AssetObservation:
+    """The observation of the feedback stored now (not reported)."""
+    return observation(video_id, language, load_feedback(storage, video_id, language))

@@ -18,7 +18,7 @@ stage code (a test keeps the two equal).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -106,9 +106,14 @@ class Freshness:
     tag); each is a :class:`~dubbing_pipeline.orchestration.kit.Version` written by the stage kit.
     """
 
-    def __init__(self, instance: dg.DagsterInstance, graph: Any) -> None:
+    def __init__(
+        self, instance: dg.DagsterInstance, graph: Any, partitions: Sequence[str] | None = None
+    ) -> None:
+        """``partitions``: read only these (the CLI asks about one video and its dubs, not the
+        catalog); every partition when None (the catalog's tick)."""
         self.instance = instance
         self.graph = graph
+        self.partitions = list(partitions) if partitions is not None else None
         self._versions: dict[dg.AssetKey, dict[str, Version | None]] = {}
         self._status: dict[dg.AssetKey, dict[str, Status]] = {}
         self._nodes: dict[dg.AssetKey, _Node] = {}
@@ -119,7 +124,7 @@ class Freshness:
         found = self._versions.get(key)
         if found is None:
             latest = self.instance.event_log_storage.get_latest_tags_by_partition(
-                key, dg.DagsterEventType.ASSET_MATERIALIZATION, [DATA_VERSION_TAG]
+                key, dg.DagsterEventType.ASSET_MATERIALIZATION, [DATA_VERSION_TAG], self.partitions
             )
             found = self._versions[key] = {
                 pk: Version.parse(tags.get(DATA_VERSION_TAG)) for pk, tags in latest.items()
@@ -135,7 +140,7 @@ class Freshness:
         found = self._observed.get(key)
         if found is None:
             latest = self.instance.event_log_storage.get_latest_tags_by_partition(
-                key, dg.DagsterEventType.ASSET_OBSERVATION, [DATA_VERSION_TAG]
+                key, dg.DagsterEventType.ASSET_OBSERVATION, [DATA_VERSION_TAG], self.partitions
             )
             found = self._observed[key] = {pk: str(tags[DATA_VERSION_TAG]) for pk, tags in latest.items()}
         return found.get(pk, UNOBSERVED[key.to_user_string()])

@@ -131,14 +131,6 @@ def step_key(name: str, inputs: Mapping[str, Any], recipe: str = "") -> str:
     return cache_key(name, **dict(inputs), recipe=recipe)
 
 
-def stage_code(stage: str, settings: Settings) -> str:
-    """``stage``'s effective code version under ``settings`` (``freshness.effective_code``): its code
-    versions and the digest of its recipe, as the definitions and the catalog compute it."""
-    from dubbing_pipeline.freshness import effective_code, stage_digest
-
-    return effective_code(stage, stage_digest(stage, settings))
-
-
 def stage_of_step(name: str) -> str:
     """The stage whose recipe keys step ``name`` (``stages.STEPS``); an unknown step is our bug."""
     try:
@@ -228,6 +220,28 @@ DATA_VERSION_TAG = "dagster/data_version"
 """The tag Dagster stores a materialisation's (or observation's) data version under; indexed, so
 the catalog and ``up_to_date`` read the latest one per partition in one query."""
 UPSTREAM_KEYS = "upstream_cache_keys"
+
+
+OBSERVE_ROUNDS = 10
+
+
+def observe_until_stable(
+    instance: dg.DagsterInstance, stored: Callable[[], dg.AssetObservation], rounds: int = OBSERVE_ROUNDS
+) -> str:
+    """Record the observation of what is stored now (``stored()`` reads it), and again while it
+    changed in between: read, observe, read again until the stored version is the one just
+    observed. Of several writers at once, the last observation recorded is therefore that of what
+    is stored (each checks after its own observation), not of whichever reported last. Returns the
+    data version observed last."""
+    observed = ""
+    for _ in range(rounds):
+        event = stored()
+        version = str(event.tags[DATA_VERSION_TAG])
+        if version == observed:
+            break
+        instance.report_runless_asset_event(event)
+        observed = version
+    return observed
 
 
 def lineage_digest(upstream_keys: Mapping[str, str]) -> str:

@@ -4,7 +4,7 @@ from typing import Any
 
 import dagster as dg
 
-from dubbing_pipeline.freshness import recipe
+from dubbing_pipeline.freshness import recipe, stage_code
 from dubbing_pipeline.hashing import cache_key
 from dubbing_pipeline.orchestration.kit import (
     Step,
@@ -14,7 +14,6 @@ from dubbing_pipeline.orchestration.kit import (
     model_op,
     preview_table,
     run_step,
-    stage_code,
     stage_output,
 )
 from dubbing_pipeline.orchestration.partitions import videos

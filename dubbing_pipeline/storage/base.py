@@ -61,6 +61,11 @@ class MediaStorage(ABC):
     @abstractmethod
     def get_bytes(self, key: str) -> bytes: ...
 
+    def size(self, key: str) -> int | None:
+        """The stored size of ``key`` in bytes (None: not stored), without reading it where the
+        backend can say (a ``stat``, a HEAD)."""
+        return len(self.get_bytes(key)) if self.exists(key) else None
+
     @abstractmethod
     def get_versioned(self, key: str) -> tuple[bytes | None, str | None]:
         """The content of ``key`` and an opaque token of that version; ``(None, None)`` when absent."""

@@ -113,6 +113,10 @@ class LocalStorage(MediaStorage):
     def get_bytes(self, key: str) -> bytes:
         return self._path(key).read_bytes()
 
+    def size(self, key: str) -> int | None:
+        path = self._path(key)
+        return path.stat().st_size if path.is_file() else None
+
     def get_versioned(self, key: str) -> tuple[bytes | None, str | None]:
         # writes replace the file atomically: a read sees one whole version, no lock needed
         try:

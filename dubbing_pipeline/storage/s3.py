@@ -73,6 +73,17 @@ class S3Storage(MediaStorage):
         data: bytes = response["Body"].read()
         return data
 
+    def size(self, key: str) -> int | None:
+        from botocore.exceptions import ClientError
+
+        try:
+            head = self.client.head_object(Bucket=self.bucket, Key=self._object_key(key))
+        except ClientError as exc:
+            if _error(exc)[0] in _MISSING:
+                return None
+            raise
+        return int(head["ContentLength"])
+
     def get_versioned(self, key: str) -> tuple[bytes | None, str | None]:
         from botocore.exceptions import ClientError
 

@@ -13,6 +13,8 @@ from typing import Any
 import dagster as dg
 
 from dubbing_pipeline.edits import NO_EDITS, Edits, edits_version, load_edits
+from dubbing_pipeline.ids import dub_file_partitions
+from dubbing_pipeline.orchestration.kit import DATA_VERSION_TAG, observe_until_stable
 from dubbing_pipeline.orchestration.partitions import video_language, video_language_key
 from dubbing_pipeline.orchestration.resources import StorageResource
 
@@ -23,12 +25,7 @@ UNEDITED = edits_version(NO_EDITS)
 
 def stored_partitions(storage: Any) -> list[tuple[str, str]]:
     """``(video, language)`` of every stored edits file."""
-    out = []
-    for key in storage.keys_in("edits"):
-        parts = key.split("/")
-        if len(parts) == 3 and parts[2].endswith(".json"):
-            out.append((parts[1], parts[2][: -len(".json")]))
-    return sorted(out)
+    return dub_file_partitions(storage.keys_in(EDITS_ASSET), EDITS_ASSET)
 
 
 @dg.observable_source_asset(
@@ -50,8 +47,6 @@ def edits(storage: StorageResource) -> dg.DataVersionsByPartition:
 
 def observation(video_id: str, language: str, edits: Edits) -> dg.AssetObservation:
     """The observation of one partition's edits: its data version is their content hash."""
-    from dubbing_pipeline.orchestration.kit import DATA_VERSION_TAG
-
     return dg.AssetObservation(
         asset_key=dg.AssetKey(EDITS_ASSET),
         partition=str(video_language_key(video_id, language)),
@@ -60,29 +55,13 @@ def observation(video_id: str, language: str, edits: Edits) -> dg.AssetObservati
     )
 
 
-def report_observation(instance: dg.DagsterInstance, video_id: str, language: str, edits: Edits) -> None:
-    """Record one partition's new data version in the instance (what ``dubbing-pipeline edit`` does
-    after storing the edits), so the UI marks that partition's dub stale at once."""
-    instance.report_runless_asset_event(observation(video_id, language, edits))
+def observe_stored(instance: dg.DagsterInstance, storage: Any, video_id: str, language: str) -> str:
+    """Record the data version of the edits stored now, again while they changed in between
+    (``kit.observe_until_stable``): what ``dubbing-pipeline edit`` does after storing, so the UI
+    and the catalog mark the partition's dub stale at once. Returns the version observed last."""
+    return observe_until_stable(instance, lambda: stored_observation(storage, video_id, language))
 
 
-OBSERVE_ROUNDS = 10
-
-
-def observe_stored(
-    instance: dg.DagsterInstance, storage: Any, video_id: str, language: str, rounds: int = OBSERVE_ROUNDS
-) -> str:
-    """Record the data version of the edits stored now (what ``dubbing-pipeline edit`` does after
-    storing), and again while they changed in between: read, observe, read again until the stored
-    version is the one just observed. Of several ``edit``s at once, the last observation recorded
-    is therefore that of the stored edits (each writer checks after its own observation), not of
-    whichever edit happened to report last. Returns the version observed last."""
-    observed = ""
-    for _ in range(rounds):
-        edits = load_edits(storage, video_id, language)
-        version = edits_version(edits)
-        if version == observed:
-            break
-        instance.report_runless_asset_event(observation(video_id, language, edits))
-        observed = version
-    return observed
+def stored_observation(storage: Any, video_id: str, language: str) -> dg.AssetObservation:
+    """The observation of the edits stored now (not reported)."""
+    return observation(video_id, language, load_edits(storage, video_id, language))

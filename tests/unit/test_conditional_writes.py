@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import json
 import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 
 from dubbing_pipeline import cli
@@ -30,21 +28,13 @@ from dubbing_pipeline.edits import (
 from dubbing_pipeline.errors import BadInputError, ConflictError
 from dubbing_pipeline.storage import LocalStorage, MediaStorage, WriteConflict, update_json
 from dubbing_pipeline.storage import base as storage_base
-from dubbing_pipeline.storage.s3 import S3Storage
 
 DUB = Dub(line_ids=["s0000", "s0001", "s0002"], speakers=["S1", "S2"], voices=["male", "female"])
 
 
-@pytest.fixture(params=["local", "s3"])
-def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[MediaStorage]:
-    if request.param == "local":
-        yield LocalStorage(tmp_path / "media")
-        return
-    endpoint = request.getfixturevalue("moto_s3")
-    client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
-    bucket = f"cond-{uuid.uuid4().hex[:12]}"
-    client.create_bucket(Bucket=bucket)
-    yield S3Storage(bucket, "tenant", client=client)
+@pytest.fixture
+def storage(local_or_s3: MediaStorage) -> MediaStorage:
+    return local_or_s3
 
 
 def test_put_if_writes_only_over_the_version_it_names(storage: MediaStorage) -> None:
