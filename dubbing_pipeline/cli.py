@@ -368,11 +368,14 @@ def cmd_lines(args: argparse.Namespace) -> int:
 
 
 def cmd_feedback(args: argparse.Namespace) -> int:
+    from dubbing_pipeline.dubbed_video.feedback_asset import observe_stored_feedback
     from dubbing_pipeline.feedback import add_feedback
 
     vid, lang = _video_id(args.video, args.id), sanitize_id(args.to)
     report, storage = load_report(vid, lang)
     item = add_feedback(storage, vid, lang, args.line, args.note, [str(s["id"]) for s in report["segments"]])
+    # observed at once: the UI and the catalog see the dub's review page is out of date
+    observe_stored_feedback(local_instance(), storage, vid, lang)
     print(f"{vid} {lang} {item['line']}: feedback recorded ({item['at']})")
     return 0
 

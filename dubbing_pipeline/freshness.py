@@ -230,14 +230,16 @@ class _StatMemo:
 MEMO = _StatMemo()
 
 
-def _stamp(st: os.stat_result) -> list[int]:
+def stat_stamp(st: os.stat_result) -> list[int]:
+    """What says a file is unchanged without reading it: size, ``mtime_ns``, ``ctime_ns``, inode (a
+    file rewritten in place with its old size and modification time still changes its ``ctime``)."""
     return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
 
 
 def file_digest(path: str | Path) -> str:
     """SHA-256 of a file's content, remembered by its ``stat``."""
     real = os.path.realpath(path)
-    stamp = _stamp(os.stat(real))
+    stamp = stat_stamp(os.stat(real))
     found = MEMO.get(real, stamp)
     if isinstance(found, str):
         return found
@@ -298,7 +300,7 @@ def tool_identity(name: str) -> str | None:
     if flag is None:
         identity = "sha256:" + file_digest(real)
     else:
-        stamp = _stamp(os.stat(real))
+        stamp = stat_stamp(os.stat(real))
         key = f"{real}\t{flag}"
         cached = MEMO.get(key, stamp)
         if isinstance(cached, str):
@@ -408,6 +410,7 @@ __all__ = [
     "stage_codes",
     "stage_digest",
     "stage_identity",
+    "stat_stamp",
     "tool_identity",
     "tree_digest",
 ]

@@ -3,8 +3,9 @@
 Off unless ``DUBBING_TEST_PAUSE_AT`` is set (never set it in production). Its value is
 ``POINT`` or ``POINT:N``: the N-th time (default 1) this process reaches ``pause_point(POINT)``
 it creates the file named by ``DUBBING_TEST_PAUSE_MARKER`` (if set) and sleeps
-``DUBBING_TEST_PAUSE_SECONDS`` (default 600) before going on. The kill-and-resume tests wait
-for the marker, then send SIGKILL. Points:
+``DUBBING_TEST_PAUSE_SECONDS`` (default 600) before going on, or less once the file named by
+``DUBBING_TEST_PAUSE_RELEASE`` exists (a test that acts mid-run, then lets the run go on). The
+kill-and-resume tests wait for the marker, then send SIGKILL. Points:
 
 * ``speech_line``: right after a newly synthesised line's cache record is written;
 * ``mux``: after the dubbed MP4 is stored as a ``cache/mux`` artifact, before its ``record.json``.
@@ -20,6 +21,7 @@ from pathlib import Path
 PAUSE_AT = "DUBBING_TEST_PAUSE_AT"
 PAUSE_MARKER = "DUBBING_TEST_PAUSE_MARKER"
 PAUSE_SECONDS = "DUBBING_TEST_PAUSE_SECONDS"
+PAUSE_RELEASE = "DUBBING_TEST_PAUSE_RELEASE"
 
 _reached: Counter[str] = Counter()
 
@@ -43,4 +45,7 @@ def pause_point(point: str) -> None:
     marker = os.environ.get(PAUSE_MARKER)
     if marker:
         Path(marker).write_text(f"{point}:{nth} pid {os.getpid()}\n", encoding="utf-8")
-    time.sleep(float(os.environ.get(PAUSE_SECONDS, "600")))
+    until = time.monotonic() + float(os.environ.get(PAUSE_SECONDS, "600"))
+    release = os.environ.get(PAUSE_RELEASE)
+    while time.monotonic() < until and not (release and Path(release).exists()):
+        time.sleep(min(0.1, max(0.0, until - time.monotonic())))

@@ -275,7 +275,7 @@ def compose_record(
             "video_uri": source["media_uri"],
             "changed": False,
             "compose": None,
-        }, False
+        }, bool(plan.get("faces_cached", True))  # nothing composed: only the face track was work
 
     def compute(step: Step) -> dict[str, Any]:
         store = step.storage

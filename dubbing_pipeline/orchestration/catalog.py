@@ -63,6 +63,7 @@ import dagster as dg
 import yaml
 
 from dubbing_pipeline.errors import BadInputError, ConfigurationError, DubbingError
+from dubbing_pipeline.freshness import stat_stamp
 from dubbing_pipeline.hashing import canonical_json, sha256_bytes
 from dubbing_pipeline.ids import sanitize_id, video_id_from_name
 from dubbing_pipeline.orchestration.fresh import (
@@ -192,11 +193,12 @@ def read_text(url: str, settings: Settings) -> str:
 
 
 def _local_fingerprint(path: str) -> str | None:
+    """A local source's version without reading it (``freshness.stat_stamp``)."""
     try:
         stat = os.stat(path)
     except OSError:
         return None
-    return f"{stat.st_size}-{stat.st_mtime_ns}" if os.path.isfile(path) else None
+    return "-".join(map(str, stat_stamp(stat))) if os.path.isfile(path) else None
 
 
 def _s3_fingerprints(client: Any, bucket: str, keys: Sequence[str]) -> dict[str, str]:

@@ -54,6 +54,7 @@ from typing import Any
 import dagster as dg
 
 from dubbing_pipeline.errors import BadInputError, ConfigurationError, DubbingError
+from dubbing_pipeline.freshness import stat_stamp
 from dubbing_pipeline.hashing import sha256_file
 from dubbing_pipeline.ids import video_id_from_name
 from dubbing_pipeline.orchestration.partitions import languages, partition_tags, video_language_key, videos
@@ -589,10 +590,11 @@ def _sidecar_languages(path: Path) -> str | list[Any] | None:
 def scan_inbox(
     inbox: Path, video_suffixes: Sequence[str], memo: dict[str, list[Any]], settle_seconds: float
 ) -> tuple[list[Drop], dict[str, list[Any]]]:
-    """Files under ``inbox`` with a content hash; a file is re-hashed only when size or mtime change.
+    """Files under ``inbox`` with a content hash; a file is re-hashed only when its ``stat`` changed.
 
-    ``memo`` (the cursor) maps relative path → ``[size, mtime_ns, sha256]``. Files younger than
-    ``settle_seconds`` may still be being written and wait for the next tick.
+    ``memo`` (the cursor) maps relative path → ``[size, mtime_ns, ctime_ns, inode, sha256]``
+    (``freshness.stat_stamp``: a file replaced in place with its old size and mtime is read again).
+    Files younger than ``settle_seconds`` may still be being written and wait for the next tick.
     """
     found: list[Drop] = []
     new_memo: dict[str, list[Any]] = {}
@@ -606,12 +608,9 @@ def scan_inbox(
         stat = path.stat()
         if now - stat.st_mtime < settle_seconds:
             continue
-        prev = memo.get(rel)
-        if prev and prev[0] == stat.st_size and prev[1] == stat.st_mtime_ns:
-            sha = prev[2]
-        else:
-            sha = sha256_file(path)
-        new_memo[rel] = [stat.st_size, stat.st_mtime_ns, sha]
+        prev, stamp = memo.get(rel), stat_stamp(stat)
+        sha = prev[-1] if prev and prev[:-1] == stamp else sha256_file(path)
+        new_memo[rel] = [*stamp, sha]
         drop = Drop(
             key=rel, version=sha, modified=int(stat.st_mtime), source_uri=path.resolve().as_uri(),
             relative_key=rel,
