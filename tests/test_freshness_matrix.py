@@ -112,10 +112,11 @@ def _utc(seconds: float) -> Any:
     return dt.datetime.fromtimestamp(seconds, tz=dt.UTC)
 
 
-def catalog_view(world: World) -> dict[str, str]:
+def catalog_view(home: Path, env: dict[str, str]) -> dict[str, str]:
+    """Each stage of the demo's Spanish dub as the catalog judges it, in the row's environment."""
     proc = subprocess.run(
         [sys.executable, str(ROOT / "tests" / "freshness_probe.py"), "demo", "es"],
-        env=environment(world.home, world.env), capture_output=True, text=True, check=False, cwd=ROOT,
+        env=environment(home, env), capture_output=True, text=True, check=False, cwd=ROOT,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
     view: dict[str, str] = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -279,7 +280,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
 def test_when_is_a_dub_redone(world: World) -> None:
     for row in ROWS:
         row.apply(world)
-        view = catalog_view(world)
+        view = catalog_view(world.home, world.env)
         since = time.time()
         proc = world.dub()
         assert proc.returncode == 0, (row.change, proc.stderr[-3000:])
@@ -308,7 +309,9 @@ def test_when_is_a_dub_redone(world: World) -> None:
             assert world.baseline is not None and np.array_equal(world.audio(), world.baseline), row.change
         again = world.dub()  # and now it is done: one answer, whoever asks
         assert again.returncode == 0 and UNCHANGED in again.stderr, (row.change, again.stderr[-2000:])
-        assert set(catalog_view(world).values()) == {"fresh"} or not row.catalog_sees, row.change
+        assert set(catalog_view(world.home, world.env).values()) == {"fresh"} or not row.catalog_sees, (
+            row.change
+        )
     print("\n".join(world.log))
 
 
