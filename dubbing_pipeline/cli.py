@@ -368,8 +368,8 @@ def cmd_lines(args: argparse.Namespace) -> int:
 
 
 def cmd_feedback(args: argparse.Namespace) -> int:
-    from dubbing_pipeline.dubbed_video.feedback_asset import observe_stored_feedback
     from dubbing_pipeline.feedback import add_feedback
+    from dubbing_pipeline.orchestration.feedback_asset import observe_stored_feedback
 
     vid, lang = _video_id(args.video, args.id), sanitize_id(args.to)
     report, storage = load_report(vid, lang)

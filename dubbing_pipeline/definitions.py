@@ -11,9 +11,9 @@ from dubbing_pipeline.audio_stems.asset import build_audio_stems
 from dubbing_pipeline.dub_mix.asset import dub_mix
 from dubbing_pipeline.dubbed_speech.asset import build_dubbed_speech
 from dubbing_pipeline.dubbed_video.asset import dubbed_video
-from dubbing_pipeline.dubbed_video.feedback_asset import feedback
 from dubbing_pipeline.freshness import stage_codes
 from dubbing_pipeline.lip_sync.asset import build_lip_sync
+from dubbing_pipeline.orchestration.feedback_asset import feedback
 from dubbing_pipeline.orchestration.io_manager import RecordIOManager
 from dubbing_pipeline.orchestration.partitions import video_language, videos
 from dubbing_pipeline.orchestration.resources import resources_from_settings

@@ -27,6 +27,7 @@ version is remembered the same way by its executable's ``stat``.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import importlib.metadata
 import json
@@ -270,8 +271,10 @@ def tree_digest(path: str | Path) -> str | None:
     return sha256_bytes("\n".join(lines).encode("utf-8"))
 
 
+@functools.cache
 def package_version(dist: str) -> str | None:
-    """An installed distribution's version (None: not installed)."""
+    """An installed distribution's version (None: not installed); read once a process (a library
+    cannot change under a process that has imported it, and every run is a process of its own)."""
     try:
         return importlib.metadata.version(dist)
     except importlib.metadata.PackageNotFoundError:
@@ -324,13 +327,14 @@ def tool_identity(name: str) -> str | None:
 # --- a stage's identity ---------------------------------------------------------------------------
 
 
-def _secret(name: str) -> bool:
-    return any(row.name == name and row.metadata["secret"] for row in rows())
+@functools.cache
+def _secrets() -> frozenset[str]:
+    return frozenset(row.name for row in rows() if row.metadata["secret"])
 
 
 def _value(settings: Settings, name: str) -> Any:
     value = getattr(settings, name)
-    return sha256_bytes(str(value).encode()) if _secret(name) and value else value
+    return sha256_bytes(str(value).encode()) if name in _secrets() and value else value
 
 
 def _path(value: object) -> str | None:

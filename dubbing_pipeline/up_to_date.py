@@ -47,7 +47,7 @@ def observe_sources(instance: dg.DagsterInstance, storage: Any, video_id: str, l
     """Make the latest observation of the partition's edits and feedback the stored ones (a file
     written by hand, or an ``edit`` whose observation lost a race), so the judgement below and the
     UI see what the next run will read."""
-    from dubbing_pipeline.dubbed_video import feedback_asset
+    from dubbing_pipeline.orchestration import feedback_asset
     from dubbing_pipeline.orchestration.kit import DATA_VERSION_TAG
     from dubbing_pipeline.orchestration.partitions import video_language_key
     from dubbing_pipeline.stages import EDITS, FEEDBACK

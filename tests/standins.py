@@ -82,7 +82,7 @@ class StandIns:
 
     def assets_graph(self) -> Any:
         """The stand-ins' own graph (for a test that changes a code version)."""
-        from dubbing_pipeline.dubbed_video.feedback_asset import feedback
+        from dubbing_pipeline.orchestration.feedback_asset import feedback
         from dubbing_pipeline.orchestration.resources import storage_resource
         from dubbing_pipeline.settings import Settings
         from dubbing_pipeline.translation.edits_asset import edits
