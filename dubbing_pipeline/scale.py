@@ -35,9 +35,9 @@ import dagster as dg
 
 from dubbing_pipeline import numerics
 from dubbing_pipeline.orchestration.catalog import source_lineage
+from dubbing_pipeline.orchestration.fresh import UNOBSERVED
 from dubbing_pipeline.orchestration.kit import Version, lineage_digest
 from dubbing_pipeline.settings import Settings
-from dubbing_pipeline.translation.edits_asset import UNEDITED
 
 LANGUAGES = ("es", "fr", "de", "it", "pt", "ja", "zh", "ko")  # the last one is added during the bench
 BUCKET, PREFIX = "catalog-media", "videos/"
@@ -124,8 +124,8 @@ class Materializations:
             name = key.to_user_string()
             upstream = {}
             for parent in node.parent_keys:
-                if not self.graph.get(parent).is_materializable:  # no edits: the version of none
-                    upstream[parent.to_user_string()] = UNEDITED
+                if not self.graph.get(parent).is_materializable:  # no edits, no feedback: none's version
+                    upstream[parent.to_user_string()] = UNOBSERVED[parent.to_user_string()]
                     continue
                 same = self.graph.get(parent).partitions_def == partitions_def
                 upstream[parent.to_user_string()] = keys[f"{parent.to_user_string()}|{pk if same else video}"]

@@ -286,9 +286,10 @@ def test_every_stage_of_a_real_dub_carries_the_key_chain(dubbed: dict[str, Any])
 
 
 def test_an_unchanged_dub_runs_no_stage(dubbed: dict[str, Any]) -> None:
-    """``dub`` again with nothing changed: no stage runs (the source file, settings, code, edits and
-    every stage's data version are those of the last dub), one ``up_to_date`` Dagster run says so,
-    the outputs are the same files; a changed setting sends the dub through the jobs again."""
+    """``dub`` again with nothing changed: no stage runs (every stage is fresh against its recipe,
+    the source file, edits and feedback are those of the last dub), one ``up_to_date`` Dagster run
+    says so, the outputs are the same files; a changed setting sends the dub through the jobs again,
+    and only the dub: the source half reads no such setting."""
     import dagster as dg
 
     report = (dubbed["folder"] / "report.json").read_bytes()
@@ -302,12 +303,13 @@ def test_an_unchanged_dub_runs_no_stage(dubbed: dict[str, Any]) -> None:
         assert runs and runs[0].tags["dubbing/partitions"] == "demo,es|demo" and runs[0].is_success
         dubs = len(instance.get_runs(filters=dg.RunsFilter(job_name="dub")))
     changed = cli(dubbed["home"], *args, extra={"DUBBING_QC_MAX_START_OFFSET": "0.06"})
-    assert changed.returncode == 0 and "not run" not in changed.stderr, changed.stderr[-2000:]
+    # a setting only dubbed_video reads: the dub runs, the source half does not (not in its recipes)
+    assert changed.returncode == 0 and "not run: demo\n" in changed.stderr, changed.stderr[-2000:]
     assert json.loads((dubbed["folder"] / "report.json").read_text())["quality"]["thresholds"][
         "max_start_offset"
     ] == pytest.approx(0.06)
     back = cli(dubbed["home"], *args)  # the last dub was made with the other setting: the jobs run
-    assert back.returncode == 0 and "not run" not in back.stderr
+    assert back.returncode == 0 and "not run: demo\n" in back.stderr, back.stderr[-2000:]
     with dg.DagsterInstance.from_config(str(dubbed["home"])) as instance:
         assert len(instance.get_runs(filters=dg.RunsFilter(job_name="dub"))) == dubs + 2
 

@@ -4,6 +4,7 @@ The dub pauses right after its first newly spoken line (its translation has read
 then: ``hooks.pause_point("speech_line")``); an ``edit`` of another line is stored meanwhile; the
 run goes on and succeeds with the edits it read. Afterwards the partition is stale for the catalog
 and for ``dub``, the next ``dub`` speaks exactly the edited line, and the one after is up to date.
+And one ``edit`` process per line at once, with a voice and a glossary edit: all stored, all spoken.
 Locally and on moto's S3 server.
 """
 
@@ -78,3 +79,40 @@ def test_an_edit_saved_during_a_dub_is_applied_by_the_next(where: dict[str, str]
     again = cli(home, *dub_args, extra=env)
     assert again.returncode == 0 and f"{UNCHANGED} demo, es|demo" in again.stderr, again.stderr[-2000:]
     assert set(catalog_view(home, env).values()) == {"fresh"}
+
+
+def edit_process(home: Path, env: dict[str, str], args: tuple[str, ...]) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "dubbing_pipeline.cli", "edit", "demo", "--to", "es", *args],
+        env=environment(home, env), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+def test_an_edit_process_per_line_at_once_all_reach_the_next_dub(
+    where: dict[str, str], tmp_path: Path
+) -> None:
+    """One ``edit`` process per line of the demo, a voice edit and a glossary edit, all started at
+    once: every one exits 0, every one is stored, and the next ``dub`` speaks every one."""
+    home, out = tmp_path / "home", tmp_path / "out"
+    env = {**where, "DUBBING_MODEL_CACHE": str(tmp_path / "models")}
+    dub_args = ("dub", str(DEMO_VIDEO), "--to", "es", "--out", str(out))
+    first = cli(home, *dub_args, extra=env)
+    assert first.returncode == 0, first.stderr[-3000:]
+    lines = [s["id"] for s in json.loads((out / "demo" / "es" / "report.json").read_text())["segments"]]
+    texts = {line: f"Línea {line[1:].lstrip('0') or '0'}, corregida a la vez." for line in lines}
+    edits = [("--line", line, "--text", text) for line, text in texts.items()]
+    edits += [("--voice", "S1=female"), ("--glossary", "Ana=Ana")]
+    procs = [edit_process(home, env, args) for args in edits]
+    for proc, args in zip(procs, edits, strict=True):
+        _, err = proc.communicate(timeout=600)
+        assert proc.returncode == 0, (args, err[-2000:])
+    shown = cli(home, "edit", "demo", "--to", "es", "--show", extra=env)
+    stored = json.loads(shown.stdout)
+    assert {k: v["text"] for k, v in stored["lines"].items()} == texts
+    assert stored["voices"] == {"S1": "female"} and stored["glossary"] == {"Ana": "Ana"}
+
+    after = cli(home, *dub_args, extra=env)
+    assert after.returncode == 0, after.stderr[-3000:]
+    report = json.loads((out / "demo" / "es" / "report.json").read_text())
+    assert {s["id"]: s["target_text"] for s in report["segments"]} == texts
+    assert sorted(report["rerender"]["spoken"]) == sorted(lines)

@@ -644,7 +644,7 @@ def build_inbox_sensor(
     def _sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
         memo: dict[str, list[Any]] = json.loads(context.cursor) if context.cursor else {}
         found, new_memo = scan_inbox(inbox, video_suffixes, memo, settle_seconds)
-        known = {rel: entry[2] for rel, entry in memo.items()}
+        known = {rel: entry[-1] for rel, entry in memo.items()}  # the sha256 ends each entry
         drops = [d for d in found if known.get(d.key) != d.version]
         cursor = json.dumps(new_memo, sort_keys=True, separators=(",", ":"))
         plan = (
