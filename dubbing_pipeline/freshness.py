@@ -39,9 +39,10 @@ import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TypedDict
 
-from dubbing_pipeline.hashing import canonical_json, sha256_bytes
+from dubbing_pipeline.common.hashing import canonical_json, sha256_bytes
+from dubbing_pipeline.provenance.c2pa import local_signer
 from dubbing_pipeline.settings import Settings, model_cache_dir, rows
 
 SCHEMA: Final = "dubbing_pipeline.identity/1"
@@ -332,7 +333,7 @@ def _secrets() -> frozenset[str]:
     return frozenset(row.name for row in rows() if row.metadata["secret"])
 
 
-def _value(settings: Settings, name: str) -> Any:
+def _value(settings: Settings, name: str) -> object:
     value = getattr(settings, name)
     return sha256_bytes(str(value).encode()) if name in _secrets() and value else value
 
@@ -350,13 +351,22 @@ def ensure_local_signer(settings: Settings) -> Path:
     its identity must not change between the first dub and the second."""
     folder = model_cache(settings).joinpath(*LOCAL_SIGNER)
     if not (folder / "root.pem").is_file():
-        from dubbing_pipeline.provenance import local_signer
-
         local_signer(folder)
     return folder
 
 
-def stage_identity(stage: str, settings: Settings) -> dict[str, Any]:
+class Identity(TypedDict):
+    """What one stage's output depends on besides its parents' outputs (digested into its key)."""
+
+    stage: str
+    code: list[str]  # the recipe's code versions
+    settings: dict[str, object]  # each settings row it reads → its value (a secret's: its SHA-256)
+    files: dict[str, str | None]  # each path-valued row → the content digest of what it names
+    packages: dict[str, str | None]  # each distribution → its installed version (None: not installed)
+    tools: dict[str, str | None]  # each executable → its reported version (None: not installed)
+
+
+def stage_identity(stage: str, settings: Settings) -> Identity:
     """Everything ``stage``'s output depends on besides its parents' outputs, as plain data."""
     r = recipe(stage)
     MEMO.use_file(model_cache(settings) / "identity.json")
@@ -366,19 +376,19 @@ def stage_identity(stage: str, settings: Settings) -> dict[str, Any]:
         files[name] = tree_digest(path) if path else None
     if stage == "dubbed_video" and settings.c2pa == "on" and not settings.c2pa_cert:
         files["local_signer"] = tree_digest(ensure_local_signer(settings))
-    identity = {
-        "stage": stage,
-        "code": list(r.code),
-        "settings": {name: _value(settings, name) for name in r.settings},
-        "files": files,
-        "packages": {name: package_version(name) for name in r.packages},
-        "tools": {name: tool_identity(name) for name in r.tools},
-    }
+    identity = Identity(
+        stage=stage,
+        code=list(r.code),
+        settings={name: _value(settings, name) for name in r.settings},
+        files=files,
+        packages={name: package_version(name) for name in r.packages},
+        tools={name: tool_identity(name) for name in r.tools},
+    )
     MEMO.save()
     return identity
 
 
-def digest_of(identity: Mapping[str, Any]) -> str:
+def digest_of(identity: Mapping[str, object]) -> str:
     return sha256_bytes(canonical_json(identity).encode("utf-8"))
 
 

@@ -18,6 +18,8 @@ from dataclasses import MISSING, Field, dataclass, field, fields
 from pathlib import Path
 from typing import Any, TypeVar
 
+from dubbing_pipeline.errors import ConfigurationError
+
 T = TypeVar("T", str, int, float)
 
 GROUPS = (
@@ -497,8 +499,6 @@ def parse(row: Field[Any], raw: str) -> Any:
     try:
         return kind(raw)
     except ValueError as exc:
-        from dubbing_pipeline.errors import ConfigurationError
-
         raise ConfigurationError(f"{row.metadata['env']} must be {kind.__name__}, got {raw!r}") from exc
 
 

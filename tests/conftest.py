@@ -1,7 +1,7 @@
 """Shared fixtures: real recordings from packages, a real local S3 endpoint, temp instances."""
 
 # first, before anything loads numpy: the package pins numpy's and OpenBLAS's kernels to their
-# AVX2 paths (dubbing_pipeline/numerics.py), so stages run in this process compute what the CLI does
+# AVX2 paths (dubbing_pipeline/common/numerics.py), so stages run in this process compute what the CLI does
 import dubbing_pipeline  # noqa: F401  # isort: skip
 
 import os

@@ -20,7 +20,7 @@ def main() -> int:
     from dubbing_pipeline.definitions import build_definitions
     from dubbing_pipeline.orchestration.fresh import FRESH, Freshness
     from dubbing_pipeline.orchestration.partitions import video_language_key
-    from dubbing_pipeline.runner import ensure_dagster_home
+    from dubbing_pipeline.orchestration.runner import ensure_dagster_home
     from dubbing_pipeline.settings import Settings
     from dubbing_pipeline.stages import SOURCE_HALF, STAGES
 

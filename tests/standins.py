@@ -15,7 +15,7 @@ from typing import Any
 
 import dagster as dg
 
-from dubbing_pipeline.hashing import cache_key
+from dubbing_pipeline.common.hashing import cache_key
 from dubbing_pipeline.orchestration.fresh import UNOBSERVED
 from dubbing_pipeline.orchestration.kit import stage_output
 from dubbing_pipeline.orchestration.registry import lookup_video

@@ -9,19 +9,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from dubbing_pipeline.common.hashing import sha256_file
 from dubbing_pipeline.errors import ConfigurationError, ModelMissingError
-from dubbing_pipeline.hashing import sha256_file
 from dubbing_pipeline.settings import Settings
 from dubbing_pipeline.speech_segments.sentences import Word
 from dubbing_pipeline.speech_segments.vad import read_wav_16k_mono
-from dubbing_pipeline.transcript import providers
-from dubbing_pipeline.transcript.providers import (
-    MARKER,
-    FasterWhisperASR,
-    LanguageGuess,
-    make_asr,
-    packaged_whisper_base_dir,
-)
+from dubbing_pipeline.transcript import model_dir
+from dubbing_pipeline.transcript.model_dir import MARKER, packaged_whisper_base_dir
+from dubbing_pipeline.transcript.providers import make_asr
+from dubbing_pipeline.transcript.recognizer import LanguageGuess
+from dubbing_pipeline.transcript.whisper import FasterWhisperASR
 
 WER_CEILING = 0.25  # measured 0.136 (int8, beam 5, 2 threads)
 
@@ -83,7 +80,7 @@ def test_packaged_model_is_assembled_once_and_reused(asr: FasterWhisperASR, cach
     marker = json.loads((folder / MARKER).read_text())
     assert set(marker["files"]) == {"config.json", "model.bin", "tokenizer.json", "vocabulary.txt"}
     mtime = (folder / "model.bin").stat().st_mtime_ns
-    providers._verified.clear()  # force the on-disk sha256 check a fresh process would do
+    model_dir._verified.clear()  # force the on-disk sha256 check a fresh process would do
     assert packaged_whisper_base_dir(cache_dir) == folder
     assert (folder / "model.bin").stat().st_mtime_ns == mtime, "reused directory was rewritten"
     assert [p.name for p in cache_dir.iterdir()] == [folder.name], "temporary directories left behind"
@@ -95,14 +92,14 @@ def test_corrupt_assembly_is_rebuilt(tmp_path: Path) -> None:
     good = json.loads((folder / MARKER).read_text())["files"]["model.bin"]
     with open(folder / "model.bin", "r+b") as handle:
         handle.truncate(1000)
-    providers._verified.clear()
+    model_dir._verified.clear()
     again = packaged_whisper_base_dir(tmp_path)
     assert again == folder
     assert sha256_file(again / "model.bin") == good
 
 
 def test_missing_packages_are_a_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setattr(providers, "_PART_PACKAGES", (("no-such-whisper-part", "no_such_whisper_part"),))
+    monkeypatch.setattr(model_dir, "_PART_PACKAGES", (("no-such-whisper-part", "no_such_whisper_part"),))
     with pytest.raises(ModelMissingError, match="no-such-whisper-part"):
         packaged_whisper_base_dir(tmp_path)
     with pytest.raises(ModelMissingError, match="DUBBING_WHISPER_MODEL_DIR"):

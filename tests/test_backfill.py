@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 
-from dubbing_pipeline.backfill import check, run_backfill
+from dubbing_pipeline.tooling.backfill import check, run_backfill
 
 CLIPS = 5
 

@@ -9,7 +9,7 @@ good video's records, materialisations and outputs are unchanged, that no cache 
 for a step that did not finish, that no temporary file is left, and that a failed dub wrote no
 output folder.
 
-The outcome table (README, "Inputs and outcomes") is ``CASES`` below.
+The outcome table (docs/stages.md, "Inputs and outcomes") is ``CASES`` below.
 """
 
 from __future__ import annotations
@@ -128,7 +128,7 @@ def build_media(d: Path) -> dict[str, Path]:
 @dataclass(frozen=True)
 class Case:
     name: str
-    what: str  # the README's wording
+    what: str  # the wording of docs/stages.md
     command: str  # transcribe | dub
     media: str  # key of build_media, or a literal path under the media dir
     outcome: str  # dubbed | transcribed | bad_input | unsupported | ineligible

@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from dubbing_pipeline.edits import (
+from dubbing_pipeline.orchestration.kit import DATA_VERSION_TAG
+from dubbing_pipeline.review.edits import (
     Dub,
     Edits,
     check_edits,
@@ -23,8 +24,7 @@ from dubbing_pipeline.edits import (
     update_edits,
     with_change,
 )
-from dubbing_pipeline.feedback import add_feedback, load_feedback
-from dubbing_pipeline.orchestration.kit import DATA_VERSION_TAG
+from dubbing_pipeline.review.feedback import add_feedback, load_feedback
 from dubbing_pipeline.storage import LocalStorage, MediaStorage
 from dubbing_pipeline.translation.edits_asset import observe_stored
 

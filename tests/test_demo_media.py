@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from dubbing_pipeline.demo import DEMO_DIR, DEMO_VIDEO, load_reference
-from dubbing_pipeline.demo import build as demo_build
+from dubbing_pipeline.tooling import demo_build
 
 
 def _ffprobe(path: Path) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from dubbing_pipeline.stages import SOURCE_HALF, STAGES
 
 ROOT = Path(__file__).resolve().parent.parent
 # whole-track round-trip CER: under the scorecard's own intelligibility bar (DUBBING_QC_MAX_MEAN_CER,
-# 0.4) with room to spare; the README measures 0.11 with Kokoro and 0.24 with espeak-ng, so neither
+# 0.4) with room to spare; docs/quality.md measures 0.11 with Kokoro and 0.24 with espeak-ng, so neither
 # engine's CPU-kind differences come near it
 CER_BOUND = 0.35
 
@@ -186,7 +186,7 @@ def test_timing_of_every_line(dubbed: dict[str, Any]) -> None:
         assert seg["dub_end"] <= limit + 1e-6, seg
     # the fitting policy, line by line, from the stored fits (issue 26: the number of trimmed lines
     # moves with the CPU, as Kokoro's int8 kernels move the lengths of its takes near a cap; the bench
-    # and the README's performance section report it per CPU)
+    # and docs/performance.md report it per CPU)
     fits = {line["id"]: line for line in dubbed["speech"]["lines"]}
     supports_rate = tts.make_tts(Settings(), "es").supports_rate
     checked = []
@@ -431,7 +431,8 @@ def mix_samples(dubbed: dict[str, Any]) -> tuple[np.ndarray, int]:
 
 def staleness(dubbed: dict[str, Any], partition: str) -> str:
     """The ``translation`` partition's state for the catalog (``Freshness``); Dagster's own stale
-    resolver is printed beside it (see the README: its provenance of a partitioned source asset)."""
+    resolver is printed beside it (see docs/review-and-edit.md: its provenance of a partitioned source
+    asset)."""
     import dagster as dg
     from dagster._core.definitions.data_version import CachingStaleStatusResolver
     from dagster._core.loader import LoadingContextForTest
@@ -683,7 +684,7 @@ def test_the_dub_carries_the_audio_watermark_and_the_source_does_not(dubbed: dic
     """Perth's mark read back from the MP4's AAC track where the dubbed lines sound, by the test
     (ffmpeg decode, its own spans) as well as by the ``watermark`` check; the source recording at
     the same times carries none."""
-    from dubbing_pipeline.watermark import cut_spans, get_watermarker, speech_spans
+    from dubbing_pipeline.provenance.watermark import cut_spans, get_watermarker, speech_spans
 
     report = dubbed["report"]
     check = report["quality"]["checks"]["watermark"]

@@ -7,7 +7,7 @@ the finished dub equals the first dub's (a fresh home's with the same settings) 
 does not touch what is heard. After every change the dub after it is up to date again, and the
 catalog (``tests/freshness_probe.py``: ``Freshness`` over the definitions' graph, in the same
 environment) gives the same answer as the CLI wherever it can see the change (what it cannot see,
-and why, is the README's table "When is a dub redone?").
+and why, is the table "When is a dub redone?" in docs/architecture.md).
 
 The changes accumulate: each row starts from the state the row before left.
 """
@@ -261,7 +261,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
     whisper = tmp / "whisper"
     (whisper / "extra").mkdir(parents=True)
     from dubbing_pipeline.settings import Settings
-    from dubbing_pipeline.transcript.providers import packaged_whisper_base_dir
+    from dubbing_pipeline.transcript.model_dir import packaged_whisper_base_dir
 
     packaged = packaged_whisper_base_dir(Settings.from_env().model_cache)
     for part in packaged.iterdir():

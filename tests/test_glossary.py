@@ -7,6 +7,7 @@ import pytest
 
 from dubbing_pipeline.errors import ConfigurationError
 from dubbing_pipeline.orchestration.resources import SettingsResource, TranslatorResource
+from dubbing_pipeline.speakers.records import SpeakerSegment
 from dubbing_pipeline.translation import LineRequest
 from dubbing_pipeline.translation.apertium import ApertiumTranslator
 from dubbing_pipeline.translation.asset import line_requests, translated_lines
@@ -99,12 +100,12 @@ def test_glossary_file_per_language_and_its_errors(tmp_path: Path) -> None:
 
 def test_line_requests_carry_the_terms_each_line_uses_and_records_keep_the_flags() -> None:
     segments = [
-        {"id": "s0000", "start": 0.0, "end": 3.0, "speaker": "S1", "text": "The pipeline is ready."},
-        {"id": "s0001", "start": 3.0, "end": 6.0, "speaker": "S2", "text": "Good morning."},
+        SpeakerSegment(id="s0000", start=0.0, end=3.0, speaker="S1", text="The pipeline is ready."),
+        SpeakerSegment(id="s0001", start=3.0, end=6.0, speaker="S2", text="Good morning."),
     ]
     requests = line_requests(segments, "en", "es", GLOSSARY)
     assert [r.glossary for r in requests] == [(PIPELINE,), ()]
     results = ApertiumTranslator().translate(requests, "en", "es")
     lines = translated_lines(segments, requests, results)
-    assert "canalización" in lines[0]["target_text"] and lines[0]["flags"] == []
-    assert lines[1]["flags"] == []
+    assert "canalización" in lines[0].target_text and lines[0].flags == []
+    assert lines[1].flags == []

@@ -11,7 +11,8 @@ from test_dub import cli, decode
 
 from dubbing_pipeline.demo import DEMO_VIDEO
 from dubbing_pipeline.quality import independent
-from dubbing_pipeline.quality.scorecard import Thresholds, line_scores, scorecard
+from dubbing_pipeline.quality.records import Thresholds
+from dubbing_pipeline.quality.scorecard import line_scores, scorecard
 from dubbing_pipeline.settings import Settings
 
 

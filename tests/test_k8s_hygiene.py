@@ -3,20 +3,32 @@
 * Pool slots: run monitoring frees the ``gpu`` pool slots a cancelled or failed run still holds.
 * One attempt per Kubernetes job (``backoffLimit: 0``): Dagster retries a lost step or run worker,
   Kubernetes never restarts one behind its back (dagster-io/dagster#33755).
-* Every pod runs as the non-root user of ``k8s/Dockerfile`` with CPU/memory requests and limits.
+* Every pod runs as the non-root user of ``k8s/Dockerfile`` on a read-only root filesystem (what it
+  writes goes to emptyDir volumes) with CPU/memory requests and limits.
+* Least privilege: the run launcher's account may touch Jobs, pods and pod logs in its namespace and
+  nothing more (``k8s/rbac.yaml``); step pods and vLLM run under accounts without API rights or
+  tokens; a NetworkPolicy default-denies the namespace and opens only what each pod needs.
+* vLLM is the release the request bodies are validated against, with arguments that release parses.
 
-Run-worker and step jobs are built by dagster-k8s' own code from the run launcher of both the
-production instance file and the Helm values (rendered as the chart's ``_run-launcher.tpl`` does),
-then validated against the Kubernetes schemas.
+Run-worker and step jobs are built by dagster-k8s' own code (the run launcher, and the project's
+``k8s_job_executor`` with its step handler) from the run launcher of both the production instance
+file and the Helm values (rendered as the chart's ``_run-launcher.tpl`` does), then validated
+against the Kubernetes schemas.
 """
 
 from __future__ import annotations
 
 import datetime
+import ipaddress
+import json
 import logging
+import os
 import re
 import shlex
+import subprocess
+import sys
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 from unittest import mock
 
@@ -35,6 +47,11 @@ PROD_HOME = ROOT / "dagster_home" / "production"
 K8S_VERSION = "1.30.0"
 IMAGE = "registry.example/dubbing-pipeline:0.1.0"
 UID = 10001  # the user k8s/Dockerfile creates; every pod's runAsUser/runAsGroup
+NAMESPACE = "dubbing"
+DAGSTER_HOME = "/opt/dagster/dagster_home"
+IMAGE_HOME = "/home/dubbing"  # the HOME of k8s/Dockerfile's user
+LAUNCHER_ACCOUNT = "dagster"  # webserver, daemon, run workers: k8s/rbac.yaml's Role
+STEP_ACCOUNT = "dubbing-step"  # step pods: no Kubernetes rights, no token
 
 PROD_GPU = Settings(
     deployment="production",
@@ -80,6 +97,7 @@ def _assert_non_root_pod(pod_security: dict[str, Any], where: str) -> None:
 
 def _assert_locked_container(security: dict[str, Any], where: str) -> None:
     assert security.get("allowPrivilegeEscalation") is False, where
+    assert security.get("readOnlyRootFilesystem") is True, f"{where}: a read-only root filesystem"
     assert security.get("capabilities", {}).get("drop") == ["ALL"], where
     assert not security.get("privileged"), where
     assert security.get("runAsUser", UID) != 0, where
@@ -96,6 +114,17 @@ def _assert_bounded(resources: dict[str, Any], where: str, *, gpu: bool = False)
         assert "nvidia.com/gpu" not in limits and "nvidia.com/gpu" not in requests, where
 
 
+def _writable_mounts(pod: dict[str, Any], container: dict[str, Any]) -> dict[str, str]:
+    """mountPath -> volume type of the container's writable mounts."""
+    volumes = {v["name"]: v for v in pod.get("volumes", [])}
+    out = {}
+    for mount in container.get("volumeMounts", []):
+        if not mount.get("readOnly"):
+            kinds = [k for k in volumes[mount["name"]] if k != "name"]
+            out[mount["mountPath"]] = kinds[0]
+    return out
+
+
 def _assert_hygienic_job(job: Any, *, gpu: bool) -> dict[str, Any]:
     doc = _as_dict(job)
     _validate(doc)
@@ -106,6 +135,10 @@ def _assert_hygienic_job(job: Any, *, gpu: bool) -> dict[str, Any]:
     for container in pod["containers"] + pod.get("initContainers", []):
         _assert_locked_container(container.get("securityContext", {}), container["name"])
         _assert_bounded(container.get("resources", {}), container["name"], gpu=gpu)
+        # the read-only root filesystem: what the image's code writes is on emptyDirs
+        writable = _writable_mounts(pod, container)
+        for path in ("/tmp", IMAGE_HOME, "/scratch", f"{DAGSTER_HOME}/storage"):
+            assert writable.get(path) == "emptyDir", f"{container['name']}: {path} writable"
     return pod
 
 
@@ -127,7 +160,9 @@ def _helm_launcher_config(values: dict[str, Any]) -> dict[str, Any]:
         "load_incluster_config": launcher.get("loadInclusterConfig", True),
         "job_namespace": launcher.get("jobNamespace") or "dubbing",
         "image_pull_policy": launcher.get("imagePullPolicy", "Always"),
-        "service_account_name": values["global"]["serviceAccountName"],
+        # the chart's dagster.serviceAccountName: global.serviceAccountName, or serviceAccount.name
+        "service_account_name": values.get("global", {}).get("serviceAccountName")
+        or values["serviceAccount"]["name"],
         "dagster_home": "/opt/dagster/dagster_home",
         "instance_config_map": "dagster-instance",
         "postgres_password_secret": "dagster-postgresql-secret",
@@ -181,20 +216,55 @@ def _run_worker_job(launcher: Any) -> Any:
     )
 
 
-def _step_job(launcher: Any, op_tags: dict[str, str]) -> Any:
-    """What ``k8s_job_executor`` creates for a step (``K8sStepHandler._get_container_context``).
+def _executor_config() -> dict[str, Any]:
+    """The project's production executor's config, as a run with no ``execution`` config gets it."""
+    from dagster._config import process_config
+    from dagster._core.definitions.definition_config_schema import ConfiguredDefinitionConfigSchema
 
-    The project's executor carries no config of its own (asserted below), so a step pod is the run
-    launcher's config with the op's ``dagster-k8s/config`` tag merged over it.
-    """
-    from dagster_k8s.container_context import K8sContainerContext
-    from dagster_k8s.job import construct_dagster_k8s_job, get_user_defined_k8s_config
+    from dubbing_pipeline.definitions import executor_for
 
-    context = K8sContainerContext.create_for_run(_run(), launcher, include_run_tags=False).merge(
-        K8sContainerContext(run_k8s_config=get_user_defined_k8s_config(op_tags))
+    schema = executor_for(PROD_GPU).config_schema
+    if isinstance(schema, ConfiguredDefinitionConfigSchema):  # k8s_job_executor.configured(...)
+        resolved = schema.resolve_config({})
+        assert resolved.success, resolved.errors
+        config: dict[str, Any] = resolved.value["config"]
+        return config
+    processed = process_config(schema.config_type, {})
+    assert processed.success, processed.errors
+    return dict(processed.value)
+
+
+def _step_handler(launcher: Any) -> Any:
+    """The project's executor as a run worker starts it: its ``K8sStepHandler`` (no cluster)."""
+    from dubbing_pipeline.definitions import executor_for
+
+    init = SimpleNamespace(
+        instance=SimpleNamespace(run_launcher=launcher), executor_config=_executor_config()
     )
+    with mock.patch("kubernetes.config.load_incluster_config"):
+        executor = executor_for(PROD_GPU).executor_creation_fn(init)
+    return executor._step_handler
+
+
+def _step_job(launcher: Any, op_tags: dict[str, str]) -> Any:
+    """What ``k8s_job_executor`` creates for a step: the step handler's own container context (the
+    launcher's config, the executor's ``step_k8s_config``, the op's ``dagster-k8s/config`` tag)."""
+    from dagster_k8s.job import construct_dagster_k8s_job
+
+    handler = _step_handler(launcher)
+    step = SimpleNamespace(
+        execute_step_args=SimpleNamespace(step_keys_to_execute=["stage_op"]),
+        dagster_run=_run(),
+        instance=SimpleNamespace(run_launcher=launcher),
+        step_tags={"stage_op": op_tags},
+        get_step_context=lambda key: SimpleNamespace(step=SimpleNamespace(op_name="stage_op")),
+    )
+    context = handler._get_container_context(step)
+    job_config = context.get_k8s_job_config(handler._executor_image, launcher)
+    if not job_config.job_image:
+        job_config = job_config.with_image(IMAGE)
     return construct_dagster_k8s_job(
-        context.get_k8s_job_config(IMAGE, launcher),
+        job_config,
         ["dagster", "api", "execute_step"],
         "dagster-step-0f2c7b1e",
         user_defined_k8s_config=context.run_k8s_config,
@@ -202,13 +272,15 @@ def _step_job(launcher: Any, op_tags: dict[str, str]) -> Any:
     )
 
 
-def test_the_executor_adds_no_step_config() -> None:
-    """The premise of ``_step_job``: step pods are the launcher's config plus the op tags."""
+def test_steps_run_under_dagster_k8s_own_executor() -> None:
+    """The premise of ``_step_job``: the production executor is ``k8s_job_executor`` (configured or not)."""
     from dagster_k8s import k8s_job_executor
 
     from dubbing_pipeline.definitions import executor_for
 
-    assert executor_for(PROD_GPU) is k8s_job_executor
+    executor = executor_for(PROD_GPU)
+    assert executor.executor_creation_fn is k8s_job_executor.executor_creation_fn
+    assert _executor_config().get("job_namespace") in (None, NAMESPACE)
 
 
 def test_gpu_and_cpu_step_jobs_are_non_root_bounded_and_never_restarted(launcher: Any) -> None:
@@ -253,7 +325,10 @@ def test_the_helm_values_and_the_instance_file_launch_the_same_pods(monkeypatch:
         file_job, helm_job = _as_dict(build(from_file)), _as_dict(build(from_helm))
         assert file_job["spec"]["backoffLimit"] == helm_job["spec"]["backoffLimit"] == 0
         file_pod, helm_pod = file_job["spec"]["template"]["spec"], helm_job["spec"]["template"]["spec"]
-        for key in ("securityContext", "nodeSelector", "tolerations", "volumes"):
+        for key in (
+            "securityContext", "nodeSelector", "tolerations", "volumes",
+            "serviceAccountName", "automountServiceAccountToken",
+        ):  # fmt: skip
             assert file_pod.get(key) == helm_pod.get(key), key
         for key in ("securityContext", "resources", "volumeMounts", "envFrom", "imagePullPolicy"):
             assert file_pod["containers"][0].get(key) == helm_pod["containers"][0].get(key), key
@@ -300,6 +375,14 @@ def test_the_charts_own_pods_are_non_root_and_bounded() -> None:
             },
         }  # fmt: skip
         _validate(pod)
+        # the read-only root filesystem: temporary files and the instance's local storage on
+        # emptyDirs; the code server (the project's image) writes its user's home too
+        writable = _writable_mounts(pod["spec"], pod["spec"]["containers"][0])
+        needed = ["/tmp", f"{DAGSTER_HOME}/storage"]
+        if where.startswith("user deployment"):
+            needed.append(IMAGE_HOME)
+        for path in needed:
+            assert writable.get(path) == "emptyDir", f"{where}: {path} writable"
 
 
 def test_the_non_root_webserver_may_bind_its_port() -> None:
@@ -341,26 +424,43 @@ def _pod_spec(doc: dict[str, Any]) -> dict[str, Any]:
     return spec
 
 
-def test_manifest_pods_are_non_root_and_bounded() -> None:
-    pods = []
+def _manifests() -> list[tuple[str, dict[str, Any]]]:
+    """Every object of the plain manifests in ``k8s/`` (not the Helm values), with its file name."""
+    docs = []
     for path in sorted(K8S.glob("*.yaml")):
         if path.name == "values.yaml":
             continue
-        for doc in yaml.safe_load_all(path.read_text()):
-            if doc and doc["kind"] in POD_KINDS:
-                pods.append((f"{path.name}:{doc['metadata']['name']}", _pod_spec(doc)))
+        docs += [(path.name, doc) for doc in yaml.safe_load_all(path.read_text()) if doc]
+    return docs
+
+
+def _manifest(kind: str, name: str) -> dict[str, Any]:
+    found = [doc for _, doc in _manifests() if doc["kind"] == kind and doc["metadata"]["name"] == name]
+    assert len(found) == 1, f"one {kind} {name} in k8s/"
+    return found[0]
+
+
+def test_manifest_pods_are_non_root_and_bounded() -> None:
+    pods = [
+        (f"{name}:{doc['metadata']['name']}", _pod_spec(doc))
+        for name, doc in _manifests()
+        if doc["kind"] in POD_KINDS
+    ]
     assert "vllm.yaml:vllm" in dict(pods)
     for where, pod in pods:
         _assert_non_root_pod(pod["securityContext"], where)
-        mounts = set()
+        # an account of its own, without an API token (none of them talks to Kubernetes)
+        assert pod.get("serviceAccountName", "default") != "default", where
+        assert pod.get("automountServiceAccountToken") is False, where
         for container in pod["containers"] + pod.get("initContainers", []):
             _assert_locked_container(container["securityContext"], f"{where} {container['name']}")
             gpu = "nvidia.com/gpu" in container["resources"].get("limits", {})
             _assert_bounded(container["resources"], f"{where} {container['name']}", gpu=gpu)
-            mounts |= {m["mountPath"] for m in container.get("volumeMounts", [])}
+            writable = _writable_mounts(pod, container)
+            assert writable.get("/tmp") == "emptyDir", f"{where}: /tmp writable"
             # a non-root user whose image has no home for it gets a writable one from a volume
             home = next((e["value"] for e in container.get("env", []) if e["name"] == "HOME"), None)
-            assert home is None or home in mounts, f"{where}: HOME {home} is not a volume"
+            assert home is None or writable.get(home) == "emptyDir", f"{where}: HOME {home} is not a volume"
 
 
 def _dockerfile_instructions() -> list[tuple[str, str]]:
@@ -398,6 +498,304 @@ def test_the_image_runs_as_the_pods_non_root_user() -> None:
     home = re.search(r"--create-home --home-dir (\S+)", setup)
     env = " ".join(rest for word, rest in instructions if word == "ENV")
     assert home and f"HOME={home.group(1)}" in env
+
+
+# --- service accounts and RBAC ----------------------------------------------------------------
+
+
+def test_run_workers_run_as_the_launcher_account_with_its_token(launcher: Any) -> None:
+    """Run workers launch the step jobs: the launcher's account, its API token mounted."""
+    pod = _as_dict(_run_worker_job(launcher))["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == LAUNCHER_ACCOUNT
+    assert pod.get("automountServiceAccountToken", True) is True
+    assert launcher.get_container_context_for_run(_run()).namespace == NAMESPACE
+
+
+def test_step_pods_run_under_their_own_account_without_a_token(launcher: Any) -> None:
+    """Nothing set on the run launcher can tell step pods from run workers: the executor does it."""
+    for tags in [gpu_op_tags(PROD_GPU, stage) for stage in GPU_PROVIDERS] + [{}]:
+        pod = _as_dict(_step_job(launcher, tags))["spec"]["template"]["spec"]
+        assert pod["serviceAccountName"] == STEP_ACCOUNT, tags
+        assert pod["automountServiceAccountToken"] is False, tags
+
+
+def test_the_launcher_role_is_namespaced_and_minimal() -> None:
+    """Jobs (create, delete, read), pods (read, delete: terminating a job deletes its pods), pod
+    logs (read): nothing else, nowhere else, and no wildcard."""
+    kinds = {doc["kind"] for _, doc in _manifests()}
+    assert not kinds & {"ClusterRole", "ClusterRoleBinding"}
+    role = _manifest("Role", "dagster-run-launcher")
+    allowed = {
+        ("batch", "jobs"): {"create", "delete", "get", "list", "watch"},
+        ("batch", "jobs/status"): {"get"},
+        ("", "pods"): {"get", "list", "watch", "delete"},
+        ("", "pods/log"): {"get"},
+    }
+    granted: dict[tuple[str, str], set[str]] = {}
+    for rule in role["rules"]:
+        assert "resourceNames" not in rule or rule["resourceNames"]
+        for group in rule["apiGroups"]:
+            for resource in rule["resources"]:
+                granted.setdefault((group, resource), set()).update(rule["verbs"])
+    assert granted == allowed
+    binding = _manifest("RoleBinding", "dagster-run-launcher")
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": role["metadata"]["name"],
+    }
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": LAUNCHER_ACCOUNT, "namespace": NAMESPACE}
+    ]
+    # the run launcher of both the instance file and the chart uses that account
+    assert _instance_yaml()["run_launcher"]["config"]["service_account_name"] == LAUNCHER_ACCOUNT
+    assert _helm_launcher_config(_values())["service_account_name"] == LAUNCHER_ACCOUNT
+    # only it is bound to anything
+    bound = [s for _, doc in _manifests() if doc["kind"] == "RoleBinding" for s in doc["subjects"]]
+    assert {s["name"] for s in bound} == {LAUNCHER_ACCOUNT}
+
+
+def test_the_charts_own_rbac_is_off_and_the_code_server_has_its_own_account() -> None:
+    """The chart's Roles grant more (pod create/patch, events; the subchart every verb on jobs
+    and pods): both off. The code server gets an account of its own, without a binding."""
+    values = _values()
+    assert values["rbacEnabled"] is False
+    assert values["serviceAccount"]["create"] is True and values["serviceAccount"]["name"] == LAUNCHER_ACCOUNT
+    assert not values.get("global", {}).get("serviceAccountName"), "it would override every account below"
+    user = values["dagster-user-deployments"]
+    assert user["rbacEnabled"] is False
+    assert user["serviceAccount"]["create"] is True
+    assert user["serviceAccount"]["name"] not in (LAUNCHER_ACCOUNT, STEP_ACCOUNT, "default")
+    for deployment in user["deployments"]:
+        assert "serviceAccount" not in deployment  # a per-deployment account would bypass this one
+
+
+_ROLE_ARN = re.compile(r"^arn:aws:iam::[A-Z0-9_]+:role/[\w+=,.@-]+$")
+
+
+def test_aws_access_comes_from_pod_identity_not_keys() -> None:
+    """The accounts of pods that read S3 carry an IRSA role; no manifest or values file holds a key,
+    and the pipeline's Secret is referenced by name only."""
+    step = _manifest("ServiceAccount", STEP_ACCOUNT)
+    assert step["automountServiceAccountToken"] is False
+    code_server = _values()["dagster-user-deployments"]["serviceAccount"]
+    for role in (step["metadata"]["annotations"], code_server["annotations"]):
+        assert _ROLE_ARN.match(role["eks.amazonaws.com/role-arn"])
+    # the launcher's account gets none: the webserver, daemon and run workers read no S3
+    assert "eks.amazonaws.com/role-arn" not in (_values()["serviceAccount"].get("annotations") or {})
+    vllm = _manifest("ServiceAccount", "vllm")
+    assert vllm["automountServiceAccountToken"] is False and not vllm["metadata"].get("annotations")
+    texts = [p.read_text() for p in sorted(K8S.glob("*.yaml"))] + [(PROD_HOME / "dagster.yaml").read_text()]
+    for text in texts:
+        assert not re.search(r"\b(AKIA|ASIA)[A-Z0-9]{16}\b", text)
+        assert not re.search(
+            r"(?m)^\s*(AWS_ACCESS_KEY_ID|AWS_SECRET_ACCESS_KEY|DUBBING_LLM_API_KEY)\s*:", text
+        )
+    assert not [doc for _, doc in _manifests() if doc["kind"] == "Secret"]
+
+
+# --- namespace --------------------------------------------------------------------------------
+
+
+def test_every_manifest_names_the_dubbing_namespace() -> None:
+    namespace = _manifest("Namespace", NAMESPACE)
+    assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    for name, doc in _manifests():
+        if doc["kind"] != "Namespace":
+            assert doc["metadata"].get("namespace") == NAMESPACE, (
+                f"{name}: {doc['kind']} {doc['metadata']['name']}"
+            )
+        _validate(doc)
+
+
+# --- network policy ---------------------------------------------------------------------------
+
+
+def _selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    """A Kubernetes label selector against a pod's labels."""
+    if any(labels.get(k) != v for k, v in (selector.get("matchLabels") or {}).items()):
+        return False
+    for expr in selector.get("matchExpressions") or []:
+        key, op, values = expr["key"], expr["operator"], expr.get("values", [])
+        if (op == "In" and labels.get(key) not in values) or (op == "NotIn" and labels.get(key) in values):
+            return False
+        if (op == "Exists" and key not in labels) or (op == "DoesNotExist" and key in labels):
+            return False
+    return True
+
+
+def _policies() -> list[dict[str, Any]]:
+    return [doc for _, doc in _manifests() if doc["kind"] == "NetworkPolicy"]
+
+
+def _egress(labels: dict[str, str]) -> set[tuple[str, int, str]]:
+    """(protocol, port, destination) the policies let a pod with ``labels`` reach."""
+    out = set()
+    for policy in _policies():
+        if not _selects(policy["spec"]["podSelector"], labels):
+            continue
+        for rule in policy["spec"].get("egress") or []:
+            assert rule.get("ports"), f"{policy['metadata']['name']}: an egress rule without ports"
+            for peer in rule.get("to") or [{"ipBlock": {"cidr": "any"}}]:
+                if "ipBlock" in peer:
+                    where = peer["ipBlock"]["cidr"]
+                    assert where == "any" or ipaddress.ip_network(where)
+                else:
+                    where = json.dumps(peer, sort_keys=True)
+                for port in rule["ports"]:
+                    out.add((port.get("protocol", "TCP"), port["port"], where))
+    return out
+
+
+def _ingress(labels: dict[str, str]) -> list[tuple[Any, int]]:
+    out = []
+    for policy in _policies():
+        if _selects(policy["spec"]["podSelector"], labels) and "Ingress" in policy["spec"]["policyTypes"]:
+            for rule in policy["spec"].get("ingress") or []:
+                for port in rule["ports"]:
+                    out.append((rule.get("from"), port["port"]))
+    return out
+
+
+def _pod_labels(job: Any) -> dict[str, str]:
+    labels: dict[str, str] = _as_dict(job)["spec"]["template"]["metadata"]["labels"]
+    return labels
+
+
+DNS = {("UDP", 53, "kube-dns"), ("TCP", 53, "kube-dns")}
+VLLM_LABELS = {"app.kubernetes.io/name": "vllm", "app.kubernetes.io/part-of": "dubbing-pipeline"}
+
+
+def _named(egress: set[tuple[str, int, str]]) -> set[tuple[str, int, str]]:
+    """Destinations by what they are: kube-dns, vllm, an address block."""
+    out = set()
+    for proto, port, where in egress:
+        if "kube-dns" in where:
+            where = "kube-dns"
+        elif '"vllm"' in where:
+            where = "vllm"
+        out.add((proto, port, where))
+    return out
+
+
+def test_the_namespace_is_default_deny() -> None:
+    deny = [
+        p
+        for p in _policies()
+        if p["spec"]["podSelector"] == {} and not p["spec"].get("ingress") and not p["spec"].get("egress")
+    ]
+    assert deny and set(deny[0]["spec"]["policyTypes"]) == {"Ingress", "Egress"}
+    for policy in _policies():
+        _validate(policy)
+
+
+def test_run_and_step_pods_reach_only_postgres_s3_vllm_and_dns(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the labels dagster-k8s really puts on them; nothing may connect to them."""
+    launcher = _launcher(_instance_yaml()["run_launcher"]["config"], monkeypatch)
+    step = _pod_labels(_step_job(launcher, gpu_op_tags(PROD_GPU, "speech")))
+    run = _pod_labels(_run_worker_job(launcher))
+    assert (
+        step["app.kubernetes.io/component"] == "step_worker"
+        and run["app.kubernetes.io/component"] == "run_worker"
+    )
+    common = DNS | {
+        ("TCP", 5432, "0.0.0.0/0"),  # PostgreSQL
+        ("TCP", 443, "0.0.0.0/0"),  # S3 / its VPC endpoint, STS
+        ("TCP", 80, "169.254.170.23/32"),  # the EKS Pod Identity agent (not the metadata service)
+        ("TCP", 8000, "vllm"),
+    }
+    assert _named(_egress(step)) == common
+    # run workers also reach the Kubernetes API (443 on EKS, 6443 elsewhere): they launch steps
+    assert _named(_egress(run)) == common | {("TCP", 6443, "0.0.0.0/0")}
+    assert _ingress(step) == [] and _ingress(run) == []
+
+
+def test_vllm_is_reached_only_by_the_pipeline_pods_and_reaches_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    launcher = _launcher(_instance_yaml()["run_launcher"]["config"], monkeypatch)
+    vllm_pod = _manifest("Deployment", "vllm")["spec"]["template"]["metadata"]["labels"]
+    assert vllm_pod == VLLM_LABELS
+    ingress = _ingress(vllm_pod)
+    assert [port for _, port in ingress] == [8000]
+    peers = ingress[0][0]
+    assert peers and all(set(peer) == {"podSelector"} for peer in peers)  # this namespace's pods only
+    step = _pod_labels(_step_job(launcher, {}))
+    run = _pod_labels(_run_worker_job(launcher))
+    chart = {
+        "app.kubernetes.io/name": "dagster",
+        "app.kubernetes.io/instance": "dagster",
+        "component": "dagster-webserver",
+    }
+    admitted = lambda labels: any(_selects(peer["podSelector"], labels) for peer in peers)  # noqa: E731
+    assert admitted(step) and admitted(run) and not admitted(chart) and not admitted(VLLM_LABELS)
+    assert _named(_egress(vllm_pod)) == DNS
+
+
+# --- vLLM ---------------------------------------------------------------------------------------
+
+
+def _pinned_vllm() -> str:
+    pins = re.findall(r"\bvllm==([0-9][\w.]*)", (ROOT / ".ci" / "install-providers").read_text())
+    assert len(set(pins)) == 1, pins
+    return pins[0]
+
+
+def _vllm_container() -> dict[str, Any]:
+    containers = _pod_spec(_manifest("Deployment", "vllm"))["containers"]
+    container: dict[str, Any] = next(c for c in containers if c["name"] == "vllm")
+    return container
+
+
+def test_vllm_deploys_the_release_the_tests_validate() -> None:
+    """tests/providers/test_vllm_schema.py checks request bodies against the pinned vLLM."""
+    image = _vllm_container()["image"]
+    repository, _, tag = image.rpartition(":")
+    assert repository == "vllm/vllm-openai"
+    assert tag == f"v{_pinned_vllm()}"
+
+
+def test_vllm_requires_its_api_key_from_a_secret() -> None:
+    env = {e["name"]: e for e in _vllm_container()["env"]}
+    ref = env["VLLM_API_KEY"]["valueFrom"]["secretKeyRef"]
+    assert ref == {"name": "dubbing-pipeline-env", "key": "DUBBING_LLM_API_KEY"}  # not optional
+    # the pipeline pods read the same Secret (DUBBING_LLM_API_KEY) as environment
+    assert "dubbing-pipeline-env" in _instance_yaml()["run_launcher"]["config"]["env_secrets"]
+
+
+_PARSE_VLLM_ARGS = """
+import json, sys
+import vllm
+from vllm.entrypoints.common.cli_args import make_arg_parser, validate_parsed_serve_args
+from vllm.utils.argparse_utils import FlexibleArgumentParser
+parser = FlexibleArgumentParser()
+make_arg_parser(parser.add_subparsers(dest="subparser").add_parser("serve"))
+args = parser.parse_args(["serve", *json.loads(sys.argv[1])])
+validate_parsed_serve_args(args)
+print(json.dumps({"version": vllm.__version__, "model": args.model_tag, "name": args.served_model_name,
+                  "host": args.host, "port": args.port}))
+"""
+
+
+def test_vllm_args_parse_with_that_release() -> None:
+    """The image's entrypoint is ``vllm serve``: its arguments go through that release's own
+    parser (installed by .ci/install-providers), in a subprocess (vLLM configures logging on import)."""
+    container = _vllm_container()
+    assert "command" not in container, "the image's entrypoint (vllm serve) is what the args are for"
+    env = {**os.environ, "VLLM_TARGET_DEVICE": "cpu", "VLLM_LOGGING_LEVEL": "ERROR"}
+    proc = subprocess.run(
+        [sys.executable, "-c", _PARSE_VLLM_ARGS, json.dumps(container["args"])],
+        capture_output=True, text=True, timeout=600, env=env, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    parsed = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert parsed["version"] == _pinned_vllm()
+    assert parsed["model"] == "/models/llm/Qwen2.5-7B-Instruct-AWQ"
+    config = yaml.safe_load((K8S / "config.yaml").read_text())["data"]
+    assert parsed["name"] == [config["DUBBING_LLM_MODEL"]]
+    assert config["DUBBING_LLM_URL"] == f"http://vllm.{NAMESPACE}.svc.cluster.local:{parsed['port']}"
+    port = _manifest("Service", "vllm")["spec"]["ports"][0]
+    assert port["port"] == parsed["port"] and container["ports"][0]["containerPort"] == parsed["port"]
 
 
 # --- pool slots -----------------------------------------------------------------------------

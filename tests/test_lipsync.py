@@ -21,6 +21,7 @@ import pytest
 
 from dubbing_pipeline.dubbed_video.core import probe_durations, video_frame_hashes
 from dubbing_pipeline.errors import ConfigurationError, ModelMissingError, ProviderError
+from dubbing_pipeline.lip_sync.base import LipSyncEngine, NoneEngine
 from dubbing_pipeline.lip_sync.compose import (
     compose,
     cut_window,
@@ -30,13 +31,9 @@ from dubbing_pipeline.lip_sync.compose import (
 )
 from dubbing_pipeline.lip_sync.core import FLOOR_SECONDS, run_window
 from dubbing_pipeline.lip_sync.faces import FaceTrack, choose_face, mouth_box, runs, track_faces
-from dubbing_pipeline.lip_sync.providers import (
-    LatentSyncEngine,
-    LipSyncEngine,
-    MuseTalkEngine,
-    NoneEngine,
-    make_lipsync,
-)
+from dubbing_pipeline.lip_sync.latentsync_engine import LatentSyncEngine
+from dubbing_pipeline.lip_sync.musetalk_engine import MuseTalkEngine
+from dubbing_pipeline.lip_sync.providers import make_lipsync
 from dubbing_pipeline.lip_sync.windows import MODEL_FPS, Window, plan_windows, source_frame_range
 from dubbing_pipeline.settings import Settings
 
@@ -345,10 +342,12 @@ def _materialize_lip_sync(tmp_path: Path, clip: Path, settings: Settings):  # ty
     import dagster as dg
     import soundfile as sf
 
+    from dubbing_pipeline.common.hashing import sha256_file
     from dubbing_pipeline.definitions import resources_for
-    from dubbing_pipeline.hashing import sha256_file
-    from dubbing_pipeline.lip_sync.asset import build_lip_sync
+    from dubbing_pipeline.dubbed_speech.records import DubbedLine, DubbedSpeechRecord
+    from dubbing_pipeline.lip_sync.asset import build, build_checks
     from dubbing_pipeline.orchestration.partitions import video_language, video_language_key, videos
+    from dubbing_pipeline.source_video.records import SourceInfo, SourceVideoRecord
     from dubbing_pipeline.storage import make_storage
 
     store = make_storage(settings.storage_url)
@@ -359,12 +358,52 @@ def _materialize_lip_sync(tmp_path: Path, clip: Path, settings: Settings):  # ty
         wav = tmp_path / f"l{i}.wav"
         sf.write(str(wav), (0.3 * np.sin(2 * np.pi * 200 * t)).astype(np.float32), SR)
         uri = store.put_file(f"media/l{i}.wav", wav)
-        lines.append({"id": f"s{i}", "status": "fits", "dub_start": s, "dub_end": e, "uri": uri})
-    source = {"sha256": sha256_file(clip), "media_uri": media, "duration": SECONDS,
-              "info": {"fps": float(FPS), "frame_count": N}, "cache_key": "src"}  # fmt: skip
-    store.put_json("records/source_video/clip.json", source)
-    store.put_json("records/dubbed_speech/es/clip.json", {"lines": lines, "cache_key": "speech"})
-    lip_sync, check = build_lip_sync(settings)
+        lines.append(
+            DubbedLine(
+                id=f"s{i}", speaker="S1", start=s, end=e, status="fits", dub_start=s, dub_end=e, uri=uri
+            )
+        )
+    info = SourceInfo(
+        duration=SECONDS,
+        format_name="mov,mp4,m4a,3gp,3g2,mj2",
+        has_video=True,
+        width=SIZE,
+        height=SIZE,
+        fps=float(FPS),
+        variable_frame_rate=False,
+        rotation=0,
+        video_codec="h264",
+        frame_count=N,
+        audio_codec="",
+        sample_rate=0,
+        channels=0,
+        audio_streams=0,
+    )
+    source = SourceVideoRecord(
+        cache_key="src",
+        sha256=sha256_file(clip),
+        info=info,
+        duration=SECONDS,
+        media_uri=media,
+        audio_uri=media,
+        audio_frames=0,
+        audio_rate=0,
+        video_id="clip",
+        source_uri=media,
+        source_fingerprint=None,
+    )
+    speech = DubbedSpeechRecord(
+        cache_key="speech",
+        target_language="es",
+        provider={"name": "test"},
+        watermark=None,
+        lines=lines,
+        spoken=[],
+        refitted=[],
+    )
+    store.put_json("records/source_video/clip.json", source.to_json())
+    store.put_json("records/dubbed_speech/es/clip.json", speech.to_json())
+    lip_sync, (check,) = build(settings), build_checks(settings)
     instance = dg.DagsterInstance.ephemeral()
     instance.add_dynamic_partitions("videos", ["clip"])
     instance.add_dynamic_partitions("languages", ["es"])
@@ -406,10 +445,10 @@ def test_asset_failure_degrades_to_the_original_video_with_a_warning(tmp_path: P
 def test_gpu_tags_only_for_gpu_engines() -> None:
     import json
 
-    from dubbing_pipeline.lip_sync.asset import build_lip_sync
+    from dubbing_pipeline.lip_sync.asset import build
 
     def sync_op(settings: Settings):  # type: ignore[no-untyped-def]
-        asset, _ = build_lip_sync(settings)
+        asset = build(settings)
         return next(
             n.definition for n in asset.node_def.node_dict.values() if n.definition.name == "sync_window"
         )
@@ -428,9 +467,9 @@ def test_asset_end_to_end_with_an_engine_double(
     tmp_path: Path, clip: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """plan (face track) → sync_window per window (bisection, step cache) → compose, in Dagster."""
-    import dubbing_pipeline.lip_sync.providers as providers
+    from dubbing_pipeline.orchestration.providers import Providers  # the resources' factory table
 
-    monkeypatch.setattr(providers, "make_lipsync", lambda settings: MarkEngine())
+    monkeypatch.setattr(Providers, "lipsync", staticmethod(lambda settings: MarkEngine()))
     settings = Settings(storage_url=str(tmp_path / "media"), lipsync="none")
     result, record, _ = _materialize_lip_sync(tmp_path, clip, settings)
     assert result.success and record["status"] == "ok" and record["changed"] is True
@@ -450,7 +489,7 @@ def test_asset_end_to_end_with_an_engine_double(
     assert probe_video(out).frames == N
     # a second run is served from the caches: same record, no engine call
     calls: list[int] = []
-    monkeypatch.setattr(providers, "make_lipsync", lambda settings: _Counting(calls))
+    monkeypatch.setattr(Providers, "lipsync", staticmethod(lambda settings: _Counting(calls)))
     _, again, _ = _materialize_lip_sync(tmp_path, clip, settings)
     assert again["video_uri"] == record["video_uri"] and calls == []
 

@@ -424,7 +424,7 @@ def test_the_models_own_offensive_verdict_flags_the_line(
 ) -> None:
     """Every reply line carries ``offensive`` (the schema requires it); a line the model marks so is
     flagged ``offensive`` and then ``toxic`` by the screen, whatever the term lists find."""
-    from dubbing_pipeline.translation.toxicity import screen_lines
+    from dubbing_pipeline.provenance.toxicity import screen_lines
 
     schema = response_schema(["a"])["json_schema"]["schema"]["properties"]["lines"]["items"]
     assert schema["required"] == ["id", "text", "offensive"]

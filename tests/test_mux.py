@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from dubbing_pipeline.common.media import ffprobe
 from dubbing_pipeline.dubbed_video import (
     AUDIO_SAMPLE_RATE,
     Cue,
@@ -23,7 +24,6 @@ from dubbing_pipeline.dubbed_video import (
     video_frame_hashes,
 )
 from dubbing_pipeline.errors import BadInputError, ConfigurationError
-from dubbing_pipeline.media import ffprobe
 
 pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg not installed")
 

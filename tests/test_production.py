@@ -20,15 +20,15 @@ import pytest
 import yaml
 
 from dubbing_pipeline.audio_stems.asset import audio_stems
+from dubbing_pipeline.common.ids import is_safe_key_part
 from dubbing_pipeline.definitions import resources_for, source_half_job
-from dubbing_pipeline.devservers import find_bin_dir, postgres_server
-from dubbing_pipeline.ids import is_safe_key_part
 from dubbing_pipeline.orchestration import sensors as sen
 from dubbing_pipeline.orchestration.placement import gpu_op_tags, gpu_pool
 from dubbing_pipeline.orchestration.registry import registry_key
 from dubbing_pipeline.settings import Settings
 from dubbing_pipeline.source_video.asset import source_video
 from dubbing_pipeline.storage import make_storage
+from dubbing_pipeline.tooling.devservers import find_bin_dir, postgres_server
 
 ROOT = Path(__file__).resolve().parent.parent
 K8S = ROOT / "k8s"
@@ -284,13 +284,21 @@ def test_parse_notification_decodes_keys_and_ignores_what_is_not_a_new_video() -
         "eventName": "ObjectCreated:CompleteMultipartUpload", "eventTime": "2026-01-02T03:04:05.678Z",
         "s3": {"bucket": {"name": "b"}, "object": {"key": "in/Show/%C3%89p+2.mov", "eTag": "abc-12"}},
     }  # fmt: skip
-    [drop] = sen.parse_notification(json.dumps({"Records": [record]}), "b", "in/", (".mov",))
+    [drop] = sen.parse_notification(json.dumps({"Records": [record]}), "b", "in/", (".mov",)).drops
     assert (drop.key, drop.version, drop.relative_key) == ("in/Show/Ép 2.mov", "abc-12", "Show/Ép 2.mov")
     assert drop.modified == 1767323045
     removed = {**record, "eventName": "ObjectRemoved:Delete"}
-    for body in ('{"Event": "s3:TestEvent"}', "not json", json.dumps({"Records": [removed]})):
-        assert sen.parse_notification(body, "b", "in/", (".mov",)) == []
-    assert sen.parse_notification(json.dumps({"Records": [record]}), "other", "in/", (".mov",)) == []
+    elsewhere = {**record, "s3": {**record["s3"], "object": {"key": "out/x.mov", "eTag": "e"}}}
+    for body in (
+        '{"Event": "s3:TestEvent"}',
+        json.dumps({"Records": [removed]}),
+        json.dumps({"Records": [elsewhere]}),
+    ):
+        assert sen.parse_notification(body, "b", "in/", (".mov",)) == sen.Notification()
+    # malformed: named, never a run (tests/unit/test_drop_events.py has every kind)
+    assert sen.parse_notification("not json", "b", "in/", (".mov",)).poison.startswith("not_json: ")
+    other = sen.parse_notification(json.dumps({"Records": [record]}), "other", "in/", (".mov",))
+    assert other.poison.startswith("other_bucket: ") and not other.drops
 
 
 def _drop(key: str, etag: str, second: int) -> sen.Drop:

@@ -1,6 +1,6 @@
 """Kill and resume: a dub killed with SIGKILL mid-way resumes, redoes nothing finished, ends byte-identical.
 
-The kill lands deterministically through the documented test hook (``dubbing_pipeline/hooks.py``):
+The kill lands deterministically through the documented test hook (``orchestration/hooks.py``):
 ``DUBBING_TEST_PAUSE_AT=speech_line:2`` pauses right after the second synthesised line's cache
 record is written; ``DUBBING_TEST_PAUSE_AT=mux`` pauses after the dubbed MP4 is stored in the mux
 step's cache folder, before its ``record.json``. The test waits for the hook's marker file, then

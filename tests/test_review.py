@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
+from dubbing_pipeline.dubbed_video.report import lines_table, review_lines
 from dubbing_pipeline.errors import BadInputError
-from dubbing_pipeline.feedback import add_feedback, feedback_key, load_feedback
-from dubbing_pipeline.report import lines_table, review_lines
+from dubbing_pipeline.review.feedback import add_feedback, feedback_key, load_feedback
 from dubbing_pipeline.storage.local import LocalStorage
 
 REPORT = {
@@ -56,7 +56,7 @@ def test_feedback_is_appended_with_the_media_and_checked(tmp_path: Path) -> None
 
 
 def test_the_page_says_how_the_dub_is_marked_and_keeps_check_chips_short() -> None:
-    from dubbing_pipeline.review import review_html
+    from dubbing_pipeline.review.page import review_html
 
     checks = {
         "watermark": {"passed": True, "enabled": True, "dub_confidence": 0.89, "source_confidence": 0.17,
@@ -84,7 +84,7 @@ def test_the_page_says_how_the_dub_is_marked_and_keeps_check_chips_short() -> No
 
 
 def test_a_moved_line_shows_where_the_source_speaks_it() -> None:
-    from dubbing_pipeline.review import review_html
+    from dubbing_pipeline.review.page import review_html
 
     moved = {**REPORT["segments"][0], "start": 0.8, "end": 2.1, "source_start": 0.5, "source_end": 2.0,
              "flags": ["timing"]}  # fmt: skip

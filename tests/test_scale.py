@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from dubbing_pipeline.scale import run_scale
+from dubbing_pipeline.tooling.scale import run_scale
 
 
 def test_scale_bench_asks_for_exactly_what_each_tick_should() -> None:

@@ -14,7 +14,7 @@ from dubbing_pipeline.demo import DEMO_VIDEO, load_reference
 from dubbing_pipeline.quality.metrics import diarization_error_rate, word_error_rate
 
 ROOT = Path(__file__).resolve().parent.parent
-# Not one run's figures: the README's "Determinism across CPUs" table ran the demo under five kernel
+# Not one run's figures: docs/quality.md's "Determinism across CPUs" table ran the demo under five kernel
 # settings (MKL/oneDNN, AVX/AVX2/GENERIC ISAs, Spleeter's kernels) and got WER 0.099-0.136 and DER
 # 0.39 every time, as did the Intel Xeon and the AVX-512 EPYC. The one value past these bounds was
 # DER 0.53 on an AVX-512 EPYC before the kernels were pinned: what they are there to catch.

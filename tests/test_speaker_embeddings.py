@@ -10,14 +10,11 @@ import pytest
 from dubbing_pipeline.errors import ConfigurationError, ModelMissingError
 from dubbing_pipeline.quality.metrics import diarization_error_rate
 from dubbing_pipeline.settings import Settings
-from dubbing_pipeline.speakers.diarize import (
-    ChunkDiarization,
-    EmbeddingDiarizer,
-    PyannoteDiarizer,
-    make_diarizer,
-    split_score,
-)
+from dubbing_pipeline.speakers.base import ChunkDiarization
+from dubbing_pipeline.speakers.diarize import EmbeddingDiarizer, make_diarizer, split_score
 from dubbing_pipeline.speakers.embedders import VoiceFilterEmbedder, make_embedder
+from dubbing_pipeline.speakers.pyannote_config import PyannoteConfig
+from dubbing_pipeline.speakers.turns import assign_turns
 from dubbing_pipeline.speech_segments.vad import read_wav_16k_mono
 
 Turn = tuple[float, float, str]
@@ -172,7 +169,7 @@ def test_pyannote_assignment_and_merge() -> None:
     a2 = np.array([0.95, 0.1, 0.0])
     turns = [(0.0, 2.0, 0), (2.0, 4.0, 1), (4.0, 6.0, 2)]
     spans = [(0.1, 1.9), (2.1, 3.9), (4.1, 5.0), (7.0, 7.5)]
-    result = PyannoteDiarizer.assign(spans, turns, np.stack([a, b, a2]), 0.78)
+    result = assign_turns(spans, turns, np.stack([a, b, a2]), 0.78)
     # pipeline speakers 0 and 2 are one voice (cos 0.99 > 0.78); the last span joins the nearest turn
     assert result.labels == [0, 1, 0, 0]
     assert result.embeddings.shape == (2, 3)
@@ -198,7 +195,7 @@ def test_factories_and_missing_models(tmp_path: Path) -> None:
         "  params:\n    segmentation: pyannote/segmentation-3.0\n"
     )
     with pytest.raises(ModelMissingError, match="not a local checkpoint"):  # never a download
-        PyannoteDiarizer(Settings(diarizer="pyannote", pyannote_dir=str(hub)))
+        PyannoteConfig.load(Settings(diarizer="pyannote", pyannote_dir=str(hub)))
     try:
         import resemblyzer  # noqa: F401
     except ImportError:
@@ -216,8 +213,8 @@ def demo_vocals(tmp_path_factory: pytest.TempPathFactory) -> np.ndarray:
     from dubbing_pipeline.audio_stems import separate_file
     from dubbing_pipeline.audio_stems.asset import BLOCK_SECONDS, OVERLAP_SECONDS
     from dubbing_pipeline.audio_stems.providers import make_separator
+    from dubbing_pipeline.common.media import extract_audio
     from dubbing_pipeline.demo import DEMO_VIDEO
-    from dubbing_pipeline.media import extract_audio
 
     separator = make_separator(Settings(separator="spleeter", cpu_threads=2))
     tmp = tmp_path_factory.mktemp("demo-vocals")
@@ -323,7 +320,7 @@ def test_labelled_set_counts_one_person_as_one_speaker(
     embedder: VoiceFilterEmbedder, sample: Path, demo_vocals: np.ndarray
 ) -> None:
     """Speaker counts on 14 clips of real packaged recordings (readers, callers, dialogues)."""
-    from dubbing_pipeline.speakers.labelled_set import build_set, evaluate, summary
+    from dubbing_pipeline.tooling.labelled_set import build_set, evaluate, summary
 
     clips = build_set(sample, demo_vocals)
     assert len(clips) == 14 and sum(c.speakers == 1 for c in clips) == 8

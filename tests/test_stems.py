@@ -183,6 +183,8 @@ def test_demucs_without_a_repository_fails_at_start(repo: str) -> None:
 def test_demucs_without_the_package_names_the_gpu_extra(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     for name in ("demucs", "demucs.apply", "demucs.pretrained", "demucs.repo"):
         monkeypatch.setitem(sys.modules, name, None)  # makes `import demucs...` fail
+    # the engine module imports demucs at its top: forget it, as in a process that never loaded it
+    monkeypatch.delitem(sys.modules, "dubbing_pipeline.audio_stems.demucs", raising=False)
     clear_separator_cache()
     with pytest.raises(ModelMissingError, match="gpu"):
         make_separator(Settings(separator="demucs", demucs_repo=str(tmp_path)))

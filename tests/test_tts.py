@@ -51,7 +51,7 @@ def _sha(audio: np.ndarray) -> str:
 
 
 def test_spanish_round_trip_through_whisper(espeak: EspeakEngine, settings: Settings) -> None:
-    from dubbing_pipeline.dubbed_speech.measure import round_trip, to_16k
+    from dubbing_pipeline.tooling.tts_measure import round_trip, to_16k
     from dubbing_pipeline.transcript.providers import make_asr
 
     audio = espeak.synthesize(SPANISH, "es", voice="male")
@@ -302,20 +302,23 @@ def _model_dir(tmp_path: Path, files: tuple[str, ...]) -> Path:
 def test_cloning_needs_its_directory_files_and_package(tmp_path: Path, settings: Settings) -> None:
     from dataclasses import replace
 
-    from dubbing_pipeline.dubbed_speech.cloning import REQUIRED_FILES, VoiceCloningTTS
+    from dubbing_pipeline.dubbed_speech.cloning import REQUIRED_FILES
+
+    def cloning(chosen: Settings) -> tts.TTSEngine:  # the engine's module imports chatterbox-tts
+        return make_tts_engine("chatterbox", chosen)
 
     with pytest.raises(ModelMissingError, match="DUBBING_TTS_MODEL_DIR"):
-        VoiceCloningTTS(settings)
+        cloning(settings)
     with pytest.raises(ModelMissingError):
-        VoiceCloningTTS(replace(settings, tts_model_dir=str(tmp_path / "absent")))
+        cloning(replace(settings, tts_model_dir=str(tmp_path / "absent")))
     partial = _model_dir(tmp_path, REQUIRED_FILES[:2])
     with pytest.raises(ModelMissingError, match="lacks"):
-        VoiceCloningTTS(replace(settings, tts_model_dir=str(partial)))
+        cloning(replace(settings, tts_model_dir=str(partial)))
     if importlib.util.find_spec("chatterbox") is None:
         (partial / REQUIRED_FILES[2]).write_bytes(b"x")
         (partial / REQUIRED_FILES[3]).write_bytes(b"x")
         with pytest.raises(ModelMissingError, match="chatterbox-tts"):
-            VoiceCloningTTS(replace(settings, tts_model_dir=str(partial)))
+            cloning(replace(settings, tts_model_dir=str(partial)))
 
 
 def test_cloning_reuses_one_voice_per_speaker(
@@ -324,7 +327,7 @@ def test_cloning_reuses_one_voice_per_speaker(
     pytest.importorskip("torch")
     from dataclasses import replace
 
-    from dubbing_pipeline.dubbed_speech.cloning import REQUIRED_FILES, VoiceCloningTTS
+    from dubbing_pipeline.dubbed_speech.cloning import REQUIRED_FILES
 
     package = tmp_path / "fake" / "chatterbox"
     (package / "models" / "tokenizers").mkdir(parents=True)
@@ -333,10 +336,13 @@ def test_cloning_reuses_one_voice_per_speaker(
     (package / "models" / "tokenizers" / "tokenizer.py").write_text(FAKE_TOKENIZER)
     (package / "mtl_tts.py").write_text(textwrap.dedent(FAKE_CHATTERBOX))
     monkeypatch.syspath_prepend(str(tmp_path / "fake"))
-    for name in [m for m in sys.modules if m == "chatterbox" or m.startswith("chatterbox.")]:
+    engine_module = "dubbing_pipeline.dubbed_speech.engines.chatterbox"  # imports chatterbox at its top
+    for name in [m for m in sys.modules if m in ("chatterbox", engine_module) or m.startswith("chatterbox.")]:
         monkeypatch.delitem(sys.modules, name)
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     folder = _model_dir(tmp_path, REQUIRED_FILES)
+    from dubbing_pipeline.dubbed_speech.engines.chatterbox import VoiceCloningTTS  # with the fake
+
     engine = VoiceCloningTTS(replace(settings, tts_model_dir=str(folder)))
     assert not engine.supports_rate and engine.sample_rate == 24000
     assert engine.describe()["model"].startswith("chatterbox-mtl-")

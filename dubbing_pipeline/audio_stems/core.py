@@ -14,14 +14,14 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import soundfile as sf  # type: ignore[import-untyped,unused-ignore]
 
-from dubbing_pipeline.audio import clear_peak_timestamp
+from dubbing_pipeline.common.audio import clear_peak_timestamp
 from dubbing_pipeline.errors import BadInputError, ProviderError
 
 AudioBlock = npt.NDArray[np.float32]
@@ -117,69 +117,94 @@ def separate_file(
     """
     if block_seconds <= 0 or overlap_seconds < 0:
         raise ValueError("block_seconds must be > 0 and overlap_seconds >= 0")
-    try:
-        reader = sf.SoundFile(os.fspath(mix_path))
-    except (sf.LibsndfileError, RuntimeError) as exc:
-        raise BadInputError(f"cannot read the mix {os.path.basename(mix_path)!r}: {exc}") from exc
-    with reader:
+    with _open_mix(mix_path, sample_rate) as reader:
         frames, rate, channels = int(reader.frames), int(reader.samplerate), int(reader.channels)
-        if rate != sample_rate:
-            raise BadInputError(f"the mix is at {rate} Hz but the separator needs {sample_rate} Hz")
-        if frames <= 0:
-            raise BadInputError("the mix has no audio frames")
         block = max(1, round(block_seconds * rate))
         overlap = min(round(overlap_seconds * rate), block // 4)
         ranges = plan_blocks(frames, block, overlap)
         fmt = "RF64" if frames * channels * 4 > _WAV_DATA_LIMIT else "WAV"
-
         targets = [os.fspath(vocals_path), os.fspath(background_path)]
-        parts = [f"{t}.part" for t in targets]
-        writers: list[Any] = []
-        try:
-            for part in parts:
-                writers.append(sf.SoundFile(part, "w", rate, channels, "FLOAT", format=fmt))
-            # Estimates for the region the previous block shares with the current one,
-            # held back until the current block's estimates can be blended with them.
-            pending: list[AudioBlock] | None = None
-            written = 0
-            for index, (start, end) in enumerate(ranges):
-                reader.seek(start)
-                data = reader.read(end - start, dtype="float32", always_2d=True)
-                if data.shape[0] != end - start:
-                    raise BadInputError(f"the mix ended early at frame {start + data.shape[0]} of {frames}")
-                mix = np.ascontiguousarray(data.T)
-                result = separate(mix)
-                if not isinstance(result, tuple) or len(result) != 2:
-                    raise ProviderError("separator must return a (vocals, background) pair")
-                stems = [
-                    _checked(name, out, mix.shape)
-                    for name, out in zip(("vocals", "background"), result, strict=True)
-                ]
-
-                head = 0 if pending is None else pending[0].shape[1]
-                if pending is not None and head:
-                    ramp = _fade_in(head)
-                    for stem, old in zip(stems, pending, strict=True):
-                        stem[:, :head] = stem[:, :head] * ramp + old * (1.0 - ramp)
-                tail = 0
-                if index + 1 < len(ranges):
-                    tail = end - ranges[index + 1][0]
-                keep = (end - start) - tail
-                for writer, stem in zip(writers, stems, strict=True):
-                    writer.write(stem[:, :keep].T)
-                written += keep
-                pending = [np.array(stem[:, keep:]) for stem in stems]
-            if written != frames:  # defensive: the plan covers every frame exactly once
-                raise ProviderError(f"wrote {written} frames for a {frames}-frame mix")
-            for writer in writers:
-                writer.close()
-            for part, target in zip(parts, targets, strict=True):
-                clear_peak_timestamp(part)
-                os.replace(part, target)
-        except BaseException:
-            for writer in writers:
-                writer.close()
-            for part in parts:
-                _remove_quietly(part)
-            raise
+        with _stem_writers(targets, rate, channels, fmt) as writers:
+            _stream(reader, writers, ranges, separate)
     return {"frames": frames, "sample_rate": rate, "channels": channels, "blocks": len(ranges)}
+
+
+def _open_mix(mix_path: str | os.PathLike[str], sample_rate: int) -> Any:
+    """The mix opened for reading, checked to be at ``sample_rate`` and not empty."""
+    try:
+        reader = sf.SoundFile(os.fspath(mix_path))
+    except (sf.LibsndfileError, RuntimeError) as exc:
+        raise BadInputError(f"cannot read the mix {os.path.basename(mix_path)!r}: {exc}") from exc
+    rate = int(reader.samplerate)
+    problem = (
+        f"the mix is at {rate} Hz but the separator needs {sample_rate} Hz" if rate != sample_rate else ""
+    )
+    if not problem and int(reader.frames) <= 0:
+        problem = "the mix has no audio frames"
+    if problem:
+        reader.close()
+        raise BadInputError(problem)
+    return reader
+
+
+@contextlib.contextmanager
+def _stem_writers(targets: list[str], rate: int, channels: int, fmt: str) -> Iterator[list[Any]]:
+    """Float WAV writers on ``<target>.part``, renamed onto the targets when the body succeeds and
+    removed when it fails."""
+    parts = [f"{t}.part" for t in targets]
+    writers: list[Any] = []
+    try:
+        for part in parts:
+            writers.append(sf.SoundFile(part, "w", rate, channels, "FLOAT", format=fmt))
+        yield writers
+        for writer in writers:
+            writer.close()
+        for part, target in zip(parts, targets, strict=True):
+            clear_peak_timestamp(part)
+            os.replace(part, target)
+    except BaseException:
+        for writer in writers:
+            writer.close()
+        for part in parts:
+            _remove_quietly(part)
+        raise
+
+
+def _stream(reader: Any, writers: list[Any], ranges: list[tuple[int, int]], separate: BlockSeparator) -> None:
+    """Separate the planned blocks in order, crossfading each with the overlap its predecessor
+    held back, and write every frame once."""
+    frames = int(reader.frames)
+    # Estimates for the region the previous block shares with the current one,
+    # held back until the current block's estimates can be blended with them.
+    pending: list[AudioBlock] | None = None
+    written = 0
+    for index, (start, end) in enumerate(ranges):
+        stems = _separated(reader, start, end, frames, separate)
+        head = 0 if pending is None else pending[0].shape[1]
+        if pending is not None and head:
+            ramp = _fade_in(head)
+            for stem, old in zip(stems, pending, strict=True):
+                stem[:, :head] = stem[:, :head] * ramp + old * (1.0 - ramp)
+        tail = end - ranges[index + 1][0] if index + 1 < len(ranges) else 0
+        keep = (end - start) - tail
+        for writer, stem in zip(writers, stems, strict=True):
+            writer.write(stem[:, :keep].T)
+        written += keep
+        pending = [np.array(stem[:, keep:]) for stem in stems]
+    if written != frames:  # defensive: the plan covers every frame exactly once
+        raise ProviderError(f"wrote {written} frames for a {frames}-frame mix")
+
+
+def _separated(reader: Any, start: int, end: int, frames: int, separate: BlockSeparator) -> list[AudioBlock]:
+    """The checked ``[vocals, background]`` of the mix's frames ``[start, end)``."""
+    reader.seek(start)
+    data = reader.read(end - start, dtype="float32", always_2d=True)
+    if data.shape[0] != end - start:
+        raise BadInputError(f"the mix ended early at frame {start + data.shape[0]} of {frames}")
+    mix = np.ascontiguousarray(data.T)
+    result = separate(mix)
+    if not isinstance(result, tuple) or len(result) != 2:
+        raise ProviderError("separator must return a (vocals, background) pair")
+    return [
+        _checked(name, out, mix.shape) for name, out in zip(("vocals", "background"), result, strict=True)
+    ]

@@ -1,6 +1,6 @@
 """The bundled demo clip: a 30 s talking-head video with a two-speaker English dialogue.
 
-``demo.mp4`` and ``reference.json`` are built by ``python -m dubbing_pipeline.demo.build``;
+``demo.mp4`` and ``reference.json`` are built by ``python -m dubbing_pipeline.tooling.demo_build``;
 ``PROVENANCE.md`` says where every byte comes from and under which licence.
 """
 

@@ -1,10 +1,12 @@
-"""The ``speech`` stage cores: text-to-speech, voice matching and isochrony.
+"""The ``dubbed_speech`` stage: every translated line spoken again, in its speaker's voice, in its slot.
 
-* ``speech.tts`` — TTS engines (espeak-ng, Piper, Kokoro) and ``make_tts`` (per-language table).
-* ``speech.cloning`` — Chatterbox voice cloning from a local model directory (production).
-* ``speech.voice`` — median F0, pitch/formant matching to a speaker, voice choice by F0.
-* ``speech.isochrony`` — fitting each dubbed line into its source slot (pure planning).
-* ``speech.measure`` — the CER/RTF measurement behind ``tts.DEFAULT_TTS`` (not a test).
+* ``asset`` — the stage's graph asset: plan, speak a batch of lines per step, assemble.
+* ``records`` — its typed records (``DubbedSpeechRecord``, the lines' step records).
+* ``speak`` — one line's policy: speak, fit, judge, repair once; the silence gate.
+* ``isochrony`` — fitting each dubbed line into its source slot (pure planning).
+* ``tts`` — ``make_tts``: the engine per language; ``engine`` the interface; ``engines/`` one module
+  per engine (espeak-ng, Kokoro, Piper, Chatterbox voice cloning, with ``cloning``).
+* ``voice`` — median F0, pitch/formant matching to a speaker, voice choice by F0.
 
-Imports are lazy: importing this package loads no model.
+Importing the stage loads no model: an engine's module is imported when the engine is chosen.
 """

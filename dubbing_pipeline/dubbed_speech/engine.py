@@ -1,4 +1,4 @@
-"""The text-to-speech engine interface every engine implements (``speech/tts.py``, ``speech/cloning.py``).
+"""The text-to-speech engine interface every engine implements (``engines/``; ``tts.make_tts`` picks one).
 
 An engine speaks one line of text in one language, at a speaking rate, in a voice family
 (``male``/``female``) or a cloned reference voice, and returns mono float32 audio at its own
@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from importlib import metadata
-from typing import Any
 
 import numpy as np
 
 from dubbing_pipeline.errors import ProviderError, UnsupportedError
+from dubbing_pipeline.freshness import package_version
+from dubbing_pipeline.records import JsonObject
 
 MIN_RATE = 0.5
 MAX_RATE = 2.0
@@ -94,14 +94,12 @@ def parse_wav(data: bytes) -> tuple[np.ndarray, int]:
     raise ProviderError("TTS output: WAV stream without data")
 
 
-def _version(dist: str) -> str:
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return "absent"
+def version_of(dist: str) -> str:
+    """An installed distribution's version, ``absent`` where it is not installed (for ``describe``)."""
+    return package_version(dist) or "absent"
 
 
-def _language(language: str) -> str:
+def language_code(language: str) -> str:
     """``es-MX`` / ``ES`` → ``es``."""
     return str(language).strip().lower().replace("_", "-").split("-")[0]
 
@@ -129,14 +127,14 @@ class TTSEngine(ABC):
         return None
 
     def supports(self, language: str) -> bool:
-        return _language(language) in self.languages
+        return language_code(language) in self.languages
 
     def unsupported(self, language: str) -> str:
         """Why this engine does not speak ``language``, for the error that refuses it."""
         return f"it speaks {', '.join(sorted(self.languages)) or 'no language here'}"
 
     @abstractmethod
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> JsonObject:
         """Everything the audio depends on (engine, model/voice ids and hashes, versions)."""
 
     def voice_key(self, voice: str | None) -> str:
@@ -151,7 +149,7 @@ class TTSEngine(ABC):
         ``rate`` > 1 speaks faster (only where ``supports_rate``; else it must be 1.0).
         Empty text gives an empty array.
         """
-        lang = _language(language)
+        lang = language_code(language)
         if lang not in self.languages:
             raise UnsupportedError(
                 f"TTS engine {self.name!r} does not speak {language!r}: {self.unsupported(language)}"

@@ -67,6 +67,7 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any, Final, Literal
 
 import numpy as np
+import pyrubberband
 from numpy.typing import NDArray
 
 FitStatus = Literal["fits", "borrowed", "rate", "stretch", "retranslate", "trimmed"]
@@ -123,7 +124,7 @@ class FitPlan:
         """Whether the line must be synthesized again at ``rate`` (then ``replan_after_synthesis``)."""
         return self.rate != 1.0
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, float | str]:
         return asdict(self)
 
     @classmethod
@@ -402,8 +403,6 @@ def render_fit(
     """
     data = np.ascontiguousarray(audio, dtype=np.float32).reshape(-1)
     if plan.stretch > 1.0 and data.size > 0:
-        import pyrubberband
-
         stretched = pyrubberband.time_stretch(data, sr, plan.stretch)
         data = np.ascontiguousarray(stretched, dtype=np.float32).reshape(-1)
     # an exact fit may lose a sample or two to rounding: fade only what a trim really cuts

@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 import math
 import threading
+from typing import Any
 
 import numpy as np
 
@@ -45,11 +46,16 @@ MIN_SHIFT = 0.02
 """Relative pitch differences below this are left alone (2 %, about a third of a semitone)."""
 
 
-def _sound(audio: np.ndarray, sr: int) -> object:
-    import parselmouth
+def _praat() -> Any:
+    """Parselmouth (Praat), imported at the first measurement or shift of a run, not with the stage."""
+    import parselmouth  # lazy: Praat costs 60 ms to import
 
+    return parselmouth
+
+
+def _sound(audio: np.ndarray, sr: int) -> Any:
     data = np.asarray(audio, dtype=np.float64).reshape(-1)
-    return parselmouth.Sound(data, sampling_frequency=float(sr))
+    return _praat().Sound(data, sampling_frequency=float(sr))
 
 
 def _check(audio: np.ndarray, sr: int) -> np.ndarray:
@@ -72,7 +78,7 @@ def median_f0(audio: np.ndarray, sr: int) -> float | None:
     if data.size < int(0.1 * sr) or not np.any(data):
         return None
     try:
-        pitch = _sound(data, sr).to_pitch(  # type: ignore[attr-defined]
+        pitch = _sound(data, sr).to_pitch(
             time_step=TIME_STEP, pitch_floor=PITCH_FLOOR, pitch_ceiling=PITCH_CEILING
         )
     except Exception as exc:  # parselmouth.PraatError: too short for the pitch floor
@@ -130,8 +136,7 @@ def match_voice(
     source = source_f0 if source_f0 is not None else median_f0(data, sr)
     if source is None or abs(target / source - 1.0) < MIN_SHIFT:
         return data
-    from parselmouth.praat import call, run
-
+    praat = _praat().praat
     ratio = formant_ratio(source, target, gender_shift=gender_shift)
     # Praat: pitch floor, pitch ceiling, formant shift ratio, new pitch median,
     # pitch range factor, duration factor
@@ -140,14 +145,14 @@ def match_voice(
     sound = _sound(data, sr)
     with _PRAAT_LOCK:
         # PSOLA draws random numbers (unvoiced stretches): seed Praat's generator per call
-        run(f"random_initializeWithSeedUnsafelyButPredictably ({PRAAT_SEED})")
+        praat.run(f"random_initializeWithSeedUnsafelyButPredictably ({PRAAT_SEED})")
         try:
-            shifted = call(sound, "Change gender", floor, ceiling, ratio, target, 1.0, 1.0)
+            shifted = praat.call(sound, "Change gender", floor, ceiling, ratio, target, 1.0, 1.0)
         except Exception as exc:  # parselmouth.PraatError: nothing voiced to shift
             log.info("voice matching skipped: %s", exc)
             return data
         finally:
-            run("random_initializeSafelyAndUnpredictably ()")
+            praat.run("random_initializeSafelyAndUnpredictably ()")
     out = np.asarray(shifted.values, dtype=np.float64).reshape(-1)
     if abs(out.size - data.size) > 0.01 * data.size:
         raise AssertionError(f"Change gender changed the duration: {data.size} -> {out.size} samples")

@@ -35,9 +35,11 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import soundfile as sf
+import soxr
 
+from dubbing_pipeline.common.media import BITEXACT, ffprobe, run_ffmpeg
 from dubbing_pipeline.errors import BadInputError, ConfigurationError, ProviderError
-from dubbing_pipeline.media import BITEXACT, ffprobe, run_ffmpeg
 
 AUDIO_CODEC = "aac"
 AUDIO_BITRATE = "192k"
@@ -76,8 +78,6 @@ def fit_audio_length(x: npt.ArrayLike, sample_rate: int, duration: float) -> npt
 
 
 def _read_audio(path: Path) -> tuple[npt.NDArray[np.float32], int]:
-    import soundfile as sf
-
     try:
         data, rate = sf.read(str(path), dtype="float32", always_2d=True)
     except (RuntimeError, sf.LibsndfileError) as exc:
@@ -88,8 +88,6 @@ def _read_audio(path: Path) -> tuple[npt.NDArray[np.float32], int]:
 def _resample(x: npt.NDArray[np.float32], rate: int, target: int) -> npt.NDArray[np.float32]:
     if rate == target:
         return x
-    import soxr
-
     out = soxr.resample(np.ascontiguousarray(x.T), rate, target, quality="VHQ")
     return np.ascontiguousarray(np.asarray(out, dtype=np.float32).T)
 
@@ -171,9 +169,6 @@ def mux_video(
     _check_tracks(subtitles)
     if not duration > 0:
         raise BadInputError(f"video duration must be positive, got {duration}")
-
-    import soundfile as sf
-
     audio, rate = _read_audio(wav)
     audio = fit_audio_length(_resample(audio, rate, AUDIO_SAMPLE_RATE), AUDIO_SAMPLE_RATE, duration)
 
@@ -221,7 +216,7 @@ def video_frame_hashes(path: str | os.PathLike[str], *, packets: bool = False) -
     return hashes
 
 
-def _stream_duration(stream: dict[str, Any]) -> float | None:
+def _stream_duration(stream: Mapping[str, Any]) -> float | None:
     if stream.get("duration") not in (None, "N/A"):
         return float(stream["duration"])
     tag = (stream.get("tags") or {}).get("DURATION")  # Matroska keeps it as a tag

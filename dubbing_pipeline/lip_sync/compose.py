@@ -29,19 +29,25 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
 
 import numpy as np
+import numpy.typing as npt
+import soxr
 
+from dubbing_pipeline.common.audio import write_wav
+from dubbing_pipeline.common.media import BITEXACT, PLANAR_FORMATS, ffprobe, raw_video_frames, run_ffmpeg
 from dubbing_pipeline.errors import BadInputError, ProviderError
-from dubbing_pipeline.label import PLANAR_8BIT, Label, apply, render
+from dubbing_pipeline.lip_sync.records import ComposeRecord
 from dubbing_pipeline.lip_sync.windows import MODEL_FPS, Window, source_frame_range
-from dubbing_pipeline.media import BITEXACT, PLANAR_FORMATS, ffprobe, raw_video_frames, run_ffmpeg
+from dubbing_pipeline.provenance.label import PLANAR_8BIT, Label, apply, render
+from dubbing_pipeline.records import JsonObject
 
 CRF = 22
 PRESET = "fast"
 WINDOW_CRF = 12
 AUDIO_RATE = 16000
+
+SpeechLine = tuple[float, npt.NDArray[np.float32], int]  # a placed line: (dub start, samples, sample rate)
 
 
 @dataclass(frozen=True)
@@ -150,12 +156,10 @@ def cut_window(src: str | Path, window: Window, out: str | Path, *, info: VideoI
 
 
 def window_speech(
-    lines: Sequence[tuple[float, np.ndarray, int]], window: Window, out: str | Path, *, rate: int = AUDIO_RATE
+    lines: Sequence[SpeechLine], window: Window, out: str | Path, *, rate: int = AUDIO_RATE
 ) -> Path:
     """Speech-only audio of ``window``: each ``(dub_start, samples, sample_rate)`` line placed at its
     start, resampled to ``rate`` mono, summed, clipped; exactly ``window.frames / 25`` seconds."""
-    from dubbing_pipeline.audio import write_wav
-
     n = round(window.seconds * rate)
     buf = np.zeros(n, dtype=np.float64)
     for start, samples, sr in lines:
@@ -163,8 +167,6 @@ def window_speech(
         if mono.ndim == 2:
             mono = mono.mean(axis=1)
         if sr != rate:
-            import soxr
-
             mono = np.asarray(soxr.resample(mono, sr, rate, quality="HQ"), dtype=np.float64)
         offset = round((start - window.start) * rate)
         a, b = max(0, offset), min(n, offset + len(mono))
@@ -190,17 +192,21 @@ class ComposeResult:
     spans: list[tuple[int, int]] = field(default_factory=list)  # re-encoded source frames [a, b)
     frames_labelled: int = 0  # the first frames, carrying the visible label
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "changed": self.changed,
-            "mode": self.mode,
-            "frames_total": self.frames_total,
-            "frames_reencoded": self.frames_reencoded,
-            "frames_copied": self.frames_total - self.frames_reencoded,
-            "frames_replaced": self.frames_replaced,
-            "spans": [list(s) for s in self.spans],
-            "frames_labelled": self.frames_labelled,
-        }
+    def record(self) -> ComposeRecord:
+        return ComposeRecord(
+            changed=self.changed,
+            mode=self.mode,
+            frames_total=self.frames_total,
+            frames_reencoded=self.frames_reencoded,
+            frames_copied=self.frames_total - self.frames_reencoded,
+            frames_replaced=self.frames_replaced,
+            spans=[list(s) for s in self.spans],
+            frames_labelled=self.frames_labelled,
+        )
+
+    def to_dict(self) -> JsonObject:
+        """The stored form of :meth:`record`."""
+        return self.record().to_json()
 
 
 def gop_spans(

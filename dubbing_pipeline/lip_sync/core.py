@@ -14,7 +14,7 @@ re-raised at once: the stage fails as a whole, and the asset falls back to the o
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -47,8 +47,8 @@ class Piece:
     def end(self) -> float:
         return self.window.end
 
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
+    def to_dict(self) -> dict[str, float | int | str]:
+        out: dict[str, float | int | str] = {
             "start": round(self.start, 6),
             "end": round(self.end, 6),
             "start_frame": self.start_frame,
@@ -60,7 +60,7 @@ class Piece:
         return out
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Piece:
+    def from_dict(cls, data: Mapping[str, Any]) -> Piece:
         status: Status = data["status"]
         return cls(int(data["start_frame"]), int(data["end_frame"]), status, str(data.get("detail", "")))
 

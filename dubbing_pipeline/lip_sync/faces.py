@@ -4,8 +4,9 @@ Detector (packaged, deterministic, CPU): OpenCV's Haar frontal-face cascade
 (``cv2.data.haarcascades``) where the installed OpenCV still ships it (4.x wheels); OpenCV 5
 dropped the cascade classifier and its XML files, so there the same family of detector comes from
 scikit-image: OpenCV's LBP frontal-face cascade shipped in the scikit-image wheel
-(``skimage.data.lbp_frontal_face_cascade_filename()``), run by ``skimage.feature.Cascade``.
-``describe()`` names the one used; it is part of the cache key.
+(``skimage.data.lbp_frontal_face_cascade_filename()``), run by ``skimage.feature.Cascade``. Both
+live in ``face_cascades``, imported when a detector is made; the detector's ``name`` says which one
+it runs, and is part of the cache key.
 
 Sampling: frames are decoded once by ffmpeg, downscaled to at most ``DETECT_WIDTH`` pixels wide
 and converted to grey; detection runs on every ``stride``-th frame, ``stride = ceil(fps / 12.5)``
@@ -21,16 +22,19 @@ half (horizontally) of the lower third of the chosen face box, in source pixels.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
-from dubbing_pipeline.errors import BadInputError, ModelMissingError
+from dubbing_pipeline.common.media import ffprobe, raw_video_frames
+from dubbing_pipeline.errors import BadInputError
 from dubbing_pipeline.freshness import recipe
-from dubbing_pipeline.media import raw_video_frames
+from dubbing_pipeline.lip_sync.records import FaceTrackRecord
+from dubbing_pipeline.records import JsonObject
 
 DETECT_WIDTH = 160
 SAMPLE_FPS = 12.5
@@ -38,6 +42,7 @@ MIN_FACE_FRACTION = 0.12  # of the frame's shorter side, in detection pixels
 CODE_VERSION = recipe("lip_sync").code[1]
 
 Box = tuple[int, int, int, int]  # x, y, w, h
+Grey = npt.NDArray[np.uint8]  # one frame, grey, (height, width)
 
 
 def sample_stride(fps: float) -> int:
@@ -105,6 +110,8 @@ def from_runs(spans: Sequence[Sequence[int]], frames_total: int) -> list[bool]:
 
 @dataclass(frozen=True)
 class FaceTrack:
+    """Per source frame, whether a face is seen, and the speaking mouth of each sampled frame."""
+
     fps: float
     frames_total: int
     width: int
@@ -125,7 +132,8 @@ class FaceTrack:
         best = min(self.mouths, key=lambda j: (abs(j - frame), j))
         return self.mouths[best]
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JsonObject:
+        """The stored form: the ``faces`` step's record fields (``records.FaceTrackRecord``)."""
         return {
             "fps": self.fps,
             "frames_total": self.frames_total,
@@ -139,7 +147,7 @@ class FaceTrack:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> FaceTrack:
+    def from_dict(cls, data: Mapping[str, Any]) -> FaceTrack:
         n = int(data["frames_total"])
         return cls(
             fps=float(data["fps"]),
@@ -152,62 +160,26 @@ class FaceTrack:
             mouths={int(m[0]): (int(m[1]), int(m[2]), int(m[3]), int(m[4])) for m in data["mouths"]},
         )
 
+    @classmethod
+    def from_record(cls, record: FaceTrackRecord) -> FaceTrack:
+        """The track the ``faces`` step stored."""
+        return cls.from_dict(dict(record))
+
 
 class FaceDetector:
     """Frontal faces on a grey image: OpenCV Haar where packaged, else the scikit-image LBP cascade."""
 
     def __init__(self) -> None:
-        self.name, self._detect = self._load()
+        from dubbing_pipeline.lip_sync import face_cascades  # lazy: OpenCV, scikit-image cascades
 
-    @staticmethod
-    def _load() -> tuple[str, Any]:
-        try:
-            import cv2
+        self.name, self._detect = face_cascades.load()
 
-            classifier = getattr(cv2, "CascadeClassifier", None)
-            xml = Path(getattr(getattr(cv2, "data", None), "haarcascades", "")) / (
-                "haarcascade_frontalface_default.xml"
-            )
-            if classifier is not None and xml.is_file():
-                cascade = classifier(str(xml))
-
-                def haar(gray: np.ndarray, min_size: int) -> list[Box]:
-                    found = cascade.detectMultiScale(
-                        gray, scaleFactor=1.1, minNeighbors=5, minSize=(min_size,) * 2
-                    )
-                    return [tuple(int(v) for v in b) for b in found]  # type: ignore[misc]
-
-                return f"opencv-haar-frontalface-default {cv2.__version__}", haar
-        except ImportError:
-            pass
-        try:
-            import skimage
-            from skimage import data
-            from skimage.feature import Cascade
-        except ImportError as exc:
-            raise ModelMissingError(
-                "face detection needs OpenCV with Haar cascades (opencv-python-headless<5) or scikit-image"
-            ) from exc
-        lbp = Cascade(data.lbp_frontal_face_cascade_filename())
-
-        def detect_lbp(gray: np.ndarray, min_size: int) -> list[Box]:
-            img = gray.astype(np.float64) / 255.0
-            side = min(img.shape[:2])
-            found = lbp.detect_multi_scale(
-                img=img, scale_factor=1.25, step_ratio=1, min_size=(min_size, min_size), max_size=(side, side)
-            )
-            return [(int(d["c"]), int(d["r"]), int(d["width"]), int(d["height"])) for d in found]
-
-        return f"skimage-lbp-frontalface {getattr(skimage, '__version__', '')}", detect_lbp
-
-    def __call__(self, gray: np.ndarray) -> list[Box]:
+    def __call__(self, gray: Grey) -> list[Box]:
         min_size = max(12, int(min(gray.shape[:2]) * MIN_FACE_FRACTION))
         return list(self._detect(np.ascontiguousarray(gray), min_size))
 
 
 def _probe_video(path: Path) -> tuple[int, int, float, int]:
-    from dubbing_pipeline.media import ffprobe
-
     info = ffprobe(path)
     streams = [s for s in info.get("streams", []) if s.get("codec_type") == "video"]
     if not streams:
@@ -222,7 +194,7 @@ def _probe_video(path: Path) -> tuple[int, int, float, int]:
     return int(s["width"]), int(s["height"]), fps, frames
 
 
-def grey_frames(path: Path, width: int, height: int) -> Iterator[np.ndarray]:
+def grey_frames(path: Path, width: int, height: int) -> Iterator[Grey]:
     """Decode every frame, downscaled to ``width``×``height`` grey (area filter)."""
     video_filter = f"scale={width}:{height}:flags=area,format=gray"
     for buf in raw_video_frames(path, video_filter, width * height, check=True):

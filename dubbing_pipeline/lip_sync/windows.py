@@ -37,7 +37,6 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 MODEL_FPS = 25
 UNIT_FRAMES = 16
@@ -70,21 +69,11 @@ class Window:
     def seconds(self) -> float:
         return self.frames / MODEL_FPS
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "start": round(self.start, 6),
-            "end": round(self.end, 6),
-            "start_frame": self.start_frame,
-            "end_frame": self.end_frame,
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Window:
-        return cls(int(data["start_frame"]), int(data["end_frame"]))
-
 
 @dataclass(frozen=True)
 class WindowPlan:
+    """The model windows of a video and its frame accounting (see the module docstring)."""
+
     windows: list[Window]
     speech_windows: list[Window]
     frames_total: int
@@ -101,16 +90,6 @@ class WindowPlan:
             "frames_to_model": self.frames_to_model,
             "frames_skipped_silence": self.frames_skipped_silence,
             "frames_skipped_no_face": self.frames_skipped_no_face,
-        }
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            **self.counts(),
-            "fps": self.fps,
-            "duration": self.duration,
-            "settings": dict(self.settings),
-            "windows": [w.to_dict() for w in self.windows],
-            "speech_windows": [w.to_dict() for w in self.speech_windows],
         }
 
 

@@ -62,14 +62,15 @@ from typing import Any
 import dagster as dg
 import yaml
 
+from dubbing_pipeline.common.hashing import canonical_json, sha256_bytes
+from dubbing_pipeline.common.ids import sanitize_id, video_id_from_name
 from dubbing_pipeline.errors import BadInputError, ConfigurationError, DubbingError
 from dubbing_pipeline.freshness import stat_stamp
-from dubbing_pipeline.hashing import canonical_json, sha256_bytes
-from dubbing_pipeline.ids import sanitize_id, video_id_from_name
 from dubbing_pipeline.orchestration.fresh import (
     FRESH,
     FRESH_STATUS,
     STALE,
+    AssetGraph,
     Freshness,
     Status,
     source_lineage,
@@ -81,6 +82,7 @@ from dubbing_pipeline.orchestration.partitions import (
     videos,
 )
 from dubbing_pipeline.orchestration.registry import claim_video_id, hashed_video_id, register_video
+from dubbing_pipeline.orchestration.resources import storage_resource
 from dubbing_pipeline.orchestration.sensors import (
     FINGERPRINT_TAG,
     LANGUAGES,
@@ -90,13 +92,13 @@ from dubbing_pipeline.orchestration.sensors import (
     SOURCE_URI_TAG,
     TRIGGER_TAG,
     VIDEOS,
+    Job,
     in_threads,
-    listing_client,
     parse_languages,
     s3_client,
 )
 from dubbing_pipeline.settings import Settings
-from dubbing_pipeline.storage import MediaStorage, parse_uri
+from dubbing_pipeline.storage import MediaStorage, parse_uri, s3_service
 
 IN_FLIGHT = [
     dg.DagsterRunStatus.NOT_STARTED,
@@ -125,12 +127,12 @@ class Catalog:
     refused: dict[str, str] = field(default_factory=dict)
 
 
-def _entry_name(index: int, entry: Any) -> str:
+def _entry_name(index: int, entry: object) -> str:
     label = entry.get("id") or entry.get("source") if isinstance(entry, dict) else None
     return f"videos[{index}]" + (f" ({str(label)[:80]})" if label else "")
 
 
-def _parse_entry(entry: Any, default: Sequence[str]) -> CatalogVideo:
+def _parse_entry(entry: object, default: Sequence[str]) -> CatalogVideo:
     if isinstance(entry, str):
         entry = {"source": entry}
     if not isinstance(entry, dict):
@@ -201,36 +203,6 @@ def _local_fingerprint(path: str) -> str | None:
     return "-".join(map(str, stat_stamp(stat))) if os.path.isfile(path) else None
 
 
-def _s3_fingerprints(client: Any, bucket: str, keys: Sequence[str]) -> dict[str, str]:
-    """ETags of ``keys`` in ``bucket``: one listing per folder (1,000 keys a request), not a HEAD each."""
-    found: dict[str, str] = {}
-    folders: dict[str, set[str]] = {}
-    for key in keys:
-        folders.setdefault(key.rsplit("/", 1)[0] + "/" if "/" in key else "", set()).add(key)
-    paginator = client.get_paginator("list_objects_v2")
-    for folder, wanted in sorted(folders.items()):
-        if len(wanted) < 3:  # a HEAD each is cheaper than listing a big folder for one or two keys
-            for key in sorted(wanted):
-                etag = _head_etag(client, bucket, key)
-                if etag is not None:
-                    found[key] = etag
-            continue
-        for page in paginator.paginate(Bucket=bucket, Prefix=folder, Delimiter="/"):
-            for obj in page.get("Contents", []):
-                if obj["Key"] in wanted:
-                    found[obj["Key"]] = str(obj["ETag"]).strip('"')
-    return found
-
-
-def _head_etag(client: Any, bucket: str, key: str) -> str | None:
-    from botocore.exceptions import ClientError
-
-    try:
-        return str(client.head_object(Bucket=bucket, Key=key)["ETag"]).strip('"')
-    except ClientError:
-        return None
-
-
 def source_fingerprints(uris: Sequence[str], settings: Settings) -> dict[str, str | None]:
     """A cheap version of each source: S3 ETag, or size+mtime of a local file; None if absent."""
     out: dict[str, str | None] = dict.fromkeys(uris)
@@ -244,14 +216,12 @@ def source_fingerprints(uris: Sequence[str], settings: Settings) -> dict[str, st
         else:
             raise BadInputError(f"unsupported source URI scheme {scheme!r}")
     if by_bucket:
-        client = listing_client(settings)
+        service = s3_service(settings.s3_endpoint_url, settings.s3_region)
+        client = service.listing_client()
         for bucket, keys in sorted(by_bucket.items()):
-            for key, etag in _s3_fingerprints(client, bucket, keys).items():
+            for key, etag in service.etags(client, bucket, keys).items():
                 out[f"s3://{bucket}/{key}"] = etag
     return out
-
-
-# --- freshness from the instance -------------------------------------------------------------
 
 
 # --- the plan ----------------------------------------------------------------------------------
@@ -310,17 +280,85 @@ def _chained(instance: dg.DagsterInstance, source_job: str, dub_job: str, now: f
 
 INDEX_KEY = "registry/catalog-index.json"
 
+CatalogIndex = dict[str, list[str]]
+"""What the catalog registered (``INDEX_KEY``): video id → [source URI, fingerprint]."""
 
-def read_index(storage: MediaStorage) -> dict[str, list[str]]:
+
+def read_index(storage: MediaStorage) -> CatalogIndex:
     """What the catalog registered: video id → [source URI, fingerprint]."""
-    index: dict[str, list[str]] = storage.get_json(INDEX_KEY) if storage.exists(INDEX_KEY) else {}
+    index: CatalogIndex = storage.get_json(INDEX_KEY) if storage.exists(INDEX_KEY) else {}
     return index
+
+
+Claimed = CatalogVideo | DubbingError
+"""A catalog video with the id the registry gives it, or why it got none."""
+
+
+@dataclass(frozen=True)
+class _Claims:
+    """The registry's id rule applied to catalog entries, skipping what the index already holds."""
+
+    storage: MediaStorage
+    index: CatalogIndex
+    reserved: Collection[str]  # every explicit id of the catalog: taken for derived ids
+
+    def indexed(self, vid: str, uri: str) -> bool:
+        entry = self.index.get(vid)
+        return entry is not None and entry[:1] == [uri]
+
+    def explicit(self, v: CatalogVideo) -> CatalogVideo:
+        if self.indexed(v.video_id, v.source_uri):
+            return v
+        return replace(v, video_id=claim_video_id(self.storage, "", v.source_uri, v.video_id))
+
+    def derived(self, v: CatalogVideo) -> Claimed:
+        hashed = hashed_video_id(v.video_id, v.source_uri)
+        if v.video_id not in self.reserved and self.indexed(v.video_id, v.source_uri):
+            return v
+        if self.indexed(hashed, v.source_uri):
+            return replace(v, video_id=hashed)
+        try:
+            name = _source_name(v.source_uri)
+            return replace(v, video_id=claim_video_id(self.storage, name, v.source_uri, taken=self.reserved))
+        except DubbingError as exc:
+            return exc
+
+    def group(self, group: Sequence[CatalogVideo]) -> list[Claimed]:
+        """Derived ids that share a base id, in catalog order: the first keeps the base id."""
+        return [self.derived(v) for v in group]
+
+
+def _derived_groups(videos_: Sequence[CatalogVideo]) -> list[list[int]]:
+    """The indexes of the videos without an ``id:``, grouped by base id (in catalog order)."""
+    groups: dict[str, list[int]] = {}
+    for i, v in enumerate(videos_):
+        if not v.explicit:
+            groups.setdefault(v.video_id, []).append(i)
+    return list(groups.values())
+
+
+def _unique(
+    videos_: Sequence[CatalogVideo], claimed: Sequence[Claimed]
+) -> tuple[list[CatalogVideo], dict[str, str]]:
+    """The claimed videos, each id once, and the entries refused (by source URI)."""
+    out: list[CatalogVideo] = []
+    refused: dict[str, str] = {}
+    used: set[str] = set()
+    for video, got in zip(videos_, claimed, strict=True):
+        if isinstance(got, DubbingError):
+            refused[video.source_uri] = f"{got.code}: {got.message}"
+        elif got.video_id in used:  # the same source listed twice without an id
+            refused[video.source_uri] = f"bad_input: source listed twice ({got.video_id!r})"
+        else:
+            used.add(got.video_id)
+            out.append(got)
+    return out, refused
 
 
 def resolve_ids(
     storage: MediaStorage,
     videos_: Sequence[CatalogVideo],
-    index: dict[str, list[str]],
+    index: CatalogIndex,
     reserved: Collection[str] = (),
 ) -> tuple[list[CatalogVideo], dict[str, str]]:
     """The catalog's videos with the ids the registry's rule gives them, and the entries refused.
@@ -331,64 +369,23 @@ def resolve_ids(
     share a base id are claimed in catalog order (the first keeps the base id); different base ids
     in threads.
     """
-
-    def indexed(vid: str, uri: str) -> bool:
-        entry = index.get(vid)
-        return entry is not None and entry[:1] == [uri]
-
-    def claim_explicit(v: CatalogVideo) -> CatalogVideo:
-        if indexed(v.video_id, v.source_uri):
-            return v
-        return replace(v, video_id=claim_video_id(storage, "", v.source_uri, v.video_id))
-
-    def claim_group(group: list[CatalogVideo]) -> list[CatalogVideo | DubbingError]:
-        out: list[CatalogVideo | DubbingError] = []
-        for v in group:
-            hashed = hashed_video_id(v.video_id, v.source_uri)
-            if v.video_id not in reserved and indexed(v.video_id, v.source_uri):
-                out.append(v)
-            elif indexed(hashed, v.source_uri):
-                out.append(replace(v, video_id=hashed))
-            else:
-                try:
-                    vid = claim_video_id(storage, _source_name(v.source_uri), v.source_uri, taken=reserved)
-                except DubbingError as exc:
-                    out.append(exc)
-                else:
-                    out.append(replace(v, video_id=vid))
-        return out
-
-    resolved: dict[int, CatalogVideo | DubbingError] = {}
+    claims = _Claims(storage, index, reserved)
+    resolved: dict[int, Claimed] = {}
     explicit = [i for i, v in enumerate(videos_) if v.explicit]
-    claimed = in_threads(lambda i: claim_explicit(videos_[i]), explicit, threads=16)
+    claimed = in_threads(lambda i: claims.explicit(videos_[i]), explicit, threads=16)
     resolved.update(zip(explicit, claimed, strict=True))
-    groups: dict[str, list[int]] = {}
-    for i, v in enumerate(videos_):
-        if not v.explicit:
-            groups.setdefault(v.video_id, []).append(i)
-    done = in_threads(lambda ix: claim_group([videos_[i] for i in ix]), list(groups.values()), threads=16)
-    for ix, results in zip(groups.values(), done, strict=True):
+    groups = _derived_groups(videos_)
+    done = in_threads(lambda ix: claims.group([videos_[i] for i in ix]), groups, threads=16)
+    for ix, results in zip(groups, done, strict=True):
         resolved.update(zip(ix, results, strict=True))
-    out: list[CatalogVideo] = []
-    refused: dict[str, str] = {}
-    used: set[str] = set()
-    for i in range(len(videos_)):
-        got = resolved[i]
-        if isinstance(got, DubbingError):
-            refused[videos_[i].source_uri] = f"{got.code}: {got.message}"
-        elif got.video_id in used:  # the same source listed twice without an id
-            refused[videos_[i].source_uri] = f"bad_input: source listed twice ({got.video_id!r})"
-        else:
-            used.add(got.video_id)
-            out.append(got)
-    return out, refused
+    return _unique(videos_, [resolved[i] for i in range(len(videos_))])
 
 
 def register_catalog(
     storage: MediaStorage,
     videos_: Sequence[CatalogVideo],
     fingerprints: dict[str, str],
-    index: dict[str, list[str]] | None = None,
+    index: CatalogIndex | None = None,
 ) -> None:
     """Write the registry entry of each video whose source or version changed since the last tick.
 
@@ -427,52 +424,60 @@ def _source_status(fresh: Freshness, keys: Sequence[dg.AssetKey], vid: str, fp: 
     return status
 
 
-def plan_catalog(
-    instance: dg.DagsterInstance,
-    graph: Any,
-    catalog: Catalog,
-    storage: MediaStorage,
-    fingerprints: Callable[[Sequence[str]], dict[str, str | None]],
-    *,
-    source_job: str = "source_half",
-    dub_job: str = "dub",
-) -> CatalogPlan:
-    """Register the catalog's videos, add partitions (batched) and request what is missing or stale."""
-    plan = CatalogPlan(refused=dict(catalog.refused))
-    halves = {
-        half: sorted(
-            (
-                k
-                for k in graph.get_all_asset_keys()
-                if graph.get(k).partitions_def == pdef and graph.get(k).is_materializable
-            ),
-            key=lambda k: k.to_user_string(),
-        )
-        for half, pdef in (("source", videos), ("target", video_language))
-    }
-    code_digest = sha256_bytes(
-        canonical_json(
-            {k.to_user_string(): graph.get(k).code_version for k in graph.get_all_asset_keys()}
-        ).encode()
-    )[:12]
-    clock = time.perf_counter()
+@dataclass(frozen=True)
+class Halves:
+    """The materialisable assets of each half, and a digest of every asset's code version (part of
+    every run key: a new code version asks again)."""
 
-    def lap(name: str) -> None:
-        nonlocal clock
+    source: list[dg.AssetKey]
+    target: list[dg.AssetKey]
+    code_digest: str
+
+    @classmethod
+    def of(cls, graph: AssetGraph) -> Halves:
+        keys = sorted(graph.get_all_asset_keys(), key=lambda k: k.to_user_string())
+
+        def half(pdef: dg.PartitionsDefinition[Any]) -> list[dg.AssetKey]:
+            return [k for k in keys if graph.get(k).partitions_def == pdef and graph.get(k).is_materializable]
+
+        codes = {k.to_user_string(): graph.get(k).code_version for k in keys}
+        return cls(half(videos), half(video_language), sha256_bytes(canonical_json(codes).encode())[:12])
+
+
+class Laps:
+    """Where a tick's time went: the seconds since the previous lap, by step name."""
+
+    def __init__(self, seconds: dict[str, float]) -> None:
+        self.seconds = seconds
+        self.clock = time.perf_counter()
+
+    def __call__(self, name: str) -> None:
         now = time.perf_counter()
-        plan.seconds[name] = round(now - clock, 3)
-        clock = now
+        self.seconds[name] = round(now - self.clock, 3)
+        self.clock = now
 
-    fresh = Freshness(instance, graph)
+
+def _busy_and_chained(
+    instance: dg.DagsterInstance, source_job: str, dub_job: str
+) -> tuple[set[str], set[str]]:
+    """The partitions with a run in flight, and the pairs the chain sensor is about to dub."""
     busy = _in_flight(instance, [source_job, dub_job])
     chained = _chained(instance, source_job, dub_job, time.time())
     # read the runs in flight again: a dub the chain sensor created between the two reads is in
     # neither the first read nor the chained set (it is already launched), and would run twice
     busy |= _in_flight(instance, [source_job, dub_job])
-    lap("runs")
+    return busy, chained
 
-    found = fingerprints([v.source_uri for v in catalog.videos])
-    lap("fingerprints")
+
+def _register(
+    instance: dg.DagsterInstance,
+    storage: MediaStorage,
+    catalog: Catalog,
+    found: dict[str, str | None],
+    plan: CatalogPlan,
+) -> list[CatalogVideo]:
+    """Claim the ids of the videos whose source is there, register them and add their partitions;
+    the refused go to the plan. Returns the videos with their ids (each id once)."""
     present: list[CatalogVideo] = []
     for video in catalog.videos:
         if found.get(video.source_uri) is None:
@@ -483,57 +488,65 @@ def plan_catalog(
     reserved = {v.video_id for v in catalog.videos if v.explicit}
     vids, refused = resolve_ids(storage, present, index, reserved)
     plan.refused.update(refused)
-    current_fp = {v.video_id: str(found[v.source_uri]) for v in vids}
-    register_catalog(storage, vids, current_fp, index)
+    register_catalog(storage, vids, {v.video_id: str(found[v.source_uri]) for v in vids}, index)
     _add_partitions(instance, vids)
-    lap("register")
-    for key in (*halves["source"], *halves["target"]):
-        fresh.versions(key)
-    lap("data_versions")
+    return vids
 
-    for video in vids:
-        vid, fp = video.video_id, current_fp[video.video_id]
-        source_status = _source_status(fresh, halves["source"], vid, fp)
-        plan.statuses[vid] = source_status
-        if source_status.state != FRESH:
-            if vid in busy:
-                plan.skipped[vid] = "source_half run in flight"
-                continue
-            plan.source_requests.append(
+
+@dataclass(frozen=True)
+class _Tick:
+    """One tick's judgement of the catalog's videos, written into ``plan``."""
+
+    plan: CatalogPlan
+    fresh: Freshness
+    halves: Halves
+    busy: set[str]  # partitions with a run in flight
+    chained: set[str]  # pairs the chain sensor is about to dub
+
+    def video(self, video: CatalogVideo, fp: str) -> None:
+        """Request the source half of ``video`` when it is not fresh, else its stale dubs."""
+        vid = video.video_id
+        status = self.plan.statuses[vid] = _source_status(self.fresh, self.halves.source, vid, fp)
+        if (
+            vid in self.busy
+        ):  # its run has not ended (when its source half is fresh: the chain sensor dubs it)
+            skipped = [vid] if status.state != FRESH else [pair_key(vid, lang) for lang in video.languages]
+            self.plan.skipped.update(dict.fromkeys(skipped, "source_half run in flight"))
+        elif status.state != FRESH:
+            self.plan.source_requests.append(self.source_request(video, fp, status))
+        else:
+            source_dv = self.fresh.data_version(dg.AssetKey("source_video"), vid) or fp
+            for lang in video.languages:
+                self.dub(pair_key(vid, lang), source_dv)
+
+    def source_request(self, video: CatalogVideo, fp: str, status: Status) -> dg.RunRequest:
+        vid = video.video_id
+        return dg.RunRequest(
+            run_key=f"catalog:{vid}:{fp}:{self.halves.code_digest}",
+            partition_key=vid,
+            tags={
+                **partition_tags(vid),
+                LANGUAGES_TAG: ",".join(video.languages),
+                SOURCE_URI_TAG: video.source_uri,
+                FINGERPRINT_TAG: fp,
+                TRIGGER_TAG: "catalog",
+                "dubbing/reason": status.reason[:200],
+            },
+        )
+
+    def dub(self, pk: str, source_dv: str) -> None:
+        """Request the dub of the pair ``pk`` when it is not fresh and no run is on its way."""
+        status = self.plan.statuses[pk] = _half_status(self.fresh, self.halves.target, pk)
+        if status.state == FRESH:
+            return
+        if pk in self.busy:
+            self.plan.skipped[pk] = "dub run in flight"
+        elif pk in self.chained:
+            self.plan.skipped[pk] = "its source half just succeeded: the chain sensor dubs it"
+        else:
+            self.plan.dub_requests.append(
                 dg.RunRequest(
-                    run_key=f"catalog:{vid}:{fp}:{code_digest}",
-                    partition_key=vid,
-                    tags={
-                        **partition_tags(vid),
-                        LANGUAGES_TAG: ",".join(video.languages),
-                        SOURCE_URI_TAG: video.source_uri,
-                        FINGERPRINT_TAG: fp,
-                        TRIGGER_TAG: "catalog",
-                        "dubbing/reason": source_status.reason[:200],
-                    },
-                )
-            )
-            continue
-        if vid in busy:  # its source half is fresh but its run has not ended: the chain sensor dubs it
-            plan.skipped.update(
-                {str(video_language_key(vid, lang)): "source_half run in flight" for lang in video.languages}
-            )
-            continue
-        source_dv = fresh.data_version(dg.AssetKey("source_video"), vid) or fp
-        for lang in video.languages:
-            pk = str(video_language_key(vid, lang))
-            status = plan.statuses[pk] = _half_status(fresh, halves["target"], pk)
-            if status.state == FRESH:
-                continue
-            if pk in busy:
-                plan.skipped[pk] = "dub run in flight"
-                continue
-            if pk in chained:
-                plan.skipped[pk] = "its source half just succeeded: the chain sensor dubs it"
-                continue
-            plan.dub_requests.append(
-                dg.RunRequest(
-                    run_key=f"catalog:{pk}:{source_dv[:16]}:{code_digest}",
+                    run_key=f"catalog:{pk}:{source_dv[:16]}:{self.halves.code_digest}",
                     partition_key=pk,
                     tags={
                         **partition_tags(pk),
@@ -542,6 +555,44 @@ def plan_catalog(
                     },
                 )
             )
+
+
+def pair_key(video_id: str, language: str) -> str:
+    """The ``video × language`` partition key (``"es|talk"``)."""
+    return str(video_language_key(video_id, language))
+
+
+def plan_catalog(
+    instance: dg.DagsterInstance,
+    graph: AssetGraph,
+    catalog: Catalog,
+    storage: MediaStorage,
+    fingerprints: Callable[[Sequence[str]], dict[str, str | None]],
+    *,
+    source_job: str = "source_half",
+    dub_job: str = "dub",
+) -> CatalogPlan:
+    """Register the catalog's videos, add partitions (batched) and request what is missing or stale.
+
+    The steps, timed in ``plan.seconds``: the runs in flight, the sources' fingerprints, the
+    registration, the latest data version of every asset, then each video's judgement.
+    """
+    plan = CatalogPlan(refused=dict(catalog.refused))
+    halves = Halves.of(graph)
+    lap = Laps(plan.seconds)
+    busy, chained = _busy_and_chained(instance, source_job, dub_job)
+    lap("runs")
+    found = fingerprints([v.source_uri for v in catalog.videos])
+    lap("fingerprints")
+    vids = _register(instance, storage, catalog, found, plan)
+    lap("register")
+    fresh = Freshness(instance, graph)
+    for key in (*halves.source, *halves.target):
+        fresh.versions(key)
+    lap("data_versions")
+    tick = _Tick(plan, fresh, halves, busy, chained)
+    for video in vids:
+        tick.video(video, str(found[video.source_uri]))
     lap("statuses")
     return plan
 
@@ -573,7 +624,7 @@ class SharedPlan:
         self.compute = compute
         self.computed = 0
         self._lock = threading.Lock()
-        self._tick: Any = None
+        self._tick: dt.datetime | None = None
         self._plan: CatalogPlan | None = None
 
     def __call__(self, context: dg.ScheduleEvaluationContext) -> CatalogPlan:
@@ -585,32 +636,33 @@ class SharedPlan:
             return self._plan
 
 
-def build_catalog_schedules(
-    settings: Settings, source_job: Any, dub_job: Any, asset_graph: Callable[[], Any]
-) -> list[dg.ScheduleDefinition]:
-    """The two catalog schedules (same cron, one shared plan per tick); ``asset_graph()`` gives the
-    graph to judge staleness (``Definitions.resolve_asset_graph()`` of the code location, resolved
-    at the first tick)."""
-    graph_cache: list[Any] = []
+@dataclass
+class CatalogTick:
+    """One tick's plan of the catalog named by ``settings``, logged in the schedule's log; the asset
+    graph is resolved at the first tick (``asset_graph()``) and kept."""
 
-    def graph() -> Any:
-        if not graph_cache:
-            graph_cache.append(asset_graph())
-        return graph_cache[0]
+    settings: Settings
+    source_job: str
+    dub_job: str
+    asset_graph: Callable[[], AssetGraph]
+    _graph: AssetGraph | None = field(default=None, init=False)
 
-    def compute(context: dg.ScheduleEvaluationContext) -> CatalogPlan:
-        from dubbing_pipeline.orchestration.resources import storage_resource
+    def graph(self) -> AssetGraph:
+        if self._graph is None:
+            self._graph = self.asset_graph()
+        return self._graph
 
+    def __call__(self, context: dg.ScheduleEvaluationContext) -> CatalogPlan:
+        settings = self.settings
         catalog = parse_catalog(read_text(settings.catalog_url, settings))
-        storage = storage_resource(settings).get()
         result = plan_catalog(
             context.instance,
-            graph(),
+            self.graph(),
             catalog,
-            storage,
+            storage_resource(settings).get(),
             lambda uris: source_fingerprints(uris, settings),
-            source_job=source_job.name,
-            dub_job=dub_job.name,
+            source_job=self.source_job,
+            dub_job=self.dub_job,
         )
         for name, why in result.refused.items():
             context.log.warning(f"catalog: refused {name}: {why}")
@@ -619,31 +671,50 @@ def build_catalog_schedules(
             context.log.info(f"catalog: skip {name}: {why}")
         return result
 
-    plan = SharedPlan(compute)
+
+def _schedule(
+    cron: str,
+    plan: SharedPlan,
+    name: str,
+    job: Job,
+    description: str,
+    wanted: Callable[[CatalogPlan], list[dg.RunRequest]],
+    done: str,
+) -> dg.ScheduleDefinition:
+    """A catalog schedule of ``job``: the ``wanted`` requests of the tick's shared plan, or ``done``."""
 
     @dg.schedule(
-        name="catalog_source_schedule",
-        cron_schedule=settings.catalog_cron,
-        job=source_job,
+        name=name,
+        cron_schedule=cron,
+        job=job,
         default_status=dg.DefaultScheduleStatus.RUNNING,
-        description="Catalog videos whose source half is missing or stale (dubs follow via the sensor).",
+        description=description,
     )
-    def catalog_source_schedule(context: dg.ScheduleEvaluationContext) -> Any:
-        requests = plan(context).source_requests
-        return requests or dg.SkipReason("every catalog video's source half is up to date")
+    def requests(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest] | dg.SkipReason:
+        return wanted(plan(context)) or dg.SkipReason(done)
 
-    @dg.schedule(
-        name="catalog_dub_schedule",
-        cron_schedule=settings.catalog_cron,
-        job=dub_job,
-        default_status=dg.DefaultScheduleStatus.RUNNING,
-        description="Catalog video × language partitions whose dub is missing or stale.",
-    )
-    def catalog_dub_schedule(context: dg.ScheduleEvaluationContext) -> Any:
-        requests = plan(context).dub_requests
-        return requests or dg.SkipReason("every catalog dub is up to date")
+    return requests
 
-    return [catalog_source_schedule, catalog_dub_schedule]
+
+def build_catalog_schedules(
+    settings: Settings, source_job: Job, dub_job: Job, asset_graph: Callable[[], AssetGraph]
+) -> list[dg.ScheduleDefinition]:
+    """The two catalog schedules (same cron, one shared plan per tick); ``asset_graph()`` gives the
+    graph to judge staleness (``Definitions.resolve_asset_graph()`` of the code location, resolved
+    at the first tick)."""
+    plan = SharedPlan(CatalogTick(settings, source_job.name, dub_job.name, asset_graph))
+    return [
+        _schedule(
+            settings.catalog_cron, plan, "catalog_source_schedule", source_job,
+            "Catalog videos whose source half is missing or stale (dubs follow via the sensor).",
+            lambda p: p.source_requests, "every catalog video's source half is up to date",
+        ),
+        _schedule(
+            settings.catalog_cron, plan, "catalog_dub_schedule", dub_job,
+            "Catalog video × language partitions whose dub is missing or stale.",
+            lambda p: p.dub_requests, "every catalog dub is up to date",
+        ),
+    ]  # fmt: skip
 
 
 def catalog_enabled(settings: Settings) -> bool:

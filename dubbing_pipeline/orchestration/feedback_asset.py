@@ -8,16 +8,17 @@ review page and report (every model step is a cache hit).
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
 
 import dagster as dg
 
-from dubbing_pipeline.feedback import feedback_version, load_feedback
-from dubbing_pipeline.ids import dub_file_partitions
+from dubbing_pipeline.common.ids import dub_file_partitions
 from dubbing_pipeline.orchestration.kit import DATA_VERSION_TAG, observe_until_stable
 from dubbing_pipeline.orchestration.partitions import video_language, video_language_key
 from dubbing_pipeline.orchestration.resources import StorageResource
+from dubbing_pipeline.review.feedback import FeedbackItem, feedback_version, load_feedback
 from dubbing_pipeline.stages import FEEDBACK
+from dubbing_pipeline.storage import MediaStorage
 
 
 @dg.observable_source_asset(
@@ -39,7 +40,7 @@ def feedback(storage: StorageResource) -> dg.DataVersionsByPartition:
     )
 
 
-def observation(video_id: str, language: str, items: list[dict[str, Any]]) -> dg.AssetObservation:
+def observation(video_id: str, language: str, items: Sequence[FeedbackItem]) -> dg.AssetObservation:
     """The observation of one partition's feedback: its data version is their content hash."""
     return dg.AssetObservation(
         asset_key=dg.AssetKey(FEEDBACK),
@@ -49,12 +50,14 @@ def observation(video_id: str, language: str, items: list[dict[str, Any]]) -> dg
     )
 
 
-def observe_stored_feedback(instance: dg.DagsterInstance, storage: Any, video_id: str, language: str) -> str:
+def observe_stored_feedback(
+    instance: dg.DagsterInstance, storage: MediaStorage, video_id: str, language: str
+) -> str:
     """Record the data version of the feedback stored now, again while it changed in between
     (``kit.observe_until_stable``); returns the version observed last."""
     return observe_until_stable(instance, lambda: stored_observation(storage, video_id, language))
 
 
-def stored_observation(storage: Any, video_id: str, language: str) -> dg.AssetObservation:
+def stored_observation(storage: MediaStorage, video_id: str, language: str) -> dg.AssetObservation:
     """The observation of the feedback stored now (not reported)."""
     return observation(video_id, language, load_feedback(storage, video_id, language))

@@ -18,31 +18,50 @@ stage code (a test keeps the two equal).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, Sequence, Set
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final, Literal, NamedTuple, Protocol
 
 import dagster as dg
 
 from dubbing_pipeline.errors import ConfigurationError
 from dubbing_pipeline.orchestration.kit import DATA_VERSION_TAG, Version, lineage_digest, lineage_of_lines
 from dubbing_pipeline.orchestration.partitions import video_language, videos
+from dubbing_pipeline.review.edits import NO_EDITS, edits_version
+from dubbing_pipeline.review.feedback import NO_FEEDBACK
 from dubbing_pipeline.stages import EDITS, FEEDBACK, OBSERVED, PARENTS, SOURCE_HALF
 
-FRESH, MISSING, STALE = "fresh", "missing", "stale"
+State = Literal["fresh", "missing", "stale"]
+FRESH: Final = "fresh"
+MISSING: Final = "missing"
+STALE: Final = "stale"
 BLOCKED = "!blocked"
 """The code-version suffix of a dub that failed a blocking check (``dubbed_video.asset.BLOCKED``)."""
 
-
-def _unobserved() -> dict[str, str]:
-    from dubbing_pipeline.feedback import NO_FEEDBACK
-    from dubbing_pipeline.translation.edits_asset import UNEDITED
-
-    return {EDITS: UNEDITED, FEEDBACK: NO_FEEDBACK}
+UNOBSERVED: Mapping[str, str] = {EDITS: edits_version(NO_EDITS), FEEDBACK: NO_FEEDBACK}
+"""What the stages read of an observable source never observed: no edits, no feedback (the data
+versions ``translation.edits_asset.UNEDITED`` and ``review.feedback.NO_FEEDBACK``)."""
 
 
-UNOBSERVED: Mapping[str, str] = _unobserved()
-"""What the stages read of an observable source never observed: no edits, no feedback."""
+class AssetNode(Protocol):
+    """What :class:`Freshness` reads of one asset of a graph."""
+
+    @property
+    def partitions_def(self) -> dg.PartitionsDefinition[Any] | None: ...
+    @property
+    def parent_keys(self) -> Set[dg.AssetKey]: ...
+    @property
+    def code_version(self) -> str | None: ...
+    @property
+    def is_materializable(self) -> bool: ...
+
+
+class AssetGraph(Protocol):
+    """The asset graph :class:`Freshness` walks: Dagster's (``Definitions.resolve_asset_graph()``)
+    or :class:`StageGraph`."""
+
+    def get(self, key: dg.AssetKey) -> AssetNode: ...
+    def get_all_asset_keys(self) -> Set[dg.AssetKey]: ...
 
 
 @dataclass(frozen=True)
@@ -50,7 +69,7 @@ class StageNode:
     """One asset of :class:`StageGraph`, with the attributes :class:`Freshness` reads."""
 
     key: dg.AssetKey
-    partitions_def: Any
+    partitions_def: dg.PartitionsDefinition[Any]
     parent_keys: frozenset[dg.AssetKey]
     code_version: str | None
     is_materializable: bool
@@ -79,7 +98,9 @@ class StageGraph:
 
 @dataclass(frozen=True)
 class Status:
-    state: str
+    """A partition's judgement, and why (the first reason found) when it is not fresh."""
+
+    state: State
     reason: str = ""
 
 
@@ -91,11 +112,19 @@ def source_lineage(fingerprint: str) -> str:
 FRESH_STATUS = Status(FRESH)
 
 
+class _Parent(NamedTuple):
+    key: dg.AssetKey
+    name: str
+    to_video: bool  # its partition of a pair's is the pair's video (a source-half parent)
+
+
 @dataclass(frozen=True)
 class _Node:
+    """What :meth:`Freshness.status` reads of an asset, computed once."""
+
     name: str
     code: str | None
-    parents: tuple[tuple[dg.AssetKey, str, bool], ...]  # (key, name, maps a pair to its video)
+    parents: tuple[_Parent, ...]  # in name order: the lineage digest's order
     observed: frozenset[dg.AssetKey] = frozenset()  # parents that are observable source assets (edits)
 
 
@@ -107,7 +136,7 @@ class Freshness:
     """
 
     def __init__(
-        self, instance: dg.DagsterInstance, graph: Any, partitions: Sequence[str] | None = None
+        self, instance: dg.DagsterInstance, graph: AssetGraph, partitions: Sequence[str] | None = None
     ) -> None:
         """``partitions``: read only these (the CLI asks about one video and its dubs, not the
         catalog); every partition when None (the catalog's tick)."""
@@ -158,10 +187,10 @@ class Freshness:
         node = self._nodes.get(key)
         if node is None:
             asset = self.graph.get(key)
-            parents = []
-            for parent in sorted(asset.parent_keys, key=lambda k: k.to_user_string()):
-                to_video = self.parent_partition(parent, key, "x|y") == "y"
-                parents.append((parent, parent.to_user_string(), to_video))
+            parents = [
+                _Parent(parent, parent.to_user_string(), self.parent_partition(parent, key, "x|y") == "y")
+                for parent in sorted(asset.parent_keys, key=lambda k: k.to_user_string())
+            ]
             observed = frozenset(p for p in asset.parent_keys if not self.graph.get(p).is_materializable)
             node = self._nodes[key] = _Node(
                 key.to_user_string(), asset.code_version, tuple(parents), observed
@@ -200,7 +229,7 @@ class Freshness:
             upstream = self.status(parent, ppk)
             if upstream is not FRESH_STATUS:
                 return Status(STALE, f"{node.name}: upstream {upstream.reason}")
-            lines.append(name + "\t" + self._versions[parent][ppk].key)  # type: ignore[union-attr]
+            lines.append(name + "\t" + self.data_version(parent, ppk))  # fresh: it has a data version
         if lineage_of_lines(lines) != version.lineage:
             names = ", ".join(name for _, name, _ in node.parents)
             return Status(STALE, f"{node.name}: made from other {names} data")
@@ -211,4 +240,14 @@ class Freshness:
         return version.key if version else ""
 
 
-__all__ = ["FRESH", "FRESH_STATUS", "MISSING", "STALE", "Freshness", "StageGraph", "Status", "source_lineage"]
+__all__ = [
+    "FRESH",
+    "FRESH_STATUS",
+    "MISSING",
+    "STALE",
+    "AssetGraph",
+    "Freshness",
+    "StageGraph",
+    "Status",
+    "source_lineage",
+]

@@ -33,17 +33,20 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypedDict, TypeVar, overload
 
 import dagster as dg
 
-from dubbing_pipeline.cache import ARTIFACTS, StepCache, scratch
+from dubbing_pipeline.common.hashing import cache_key
 from dubbing_pipeline.errors import DubbingError, InternalError, classify
-from dubbing_pipeline.hashing import cache_key
+from dubbing_pipeline.freshness import recipe
+from dubbing_pipeline.orchestration.cache import ARTIFACTS, StepCache, scratch
+from dubbing_pipeline.orchestration.partitions import video_language, videos
 from dubbing_pipeline.orchestration.placement import gpu_op_tags, gpu_pool
 from dubbing_pipeline.orchestration.resources import StorageResource
+from dubbing_pipeline.records import JsonObject, Record, StageRecord
 from dubbing_pipeline.settings import Settings
-from dubbing_pipeline.stages import STEPS
+from dubbing_pipeline.stages import STEPS, scope
 from dubbing_pipeline.storage import MediaStorage
 
 RETRIED = ("provider_failure", "resources_exhausted")
@@ -105,11 +108,19 @@ class Step:
         return self.cache.put_artifact(self.key, name, path)
 
 
+T = TypeVar("T")
+R = TypeVar("R", bound=StageRecord)
+Out = TypeVar("Out", bound=JsonObject | StageRecord)
+
+Metadata = dict[str, dg.MetadataValue[Any]]
+"""A materialisation's metadata, by name."""
+
+
 @dataclass
-class StepResult:
+class StepResult(Generic[T]):
     """A step's record, whether it came from the cache, and how long the step took here."""
 
-    record: dict[str, Any]
+    record: T
     cached: bool
     seconds: float
 
@@ -139,18 +150,42 @@ def stage_of_step(name: str) -> str:
         raise InternalError(f"step {name!r} belongs to no stage (add it to stages.STEPS)") from None
 
 
+@overload
 def run_step(
     where: StorageResource,
     name: str,
     *,
     inputs: Mapping[str, Any],
-    compute: Callable[[Step], dict[str, Any]],
-) -> StepResult:
+    compute: Callable[[Step], Mapping[str, Any]],
+) -> StepResult[JsonObject]: ...
+
+
+@overload
+def run_step(
+    where: StorageResource,
+    name: str,
+    *,
+    inputs: Mapping[str, Any],
+    compute: Callable[[Step], Mapping[str, Any]],
+    record: type[R],
+) -> StepResult[R]: ...
+
+
+def run_step(
+    where: StorageResource,
+    name: str,
+    *,
+    inputs: Mapping[str, Any],
+    compute: Callable[[Step], Mapping[str, Any]],
+    record: type[StageRecord] | None = None,
+) -> StepResult[Any]:
     """The cached result of step ``name`` for ``inputs``, computing it on a miss.
 
     ``compute`` returns the record's fields; the kit adds ``cache_key`` first and writes the
     record after every artifact the step stored. The key also names the recipe of the step's
-    stage (``freshness``), so a changed model, library, tool or setting is a miss.
+    stage (``freshness``), so a changed model, library, tool or setting is a miss. With
+    ``record`` (the step's :class:`StageRecord` type) the result is that typed record, checked
+    before it is stored and when it is read back.
     """
     timer = Timer()
     storage = where.get()
@@ -158,12 +193,16 @@ def run_step(
     cache = StepCache(storage, name)
     hit = cache.get(key)
     if hit is not None:
-        return StepResult(hit, True, timer.seconds)
+        return StepResult(hit if record is None else record.from_json(hit), True, timer.seconds)
     with scratch(name, where.work_dir or None) as tmp:
         step = Step(name, key, storage, cache, tmp)
         fields = compute(step)
-    record = cache.put(key, {"cache_key": key, **fields, ARTIFACTS: step.artifacts})
-    return StepResult(record, False, timer.seconds)
+    if record is None:
+        stored = cache.put(key, {"cache_key": key, **fields, ARTIFACTS: step.artifacts})
+        return StepResult(stored, False, timer.seconds)
+    typed = record.model_validate({"cache_key": key, **fields, ARTIFACTS: step.artifacts})
+    cache.put(key, typed.to_json())
+    return StepResult(typed, False, timer.seconds)
 
 
 def preview_table(
@@ -192,10 +231,10 @@ def stage_metadata(
     provider: Mapping[str, Any] | None = None,
     counts: Mapping[str, int | float] | None = None,
     preview: str | None = None,
-    extra: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
+    extra: Mapping[str, dg.MetadataValue[Any]] | None = None,
+) -> Metadata:
     """Materialisation metadata every stage carries."""
-    meta: dict[str, Any] = {
+    meta: Metadata = {
         "seconds": dg.MetadataValue.float(round(seconds, 3)),
         "real_time_factor": dg.MetadataValue.float(
             round(seconds / media_seconds, 4) if media_seconds else 0.0
@@ -207,8 +246,8 @@ def stage_metadata(
         meta["provider"] = dg.MetadataValue.text(str(provider.get("name", "")))
         meta["model"] = dg.MetadataValue.text(str(provider.get("model", "")))
         meta["provider_config"] = dg.MetadataValue.json(dict(provider))
-    for name, value in (counts or {}).items():
-        meta[name] = dg.MetadataValue.int(value) if isinstance(value, int) else dg.MetadataValue.float(value)
+    for name, count in (counts or {}).items():
+        meta[name] = dg.MetadataValue.int(count) if isinstance(count, int) else dg.MetadataValue.float(count)
     if preview:
         meta["preview"] = dg.MetadataValue.md(preview)
     for name, value in (extra or {}).items():
@@ -280,9 +319,9 @@ class Version:
 
 
 def stage_output(
-    record: dict[str, Any],
+    record: Out,
     *,
-    upstream: Mapping[str, Mapping[str, Any]],
+    upstream: Mapping[str, Mapping[str, Any] | Record],
     code_version: str,
     seconds: float,
     cached: bool,
@@ -290,8 +329,8 @@ def stage_output(
     provider: Mapping[str, Any] | None = None,
     counts: Mapping[str, int | float] | None = None,
     preview: str | None = None,
-    extra: Mapping[str, Any] | None = None,
-) -> dg.Output[dict[str, Any]]:
+    extra: Mapping[str, dg.MetadataValue[Any]] | None = None,
+) -> dg.Output[Out]:
     """The asset's output: its record plus the metadata every stage carries.
 
     ``upstream`` is every parent asset's record this output was made from (by asset name; the
@@ -320,3 +359,56 @@ def stage_output(
             extra={UPSTREAM_KEYS: dg.MetadataValue.json(lineage), **(extra or {})},
         ),
     )
+
+
+GROUPS = {"video": "source_half", "pair": "target_half"}
+
+
+def stage_asset(
+    fn: Callable[..., Any],
+    *,
+    kinds: set[str],
+    description: str,
+    settings: Settings | None = None,
+    placement: str | None = None,
+    graph: bool = False,
+    **extra: Any,
+) -> dg.AssetsDefinition:
+    """The asset of the stage ``fn`` is named after: its compute function (or, with ``graph``, the
+    composition of its fan-out ops), declared once. Partitions, group and code version come from
+    the stage tables (``stages``, ``freshness``); ``placement`` puts its op on the GPU pool where
+    ``settings`` run that provider on a GPU. ``extra``: further ``dg.asset`` arguments (checks, deps)."""
+    name = fn.__name__
+    declared = _Declared(
+        name=name,
+        partitions_def=videos if scope(name) == "video" else video_language,
+        code_version=recipe(name).code[0],
+        group_name=GROUPS[scope(name)],
+        kinds=kinds,
+        description=description,
+    )
+    if graph:
+        return _built(dg.graph_asset(**declared, **extra)(fn))
+    if placement is None:
+        return _built(dg.asset(**declared, **extra)(fn))
+    chosen = settings or Settings()
+    tags, pool = gpu_op_tags(chosen, placement), gpu_pool(chosen, placement)
+    return _built(dg.asset(**declared, op_tags=tags, pool=pool, **extra)(fn))
+
+
+class _Declared(TypedDict):
+    """What the stage tables declare of a stage's asset (``dg.asset`` arguments)."""
+
+    name: str
+    partitions_def: dg.PartitionsDefinition[Any]
+    code_version: str
+    group_name: str
+    kinds: set[str]
+    description: str
+
+
+def _built(asset: object) -> dg.AssetsDefinition:
+    """The asset a decorator made (``dg.asset``'s overloads type it loosely)."""
+    if not isinstance(asset, dg.AssetsDefinition):
+        raise InternalError(f"a stage declaration made {type(asset).__name__}, not an asset")
+    return asset

@@ -14,7 +14,6 @@ embedded default never sees these tags.
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from dubbing_pipeline.settings import Settings
 
@@ -75,7 +74,7 @@ def uses_gpu(settings: Settings, stage: str | None = None) -> bool:
     return bool(names & providers)
 
 
-def gpu_k8s_config(settings: Settings) -> dict[str, Any]:
+def gpu_k8s_config(settings: Settings) -> dict[str, dict[str, object]]:
     """The ``dagster-k8s/config`` value of a GPU step."""
     return {
         "container_config": {"resources": {"limits": {"nvidia.com/gpu": str(settings.gpu_limit)}}},

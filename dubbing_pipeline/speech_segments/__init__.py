@@ -1,1 +1,1 @@
-"""Chunk planning, sentence splitting and word merging: pure functions on plain data."""
+"""Voice activity, the chunk plan, sentence splitting and word merging, and the ``speech_segments`` asset."""

@@ -1,41 +1,38 @@
 """``speech_segments``: where the voice is (Silero VAD on the vocals stem) and how to chunk it."""
 
 from pathlib import Path
-from typing import Any
 
 import dagster as dg
 import soundfile as sf
 
+from dubbing_pipeline.audio_stems.records import AudioStemsRecord
+from dubbing_pipeline.common.media import extract_audio, scene_changes
 from dubbing_pipeline.errors import IneligibleError
 from dubbing_pipeline.freshness import recipe
-from dubbing_pipeline.media import extract_audio, scene_changes
-from dubbing_pipeline.orchestration.kit import Step, StepResult, classified, run_step, stage_output
-from dubbing_pipeline.orchestration.partitions import videos
+from dubbing_pipeline.orchestration.kit import (
+    Step,
+    StepResult,
+    classified,
+    run_step,
+    stage_asset,
+    stage_output,
+)
 from dubbing_pipeline.orchestration.resources import ASRResource, StorageResource
+from dubbing_pipeline.settings import Settings
+from dubbing_pipeline.source_video.records import SourceVideoRecord
 from dubbing_pipeline.speech_segments.chunks import plan_chunks
+from dubbing_pipeline.speech_segments.records import SpeechSegmentsRecord
+from dubbing_pipeline.speech_segments.vad import SAMPLE_RATE, merge_regions, read_wav_16k_mono, speech_regions
 
 CODE_VERSION = recipe("speech_segments").code[0]
-ASR_RATE = 16000
+ASR_RATE = SAMPLE_RATE
 VAD_BLOCK_SECONDS = 300.0
 MIN_SPEECH_SECONDS = 1.0
 VAD_PROVIDER = {"name": "silero-vad", "model": "silero_vad_v6.onnx (faster-whisper)"}
 
 
-def merge_regions(regions: list[tuple[float, float]], gap: float) -> list[tuple[float, float]]:
-    """Join regions separated by less than ``gap`` (used across VAD block joins)."""
-    out: list[tuple[float, float]] = []
-    for start, end in sorted(regions):
-        if out and start - out[-1][1] < gap:
-            out[-1] = (out[-1][0], max(out[-1][1], end))
-        else:
-            out.append((start, end))
-    return out
-
-
 def vad_file(path: Path, block_seconds: float = VAD_BLOCK_SECONDS) -> list[tuple[float, float]]:
     """Voice activity over a 16 kHz file, one bounded block at a time."""
-    from dubbing_pipeline.speech_segments.vad import read_wav_16k_mono, speech_regions
-
     total = sf.info(str(path)).frames / ASR_RATE
     regions: list[tuple[float, float]] = []
     start = 0.0
@@ -48,40 +45,50 @@ def vad_file(path: Path, block_seconds: float = VAD_BLOCK_SECONDS) -> list[tuple
 
 
 def find_segments(
-    storage_res: StorageResource, asr_res: ASRResource, source: dict[str, Any], stems: dict[str, Any]
-) -> StepResult:
+    storage_res: StorageResource,
+    asr_res: ASRResource,
+    source: SourceVideoRecord,
+    stems: AudioStemsRecord,
+) -> StepResult[SpeechSegmentsRecord]:
     """Speech regions on the vocals stem and the chunk plan (cached)."""
-    duration = float(source["duration"])
     settings = asr_res.settings()
     chunk, overlap = settings.chunk_seconds, settings.chunk_overlap
-    long_video = duration > chunk
+    long_video = source.duration > chunk
 
-    def compute(step: Step) -> dict[str, Any]:
-        with step.local(stems["vocals_uri"]) as vocals:
-            asr_copy = step.tmp / "asr16k.wav"
-            extract_audio(vocals, asr_copy, sample_rate=ASR_RATE, channels=1, codec="pcm_s16le")
-        speech = vad_file(asr_copy)
-        require_speech(speech)
-        scenes: list[float] = []
-        if long_video:
-            with step.local(source["media_uri"]) as media:
-                scenes = scene_changes(media)
-        chunks = plan_chunks(duration, speech, scenes, max_seconds=chunk, overlap=overlap)
-        return {
-            "duration": duration,
-            "asr_audio_uri": step.put("asr16k.wav", asr_copy),
-            "asr_rate": ASR_RATE,
-            "speech": [[s, e] for s, e in speech],
-            "speech_seconds": round(sum(e - s for s, e in speech), 3),
-            "scene_changes": scenes,
-            "chunks": [c.to_dict() for c in chunks],
-        }
+    def compute(step: Step) -> dict[str, object]:
+        return segment(step, source, stems, chunk, overlap)
 
     inputs = {
-        "upstream": stems["cache_key"], "vad": VAD_PROVIDER, "code": CODE_VERSION,
+        "upstream": stems.cache_key, "vad": VAD_PROVIDER, "code": CODE_VERSION,
         "chunk": chunk, "overlap": overlap, "scenes": long_video,
     }  # fmt: skip
-    return run_step(storage_res, "segments", inputs=inputs, compute=compute)
+    return run_step(storage_res, "segments", inputs=inputs, compute=compute, record=SpeechSegmentsRecord)
+
+
+def segment(
+    step: Step, source: SourceVideoRecord, stems: AudioStemsRecord, chunk: float, overlap: float
+) -> dict[str, object]:
+    """The ``segments`` step's fields: the 16 kHz copy of the vocals, its speech and the chunk plan
+    (cut at scene changes too where the video is longer than a chunk)."""
+    duration = source.duration
+    with step.local(stems.vocals_uri) as vocals:
+        asr_copy = step.tmp / "asr16k.wav"
+        extract_audio(vocals, asr_copy, sample_rate=ASR_RATE, channels=1, codec="pcm_s16le")
+    speech = vad_file(asr_copy)
+    require_speech(speech)
+    scenes: list[float] = []
+    if duration > chunk:
+        with step.local(source.media_uri) as media:
+            scenes = scene_changes(media)
+    return {
+        "duration": duration,
+        "asr_audio_uri": step.put("asr16k.wav", asr_copy),
+        "asr_rate": ASR_RATE,
+        "speech": speech,
+        "speech_seconds": round(sum(e - s for s, e in speech), 3),
+        "scene_changes": scenes,
+        "chunks": plan_chunks(duration, speech, scenes, max_seconds=chunk, overlap=overlap),
+    }
 
 
 def require_speech(speech: list[tuple[float, float]], minimum: float = MIN_SPEECH_SECONDS) -> None:
@@ -93,20 +100,10 @@ def require_speech(speech: list[tuple[float, float]], minimum: float = MIN_SPEEC
         )
 
 
-@dg.asset(
-    partitions_def=videos,
-    code_version=CODE_VERSION,
-    group_name="source_half",
-    kinds={"onnx"},
-    description="Voice activity on the vocals stem and the ≤300 s chunk plan (cut at pauses/scene changes).",
-)
-def speech_segments(
-    context: dg.AssetExecutionContext,
-    storage: StorageResource,
-    asr: ASRResource,
-    source_video: dict[str, Any],
-    audio_stems: dict[str, Any],
-) -> dg.Output[dict[str, Any]]:
+def segments_output(
+    storage: StorageResource, asr: ASRResource, source_video: SourceVideoRecord, audio_stems: AudioStemsRecord
+) -> dg.Output[SpeechSegmentsRecord]:
+    """The speech regions and the chunk plan as the asset's output."""
     with classified("speech_segments"):
         result = find_segments(storage, asr, source_video, audio_stems)
     record = result.record
@@ -116,11 +113,34 @@ def speech_segments(
         code_version=storage.code_version("speech_segments"),
         seconds=result.seconds,
         cached=result.cached,
-        media_seconds=record["duration"],
+        media_seconds=record.duration,
         provider=VAD_PROVIDER,
         counts={
-            "speech_regions": len(record["speech"]),
-            "chunks": len(record["chunks"]),
-            "speech_seconds": float(record["speech_seconds"]),
+            "speech_regions": len(record.speech),
+            "chunks": len(record.chunks),
+            "speech_seconds": record.speech_seconds,
         },
     )
+
+
+def build(settings: Settings) -> dg.AssetsDefinition:
+    """The ``speech_segments`` asset."""
+
+    def speech_segments(
+        storage: StorageResource,
+        asr: ASRResource,
+        source_video: SourceVideoRecord,
+        audio_stems: AudioStemsRecord,
+    ) -> dg.Output[SpeechSegmentsRecord]:
+        return segments_output(storage, asr, source_video, audio_stems)
+
+    return stage_asset(
+        speech_segments,
+        kinds={"onnx"},
+        description="Voice activity on the vocals stem and the ≤300 s chunk plan (cut at pauses/scene "
+        "changes).",
+        settings=settings,
+    )
+
+
+speech_segments = build(Settings())  # the embedded default; build_definitions builds its own

@@ -14,16 +14,15 @@ Guarantees of :func:`plan_chunks` (``D`` = duration, ``M`` = max_seconds, ``O`` 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Sequence
+
+from dubbing_pipeline.records import Record
 
 Interval = tuple[float, float]
 _EPS = 1e-9
 
 
-@dataclass(frozen=True)
-class Chunk:
+class Chunk(Record):
     """One chunk: audio span ``[start, end]``, owned core ``[core_start, core_end)``."""
 
     index: int
@@ -32,28 +31,15 @@ class Chunk:
     core_start: float
     core_end: float
 
+    def __init__(self, index: int, start: float, end: float, core_start: float, core_end: float) -> None:
+        # positional, as the planner builds it; the stored form validates by name (``from_json``)
+        super().__init__(
+            **{"index": index, "start": start, "end": end, "core_start": core_start, "core_end": core_end}
+        )
+
     @property
     def duration(self) -> float:
         return self.end - self.start
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "index": self.index,
-            "start": self.start,
-            "end": self.end,
-            "core_start": self.core_start,
-            "core_end": self.core_end,
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Chunk:
-        return cls(
-            index=int(data["index"]),
-            start=float(data["start"]),
-            end=float(data["end"]),
-            core_start=float(data["core_start"]),
-            core_end=float(data["core_end"]),
-        )
 
 
 def _clean(duration: float, speech: Sequence[tuple[float, float]]) -> list[Interval]:

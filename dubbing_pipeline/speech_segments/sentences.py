@@ -5,9 +5,9 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
+from dubbing_pipeline.records import Record
 from dubbing_pipeline.speech_segments.chunks import Chunk
 
 SENTENCE_END = frozenset(".?!…。？！‼⁇⁈⁉؟۔।॥᙮")
@@ -24,8 +24,7 @@ CLAUSE_BONUS = 0.3
 """When splitting an over-long segment, a comma counts as this many seconds of extra pause."""
 
 
-@dataclass(frozen=True)
-class Word:
+class Word(Record):
     """A timed word, in absolute seconds; ``text`` keeps Whisper's leading space."""
 
     start: float
@@ -33,38 +32,27 @@ class Word:
     text: str
     probability: float = 1.0
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"start": self.start, "end": self.end, "text": self.text, "probability": self.probability}
+    def __init__(self, start: float, end: float, text: str, probability: float = 1.0) -> None:
+        super().__init__(**{"start": start, "end": end, "text": text, "probability": probability})
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Word:
+        """A word as stored, or as Whisper names its text (``word``)."""
         text = data["text"] if "text" in data else data["word"]
         return cls(float(data["start"]), float(data["end"]), str(text), float(data.get("probability", 1.0)))
 
 
-@dataclass(frozen=True)
-class Segment:
+class Segment(Record):
     """A sentence-like segment: id ``"s0001"``-style, time span, joined text and its words."""
 
     id: str
     start: float
     end: float
     text: str
-    words: tuple[Word, ...]
+    words: tuple[Word, ...] = ()
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "start": self.start,
-            "end": self.end,
-            "text": self.text,
-            "words": [w.to_dict() for w in self.words],
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Segment:
-        words = tuple(Word.from_dict(w) for w in data.get("words", ()))
-        return cls(str(data["id"]), float(data["start"]), float(data["end"]), str(data["text"]), words)
+    def __init__(self, id: str, start: float, end: float, text: str, words: tuple[Word, ...] = ()) -> None:
+        super().__init__(**{"id": id, "start": start, "end": end, "text": text, "words": words})
 
 
 def segment_id(n: int) -> str:

@@ -31,6 +31,11 @@ import os
 from collections.abc import Iterable
 
 import numpy as np
+import numpy.typing as npt
+import soundfile as sf
+import soxr
+
+Samples = npt.NDArray[np.float32]
 
 SAMPLE_RATE = 16000
 _WINDOW = 512  # samples per Silero frame at 16 kHz
@@ -38,9 +43,9 @@ _WINDOW = 512  # samples per Silero frame at 16 kHz
 _PREROLL = 64 * _WINDOW
 
 
-def _raw_regions(audio: np.ndarray, threshold: float, min_silence: float) -> list[tuple[int, int]]:
+def _raw_regions(audio: Samples, threshold: float, min_silence: float) -> list[tuple[int, int]]:
     """Unpadded speech regions of one block, in samples relative to the block."""
-    from faster_whisper.vad import VadOptions, get_speech_timestamps
+    from faster_whisper.vad import VadOptions, get_speech_timestamps  # lazy: faster_whisper loads ctranslate2
 
     if audio.size == 0:
         return []
@@ -75,21 +80,9 @@ def _postprocess(
     gap = round(min_silence * SAMPLE_RATE)
     pad_n = round(pad * SAMPLE_RATE)
     min_n = round(min_speech * SAMPLE_RATE)
-    merged: list[list[int]] = []
-    for start, end in sorted(raw):
-        if end <= start:
-            continue
-        if merged and start - merged[-1][1] < gap:
-            merged[-1][1] = max(merged[-1][1], end)
-        else:
-            merged.append([start, end])
-    padded: list[list[int]] = []
-    for start, end in merged:
-        s, e = max(0, start - pad_n), min(total, end + pad_n)
-        if padded and s <= padded[-1][1]:
-            padded[-1][1] = max(padded[-1][1], e)
-        else:
-            padded.append([s, e])
+    merged = merge_regions([(s, e) for s, e in raw if e > s], gap)
+    # widened regions that now touch are joined: ``< 1`` between whole samples is ``<= 0``
+    padded = merge_regions([(max(0, s - pad_n), min(total, e + pad_n)) for s, e in merged], 1)
     return [(round(s / SAMPLE_RATE, 3), round(e / SAMPLE_RATE, 3)) for s, e in padded if e - s >= min_n]
 
 
@@ -101,7 +94,7 @@ def _block_samples(block_seconds: float) -> int:
 
 
 def speech_regions(
-    audio: np.ndarray,
+    audio: npt.ArrayLike,
     *,
     threshold: float = 0.5,
     min_speech: float = 0.25,
@@ -136,8 +129,6 @@ def speech_regions_from_file(
     block_seconds: float = 300.0,
 ) -> list[tuple[float, float]]:
     """Like :func:`speech_regions` on a sound file, reading one block at a time."""
-    import soundfile as sf
-
     block = _block_samples(block_seconds)
     info = sf.info(str(path))
     duration = info.frames / float(info.samplerate)
@@ -157,14 +148,12 @@ def speech_regions_from_file(
     return _postprocess(raw, total, min_speech=min_speech, min_silence=min_silence, pad=pad)
 
 
-def read_wav_16k_mono(path: str | os.PathLike[str], start: float = 0, end: float | None = None) -> np.ndarray:
+def read_wav_16k_mono(path: str | os.PathLike[str], start: float = 0, end: float | None = None) -> Samples:
     """Read ``[start, end)`` seconds of a sound file as 16 kHz mono float32.
 
     Multi-channel audio is averaged; other sample rates are resampled with soxr
     (high quality, deterministic). Only the requested range is read from disk.
     """
-    import soundfile as sf
-
     if start < 0:
         raise ValueError("start must be >= 0")
     with sf.SoundFile(str(path)) as f:
@@ -177,7 +166,16 @@ def read_wav_16k_mono(path: str | os.PathLike[str], start: float = 0, end: float
         data = f.read(last - first, dtype="float32", always_2d=True)
     mono = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
     if rate != SAMPLE_RATE:
-        import soxr
-
         mono = soxr.resample(mono, rate, SAMPLE_RATE, quality="HQ")
     return np.ascontiguousarray(mono, dtype=np.float32)
+
+
+def merge_regions(regions: Iterable[tuple[float, float]], gap: float) -> list[tuple[float, float]]:
+    """Join regions separated by less than ``gap`` (sorted first; a region's end is the latest)."""
+    out: list[tuple[float, float]] = []
+    for start, end in sorted(regions):
+        if out and start - out[-1][1] < gap:
+            out[-1] = (out[-1][0], max(out[-1][1], end))
+        else:
+            out.append((start, end))
+    return out

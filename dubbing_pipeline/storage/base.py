@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
+from dubbing_pipeline.common.ids import join_key
 from dubbing_pipeline.errors import ConflictError
-from dubbing_pipeline.ids import join_key
 
 UPDATE_TRIES = 50
 """How many times ``update_json`` reads, changes and conditionally writes before it gives up."""

@@ -7,11 +7,12 @@ import hashlib
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
-from dubbing_pipeline.ids import join_key
+from dubbing_pipeline.common.ids import join_key
 from dubbing_pipeline.storage.base import MediaStorage, WriteConflict
 
 
@@ -85,13 +86,13 @@ class LocalStorage(MediaStorage):
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
 
-    def _atomic_write(self, key: str, writer: object) -> str:
+    def _atomic_write(self, key: str, writer: Callable[[BinaryIO], object]) -> str:
         dest = self._path(key)
         dest.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
         try:
             with os.fdopen(fd, "wb") as handle:
-                writer(handle)  # type: ignore[operator]
+                writer(handle)
                 handle.flush()
                 os.fsync(handle.fileno())
             os.replace(tmp, dest)
@@ -101,9 +102,9 @@ class LocalStorage(MediaStorage):
         return dest.as_uri()
 
     def put_file(self, key: str, local_path: str | Path) -> str:
-        def write(handle: object) -> None:
+        def write(handle: BinaryIO) -> None:
             with open(local_path, "rb") as src:
-                shutil.copyfileobj(src, handle, 1 << 20)  # type: ignore[arg-type]
+                shutil.copyfileobj(src, handle, 1 << 20)
 
         return self._atomic_write(key, write)
 

@@ -1,11 +1,20 @@
-"""S3 storage through boto3 (production). Every key lives under the configured prefix."""
+"""S3 through boto3 (production): the media storage, and the clients the drop sensors, the catalog
+and the registry read S3 with. Only :func:`~dubbing_pipeline.storage.factory.s3_service` imports
+this module, where S3 is used: boto3 never loads for a local storage."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dubbing_pipeline.ids import join_key
+import boto3
+import botocore.session
+from botocore.exceptions import ClientError
+
+from dubbing_pipeline.common.ids import join_key
+from dubbing_pipeline.errors import BadInputError
 from dubbing_pipeline.storage.base import MediaStorage, WriteConflict
 
 _MISSING = ("404", "NoSuchKey", "NotFound")
@@ -14,12 +23,76 @@ _CONFLICT = ("PreconditionFailed", "ConditionalRequestConflict")
 was in progress."""
 
 
-def _error(exc: Any) -> tuple[str, int]:
+def _error(exc: ClientError) -> tuple[str, int]:
     """A botocore ClientError's code and HTTP status."""
-    response = exc.response
+    response: Any = exc.response
     return str(response.get("Error", {}).get("Code", "")), int(
         response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
     )
+
+
+def _missing(exc: ClientError) -> bool:
+    return _error(exc)[0] in _MISSING
+
+
+@dataclass(frozen=True)
+class S3Service:
+    """S3 at an endpoint (``None``: AWS) in a region (``None``: boto3's default)."""
+
+    endpoint_url: str | None = None
+    region_name: str | None = None
+
+    def client(self, service: str = "s3") -> Any:
+        """A boto3 client of ``service`` (``s3``, ``sqs``) here."""
+        return boto3.client(service, endpoint_url=self.endpoint_url, region_name=self.region_name)
+
+    def listing_client(self) -> Any:
+        """An S3 client for big listings: timestamps stay text (botocore's dateutil parse of every
+        LastModified is most of a 10,000-object listing's time)."""
+        core = botocore.session.Session()
+        core.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=str)
+        return boto3.Session(botocore_session=core).client(
+            "s3", endpoint_url=self.endpoint_url, region_name=self.region_name
+        )
+
+    def storage(self, bucket: str, prefix: str = "") -> S3Storage:
+        return S3Storage(bucket, prefix, endpoint_url=self.endpoint_url, region_name=self.region_name)
+
+    @staticmethod
+    def etag(client: Any, bucket: str, key: str) -> str | None:
+        """The ETag of one object (a HEAD), or None when it cannot be read."""
+        try:
+            return str(client.head_object(Bucket=bucket, Key=key)["ETag"]).strip('"')
+        except ClientError:
+            return None
+
+    def etags(self, client: Any, bucket: str, keys: Sequence[str]) -> dict[str, str]:
+        """ETags of ``keys`` in ``bucket`` (those that exist): one listing per folder (1,000 keys a
+        request), not a HEAD each; a folder with only one or two of them gets a HEAD each (cheaper
+        than listing a big folder). ``client``: :meth:`listing_client`'s."""
+        found: dict[str, str] = {}
+        folders: dict[str, set[str]] = {}
+        for key in keys:
+            folders.setdefault(key.rsplit("/", 1)[0] + "/" if "/" in key else "", set()).add(key)
+        paginator = client.get_paginator("list_objects_v2")
+        for folder, wanted in sorted(folders.items()):
+            if len(wanted) < 3:
+                heads = {key: self.etag(client, bucket, key) for key in sorted(wanted)}
+                found.update({key: etag for key, etag in heads.items() if etag is not None})
+                continue
+            for page in paginator.paginate(Bucket=bucket, Prefix=folder, Delimiter="/"):
+                for obj in page.get("Contents", []):
+                    if obj["Key"] in wanted:
+                        found[obj["Key"]] = str(obj["ETag"]).strip('"')
+        return found
+
+    def download(self, bucket: str, key: str, dest: Path) -> Path:
+        """Copy one object to ``dest``; an object that cannot be read is bad input."""
+        try:
+            self.client().download_file(bucket, key, str(dest))
+        except ClientError as exc:
+            raise BadInputError(f"source object not readable: {_error(exc)[0] or None}") from exc
+        return dest
 
 
 class S3Storage(MediaStorage):
@@ -35,8 +108,6 @@ class S3Storage(MediaStorage):
         self.bucket = bucket
         self.prefix = join_key(prefix.strip("/")) if prefix.strip("/") else ""
         if client is None:
-            import boto3
-
             client = boto3.client("s3", endpoint_url=endpoint_url or None, region_name=region_name)
         self.client = client
 
@@ -47,16 +118,17 @@ class S3Storage(MediaStorage):
     def uri(self, key: str) -> str:
         return f"s3://{self.bucket}/{self._object_key(key)}"
 
-    def exists(self, key: str) -> bool:
-        from botocore.exceptions import ClientError
-
+    def _head(self, key: str) -> Any:
+        """The object's HEAD response, or None when it does not exist."""
         try:
-            self.client.head_object(Bucket=self.bucket, Key=self._object_key(key))
+            return self.client.head_object(Bucket=self.bucket, Key=self._object_key(key))
         except ClientError as exc:
-            if _error(exc)[0] in _MISSING:
-                return False
+            if _missing(exc):
+                return None
             raise
-        return True
+
+    def exists(self, key: str) -> bool:
+        return self._head(key) is not None
 
     def put_file(self, key: str, local_path: str | Path) -> str:
         # A single PUT (or a multipart upload completed in one call) is atomic on S3:
@@ -74,23 +146,14 @@ class S3Storage(MediaStorage):
         return data
 
     def size(self, key: str) -> int | None:
-        from botocore.exceptions import ClientError
-
-        try:
-            head = self.client.head_object(Bucket=self.bucket, Key=self._object_key(key))
-        except ClientError as exc:
-            if _error(exc)[0] in _MISSING:
-                return None
-            raise
-        return int(head["ContentLength"])
+        head = self._head(key)
+        return None if head is None else int(head["ContentLength"])
 
     def get_versioned(self, key: str) -> tuple[bytes | None, str | None]:
-        from botocore.exceptions import ClientError
-
         try:
             response = self.client.get_object(Bucket=self.bucket, Key=self._object_key(key))
         except ClientError as exc:
-            if _error(exc)[0] in _MISSING:
+            if _missing(exc):
                 return None, None
             raise
         data: bytes = response["Body"].read()
@@ -99,8 +162,6 @@ class S3Storage(MediaStorage):
     def put_if(self, key: str, data: bytes, expected: str | None) -> str:
         """A conditional PUT (``If-Match: <ETag>``, or ``If-None-Match: *`` to create): S3 checks
         and writes in one request; the version token is the ETag."""
-        from botocore.exceptions import ClientError
-
         condition = {"IfNoneMatch": "*"} if expected is None else {"IfMatch": expected}
         try:
             response = self.client.put_object(

@@ -1,1 +1,1 @@
-"""Transcription: speech recognition providers (``providers``) and the ``transcript`` asset."""
+"""Transcription: the recognizer interface, its engine and factory, and the ``transcript`` asset."""

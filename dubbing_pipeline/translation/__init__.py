@@ -5,6 +5,7 @@
 * ``factory``: ``make_translator``, the translator the settings ask for.
 * ``apertium``: offline rule-based en→es (Debian ``apertium`` + ``apertium-eng-spa``).
 * ``llm``: any OpenAI-compatible chat endpoint (vLLM, llama-server).
+* ``asset``, ``records``, ``edits_asset``: the stage, its record, the person's edits upstream of it.
 
 Importing this package starts no process and opens no connection.
 """

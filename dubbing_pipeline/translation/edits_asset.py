@@ -8,22 +8,21 @@ version, the content hash of its edits (``edits.edits_version``); Dagster then s
 
 from __future__ import annotations
 
-from typing import Any
-
 import dagster as dg
 
-from dubbing_pipeline.edits import NO_EDITS, Edits, edits_version, load_edits
-from dubbing_pipeline.ids import dub_file_partitions
+from dubbing_pipeline.common.ids import dub_file_partitions
 from dubbing_pipeline.orchestration.kit import DATA_VERSION_TAG, observe_until_stable
 from dubbing_pipeline.orchestration.partitions import video_language, video_language_key
 from dubbing_pipeline.orchestration.resources import StorageResource
+from dubbing_pipeline.review.edits import NO_EDITS, Edits, edits_version, load_edits
+from dubbing_pipeline.storage import MediaStorage
 
 EDITS_ASSET = "edits"
 UNEDITED = edits_version(NO_EDITS)
 """The data version of a partition without edits (what the catalog assumes of one never observed)."""
 
 
-def stored_partitions(storage: Any) -> list[tuple[str, str]]:
+def stored_partitions(storage: MediaStorage) -> list[tuple[str, str]]:
     """``(video, language)`` of every stored edits file."""
     return dub_file_partitions(storage.keys_in(EDITS_ASSET), EDITS_ASSET)
 
@@ -55,13 +54,13 @@ def observation(video_id: str, language: str, edits: Edits) -> dg.AssetObservati
     )
 
 
-def observe_stored(instance: dg.DagsterInstance, storage: Any, video_id: str, language: str) -> str:
+def observe_stored(instance: dg.DagsterInstance, storage: MediaStorage, video_id: str, language: str) -> str:
     """Record the data version of the edits stored now, again while they changed in between
     (``kit.observe_until_stable``): what ``dubbing-pipeline edit`` does after storing, so the UI
     and the catalog mark the partition's dub stale at once. Returns the version observed last."""
     return observe_until_stable(instance, lambda: stored_observation(storage, video_id, language))
 
 
-def stored_observation(storage: Any, video_id: str, language: str) -> dg.AssetObservation:
+def stored_observation(storage: MediaStorage, video_id: str, language: str) -> dg.AssetObservation:
     """The observation of the edits stored now (not reported)."""
     return observation(video_id, language, load_edits(storage, video_id, language))

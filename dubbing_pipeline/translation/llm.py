@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dubbing_pipeline.errors import ConfigurationError, ProviderError, sanitize
+from dubbing_pipeline.records import JsonObject
 from dubbing_pipeline.settings import Settings
 from dubbing_pipeline.translation.base import (
     STATUS_FAILED,
@@ -183,9 +184,9 @@ def max_text_chars(budget: int, target: str) -> int:
     return max(40, per_unit * max(1, budget))
 
 
-def response_schema(ids: Sequence[str], max_chars: int | None = None) -> dict[str, Any]:
+def response_schema(ids: Sequence[str], max_chars: int | None = None) -> JsonObject:
     """The ``response_format`` for a request translating ``ids`` (texts of at most ``max_chars``)."""
-    text: dict[str, Any] = {"type": "string", "minLength": 1}
+    text: JsonObject = {"type": "string", "minLength": 1}
     if max_chars:
         text["maxLength"] = int(max_chars)
     return {
@@ -246,15 +247,27 @@ class _Line:
 
 @dataclass
 class _CallState:
+    """One ``translate`` call: the transport errors met (all lines failing on them is an error)."""
+
     transport_errors: list[str] = field(default_factory=list)
 
 
-def _max_tokens(items: list[dict[str, Any]]) -> int:
+@dataclass
+class _Asking:
+    """One ``_ask``: the valid translations so far and what was wrong with the last reply."""
+
+    got: dict[str, str] = field(default_factory=dict)
+    best_effort: dict[str, str] = field(default_factory=dict)  # valid replies that missed a glossary term
+    problem: str = ""
+    retry_after: float = 0.0  # the server's Retry-After, seconds
+
+
+def _max_tokens(items: list[JsonObject]) -> int:
     """A generous completion cap: ~6 tokens per allowed word plus JSON overhead per line."""
     total = 48
     for item in items:
-        limit = int(item.get("max_words", item.get("max_characters", 3)))
-        total += 24 + 6 * max(3, limit)
+        limit = item["max_words"] if "max_words" in item else item.get("max_characters", 3)
+        total += 24 + 6 * max(3, int(limit))
     return total
 
 
@@ -336,7 +349,7 @@ class LLMTranslator(Translator):
             text = text.replace(self._api_key, "***")
         return sanitize(text)
 
-    def _post(self, body: dict[str, Any]) -> dict[str, Any]:
+    def _post(self, body: JsonObject) -> JsonObject:
         data = json.dumps(body, ensure_ascii=False).encode("utf-8")
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if self._api_key:
@@ -378,7 +391,7 @@ class LLMTranslator(Translator):
         return reply
 
     @staticmethod
-    def _content(reply: dict[str, Any]) -> str | None:
+    def _content(reply: JsonObject) -> str | None:
         try:
             content = reply["choices"][0]["message"]["content"]
         except (KeyError, IndexError, TypeError):
@@ -389,7 +402,7 @@ class LLMTranslator(Translator):
 
     def _messages(
         self,
-        items: list[dict[str, Any]],
+        items: list[JsonObject],
         before: list[str],
         after: list[str],
         source: str,
@@ -402,7 +415,7 @@ class LLMTranslator(Translator):
             else "max_words: the most words the translation may have"
         )
         system = SYSTEM_PROMPT.format(source=_language_name(source), target=_language_name(target), unit=unit)
-        payload: dict[str, Any] = {
+        payload: JsonObject = {
             "source_language": _language_name(source),
             "target_language": _language_name(target),
             "context_before": before,
@@ -414,8 +427,8 @@ class LLMTranslator(Translator):
             user = note + "\n\n" + user
         return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
-    def _item(self, line: _Line, target: str, budget: int, previous: str = "") -> dict[str, Any]:
-        item: dict[str, Any] = {"id": line.request.id, "text": " ".join(line.request.text.split())}
+    def _item(self, line: _Line, target: str, budget: int, previous: str = "") -> JsonObject:
+        item: JsonObject = {"id": line.request.id, "text": " ".join(line.request.text.split())}
         if target in _CHAR_UNIT_LANGS:
             item["max_characters"] = 2 * max(1, budget)
         else:
@@ -440,80 +453,97 @@ class LLMTranslator(Translator):
         budgets: dict[str, int] | None = None,
     ) -> dict[str, str]:
         """Ask for ``todo`` until every line has a valid translation or retries run out."""
-        got: dict[str, str] = {}
-        best_effort: dict[str, str] = {}  # valid replies that missed a glossary term
-        problem = ""
-        retry_after = 0.0
+        asking = _Asking()
         for attempt in range(self.max_retries + 1):
-            pending = [line for line in todo if line.request.id not in got]
+            pending = [line for line in todo if line.request.id not in asking.got]
             if not pending:
                 break
             if attempt:
-                self.sleep(max(min(self.backoff * (2 ** (attempt - 1)), 30.0), retry_after))
-                retry_after = 0.0
-            ids = [line.request.id for line in pending]
-            budgets_now = [(budgets or {}).get(line.request.id, line.request.budget) for line in pending]
-            items = [
-                self._item(line, target, budget, line.text if strict else "")
-                for line, budget in zip(pending, budgets_now, strict=True)
-            ]
+                self.sleep(max(min(self.backoff * (2 ** (attempt - 1)), 30.0), asking.retry_after))
+                asking.retry_after = 0.0
             # the lines already answered stay visible as context for the ones asked again
-            answered = [line.request.text for line in todo if line.request.id in got]
-            note = STRICT_NOTE if strict else ""
-            if any("required_terms" in item for item in items):
-                note = (note + " " if note else "") + GLOSSARY_NOTE
-            if problem:
-                note = (note + " " if note else "") + RETRY_NOTE.format(problem=problem[:200])
-            body = {
-                "model": self.model,
-                "messages": self._messages(items, before + answered, after, source, target, note),
-                "temperature": STRICT_TEMPERATURE if strict else TEMPERATURE,
-                "seed": SEED,
-                "max_tokens": _max_tokens(items),
-                "response_format": response_schema(ids, max(max_text_chars(b, target) for b in budgets_now)),
-                "stream": False,
-            }
+            shown = before + [line.request.text for line in todo if line.request.id in asking.got]
+            body = self._body(pending, shown, after, source, target, asking.problem, strict, budgets or {})
             for line in pending:
                 line.attempts += 1
             try:
                 reply = self._post(body)
             except _Transient as exc:
-                problem = str(exc)
-                state.transport_errors.append(problem)
-                log.warning("llm %s: attempt %d failed: %s", self.host, attempt + 1, problem)
-                retry_after = exc.retry_after or 0.0
+                self._transport_failed(asking, state, f"attempt {attempt + 1} failed", str(exc))
+                asking.retry_after = exc.retry_after or 0.0
                 continue
             except _Rejected as exc:
-                problem = str(exc)
-                state.transport_errors.append(problem)
-                log.warning("llm %s: request rejected: %s", self.host, problem)
+                self._transport_failed(asking, state, "request rejected", str(exc))
                 break
-            content = self._content(reply)
-            if content is None:
-                problem = "the reply has no message content"
-            else:
-                good, issue, said = read_reply(content, ids)
-                problem = issue or ""
-                for line in pending:
-                    if line.request.id in said:
-                        line.offensive.add(good[line.request.id])
-                    text = good.get(line.request.id)
-                    missing = violations(line.request.text, text, line.request.glossary) if text else []
-                    if text and missing:  # asked again; kept (and flagged) if no reply does better
-                        best_effort.setdefault(line.request.id, text)
-                        del good[line.request.id]
-                        problem = problem or (
-                            f"line {line.request.id} must contain {missing[0].target!r} (required_terms)"
-                        )
-                got.update(good)
-            if problem:
-                log.warning("llm %s: attempt %d: %s", self.host, attempt + 1, problem)
+            self._take_reply(reply, pending, asking)
+            if asking.problem:
+                log.warning("llm %s: attempt %d: %s", self.host, attempt + 1, asking.problem)
         for line in todo:
-            if line.request.id not in got and line.request.id in best_effort:
-                got[line.request.id] = best_effort[line.request.id]
-            elif line.request.id not in got:
-                line.detail = self._scrub(problem or "no valid translation")
-        return got
+            if line.request.id not in asking.got and line.request.id in asking.best_effort:
+                asking.got[line.request.id] = asking.best_effort[line.request.id]
+            elif line.request.id not in asking.got:
+                line.detail = self._scrub(asking.problem or "no valid translation")
+        return asking.got
+
+    def _body(
+        self,
+        pending: list[_Line],
+        before: list[str],
+        after: list[str],
+        source: str,
+        target: str,
+        problem: str,
+        strict: bool,
+        budgets: dict[str, int],
+    ) -> JsonObject:
+        """The chat request for ``pending``: the lines with their limits, the notes that apply."""
+        limits = [budgets.get(line.request.id, line.request.budget) for line in pending]
+        items = [
+            self._item(line, target, budget, line.text if strict else "")
+            for line, budget in zip(pending, limits, strict=True)
+        ]
+        notes = (
+            STRICT_NOTE if strict else "",
+            GLOSSARY_NOTE if any("required_terms" in item for item in items) else "",
+            RETRY_NOTE.format(problem=problem[:200]) if problem else "",
+        )
+        ids = [line.request.id for line in pending]
+        return {
+            "model": self.model,
+            "messages": self._messages(items, before, after, source, target, " ".join(n for n in notes if n)),
+            "temperature": STRICT_TEMPERATURE if strict else TEMPERATURE,
+            "seed": SEED,
+            "max_tokens": _max_tokens(items),
+            "response_format": response_schema(ids, max(max_text_chars(b, target) for b in limits)),
+            "stream": False,
+        }
+
+    def _transport_failed(self, asking: _Asking, state: _CallState, what: str, problem: str) -> None:
+        asking.problem = problem
+        state.transport_errors.append(problem)
+        log.warning("llm %s: %s: %s", self.host, what, problem)
+
+    def _take_reply(self, reply: JsonObject, pending: list[_Line], asking: _Asking) -> None:
+        """Keep the reply's valid translations; one that misses a required glossary term is asked
+        again, and kept (then flagged) only if no later reply does better."""
+        content = self._content(reply)
+        if content is None:
+            asking.problem = "the reply has no message content"
+            return
+        good, issue, said = read_reply(content, [line.request.id for line in pending])
+        asking.problem = issue or ""
+        for line in pending:
+            if line.request.id in said:
+                line.offensive.add(good[line.request.id])
+            text = good.get(line.request.id)
+            missing = violations(line.request.text, text, line.request.glossary) if text else []
+            if text and missing:
+                asking.best_effort.setdefault(line.request.id, text)
+                del good[line.request.id]
+                asking.problem = asking.problem or (
+                    f"line {line.request.id} must contain {missing[0].target!r} (required_terms)"
+                )
+        asking.got.update(good)
 
     # ------------------------------------------------------------------ public
 

@@ -1,6 +1,6 @@
 """Chatterbox multilingual voice cloning, end to end through chatterbox-tts, with random weights.
 
-The model directory is built by ``dubbing_pipeline.structural.chatterbox`` (the real T3, S3Gen and
+The model directory is built by ``dubbing_pipeline.tooling.structural.chatterbox`` (the real T3, S3Gen and
 voice encoder classes, seeded; T3 reduced to 14 layers, see ``chatterbox_size``) and loaded by
 the production adapter ``VoiceCloningTTS`` through ``ChatterboxMultilingualTTS.from_local``.
 The audio is noise by construction: these tests check loading, rates, shapes, padding,
@@ -18,15 +18,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from dubbing_pipeline.dubbed_speech.cloning import (
-    CHATTERBOX_SR,
-    REQUIRED_FILES,
-    VoiceCloningTTS,
-    prepare_reference,
-)
+from dubbing_pipeline.dubbed_speech.cloning import CHATTERBOX_SR, REQUIRED_FILES, prepare_reference
+from dubbing_pipeline.dubbed_speech.engines.chatterbox import VoiceCloningTTS
 from dubbing_pipeline.errors import BadInputError, ModelMissingError
 from dubbing_pipeline.settings import Settings
-from dubbing_pipeline.structural.chatterbox import (
+from dubbing_pipeline.tooling.structural.chatterbox import (
     MANIFEST_FILE,
     PLANTED_TOKENS,
     build_chatterbox_multilingual,

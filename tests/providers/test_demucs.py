@@ -1,6 +1,6 @@
 """Demucs through demucs's own loader and ``apply_model``, with a structural htdemucs.
 
-The repository is written by ``dubbing_pipeline.structural.demucs`` in the released layout
+The repository is written by ``dubbing_pipeline.tooling.structural.demucs`` in the released layout
 (``htdemucs.yaml`` + ``955717e8-<sha>.th``, float16 state, the real ``HTDemucs`` class) and
 loaded by ``DemucsSeparator`` exactly as a mounted production volume would be. The model is the
 reduced build: same classes, same 7.8 s segment (so ``apply_model`` chunks, pads and trims the
@@ -22,7 +22,7 @@ from dubbing_pipeline.audio_stems.asset import BLOCK_SECONDS, OVERLAP_SECONDS
 from dubbing_pipeline.demo import DEMO_VIDEO
 from dubbing_pipeline.errors import ModelMissingError
 from dubbing_pipeline.settings import Settings
-from dubbing_pipeline.structural.demucs import SEGMENT, SIGNATURE, SOURCES, build_htdemucs_repo
+from dubbing_pipeline.tooling.structural.demucs import SEGMENT, SIGNATURE, SOURCES, build_htdemucs_repo
 
 pytestmark = pytest.mark.production_provider
 

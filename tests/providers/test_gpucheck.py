@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from dubbing_pipeline.gpucheck import run_gpu_check, synthetic_speechlike
+from dubbing_pipeline.tooling.gpucheck import run_gpu_check, synthetic_speechlike
 
 pytestmark = pytest.mark.production_provider
 

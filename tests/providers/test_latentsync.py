@@ -30,8 +30,8 @@ import pytest
 from testmedia import media_root
 
 from dubbing_pipeline.errors import ConfigurationError, ModelMissingError
-from dubbing_pipeline.lip_sync import providers
-from dubbing_pipeline.lip_sync.providers import LatentSyncEngine
+from dubbing_pipeline.lip_sync import latentsync_engine as providers
+from dubbing_pipeline.lip_sync.latentsync_engine import LatentSyncEngine
 from dubbing_pipeline.settings import Settings
 
 pytestmark = pytest.mark.production_provider
@@ -51,7 +51,7 @@ def latentsync_tree() -> Path:
 
 @pytest.fixture(scope="module")
 def checkpoints(latentsync_tree: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from dubbing_pipeline.structural.latentsync import build_latentsync
+    from dubbing_pipeline.tooling.structural.latentsync import build_latentsync
 
     start = time.monotonic()
     root = build_latentsync(tmp_path_factory.mktemp("latentsync") / "checkpoints", seed=0)

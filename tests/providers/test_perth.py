@@ -1,4 +1,4 @@
-"""The audio watermark's loader against the library it replaces: ``watermark.StftProcessor`` is
+"""The audio watermark's loader against the library it replaces: ``perth.StftProcessor`` is
 bit-for-bit torchaudio's ``Spectrogram``/``InverseSpectrogram`` with Perth's own parameters
 (torchaudio 2.8's pure-Python transforms, installed by ``.ci/install-providers`` for pyannote),
 so the network sees exactly what Perth's ``AudioProcessor`` would give it."""
@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from dubbing_pipeline.demo import DEMO_VIDEO
-from dubbing_pipeline.watermark import MARK_RATE, PerthWatermarker, StftProcessor
+from dubbing_pipeline.provenance.perth import StftProcessor
+from dubbing_pipeline.provenance.watermark import MARK_RATE, PerthWatermarker
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +30,7 @@ def test_the_stft_pair_is_torchaudios(speech: np.ndarray) -> None:
     from torchaudio.transforms import InverseSpectrogram, Spectrogram
 
     marker = PerthWatermarker("cpu", 2)
-    net = marker._load()
+    net = marker.engine().net
     hp = net.hp
     assert isinstance(net.ap, StftProcessor)
     common = {"n_fft": hp.n_fft, "win_length": hp.window_size, "hop_length": hp.hop_size}

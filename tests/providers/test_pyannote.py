@@ -1,6 +1,6 @@
 """The production pyannote diarizer, end to end through pyannote.audio 3.x, with structural weights.
 
-The model directory is built by :mod:`dubbing_pipeline.structural.pyannote`: the real
+The model directory is built by :mod:`dubbing_pipeline.tooling.structural.pyannote`: the real
 ``speaker-diarization-3.1`` layout and architectures (PyanNet segmentation-3.0, WeSpeaker
 ResNet34) with seeded random weights. Speaker *labels* are therefore meaningless; what is tested
 is everything around them: loading offline from a local directory, rates and shapes, the turns'
@@ -26,9 +26,15 @@ from dubbing_pipeline.demo import DEMO_VIDEO, load_reference
 from dubbing_pipeline.errors import ConfigurationError, ModelMissingError
 from dubbing_pipeline.settings import Settings
 from dubbing_pipeline.speakers.asset import assign_speakers, plan_diarization
-from dubbing_pipeline.speakers.diarize import ChunkDiarization, PyannoteDiarizer, make_diarizer
+from dubbing_pipeline.speakers.base import ChunkDiarization
+from dubbing_pipeline.speakers.diarize import make_diarizer
+from dubbing_pipeline.speakers.pyannote_engine import PyannoteDiarizer, checkpoint_globals
+from dubbing_pipeline.speakers.records import ChunkLabels
+from dubbing_pipeline.speakers.turns import assign_turns
+from dubbing_pipeline.speech_segments.records import SpeechSegmentsRecord
 from dubbing_pipeline.speech_segments.vad import read_wav_16k_mono
-from dubbing_pipeline.structural.pyannote import EMBEDDING, SEGMENTATION, build_pyannote_pipeline
+from dubbing_pipeline.tooling.structural.pyannote import EMBEDDING, SEGMENTATION, build_pyannote_pipeline
+from dubbing_pipeline.transcript.records import TranscriptRecord
 
 pytestmark = pytest.mark.production_provider
 
@@ -76,21 +82,22 @@ def audio(tmp_path_factory: pytest.TempPathFactory) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def transcript() -> dict[str, Any]:
-    """The demo's reference segments in the transcript asset's shape."""
+def transcript() -> TranscriptRecord:
+    """The demo's reference segments as the transcript asset's record."""
     ref = load_reference()
-    return {
-        "cache_key": "transcript",
-        "segments": [
-            {"id": f"seg{i:03d}", "start": s["start"], "end": s["end"], "text": s["text"]}
-            for i, s in enumerate(ref["segments"])
-        ],
-    }
+    segments = [
+        {"id": f"seg{i:03d}", "start": s["start"], "end": s["end"], "text": s["text"]}
+        for i, s in enumerate(ref["segments"])
+    ]
+    return TranscriptRecord.from_json(
+        {"cache_key": "transcript", "language": "en", "language_probability": 1.0, "segments": segments,
+         "words": 0, "provider": {}, "chunks": []}
+    )  # fmt: skip
 
 
 @pytest.fixture(scope="module")
-def spans(transcript: dict[str, Any]) -> list[tuple[float, float]]:
-    return [(float(s["start"]), float(s["end"])) for s in transcript["segments"]]
+def spans(transcript: TranscriptRecord) -> list[tuple[float, float]]:
+    return [(s.start, s.end) for s in transcript.segments]
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +107,7 @@ def first_run(
     """One diarizer over the whole demo: the pipeline's turns and centroids, then the assignment."""
     diarizer = PyannoteDiarizer(settings(model_dir))
     turns, centroids = diarizer.speaker_turns(audio, 0.0)
-    result = PyannoteDiarizer.assign(spans, turns, centroids, diarizer.merge_threshold)
+    result = assign_turns(spans, turns, centroids, diarizer.merge_threshold)
     return {"diarizer": diarizer, "turns": turns, "centroids": centroids, "result": result}
 
 
@@ -157,41 +164,43 @@ def test_two_loads_give_the_same_result(
 
 
 def test_chunks_feed_linkage_and_hungarian_matching_like_the_stage(
-    second_diarizer: PyannoteDiarizer, audio: np.ndarray, transcript: dict[str, Any]
+    second_diarizer: PyannoteDiarizer, audio: np.ndarray, transcript: TranscriptRecord
 ) -> None:
     """Two chunks through plan_diarization's jobs, the diarize_chunk record, then assign_speakers."""
     end = audio.shape[0] / 16000
     bounds = [(0.0, SPLIT), (SPLIT, end)]
-    chunks = [
-        {"index": i, "start": a, "end": b, "core_start": a, "core_end": b} for i, (a, b) in enumerate(bounds)
-    ]
-    speech = {"chunks": chunks, "asr_audio_uri": "demo16k.wav", "cache_key": "speech"}
+    speech = SpeechSegmentsRecord.from_json(
+        {"cache_key": "speech", "duration": end, "asr_audio_uri": "demo16k.wav", "asr_rate": 16000,
+         "speech": [], "speech_seconds": 0.0, "scene_changes": [],
+         "chunks": [{"index": i, "start": a, "end": b, "core_start": a, "core_end": b}
+                    for i, (a, b) in enumerate(bounds)]}
+    )  # fmt: skip
     jobs = [out.value for out in plan_diarization(speech, transcript)]
-    assert [job["chunk"]["index"] for job in jobs] == [0, 1]
+    assert [job.chunk.index for job in jobs] == [0, 1]
     records = []
     for job in jobs:
-        chunk = job["chunk"]
-        piece = audio[round(chunk["start"] * 16000) : round(chunk["end"] * 16000)]
-        job_spans = [(float(s), float(e)) for _, s, e in job["spans"]]
-        turns, centroids = second_diarizer.speaker_turns(piece, chunk["start"])  # what diarize() runs
-        assert all(chunk["start"] <= s <= e <= chunk["end"] + 1e-6 for s, e, _ in turns)  # offset applied
-        result = PyannoteDiarizer.assign(job_spans, turns, centroids, second_diarizer.merge_threshold)
+        chunk = job.chunk
+        piece = audio[round(chunk.start * 16000) : round(chunk.end * 16000)]
+        job_spans = [(s, e) for _, s, e in job.spans]
+        turns, centroids = second_diarizer.speaker_turns(piece, chunk.start)  # what diarize() runs
+        assert all(chunk.start <= s <= e <= chunk.end + 1e-6 for s, e, _ in turns)  # offset applied
+        result = assign_turns(job_spans, turns, centroids, second_diarizer.merge_threshold)
         assert result.embeddings.shape == (result.num_speakers, DIM)
         records.append(
-            {
-                "index": chunk["index"],
-                "segment_ids": [sid for sid, _, _ in job["spans"]],
-                "labels": [int(x) for x in result.labels],
-                "embeddings": [[round(float(v), 6) for v in row] for row in result.embeddings],
-            }
+            ChunkLabels(
+                index=chunk.index,
+                segment_ids=[sid for sid, _, _ in job.spans],
+                labels=[int(x) for x in result.labels],
+                embeddings=[[round(float(v), 6) for v in row] for row in result.embeddings],
+            )
         )
     speakers, segments, embeddings = assign_speakers(transcript, records, Settings().speaker_match_sim)
-    assert [s["id"] for s in segments] == [s["id"] for s in transcript["segments"]]
-    assert [s["id"] for s in speakers] == [f"S{i + 1}" for i in range(len(speakers))]
-    assert segments[0]["speaker"] == "S1"
-    assert {s["speaker"] for s in segments} == {s["id"] for s in speakers}
-    assert sum(s["segments"] for s in speakers) == len(segments)
-    assert 1 <= len(speakers) <= sum(max(r["labels"]) + 1 for r in records)
+    assert [s.id for s in segments] == [s.id for s in transcript.segments]
+    assert [s.id for s in speakers] == [f"S{i + 1}" for i in range(len(speakers))]
+    assert segments[0].speaker == "S1"
+    assert {s.speaker for s in segments} == {s.id for s in speakers}
+    assert sum(s.segments for s in speakers) == len(segments)
+    assert 1 <= len(speakers) <= sum(max(r.labels) + 1 for r in records)
     assert np.asarray(embeddings).shape == (len(speakers), DIM)
 
 
@@ -221,9 +230,7 @@ def test_describe_names_the_weights_by_content(model_dir: Path, tmp_path: Path) 
 def test_checkpoints_load_with_the_real_architectures(model_dir: Path) -> None:
     from pyannote.audio import Model  # type: ignore[import-untyped]
 
-    from dubbing_pipeline.speakers.diarize import _pyannote_checkpoint_globals
-
-    with _pyannote_checkpoint_globals():
+    with checkpoint_globals():
         segmentation = Model.from_pretrained(str(model_dir / SEGMENTATION))
         embedding = Model.from_pretrained(str(model_dir / EMBEDDING))
     assert type(segmentation).__name__ == "PyanNet" and type(embedding).__name__ == "WeSpeakerResNet34"

@@ -18,13 +18,9 @@ import pytest
 from dubbing_pipeline.errors import ConfigurationError, ModelMissingError
 from dubbing_pipeline.settings import Settings
 from dubbing_pipeline.speech_segments.vad import read_wav_16k_mono
-from dubbing_pipeline.transcript.providers import (
-    FasterWhisperASR,
-    clear_asr_cache,
-    make_asr,
-    packaged_whisper_base_dir,
-    resolve_compute_type,
-)
+from dubbing_pipeline.transcript.model_dir import packaged_whisper_base_dir
+from dubbing_pipeline.transcript.providers import clear_asr_cache, make_asr
+from dubbing_pipeline.transcript.whisper import FasterWhisperASR, resolve_compute_type
 
 pytestmark = pytest.mark.production_provider
 
@@ -70,7 +66,7 @@ def test_a_model_directory_decodes_like_the_packaged_model(
 
 @pytest.fixture(scope="module")
 def large_v3_shape(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from dubbing_pipeline.structural.whisper import build_whisper_large_v3_shape
+    from dubbing_pipeline.tooling.structural.whisper import build_whisper_large_v3_shape
 
     return build_whisper_large_v3_shape(
         tmp_path_factory.mktemp("v3") / "large-v3-shape", model_dir / "tokenizer.json"

@@ -2,7 +2,7 @@
 
 import pytest
 
-from dubbing_pipeline.bench import (
+from dubbing_pipeline.tooling.bench import (
     Measurement,
     derived,
     headline,

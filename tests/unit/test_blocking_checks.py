@@ -9,6 +9,7 @@ import dagster as dg
 import pytest
 
 from dubbing_pipeline import cli
+from dubbing_pipeline.cli import dub
 from dubbing_pipeline.dubbed_video.asset import accepted_checks, blocking_checks
 from dubbing_pipeline.freshness import stage_codes
 from dubbing_pipeline.orchestration.fresh import BLOCKED, FRESH, STALE, Freshness, StageGraph
@@ -55,8 +56,7 @@ def test_the_cli_exits_13_names_the_check_and_records_nothing(
 ) -> None:
     """The code around a finished run (the run itself is a stand-in here): a blocked record is
     copied out for inspection, the exit code is 13 with the check's name, no done record."""
-    from dubbing_pipeline import runner, up_to_date
-    from dubbing_pipeline.orchestration import io_manager
+    from dubbing_pipeline.orchestration import runner, up_to_date
 
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("DUBBING_MODEL_CACHE", str(tmp_path / "models"))
@@ -78,13 +78,13 @@ def test_the_cli_exits_13_names_the_check_and_records_nothing(
         tags_seen.append(tags)
         return runner.RunOutcome(True, "r", {})
 
-    monkeypatch.setattr(runner, "run_job", run_job)
+    monkeypatch.setattr(dub, "run_job", run_job)
     monkeypatch.setattr(up_to_date.Work, "is_done", lambda self, language: language is None)
-    monkeypatch.setattr(io_manager, "load_asset_record", lambda storage, asset, key: {
+    monkeypatch.setattr(dub, "load_asset_record", lambda storage, asset, key: {
         "source_video": {"info": {"streams": ["video"]}}}.get(asset, record))  # fmt: skip
-    monkeypatch.setattr("dubbing_pipeline.source_video.core.require_video", lambda info: None)
-    monkeypatch.setattr(cli, "unspoken", lambda settings, lang: None)
-    monkeypatch.setattr(cli, "copy_outputs", lambda storage, rec, dest, lang: dest / "clip.es.mp4")
+    monkeypatch.setattr(dub, "require_video", lambda info: None)
+    monkeypatch.setattr(dub, "unspoken", lambda settings, lang: None)
+    monkeypatch.setattr(dub, "copy_outputs", lambda storage, rec, dest, lang: dest / "clip.es.mp4")
     monkeypatch.setattr(up_to_date, "report_up_to_date", lambda *a: True)
     code = cli.main(
         ["dub", str(video), "--to", "es", "--out", str(tmp_path / "out"), "--accept", "failed_lines"]

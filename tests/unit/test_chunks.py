@@ -25,10 +25,10 @@ def test_single_chunk_when_short() -> None:
 
 def test_chunk_dict_round_trip() -> None:
     chunk = Chunk(3, 10.0, 320.5, 12.0, 318.5)
-    data = chunk.to_dict()
+    data = chunk.to_json()
     assert data == {"index": 3, "start": 10.0, "end": 320.5, "core_start": 12.0, "core_end": 318.5}
-    assert Chunk.from_dict(data) == chunk
-    assert Chunk.from_dict({k: str(v) for k, v in data.items()}) == chunk
+    assert Chunk.from_json(data) == chunk
+    assert Chunk.from_json({k: str(v) for k, v in data.items()}) == chunk
     assert chunk.duration == pytest.approx(310.5)
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from dubbing_pipeline import cli
+from dubbing_pipeline.cli import common
 
 
 def test_one_id_for_several_videos_is_refused_before_any_work(
@@ -28,11 +29,11 @@ def test_the_heap_is_left_to_the_process_only_when_main_is_its_whole_life(
     import gc
 
     gc.unfreeze()
-    cli.settle()  # imported, as here: the collector is left as it was
+    common.settle()  # imported, as here: the collector is left as it was
     assert gc.get_freeze_count() == 0
-    monkeypatch.setattr(cli, "_OWN_PROCESS", True)
+    monkeypatch.setattr(common, "_OWN_PROCESS", True)
     try:
-        cli.settle()
+        common.settle()
         assert gc.get_freeze_count() > 0
     finally:
         gc.unfreeze()
@@ -43,12 +44,12 @@ def test_the_console_script_exits_with_the_commands_code_and_owns_its_process(
 ) -> None:
     import gc
 
-    monkeypatch.setattr(cli, "_OWN_PROCESS", False)  # restored after the test
+    monkeypatch.setattr(common, "_OWN_PROCESS", False)  # restored after the test
     monkeypatch.setattr(cli, "main", lambda: 3)
     try:
         with pytest.raises(SystemExit) as exit_:
             cli.run()
         assert exit_.value.code == 3
-        assert cli._OWN_PROCESS and gc.get_freeze_count() > 0
+        assert common._OWN_PROCESS and gc.get_freeze_count() > 0
     finally:
         gc.unfreeze()

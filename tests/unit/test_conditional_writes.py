@@ -13,7 +13,9 @@ from typing import Any
 import pytest
 
 from dubbing_pipeline import cli
-from dubbing_pipeline.edits import (
+from dubbing_pipeline.cli import review
+from dubbing_pipeline.errors import BadInputError, ConflictError
+from dubbing_pipeline.review.edits import (
     NO_EDITS,
     Dub,
     Edits,
@@ -25,7 +27,6 @@ from dubbing_pipeline.edits import (
     update_edits,
     with_change,
 )
-from dubbing_pipeline.errors import BadInputError, ConflictError
 from dubbing_pipeline.storage import LocalStorage, MediaStorage, WriteConflict, update_json
 from dubbing_pipeline.storage import base as storage_base
 
@@ -183,8 +184,8 @@ def edit_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[
     home = tmp_path / "home"
     home.mkdir()
     monkeypatch.setenv("DAGSTER_HOME", str(home))
-    monkeypatch.setattr(cli, "media_storage", lambda: storage)
-    monkeypatch.setattr(cli, "dub_context", lambda *_: DUB)
+    monkeypatch.setattr(review, "media_storage", lambda: storage)
+    monkeypatch.setattr(review, "dub_context", lambda *_: DUB)
     yield storage, home
 
 

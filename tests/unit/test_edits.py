@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from dubbing_pipeline.edits import (
+from dubbing_pipeline.errors import BadInputError
+from dubbing_pipeline.review.edits import (
     MIN_SLOT,
     NO_EDITS,
     Dub,
@@ -22,10 +23,10 @@ from dubbing_pipeline.edits import (
     split_pairs,
     with_change,
 )
-from dubbing_pipeline.errors import BadInputError
 from dubbing_pipeline.storage import LocalStorage
 from dubbing_pipeline.translation.asset import edited_record, video_glossary
 from dubbing_pipeline.translation.glossary import make_glossary
+from dubbing_pipeline.translation.records import TranslationRecord
 
 DUB = Dub(line_ids=["s0000", "s0001", "s0002"], speakers=["S1", "S2"], voices=["male", "female"])
 
@@ -121,14 +122,22 @@ def test_apply_edits_changes_only_the_edited_lines() -> None:
 
 
 def test_edited_record_keeps_an_unedited_key_and_changes_an_edited_one() -> None:
-    record = {"cache_key": "k" * 64, "lines": lines()}
+    record = TranslationRecord.from_json(
+        {
+            "cache_key": "k" * 64, "source_language": "en", "target_language": "es", "provider": {},
+            "lines": [
+                {**ln, "condensed_text": None, "budget": 3, "attempts": 1, "stricter_retry": False}
+                for ln in lines()
+            ],
+        }
+    )  # fmt: skip
     assert edited_record(record, NO_EDITS) is record
     assert edited_record(record, Edits(glossary={"Ana": "Ana"})) is record  # the glossary keys the step
     one = edited_record(record, Edits(lines={"s0001": LineEdit(text="Otra.")}))
     two = edited_record(record, Edits(lines={"s0001": LineEdit(text="Otra más.")}))
-    assert len({record["cache_key"], one["cache_key"], two["cache_key"]}) == 3
+    assert len({record.cache_key, one.cache_key, two.cache_key}) == 3
     voiced = edited_record(record, Edits(voices={"S2": "female"}))
-    assert voiced["voices"] == {"S2": "female"} and voiced["lines"] == record["lines"]
+    assert voiced.voices == {"S2": "female"} and voiced.lines == record.lines
 
 
 def test_a_video_glossary_adds_to_and_overrides_the_catalog() -> None:

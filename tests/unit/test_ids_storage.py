@@ -5,9 +5,9 @@ from pathlib import Path
 import boto3
 import pytest
 
-from dubbing_pipeline.cache import StepCache
-from dubbing_pipeline.hashing import cache_key, canonical_json
-from dubbing_pipeline.ids import join_key, partition_key_parts, sanitize_id, video_id_from_name
+from dubbing_pipeline.common.hashing import cache_key, canonical_json
+from dubbing_pipeline.common.ids import join_key, partition_key_parts, sanitize_id, video_id_from_name
+from dubbing_pipeline.orchestration.cache import StepCache
 from dubbing_pipeline.storage import LocalStorage, make_storage
 from dubbing_pipeline.storage.s3 import S3Storage
 

@@ -4,10 +4,10 @@ from pathlib import Path
 
 import pytest
 
+from dubbing_pipeline.common.ids import video_id_from_name
 from dubbing_pipeline.dubbed_video.core import needs_reencode
 from dubbing_pipeline.errors import UnsupportedError
-from dubbing_pipeline.hooks import parse_pause
-from dubbing_pipeline.ids import video_id_from_name
+from dubbing_pipeline.orchestration.hooks import parse_pause
 from dubbing_pipeline.source_video.core import require_video
 from dubbing_pipeline.storage import parse_uri
 

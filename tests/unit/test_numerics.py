@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from dubbing_pipeline import numerics
+from dubbing_pipeline.common import numerics
 
 
 def test_pins_are_defaults_that_an_explicit_value_overrides() -> None:
@@ -46,7 +46,7 @@ def test_numpy_runs_its_avx2_paths_in_a_process_that_imports_the_package_first()
         "import os\n"
         f"for k in {sorted(numerics.PINNED)!r}:\n"
         "    os.environ.pop(k, None)\n"
-        "import dubbing_pipeline.numerics as n, numpy\n"
+        "import dubbing_pipeline.common.numerics as n, numpy\n"
         "from numpy._core._multiarray_umath import __cpu_features__ as f\n"
         "print(n.numpy_pinned(), f.get('X86_V4', False), f.get('X86_V3'))\n"
     )
@@ -67,7 +67,7 @@ def test_the_dagster_code_location_loads_numpy_after_the_pins() -> None:
         "import dagster, dagster_k8s, dagster_postgres, dagster_aws\n"
         "print('numpy' in sys.modules)\n"
         "import dubbing_pipeline.definitions\n"
-        "from dubbing_pipeline.numerics import numpy_pinned\n"
+        "from dubbing_pipeline.common.numerics import numpy_pinned\n"
         "print(numpy_pinned())\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

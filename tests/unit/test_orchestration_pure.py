@@ -6,11 +6,11 @@ from typing import Any
 
 import pytest
 
-from dubbing_pipeline.backfill import LANGUAGES, check
 from dubbing_pipeline.orchestration.kit import lineage_digest, lineage_of_lines
 from dubbing_pipeline.orchestration.partitions import partition_tags
 from dubbing_pipeline.orchestration.sensors import in_threads, parse_languages
-from dubbing_pipeline.scale import summary, video_ids
+from dubbing_pipeline.tooling.backfill import LANGUAGES, check
+from dubbing_pipeline.tooling.scale import summary, video_ids
 
 
 def test_partition_tags_are_the_ones_dagster_would_resolve() -> None:

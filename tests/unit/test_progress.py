@@ -8,7 +8,7 @@ import uuid
 import dagster as dg
 import pytest
 
-from dubbing_pipeline.runner import ProgressWatcher
+from dubbing_pipeline.orchestration.runner import ProgressWatcher
 
 
 @dg.asset(partitions_def=dg.StaticPartitionsDefinition(["a"]))

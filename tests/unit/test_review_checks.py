@@ -1,6 +1,6 @@
 """The review page's check badges: what each shows beside its verdict."""
 
-from dubbing_pipeline.review import _check
+from dubbing_pipeline.review.page import _check
 
 
 def test_the_watermark_badge_shows_its_confidences_and_a_marked_source() -> None:

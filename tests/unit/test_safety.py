@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 
 from dubbing_pipeline.errors import ConfigurationError
-from dubbing_pipeline.label import Label, apply, make_label, render
-from dubbing_pipeline.provenance import load_signer, local_signer, make_signer
+from dubbing_pipeline.provenance.c2pa import load_signer, local_signer, make_signer
+from dubbing_pipeline.provenance.label import Label, apply, make_label, render
+from dubbing_pipeline.provenance.toxicity import screen_lines, term_list
+from dubbing_pipeline.provenance.watermark import cut_spans, speech_spans, watermark_enabled
 from dubbing_pipeline.quality.scorecard import toxicity_check
-from dubbing_pipeline.translation.toxicity import screen_lines, term_list
-from dubbing_pipeline.watermark import cut_spans, speech_spans, watermark_enabled
 
 # --------------------------------------------------------------------------- toxicity screen
 

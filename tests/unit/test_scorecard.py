@@ -1,6 +1,7 @@
 """The quality scorecard: verdicts follow the thresholds, per line and per partition."""
 
-from dubbing_pipeline.quality.scorecard import Thresholds, line_scores, markdown_table, scorecard
+from dubbing_pipeline.quality.records import Thresholds
+from dubbing_pipeline.quality.scorecard import line_scores, markdown_table, scorecard
 
 T = Thresholds()
 
@@ -17,7 +18,7 @@ def seg(i: int, start: float, end: float, **kw: object) -> dict[str, object]:
 def test_clean_lines_pass_every_check() -> None:
     rows = line_scores([seg(1, 0, 1), seg(2, 2, 3)], {"s0001": 0.1, "s0002": 0.0}, 5.0, T)
     card = scorecard(rows, background_corr=0.999, av_difference=0.0, frame_seconds=0.04, t=T)
-    assert all(check["passed"] for check in card.values())
+    assert all(check.passed for check in card.by_name().values())
     assert all(r["ok"] for r in rows)
 
 

@@ -34,14 +34,14 @@ def texts(segments: list[Segment]) -> list[str]:
 
 def test_word_and_segment_dict_round_trip() -> None:
     word = Word(1.0, 1.5, " Hello", 0.9)
-    assert word.to_dict() == {"start": 1.0, "end": 1.5, "text": " Hello", "probability": 0.9}
-    assert Word.from_dict(word.to_dict()) == word
+    assert word.to_json() == {"start": 1.0, "end": 1.5, "text": " Hello", "probability": 0.9}
+    assert Word.from_dict(word.to_json()) == word
     assert Word.from_dict({"start": 1, "end": 2, "word": " hi"}) == Word(1.0, 2.0, " hi", 1.0)
     seg = Segment("s0001", 1.0, 2.0, "Hello there", (word, Word(1.6, 2.0, " there")))
-    data = seg.to_dict()
+    data = seg.to_json()
     assert isinstance(data["words"], list) and data["words"][1]["text"] == " there"
-    assert Segment.from_dict(data) == seg
-    assert Segment.from_dict({"id": "s0002", "start": 0, "end": 1, "text": "x"}).words == ()
+    assert Segment.from_json(data) == seg
+    assert Segment.from_json({"id": "s0002", "start": 0, "end": 1, "text": "x"}).words == ()
 
 
 def test_empty_input() -> None:

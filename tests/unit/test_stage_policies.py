@@ -330,8 +330,8 @@ def test_a_moved_line_keeps_the_rate_its_source_slot_needs(tmp_path: Any) -> Non
     new slot alone would need another rate. A fresh store makes the same bytes (no history)."""
     from dubbing_pipeline.dubbed_speech.asset import Speaking, take_line
     from dubbing_pipeline.dubbed_speech.speak import plan_slots
-    from dubbing_pipeline.edits import Edits, LineEdit, apply_edits
     from dubbing_pipeline.orchestration.resources import StorageResource, storage_resource
+    from dubbing_pipeline.review.edits import Edits, LineEdit, apply_edits
     from dubbing_pipeline.settings import Settings
 
     def speaking(engine: CachedEngine) -> Speaking:

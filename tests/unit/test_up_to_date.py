@@ -16,7 +16,8 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from dubbing_pipeline import freshness, up_to_date
+from dubbing_pipeline import freshness
+from dubbing_pipeline.orchestration import up_to_date
 from dubbing_pipeline.orchestration.fresh import FRESH, StageGraph
 from dubbing_pipeline.orchestration.kit import step_key
 from dubbing_pipeline.settings import Settings, rows

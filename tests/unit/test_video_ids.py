@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from dubbing_pipeline import cli
+from dubbing_pipeline.cli import common
+from dubbing_pipeline.common.ids import MAX_ID_LEN
 from dubbing_pipeline.errors import BadInputError
-from dubbing_pipeline.ids import MAX_ID_LEN
 from dubbing_pipeline.orchestration import catalog as cat
 from dubbing_pipeline.orchestration.registry import (
     claim_video_id,
@@ -206,19 +206,22 @@ def test_cli_dub_and_edit_agree_on_ids_of_same_named_files(
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
     monkeypatch.setenv("DUBBING_STORAGE_URL", str(tmp_path / "media"))
     instance = _Instance()
-    monkeypatch.setattr(cli, "local_instance", lambda: instance)
+    monkeypatch.setattr(common, "local_instance", lambda: instance)
     for folder in "ab":
         (tmp_path / folder).mkdir()
         (tmp_path / folder / "intro.mp4").write_bytes(folder.encode())
     a, b = (str(tmp_path / folder / "intro.mp4") for folder in "ab")
-    _, storage, vid_a = cli.register_local(a, None)
-    assert cli._video_id(b, None) != vid_a  # before b is dubbed, its edits are never a's
-    _, _, vid_b = cli.register_local(b, None)
+    _, storage, vid_a = common.register_local(a, None)
+    assert common.resolve_video_id(b, None) != vid_a  # before b is dubbed, its edits are never a's
+    _, _, vid_b = common.register_local(b, None)
     assert vid_a == "intro" and vid_b.startswith("intro-") and instance.videos == {vid_a, vid_b}
-    assert (cli._video_id(a, None), cli._video_id(b, None)) == (vid_a, vid_b)
-    assert cli.register_local(b, None)[2] == vid_b
+    assert (common.resolve_video_id(a, None), common.resolve_video_id(b, None)) == (vid_a, vid_b)
+    assert common.register_local(b, None)[2] == vid_b
     assert lookup_video(storage, vid_b)["source_uri"] == Path(b).resolve().as_uri()
     # --id: as given, and it re-points
-    assert cli.register_local(b, "Intro")[2] == "intro"
+    assert common.register_local(b, "Intro")[2] == "intro"
     assert lookup_video(storage, "intro")["source_uri"] == Path(b).resolve().as_uri()
-    assert cli._video_id("whatever", "Intro") == "intro" and cli._video_id("demo", None) == "demo"
+    assert (
+        common.resolve_video_id("whatever", "Intro") == "intro"
+        and common.resolve_video_id("demo", None) == "demo"
+    )
