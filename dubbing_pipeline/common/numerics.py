@@ -26,7 +26,7 @@ numpy before this package keeps its own choice (``numpy_pinned`` tells).
 The speaker embedder's int8 graph is dequantised for the same reason
 (``speakers/embedders.py``). What still differs between CPUs is float rounding inside
 onnxruntime (about 1e-7 relative; it has no switch for its kernels), far inside the margins
-of the decisions built on them; the README's "Determinism across CPUs" lists what was measured.
+of the decisions built on them; docs/quality.md, "Determinism across CPUs", lists what was measured.
 """
 
 from __future__ import annotations

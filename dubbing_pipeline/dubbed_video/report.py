@@ -116,7 +116,7 @@ class Rerender(Record):
 
 
 class Provenance(Record):
-    """What says this dub is AI-made (README: Safety and provenance)."""
+    """What says this dub is AI-made (docs/provenance.md)."""
 
     watermark: JsonObject | None  # the speech's audio watermark (dubbed_speech's description)
     c2pa: SignerInfo | None

@@ -131,7 +131,7 @@ class LatentSyncEngine(LipSyncEngine):
         if spec is None or not spec.submodule_search_locations:
             raise ModelMissingError(
                 "LatentSync: the latentsync package is not importable; add a LatentSync 1.5/1.6 source "
-                "tree to PYTHONPATH (see the README, 'Installing the GPU providers')"
+                "tree to PYTHONPATH (see docs/production.md, 'Installing the GPU providers')"
             )
         return Path(next(iter(spec.submodule_search_locations))).parent
 

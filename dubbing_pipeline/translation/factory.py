@@ -5,9 +5,19 @@ from __future__ import annotations
 from dubbing_pipeline.errors import ConfigurationError, ModelMissingError, UnsupportedError
 from dubbing_pipeline.settings import Settings
 from dubbing_pipeline.translation.apertium import ApertiumTranslator, debian_package, find_apertium
-from dubbing_pipeline.translation.base import APERTIUM_HOWTO, LLM_HOWTO, TRANSLATORS, Translator
+from dubbing_pipeline.translation.base import APERTIUM_HOWTO, LLM_HOWTO, PIVOT_HOWTO, TRANSLATORS, Translator
 from dubbing_pipeline.translation.budget import normalize_language
 from dubbing_pipeline.translation.llm import LLMTranslator
+from dubbing_pipeline.translation.pivot import PivotTranslator
+
+AUTO_CHOICE: dict[tuple[str, str], str] = {
+    ("en", "es"): "combined",
+    ("en", "ca"): "combined",
+    ("en", "gl"): "combined",
+    ("en", "pt"): "pivot",
+}
+"""``auto``'s offline choice per pair, by measurement (``python -m
+dubbing_pipeline.tooling.translation_eval``, docs/stages.md); Apertium translates its other pairs."""
 
 
 def _supported_message(source: str, target: str, apertium_pairs: list[tuple[str, str]], why: str) -> str:
@@ -51,6 +61,8 @@ def make_translator(settings: Settings, source: str, target: str) -> Translator:
         return _make_llm(settings)
 
     apertium = _apertium()
+    if choice in ("pivot", "pivot:pt", "combined"):
+        return _make_pivot(apertium, src, tgt, combine=choice == "combined")
     if choice == "apertium":
         if apertium is None:
             raise ModelMissingError(f"DUBBING_TRANSLATOR=apertium but apertium is missing; {APERTIUM_HOWTO}")
@@ -63,6 +75,11 @@ def make_translator(settings: Settings, source: str, target: str) -> Translator:
         return apertium
 
     # auto
+    chosen = AUTO_CHOICE.get((src, tgt))
+    if apertium is not None and chosen is not None:
+        offline = _make_pivot(apertium, src, tgt, combine=chosen == "combined")
+        if offline.supports(src, tgt):
+            return offline
     if apertium is not None and apertium.supports(src, tgt):
         return apertium
     if settings.llm_url:
@@ -72,6 +89,18 @@ def make_translator(settings: Settings, source: str, target: str) -> Translator:
     raise UnsupportedError(
         _supported_message(src, tgt, apertium.pairs() if apertium else [], f"no translator for {src}->{tgt}")
     )
+
+
+def _make_pivot(apertium: ApertiumTranslator | None, src: str, tgt: str, *, combine: bool) -> PivotTranslator:
+    if apertium is None:
+        raise ModelMissingError(f"the pivot translator needs Apertium; {PIVOT_HOWTO}")
+    pivot = PivotTranslator(apertium, combine=combine)
+    if not pivot.supports(src, tgt):
+        offered = ", ".join(f"{s}->{t}" for s, t in pivot.pairs()) or "none"
+        raise ModelMissingError(
+            f"the {pivot.name} translator has no {src}->{tgt} pair (offered: {offered}); {PIVOT_HOWTO}"
+        )
+    return pivot
 
 
 def _make_llm(settings: Settings) -> Translator:

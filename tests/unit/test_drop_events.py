@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 from drop_messages import (
@@ -17,7 +18,14 @@ from drop_messages import (
 )
 
 from dubbing_pipeline.orchestration.drop_events import ObjectCreated, ParsedMessage, PoisonKind, parse_message
-from dubbing_pipeline.orchestration.sensors import Notification, parse_notification
+from dubbing_pipeline.orchestration.sensors import (
+    Looked,
+    Notification,
+    QueueMessage,
+    parse_notification,
+    settled,
+    sort_messages,
+)
 
 BUCKET = "drops"
 
@@ -71,6 +79,18 @@ def test_several_records_and_the_version_fallbacks() -> None:
     ]
     no_etag = eventbridge_event(BUCKET, "in/x.mp4", "")
     assert parse_message(json.dumps(no_etag), BUCKET).created[0].version == "IYV3p45BhbcHv2J0"
+
+
+def test_eventbridge_as_moto_writes_it_and_a_null_version_id() -> None:
+    event = eventbridge_event(BUCKET, "in/x.mp4", "")
+    detail = event["detail"]
+    assert isinstance(detail, dict)
+    moto_like = {"key": "in/x.mp4", "eTag": "abc", "version-id": "null", "sequencer": "617f"}
+    body = json.dumps({**event, "detail": {**detail, "object": moto_like}})
+    assert parse_message(body, BUCKET).created[0].version == "abc"  # moto spells it eTag
+    no_etag = {**moto_like, "eTag": ""}
+    body = json.dumps({**event, "detail": {**detail, "object": no_etag}})
+    assert parse_message(body, BUCKET).created[0].version == "617f"  # "null" names no version
 
 
 def test_a_time_without_a_zone_is_utc() -> None:
@@ -216,3 +236,40 @@ def test_the_sensor_keeps_videos_under_its_prefix() -> None:
     assert parse_notification(body, BUCKET, "in/", (".mkv",)) == Notification()
     bad = parse_notification(poison(PoisonKind.OTHER_BUCKET, BUCKET, 1), BUCKET, "in/", (".mp4",))
     assert bad.poison.startswith("other_bucket: ") and bad.drops == ()
+
+
+def _message(n: int, body: str) -> QueueMessage:
+    return QueueMessage(id=f"m{n}", receipt=f"r{n}", body=body, receives=n)
+
+
+def test_each_message_is_sorted_on_its_own() -> None:
+    def note(key: str) -> Notification:
+        return parse_notification(direct(BUCKET, key, "e"), BUCKET, "in/", (".mp4",))
+
+    keys = ["in/ok.mp4", "in/gone.mp4", "in/locked.mp4", "in/typo.mp4"]
+    notes = [note(k) for k in keys]
+    drops = [n.drops[0] for n in notes]
+    looked = {
+        drops[0].run_key: Looked(drops[0]),
+        drops[1].run_key: Looked(drops[1], gone=True),
+        drops[2].run_key: Looked(drops[2], error="HEAD s3://drops/in/locked.mp4 failed: AccessDenied"),
+        drops[3].run_key: Looked(replace(drops[3], refused="bad_input: not a language code: 'spanish'")),
+    }
+    bad = parse_notification("[]", BUCKET, "in/", (".mp4",))
+    found = [(_message(i + 1, ""), n) for i, n in enumerate([*notes, note("in/notes.txt"), bad])]
+    tick = sort_messages(found, looked)
+    assert tick.pending == [("r1", "in/ok.mp4@e")]  # waits for its run
+    assert tick.done == ["r2", "r4", "r5"]  # gone, refused, not a video: nothing to run
+    assert tick.poison == ["r6"]  # released for the dead-letter queue
+    assert tick.warnings == [
+        "drop queue: message m3 waits for a retry: HEAD s3://drops/in/locked.mp4 failed: AccessDenied",
+        "drop queue: message m6 (receive 6) left for the dead-letter queue: "
+        "not_an_object: the body is a JSON list",
+    ]
+
+
+def test_a_message_is_deleted_once_all_its_runs_ran() -> None:
+    pending = [("r1", "a@1"), ("r1", "b@1"), ("r2", "c@1")]
+    assert settled(pending, {"a@1", "c@1"}) == ["r2"]
+    assert settled(pending, {"a@1", "b@1", "c@1", "d@1"}) == ["r1", "r2"]
+    assert settled([], {"a@1"}) == []

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import dubbing_pipeline
+from dubbing_pipeline.stages import STAGES
 
 PACKAGE = Path(dubbing_pipeline.__file__).parent
 SHELL_LIMIT = 30  # lines of an asset or op function: a declaration, not a procedure
@@ -184,3 +185,25 @@ def test_open_records_are_rare() -> None:
     """Stages hand each other typed records; ``dict[str, Any]`` only where a value is really open."""
     count = sum(p.read_text(encoding="utf-8").count("dict[str, Any]") for p in PACKAGE.rglob("*.py"))
     assert count <= OPEN_DICT_LIMIT
+
+
+def test_the_architecture_page_draws_every_folder_once() -> None:
+    """``docs/architecture.md`` draws the package as a tree, one line per folder: every folder of
+    the package is there, once, at its depth, and the stages in the order they run."""
+    page = (PACKAGE.parent / "docs" / "architecture.md").read_text(encoding="utf-8")
+    tree = page.split("```\n", 2)[1].split("```", 1)[0]
+    drawn = []
+    for line in tree.splitlines()[1:]:
+        name = line.split()[0]
+        depth = (len(line) - len(line.lstrip())) // 2
+        drawn.append((depth, name.rstrip("/")))
+    paths, trail = [], []
+    for depth, name in drawn:
+        trail = [*trail[: depth - 1], name]
+        paths.append("/".join(trail))
+    folders = sorted(
+        str(p.relative_to(PACKAGE)) for p in PACKAGE.rglob("*") if p.is_dir() and p.name != "__pycache__"
+    )
+    assert sorted(paths) == folders and len(paths) == len(set(paths))
+    stages_drawn = [p for p in paths if p in STAGES]
+    assert stages_drawn == list(STAGES)

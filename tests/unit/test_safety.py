@@ -170,8 +170,18 @@ def chain(
     return cert_file, key_file
 
 
-def settings(cert: Path | str = "", key: Path | str = "", cache: Path | str = "", c2pa: str = "on") -> Any:
-    return SimpleNamespace(c2pa=c2pa, c2pa_cert=str(cert), c2pa_key=str(key), model_cache=str(cache))
+def settings(
+    cert: Path | str = "",
+    key: Path | str = "",
+    cache: Path | str = "",
+    c2pa: str = "on",
+    local_dir: Path | str = "",
+    deployment: str = "embedded",
+) -> Any:
+    return SimpleNamespace(
+        c2pa=c2pa, c2pa_cert=str(cert), c2pa_key=str(key), model_cache=str(cache),
+        c2pa_local_dir=str(local_dir), deployment=deployment,
+    )  # fmt: skip
 
 
 def test_configured_credentials_are_checked_and_converted(tmp_path: Path) -> None:

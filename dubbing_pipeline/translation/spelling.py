@@ -1,0 +1,81 @@
+"""Words a target language's dictionary does not know: the ``hunspell`` command (Debian).
+
+Used to find Portuguese words a pivot translation left behind (``pivot``) and by the translation
+evaluation (``tooling.translation_eval``). Dictionaries come from Debian: ``hunspell-es``
+(``es_ES``), ``hunspell-ca`` (``ca_ES``), ``hunspell-gl`` (``gl_ES``). All words of one call go
+through **one** ``hunspell -l`` process (one word a line in, the unknown ones out).
+
+A "word" here is a run of letters (apostrophes and hyphens inside it kept, so "l'aixeta" and
+"bem-vindo" stay whole); digits, placeholders and punctuation are not words.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Iterable
+
+from dubbing_pipeline.errors import ModelMissingError, ProviderError
+
+DICTIONARIES = {"es": "es_ES", "ca": "ca_ES", "gl": "gl_ES", "pt": "pt_BR", "en": "en_US"}
+_DICT_DIRS = ("/usr/share/hunspell", "/usr/local/share/hunspell")
+_WORD_RE = re.compile(r"[^\W\d_]+(?:['’·-][^\W\d_]+)*")
+HUNSPELL_HOWTO = "apt-get install hunspell hunspell-es hunspell-ca hunspell-gl"
+
+
+def words(text: str) -> list[str]:
+    """The words of ``text`` in order (letters, with inner apostrophes and hyphens)."""
+    return _WORD_RE.findall(text)
+
+
+def dictionary_path(language: str) -> str | None:
+    """The ``.dic`` file (without extension) of ``language``'s dictionary, or ``None``."""
+    name = DICTIONARIES.get(language)
+    if name is None:
+        return None
+    for folder in _DICT_DIRS:
+        base = os.path.join(folder, name)
+        if os.path.isfile(base + ".dic") and os.path.isfile(base + ".aff"):
+            return base
+    return None
+
+
+def has_dictionary(language: str) -> bool:
+    """Whether ``hunspell`` and ``language``'s dictionary are installed."""
+    return shutil.which("hunspell") is not None and dictionary_path(language) is not None
+
+
+def unknown_words(candidates: Iterable[str], language: str) -> set[str]:
+    """The words of ``candidates`` that ``language``'s dictionary does not know (one process).
+
+    ``ModelMissingError`` when ``hunspell`` or the dictionary is not installed."""
+    binary = shutil.which("hunspell")
+    dic = dictionary_path(language)
+    if binary is None or dic is None:
+        raise ModelMissingError(f"no hunspell dictionary for {language!r}: {HUNSPELL_HOWTO}")
+    unique = sorted({w for w in candidates if w})
+    if not unique:
+        return set()
+    env = dict(os.environ, LC_ALL="C.UTF-8")
+    try:
+        proc = subprocess.run(
+            [binary, "-i", "utf-8", "-d", dic, "-l"],
+            input="\n".join(unique).encode("utf-8"),
+            capture_output=True, timeout=120, env=env, check=False,
+        )  # fmt: skip
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise ProviderError(f"hunspell could not run: {exc}") from exc
+    if proc.returncode != 0:
+        raise ProviderError(
+            f"hunspell exited with {proc.returncode}: {proc.stderr.decode('utf-8', 'replace')[-300:]}"
+        )
+    return set(proc.stdout.decode("utf-8", "replace").split()) & set(unique)
+
+
+def unknown_in(texts: Iterable[str], language: str) -> list[list[str]]:
+    """Per text, its words ``language``'s dictionary does not know, in order (one process in all)."""
+    split = [words(t) for t in texts]
+    unknown = unknown_words((w for ws in split for w in ws), language)
+    return [[w for w in ws if w in unknown] for ws in split]
