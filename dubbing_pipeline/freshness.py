@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any, Final, TypedDict
 
 from dubbing_pipeline.common.hashing import canonical_json, sha256_bytes
+from dubbing_pipeline.common.tool_env import tool_env
 from dubbing_pipeline.provenance.local_root import make_local_root
 from dubbing_pipeline.settings import Settings, model_cache_dir, rows
 
@@ -311,7 +312,9 @@ def tool_identity(name: str) -> str | None:
             identity = cached
         else:
             try:
-                done = subprocess.run([found, flag], capture_output=True, text=True, timeout=30, check=False)
+                done = subprocess.run(
+                    [found, flag], capture_output=True, text=True, timeout=30, check=False, env=tool_env()
+                )
                 identity = (
                     (done.stdout or done.stderr).strip().splitlines()[0] if done.returncode == 0 else ""
                 )

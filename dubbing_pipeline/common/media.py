@@ -10,8 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import ffmpeg
-
+from dubbing_pipeline.common.tool_env import tool_env
 from dubbing_pipeline.errors import BadInputError, ProviderError
 from dubbing_pipeline.records import JsonObject
 
@@ -37,7 +36,7 @@ def run_ffmpeg(args: list[str], *, what: str, bad_input: bool = False, timeout: 
     """Run ``ffmpeg -nostdin -y -v error ARGS``; raise a classified error with stderr's tail."""
     cmd = ["ffmpeg", "-nostdin", "-hide_banner", "-y", "-v", "error", *args]
     try:
-        proc = subprocess.run(cmd, capture_output=True, timeout=timeout, check=False)
+        proc = subprocess.run(cmd, capture_output=True, timeout=timeout, check=False, env=tool_env())
     except FileNotFoundError as exc:
         raise ProviderError("ffmpeg is not installed (apt-get install ffmpeg)") from exc
     if proc.returncode != 0:
@@ -51,14 +50,17 @@ def ffprobe(path: str | Path) -> JsonObject:
         raise BadInputError("file not found")
     if os.path.getsize(path) == 0:
         raise BadInputError("file is empty (0 bytes)")
+    # what ffmpeg.probe runs, with the tools' environment (ffmpeg-python passes no env)
+    cmd = ["ffprobe", "-show_format", "-show_streams", "-of", "json", str(path)]
     try:
-        data: JsonObject = ffmpeg.probe(str(path))
-    except ffmpeg.Error as exc:
-        reason = _tail(exc.stderr, 1) or "unreadable container"
-        reason = re.sub(r"^.*?: ", "", reason) if ": " in reason else reason
-        raise BadInputError(f"not a readable media file ({reason})") from exc
+        proc = subprocess.run(cmd, capture_output=True, check=False, env=tool_env())
     except FileNotFoundError as exc:
         raise ProviderError("ffprobe is not installed (apt-get install ffmpeg)") from exc
+    if proc.returncode != 0:
+        reason = _tail(proc.stderr, 1) or "unreadable container"
+        reason = re.sub(r"^.*?: ", "", reason) if ": " in reason else reason
+        raise BadInputError(f"not a readable media file ({reason})")
+    data: JsonObject = json.loads(proc.stdout.decode("utf-8"))
     return data
 
 
@@ -90,7 +92,7 @@ def scene_changes(src: str | Path, threshold: float = 0.3, *, scale_width: int =
         "ffmpeg", "-nostdin", "-hide_banner", "-v", "info", "-i", str(src), "-an", "-sn",
         "-vf", f"scale={scale_width}:-2,select='gt(scene,{threshold})',showinfo", "-f", "null", "-",
     ]  # fmt: skip
-    proc = subprocess.run(cmd, capture_output=True, check=False)
+    proc = subprocess.run(cmd, capture_output=True, check=False, env=tool_env())
     if proc.returncode != 0:
         raise ProviderError(f"scene detection failed: {_tail(proc.stderr)}")
     text = proc.stderr.decode("utf-8", "replace")
@@ -108,7 +110,7 @@ def raw_video_frames(path: str | Path, video_filter: str, frame_size: int, *, ch
         "-vf", video_filter, "-vsync", "passthrough", "-f", "rawvideo", "-",
     ]  # fmt: skip
     proc = subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE if check else subprocess.DEVNULL
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE if check else subprocess.DEVNULL, env=tool_env()
     )
     assert proc.stdout is not None
     finished = False

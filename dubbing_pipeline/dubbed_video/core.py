@@ -39,6 +39,7 @@ import soundfile as sf
 import soxr
 
 from dubbing_pipeline.common.media import BITEXACT, ffprobe, run_ffmpeg
+from dubbing_pipeline.common.tool_env import tool_env
 from dubbing_pipeline.errors import BadInputError, ConfigurationError, ProviderError
 
 AUDIO_CODEC = "aac"
@@ -203,7 +204,7 @@ def video_frame_hashes(path: str | os.PathLike[str], *, packets: bool = False) -
         cmd += ["-c:v", "copy"]
     cmd += ["-f", "framemd5", "-"]
     try:
-        proc = subprocess.run(cmd, capture_output=True, check=False)
+        proc = subprocess.run(cmd, capture_output=True, check=False, env=tool_env())
     except FileNotFoundError as exc:
         raise ProviderError("ffmpeg is not installed (apt-get install ffmpeg)") from exc
     if proc.returncode != 0:

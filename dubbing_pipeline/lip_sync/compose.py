@@ -36,6 +36,7 @@ import soxr
 
 from dubbing_pipeline.common.audio import write_wav
 from dubbing_pipeline.common.media import BITEXACT, PLANAR_FORMATS, ffprobe, raw_video_frames, run_ffmpeg
+from dubbing_pipeline.common.tool_env import tool_env
 from dubbing_pipeline.errors import BadInputError, ProviderError
 from dubbing_pipeline.lip_sync.records import ComposeRecord
 from dubbing_pipeline.lip_sync.windows import MODEL_FPS, Window, source_frame_range
@@ -80,7 +81,7 @@ def _packets(path: Path) -> list[tuple[float, bool]]:
         "ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries", "packet=pts_time,flags",
         "-of", "csv=p=0", str(path),
     ]  # fmt: skip
-    proc = subprocess.run(cmd, capture_output=True, check=False)
+    proc = subprocess.run(cmd, capture_output=True, check=False, env=tool_env())
     if proc.returncode != 0:
         raise BadInputError(f"cannot list the video packets of {path.name!r}")
     out = []
@@ -290,7 +291,7 @@ def _render(
     if fmt == "mp4":
         cmd += ["-video_track_timescale", str(info.timescale), "-movflags", "+faststart"]
     cmd += ["-f", fmt, str(out)]
-    enc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+    enc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE, env=tool_env())
     assert enc.stdin is not None
     replaced = seen = 0
     try:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dubbing_pipeline.common.media import run_ffmpeg
+from dubbing_pipeline.common.tool_env import tool_env
 from dubbing_pipeline.errors import (
     BadInputError,
     ConfigurationError,
@@ -222,7 +223,7 @@ def _video_frames(path: Path) -> int:
     proc = subprocess.run(
         ["ffprobe", "-v", "error", "-select_streams", "v:0", "-count_frames",
          "-show_entries", "stream=nb_read_frames", "-of", "csv=p=0", str(path)],
-        capture_output=True, text=True, check=False,
+        capture_output=True, text=True, check=False, env=tool_env()
     )  # fmt: skip
     try:
         return int(proc.stdout.strip().split(",")[0])

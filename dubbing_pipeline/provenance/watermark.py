@@ -36,6 +36,7 @@ import numpy.typing as npt
 import soundfile as sf
 
 from dubbing_pipeline.common.media import extract_audio
+from dubbing_pipeline.common.tool_env import tool_env
 from dubbing_pipeline.dubbed_video.subtitles import parse_srt
 from dubbing_pipeline.errors import ConfigurationError
 from dubbing_pipeline.orchestration.cache import scratch
@@ -187,7 +188,7 @@ def subtitle_spans(path: Path) -> list[Span]:
     speech sounds; none for a file without a subtitle track."""
     subs = subprocess.run(
         ["ffmpeg", "-v", "error", "-i", str(path), "-map", "0:s:0", "-f", "srt", "-"],
-        capture_output=True, text=True, check=False,
+        capture_output=True, text=True, check=False, env=tool_env()
     )  # fmt: skip
     if subs.returncode != 0:
         return []

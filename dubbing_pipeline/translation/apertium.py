@@ -27,6 +27,7 @@ import shutil
 import subprocess
 from collections.abc import Sequence
 
+from dubbing_pipeline.common.tool_env import tool_env
 from dubbing_pipeline.errors import ModelMissingError, ProviderError, UnsupportedError, sanitize
 from dubbing_pipeline.translation.base import (
     APERTIUM_HOWTO,
@@ -86,7 +87,7 @@ def _parse_modes(names: Sequence[str]) -> dict[tuple[str, str], str]:
 
 
 def _env() -> dict[str, str]:
-    env = dict(os.environ)
+    env = tool_env()
     env.setdefault("LC_ALL", "C.UTF-8")
     return env
 
@@ -119,7 +120,7 @@ def _versions(binary: str) -> dict[str, str]:
         try:
             proc = subprocess.run(
                 [dpkg, "-W", "-f", "${Package} ${Version}\\n", "apertium-*"],
-                capture_output=True, timeout=30, check=False,
+                capture_output=True, timeout=30, check=False, env=_env(),
             )  # fmt: skip
             for row in proc.stdout.decode("utf-8", "replace").splitlines():
                 name, _, version = row.partition(" ")

@@ -25,6 +25,8 @@ import re
 import subprocess
 from collections.abc import Sequence
 
+from dubbing_pipeline.common.tool_env import tool_env
+
 log = logging.getLogger(__name__)
 
 _UNIT_RE = re.compile(r"(?<!\\)\^((?:[^/$\\]|\\.)*)/((?:[^$\\]|\\.)*)\$|(?<!\\)\[((?:[^\]\\]|\\.)*)\]")
@@ -73,10 +75,20 @@ def analyse(texts: Sequence[str], analyser: str, timeout: float = 60.0) -> str:
     """``texts`` (one per line) through Apertium's text deformatter and the source analyser."""
     payload = "\n".join(t.replace("\n", " ") for t in texts) + "\n"
     deformatted = subprocess.run(
-        ["apertium-destxt"], input=payload.encode("utf-8"), capture_output=True, timeout=timeout, check=True
+        ["apertium-destxt"],
+        input=payload.encode("utf-8"),
+        capture_output=True,
+        timeout=timeout,
+        check=True,
+        env=tool_env(),
     ).stdout
     return subprocess.run(
-        ["lt-proc", "-w", analyser], input=deformatted, capture_output=True, timeout=timeout, check=True
+        ["lt-proc", "-w", analyser],
+        input=deformatted,
+        capture_output=True,
+        timeout=timeout,
+        check=True,
+        env=tool_env(),
     ).stdout.decode("utf-8", "replace")
 
 

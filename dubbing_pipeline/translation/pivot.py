@@ -32,16 +32,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from dubbing_pipeline.errors import UnsupportedError
+from dubbing_pipeline.translation import base
 from dubbing_pipeline.translation.apertium import ApertiumTranslator, discover_modes
-from dubbing_pipeline.translation.base import (
-    STATUS_FAILED,
-    STATUS_OK,
-    LineRequest,
-    LineResult,
-    Translator,
-    glossary_flags,
-    status_for,
-)
+from dubbing_pipeline.translation.base import LineRequest, LineResult, Translator
 from dubbing_pipeline.translation.bergamot import LICENCES, BergamotModel
 from dubbing_pipeline.translation.budget import normalize_language
 from dubbing_pipeline.translation.glossary import Term, protect, restore
@@ -220,17 +213,17 @@ class PivotTranslator(Translator):
         for i, line in enumerate(lines):
             done = work.get(i)
             if done is None:
-                results.append(LineResult(line.id, "", 0, False, STATUS_OK))
+                results.append(LineResult(line.id, "", 0, False, base.STATUS_OK))
                 continue
             text = restore(done.text, done.used)
             if not text:
                 results.append(
-                    LineResult(line.id, "", 1, False, STATUS_FAILED, f"{self.name} returned no text")
+                    LineResult(line.id, "", 1, False, base.STATUS_FAILED, f"{self.name} returned no text")
                 )
                 continue
-            flags = glossary_flags(line, text) + ((FOREIGN_FLAG,) if done.foreign else ())
+            flags = base.glossary_flags(line, text) + ((FOREIGN_FLAG,) if done.foreign else ())
             detail = f"words left untranslated: {', '.join(done.foreign)}" if done.foreign else ""
             results.append(
-                LineResult(line.id, text, 1, False, status_for(text, line.budget, target), detail, flags)
+                LineResult(line.id, text, 1, False, base.status_for(text, line.budget, target), detail, flags)
             )
         return results

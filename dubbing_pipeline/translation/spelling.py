@@ -17,6 +17,7 @@ import shutil
 import subprocess
 from collections.abc import Iterable
 
+from dubbing_pipeline.common.tool_env import tool_env
 from dubbing_pipeline.errors import ModelMissingError, ProviderError
 
 DICTIONARIES = {"es": "es_ES", "ca": "ca_ES", "gl": "gl_ES", "pt": "pt_BR", "en": "en_US"}
@@ -58,7 +59,7 @@ def unknown_words(candidates: Iterable[str], language: str) -> set[str]:
     unique = sorted({w for w in candidates if w})
     if not unique:
         return set()
-    env = dict(os.environ, LC_ALL="C.UTF-8")
+    env = tool_env({"LC_ALL": "C.UTF-8"})
     try:
         proc = subprocess.run(
             [binary, "-i", "utf-8", "-d", dic, "-l"],

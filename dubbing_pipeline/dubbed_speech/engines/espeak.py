@@ -14,6 +14,7 @@ import subprocess
 
 import numpy as np
 
+from dubbing_pipeline.common.tool_env import tool_env
 from dubbing_pipeline.dubbed_speech.engine import TTSEngine, language_code, parse_wav
 from dubbing_pipeline.errors import ModelMissingError, ProviderError
 from dubbing_pipeline.records import JsonObject
@@ -45,7 +46,9 @@ def _espeak_binary() -> str:
 
 def _spoken(args: list[str], text: str, what: str, timeout: float) -> bytes:
     """What espeak-ng writes for ``text`` (read from stdin, never argv: a text may look like an option)."""
-    proc = subprocess.run(args, input=text.encode("utf-8"), capture_output=True, check=False, timeout=timeout)
+    proc = subprocess.run(
+        args, input=text.encode("utf-8"), capture_output=True, check=False, timeout=timeout, env=tool_env()
+    )
     if proc.returncode != 0:
         raise ProviderError(f"{what} failed: {proc.stderr.decode('utf-8', 'replace').strip()[:200]}")
     return proc.stdout
@@ -81,11 +84,15 @@ class EspeakEngine(TTSEngine):
 
     def __init__(self, settings: Settings | None = None) -> None:
         self.binary = _espeak_binary()
-        proc = subprocess.run([self.binary, "--version"], capture_output=True, check=False, timeout=30)
+        proc = subprocess.run(
+            [self.binary, "--version"], capture_output=True, check=False, timeout=30, env=tool_env()
+        )
         text = proc.stdout.decode("utf-8", "replace")
         match = re.search(r"text-to-speech:\s*(\S+)", text)
         self.version = match.group(1) if match else "unknown"
-        listing = subprocess.run([self.binary, "--voices"], capture_output=True, check=False, timeout=30)
+        listing = subprocess.run(
+            [self.binary, "--voices"], capture_output=True, check=False, timeout=30, env=tool_env()
+        )
         installed = espeak_voice_names(listing.stdout.decode("utf-8", "replace"))
         self.languages = frozenset(iso for iso, voice in ESPEAK_LANGUAGES.items() if voice in installed)
 
