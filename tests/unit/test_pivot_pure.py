@@ -1,6 +1,13 @@
 """The pivot translator's pure parts: Apertium's unknown-word marks, foreign-word candidates, replacing."""
 
-from dubbing_pipeline.translation.pivot import foreign_candidates, replace_words, split_marks
+from dubbing_pipeline.translation.pivot import (
+    english_leftovers,
+    foreign_candidates,
+    mid_sentence_capitals,
+    replace_words,
+    spanish_marks,
+    split_marks,
+)
 from dubbing_pipeline.translation.spelling import words
 
 
@@ -29,3 +36,34 @@ def test_replace_words_whole_words_keeping_the_initial_case() -> None:
         replace_words("Torneira y torneiras, la torneira.", {"torneira": "grifo"})
         == "Grifo y torneiras, la grifo."
     )
+
+
+def test_spanish_marks_open_questions_and_exclamations_sentence_by_sentence() -> None:
+    assert (
+        spanish_marks("Usted tiene hambre? Yo puedo hacer pasta.")
+        == "¿Usted tiene hambre? Yo puedo hacer pasta."
+    )
+    assert (
+        spanish_marks("Feliz cumpleaños! Espero que te guste.") == "¡Feliz cumpleaños! Espero que te guste."
+    )
+    assert spanish_marks("Hola, ¿qué tal?") == "Hola, ¿qué tal?"  # already opened: left alone
+    assert (
+        spanish_marks("Vale. Lo que quieres?") == "Vale. ¿Qué quieres?"
+    )  # Portuguese "O que …?" read as "Lo que"
+    assert spanish_marks("Lo que dices es verdad.") == "Lo que dices es verdad."  # not a question: kept
+
+
+def test_english_leftovers_are_lower_case_unknown_source_words() -> None:
+    found = english_leftovers(
+        "Olvidé mi charger y el Download en Dagster.",
+        "I forgot my charger and the Download in Dagster.",
+        unknown={"charger", "Download", "Dagster"},
+    )
+    assert found == ("charger",)  # capitalised words may be names
+
+
+def test_mid_sentence_capitals_are_the_names_of_a_portuguese_line() -> None:
+    assert mid_sentence_capitals("Ontem a Maria e o Pedro foram ao Porto. Depois voltaram.") == [
+        "Maria", "Pedro", "Porto",
+    ]  # fmt: skip
+    assert mid_sentence_capitals("Bom dia, João!") == ["João"]
