@@ -14,7 +14,7 @@ from dubbing_pipeline.dubbed_speech import asset as dubbed_speech
 from dubbing_pipeline.dubbed_video import asset as dubbed_video
 from dubbing_pipeline.freshness import stage_codes
 from dubbing_pipeline.lip_sync import asset as lip_sync
-from dubbing_pipeline.orchestration import catalog, sensors
+from dubbing_pipeline.orchestration import catalog, quarantine, sensors
 from dubbing_pipeline.orchestration.feedback_asset import feedback
 from dubbing_pipeline.orchestration.io_manager import RecordIOManager
 from dubbing_pipeline.orchestration.partitions import video_language, videos
@@ -50,18 +50,19 @@ def build_assets(settings: Settings) -> tuple[list[Asset], list[dg.AssetChecksDe
     the asset checks that are definitions of their own."""
     codes = stage_codes(settings)  # each stage's code versions and recipe digest (``freshness``)
     placed: list[Asset] = [_versioned(STAGE_BUILDS[name](settings), codes[name]) for name in stages.STAGES]
-    return [*placed, edits, feedback], lip_sync.build_checks(settings)
+    checks = [*lip_sync.build_checks(settings), *quarantine.build_checks(settings)]
+    return [*placed, edits, feedback], checks
 
 
 source_half_job = dg.define_asset_job(
     "source_half",
-    selection=dg.AssetSelection.assets(*stages.SOURCE_HALF),
+    selection=dg.AssetSelection.assets(*stages.SOURCE_HALF) - quarantine.CHECKS,  # reported, not run
     description="Understand one video: stems, speech, transcript and speakers.",
 )
 
 dub_job = dg.define_asset_job(
     "dub",
-    selection=dg.AssetSelection.assets(*stages.TARGET_HALF),
+    selection=dg.AssetSelection.assets(*stages.TARGET_HALF) - quarantine.CHECKS,
     description="Dub one video into one language (its source half must be materialised).",
 )
 
@@ -84,18 +85,19 @@ def executor_for(settings: Settings) -> dg.ExecutorDefinition:
 def automation_for(
     settings: Settings,
 ) -> tuple[list[dg.SensorDefinition], list[dg.ScheduleDefinition]]:
-    """Sensors and schedules: drops (S3 in production, inbox embedded), the dub chain, the catalog."""
+    """Sensors (and no schedules): drops (S3 in production, inbox embedded), the dub chain, the catalog."""
     found: list[dg.SensorDefinition] = [sensors.build_dub_chain_sensor(source_half_job, dub_job)]
     if sensors.drops_enabled(settings):
         found.append(sensors.build_s3_drop_sensor(settings, source_half_job))
     if sensors.inbox_enabled(settings):
         found.append(sensors.build_inbox_sensor(settings, source_half_job))
-    schedules: list[dg.ScheduleDefinition] = []
     if catalog.catalog_enabled(settings):
-        schedules = catalog.build_catalog_schedules(
-            settings, source_half_job, dub_job, lambda: build_definitions(settings).resolve_asset_graph()
+        found.append(
+            catalog.build_catalog_sensor(
+                settings, source_half_job, dub_job, lambda: build_definitions(settings).resolve_asset_graph()
+            )
         )
-    return found, schedules
+    return found, []
 
 
 def resources_for(settings: Settings) -> dict[str, dg.ConfigurableResource[Any] | RecordIOManager]:

@@ -147,12 +147,39 @@ class Settings:
     catalog_url: str = setting(
         "",
         "DUBBING_CATALOG_URL",
-        "catalog file (YAML/JSON), a path or s3:// URL; empty = no schedules",
+        "catalog file (YAML/JSON), a path or s3:// URL; empty = no catalog sensor",
     )
-    catalog_cron: str = setting(
-        "@daily",
-        "DUBBING_CATALOG_CRON",
-        "cron of the catalog schedules (missing or stale partitions)",
+    catalog_interval_s: int = setting(
+        60,
+        "DUBBING_CATALOG_INTERVAL_S",
+        "seconds between two ticks of the catalog sensor (each plans what changed, and a slice of the rest)",
+    )
+    catalog_tick_budget_s: float = setting(
+        40.0,
+        "DUBBING_CATALOG_TICK_BUDGET_S",
+        "a catalog tick stops planning before this many seconds (Dagster's limit is 60); the next tick "
+        "goes on from its cursor",
+    )
+    catalog_sweep: int = setting(
+        2000,
+        "DUBBING_CATALOG_SWEEP",
+        "videos the catalog's background sweep judges again per tick: every video at least once every "
+        "ceil(videos / this) ticks, whatever the events say",
+    )
+    retry_backoff_s: float = setting(
+        600.0,
+        "DUBBING_RETRY_BACKOFF_S",
+        "catalog: after k consecutive failed runs a partition waits this · 2^(k-1) seconds; 0 = no wait",
+    )
+    retry_backoff_max_s: float = setting(
+        86400.0,
+        "DUBBING_RETRY_BACKOFF_MAX_S",
+        "catalog: the longest wait between automatic retries of a failed partition, seconds",
+    )
+    quarantine_after: int = setting(
+        5,
+        "DUBBING_QUARANTINE_AFTER",
+        "catalog: consecutive failed runs that quarantine a partition (released by 'retry'); 0 = never",
     )
     gpu_node_selector: str = setting(
         "dubbing.io/pool=gpu",

@@ -8,7 +8,6 @@ partition.
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import shutil
 import sys
@@ -117,7 +116,7 @@ def test_a_record_without_lineage_is_stale_not_fresh(tmp_path: Path, instance: A
     )
 
 
-# --- the schedules ---------------------------------------------------------------------------------
+# --- the catalog sensor ---------------------------------------------------------------------------------
 
 
 def _make_video(path: Path, freq: int = 440) -> Path:
@@ -126,18 +125,22 @@ def _make_video(path: Path, freq: int = 440) -> Path:
     return path
 
 
-def _evaluate(
-    defs: dg.Definitions, instance: Any, when: dt.datetime
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    out = []
-    repository = defs.get_repository_def()
-    for name in ("catalog_source_schedule", "catalog_dub_schedule"):
-        context = dg.build_schedule_context(
-            instance=instance, repository_def=repository, scheduled_execution_time=when
+class SensorTicks:
+    """Ticks of the catalog sensor as the daemon runs them: each from the cursor the previous left."""
+
+    def __init__(self, defs: dg.Definitions, instance: Any) -> None:
+        self.defs, self.instance, self.cursor = defs, instance, None
+
+    def __call__(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """One tick: its source-half requests and its dub requests, by partition."""
+        context = dg.build_sensor_context(instance=self.instance, cursor=self.cursor, definitions=self.defs)
+        data = self.defs.resolve_sensor_def(cat.CATALOG_SENSOR).evaluate_tick(context)
+        self.cursor = data.cursor
+        requests = data.run_requests or []
+        by_job = (
+            {r.partition_key: r for r in requests if r.job_name == job} for job in ("source_half", "dub")
         )
-        data = defs.resolve_schedule_def(name).evaluate_tick(context)
-        out.append({r.partition_key: r for r in data.run_requests or []})
-    return out[0], out[1]
+        return next(by_job), next(by_job)
 
 
 def test_catalog_schedules_request_exactly_missing_and_stale(
@@ -160,7 +163,6 @@ def test_catalog_schedules_request_exactly_missing_and_stale(
         Settings(),
         storage_url=str(tmp_path / "media"),
         catalog_url=str(catalog_file),
-        catalog_cron="0 3 * * *",
     )
     defs = build_definitions(settings)
     storage = make_storage(settings.storage_url)
@@ -173,12 +175,12 @@ def test_catalog_schedules_request_exactly_missing_and_stale(
         return plans[-1]
 
     monkeypatch.setattr(cat, "plan_catalog", counting_plan)
-    tick = iter(dt.datetime(2026, 1, d, 3, tzinfo=dt.UTC) for d in range(1, 30))
+    tick = SensorTicks(defs, instance)
 
     # a fresh catalog: every video registered, partitions added, every source half requested;
     # the bad entries are refused one by one, with a classified reason, and the rest goes on
-    source, dub = _evaluate(defs, instance, next(tick))
-    assert len(plans) == 1, "both schedules of one tick share one plan"
+    source, dub = tick()
+    assert len(plans) == 1, "one plan per tick, for both jobs"
     assert sorted(source) == list("abcde") and not dub
     assert sorted(plans[0].refused) == sorted(
         ["videos[5] (b)", "videos[6] (f)", "videos[7] (nothing)", "gone"]
@@ -202,7 +204,7 @@ def test_catalog_schedules_request_exactly_missing_and_stale(
 
     # German for the whole catalog: one edit
     catalog_file.write_text(catalog_file.read_text().replace("languages: [es]", "languages: [es, de]"))
-    source, dub = _evaluate(defs, instance, next(tick))
+    source, dub = tick()
     assert len(plans) == 2
     assert sorted(source) == ["d", "e"]
     assert source["d"].tags[sen.LANGUAGES_TAG] == "es,de"
@@ -212,7 +214,7 @@ def test_catalog_schedules_request_exactly_missing_and_stale(
     assert "never materialised" in dub["es|c"].tags["dubbing/reason"]
     assert instance.has_dynamic_partition("languages", "de")
     # stable run keys: the same state asks with the same keys
-    source2, dub2 = _evaluate(defs, instance, next(tick))
+    source2, dub2 = tick()
     assert {k: r.run_key for k, r in dub.items()} == {k: r.run_key for k, r in dub2.items()}
     assert {k: r.run_key for k, r in source.items()} == {k: r.run_key for k, r in source2.items()}
 
@@ -221,7 +223,7 @@ def test_catalog_schedules_request_exactly_missing_and_stale(
         si.materialise(instance, SOURCE, vid)
     for pk in ["es|b", "es|c", "de|a", "de|b", "de|c", "es|d", "de|d", "es|e", "de|e"]:
         si.materialise(instance, TARGET, pk)
-    source, dub = _evaluate(defs, instance, next(tick))
+    source, dub = tick()
     assert not source and not dub
     assert all(s.state == "fresh" for s in plans[-1].statuses.values()) and len(plans[-1].statuses) == 15
 

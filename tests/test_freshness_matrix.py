@@ -212,8 +212,8 @@ def edit(world: World) -> None:
 
 ROWS = (
     Row("nothing", lambda w: None, None, "every stage is fresh and every output stored"),
-    Row("a setting no stage reads (DUBBING_CATALOG_CRON)",
-        lambda w: w.env.update(DUBBING_CATALOG_CRON="@hourly"), None, "no stage's recipe names the row"),
+    Row("a setting no stage reads (DUBBING_CATALOG_INTERVAL_S)",
+        lambda w: w.env.update(DUBBING_CATALOG_INTERVAL_S="300"), None, "no stage's recipe names the row"),
     Row("a settings row (DUBBING_LABEL_SECONDS)", lambda w: w.env.update(DUBBING_LABEL_SECONDS="3"),
         "dubbed_video", "dubbed_video's recipe reads it (the label is off: nothing heard changes)"),
     Row("a library version (c2pa-python's metadata says 99.0)", library_version, "dubbed_video",

@@ -1,16 +1,47 @@
-"""``bench --scale`` at a size CI can afford: the same code path, real PostgreSQL and moto."""
+"""``bench --scale`` at a size CI can afford: the same code path, real PostgreSQL and moto.
+
+The bulk setup (moto seeded, events copied by a worker process) and every key of the result; the
+timings are only checked to be there and positive (this machine's seconds say nothing here). With
+Debian's ``chromium`` the UI's two pages are loaded too and must render.
+"""
 
 from __future__ import annotations
 
 import json
+import shutil
 
 from dubbing_pipeline.tooling.scale import run_scale
 
+TIMED = (
+    "setup_s",
+    "partitions_register_s",
+    "sensor_list_tick_s",
+    "sensor_queue_tick_s",
+    "catalog_tick_one_change_s",
+    "catalog_tick_s",
+    "catalog_tick_noop_s",
+    "catalog_sweep_s",
+    "peak_rss_mb",
+)
+
 
 def test_scale_bench_asks_for_exactly_what_each_tick_should() -> None:
-    result = run_scale(150, new=20)
+    ui = shutil.which("chromium") is not None
+    result = run_scale(150, new=20, workers=1, ui=ui)
     print("\nscale:", json.dumps({k: v for k, v in result.items() if k != "expected_requests"}))
     assert result["requests"] == result["expected_requests"] and result["ok"]
+    assert result["requests"]["catalog_tick_one_change"] == {"source_half": 1}
+    assert result["requests"]["catalog_tick"] == {"dub": 150}
     assert result["video_language_partitions"] == 1200 and result["setup"]["materializations"] == 150 * 45
-    for key in ("partitions_register_s", "sensor_list_tick_s", "sensor_queue_tick_s", "catalog_tick_s"):
-        assert result[key] > 0
+    assert result["setup"]["bulk"] is True
+    for key in TIMED:
+        assert result[key] > 0, key
+    assert result["setup_s"] >= result["setup"]["materializations_store_s"]
+    # events the ticks read: the tick after the last dubs reads at least their 150 × 5 materialisations
+    ticks = {"catalog_tick_one_change", "catalog_tick", "catalog_tick_after_dubs", "catalog_tick_noop"}
+    assert isinstance(result["events_per_tick"], int) and result["events_per_tick"] >= 0
+    assert set(result["events_read"]) == ticks and result["events_read"]["catalog_tick_after_dubs"] >= 750
+    assert result["catalog_sweep_ticks"] >= 1 and set(result["split_ticks"]) == {"catalog_first_tick", *ticks}
+    if ui:
+        assert result["ui_asset_page_rendered"] and result["ui_partitions_page_rendered"], result
+        assert result["ui_asset_page_s"] > 0 and result["ui_partitions_page_s"] > 0

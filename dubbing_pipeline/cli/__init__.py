@@ -2,9 +2,10 @@
 
 One module per command group, each with ``register(sub)`` (its subcommands) beside their handlers:
 ``dub`` (transcribe, dub, demo), ``review`` (lines, feedback, edit, delete), ``verify``,
-``config`` and ``translate``; what they share is in ``common``. Commands of other packages (the
-developer tooling's ``bench``) come from the ``dubbing_pipeline.commands`` entry points, each a
-``register(sub)`` of the same kind: this package never names them.
+``config``, ``translate`` and ``retry`` (the catalog's quarantine); what they share is in
+``common``. Commands of other packages (the developer tooling's ``bench``) come from the
+``dubbing_pipeline.commands`` entry points, each a ``register(sub)`` of the same kind: this
+package never names them.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import sys
 from importlib.metadata import entry_points
 
 import dubbing_pipeline.cli.quiet  # noqa: F401  (first: before the stage modules apply Dagster's decorators)
-from dubbing_pipeline.cli import config, dub, review, translate, verify
+from dubbing_pipeline.cli import config, dub, retry, review, translate, verify
 from dubbing_pipeline.cli.common import fail, own_process, settle
 from dubbing_pipeline.errors import DubbingError
 
@@ -28,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Dub videos: stems, transcript, speakers, translation, speech, mix and mux, on Dagster.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for group in (dub, review, verify, config, translate):
+    for group in (dub, review, verify, config, translate, retry):
         group.register(sub)
     for entry in sorted(entry_points(group=COMMANDS_GROUP), key=lambda e: e.name):
         entry.load()(sub)

@@ -1,4 +1,4 @@
-"""Catalog backfills: a file lists videos and languages; two schedules keep every dub up to date.
+"""Catalog backfills: a file lists videos and languages; one sensor keeps every dub up to date.
 
 The catalog (YAML or JSON, a local path, ``file://`` or ``s3://`` URL in ``DUBBING_CATALOG_URL``)::
 
@@ -16,24 +16,49 @@ gets the id of its file name, or that id with a short hash of its source URI whe
 already holds it for another source (an ``intro.mp4`` in two folders is two videos); an ``id:`` is
 used as given and points the registry entry at the entry's source.
 
-On each tick (``DUBBING_CATALOG_CRON``, default ``@daily``) both schedules share one plan (computed
-once per tick in the code server):
+One sensor, ``catalog_sensor``, ticks every ``DUBBING_CATALOG_INTERVAL_S`` seconds (default 60)
+and plans for two jobs:
 
-* ``catalog_source_schedule`` (job ``source_half``): one run per video whose source half is missing or
-  stale, or whose source object changed (S3 ETag; size+mtime for local files) since the source half
-  was made. Tagged with the video's languages, so ``dub_after_source_half`` dubs it afterwards.
-* ``catalog_dub_schedule`` (job ``dub``): one run per ``video × language`` partition whose source
-  half is fresh but whose target half is missing or stale (a new language, a changed code version).
+* ``source_half``: one run per video whose source half is missing or stale, or whose source object
+  changed (S3 ETag; size+mtime for local files) since the source half was made. Tagged with the
+  video's languages, so ``dub_after_source_half`` dubs it afterwards.
+* ``dub``: one run per ``video × language`` partition whose source half is fresh but whose target
+  half is missing or stale (a new language, a changed code version).
 
 Nothing is requested for partitions that are up to date or already have a run queued or in
 progress. A catalog entry that cannot be dubbed (no source, an id used twice, a language that is not
-a language code) is refused on its own, with a ``bad_input`` reason in the schedule's log; the rest
+a language code) is refused on its own, with a ``bad_input`` reason in the sensor's log; the rest
 of the catalog goes on.
 
-What a tick costs: one indexed query per asset for the latest data version of every partition, one
-query for the runs in flight, a ``stat`` per local source or one S3 listing per 1,000 sources of a
-folder (not one HEAD per source), and one read of the catalog's registry index; registry reads (an
-id to claim), registry writes and partition adds only for what changed.
+What a tick costs (``catalog_cursor``): it plans what changed since its cursor, never the whole
+catalog unless the whole catalog changed:
+
+* the events after the cursor's event-log storage id: one indexed query per asset (materializations,
+  observations) and per run end (success, failure, cancel), at most ``EVENTS_PAGE`` records each;
+  each event names a video to plan again;
+* the catalog file: read and hashed; parsed, resolved and diffed against the previous
+  :class:`Snapshot` only when its text changed (entries known keep their ids: no registry read and
+  no S3 request for a new language); the entries that differ are planned;
+* a slice of ``DUBBING_CATALOG_SWEEP`` videos of the background sweep (sorted ids, wrapping): every
+  video is judged again within ``ceil(videos / DUBBING_CATALOG_SWEEP)`` ticks, which finds what no
+  event shows (a source replaced in place, an event committed out of storage-id order);
+* a first tick, a new code version of any asset, or more than ``PENDING_MAX`` changed videos start a
+  full pass (all videos in id order, the sweep paused) that goes on across ticks;
+* the videos with failed partitions (``quarantine.Gate``), so that a backoff that ends is acted on.
+
+For the videos it plans, chunk by chunk (``CHUNK_VIDEOS``): a ``stat`` per local source, a HEAD per
+S3 source or one listing of the S3 key range of the chunk; registry writes and partition adds (one
+query per chunk); one query per asset for the latest data versions of the chunk's partitions; and
+the runs in flight of the partitions not fresh only (so the cost does not follow the run queue).
+The registry index (``INDEX_KEY``) is read once per code server and written once per tick that
+changed it.
+
+The deadline: before each chunk the tick checks that the chunk would still end within
+``DUBBING_CATALOG_TICK_BUDGET_S`` (default 40 s; Dagster's limit is 60 s); if not it stops, returns
+what it planned, and its cursor names where the next tick goes on (the changed videos not planned,
+the full pass's position). Reading the events and a changed catalog are not split: they are one
+query per asset and one parse. Run keys are stable, so a split loses nothing and repeats nothing
+(and the daemon skips a run key the sensor already used).
 
 Staleness is judged from the project's own key chain, carried in each materialization's data
 version (``kit.Version``: cache key, lineage digest, code version): a partition is fresh when its
@@ -44,15 +69,16 @@ from the source object version the catalog sees now. A parent re-materialised wi
 tag is no use here: it points at the parent asset's latest materialization of *any* partition.)
 
 Run keys are stable: the partition, the source fingerprint (or data version) and a digest of all
-code versions. There is no public API to launch an asset backfill from a schedule (dagster #13852),
-hence one ``RunRequest`` per partition.
+code versions. A catalog-wide change is not one Dagster backfill: no schedule can launch one
+(dagster #13852), and a sensor only through ``RunRequest.for_asset_graph_subset``, which Dagster 1.13
+keeps private ("AssetGraphSubset is not part of the public API"); hence one ``RunRequest`` per
+partition, paced by the run queue.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import os
-import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -66,6 +92,19 @@ from dubbing_pipeline.common.hashing import canonical_json, sha256_bytes
 from dubbing_pipeline.common.ids import sanitize_id, video_id_from_name
 from dubbing_pipeline.errors import BadInputError, ConfigurationError, DubbingError
 from dubbing_pipeline.freshness import stat_stamp
+from dubbing_pipeline.orchestration.catalog_cursor import (
+    PENDING_MAX,
+    Catalog,
+    CatalogCursor,
+    CatalogVideo,
+    Deadline,
+    Snapshot,
+    entry_key,
+    read_changes,
+    rush_rest,
+    sweep_slice,
+    video_of,
+)
 from dubbing_pipeline.orchestration.fresh import (
     FRESH,
     FRESH_STATUS,
@@ -81,6 +120,7 @@ from dubbing_pipeline.orchestration.partitions import (
     video_language_key,
     videos,
 )
+from dubbing_pipeline.orchestration.quarantine import Gate, RetryPolicy
 from dubbing_pipeline.orchestration.registry import claim_video_id, hashed_video_id, register_video
 from dubbing_pipeline.orchestration.resources import storage_resource
 from dubbing_pipeline.orchestration.sensors import (
@@ -109,22 +149,6 @@ IN_FLIGHT = [
 
 
 # --- the catalog file ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class CatalogVideo:
-    video_id: str  # as parsed, an entry without ``id:`` has its base id: resolved by ``resolve_ids``
-    source_uri: str
-    languages: tuple[str, ...]
-    explicit: bool = True  # the entry gave its ``id:``
-
-
-@dataclass
-class Catalog:
-    """The catalog's videos, and the entries refused (entry → a classified, one-line reason)."""
-
-    videos: list[CatalogVideo] = field(default_factory=list)
-    refused: dict[str, str] = field(default_factory=dict)
 
 
 def _entry_name(index: int, entry: object) -> str:
@@ -166,7 +190,7 @@ def parse_catalog(text: str) -> Catalog:
         default = parse_languages(data.get("languages") or [])
     except BadInputError as exc:
         raise ConfigurationError(f"catalog 'languages': {exc.message}") from None
-    out = Catalog()
+    out = Catalog(digest=sha256_bytes(text.encode("utf-8"))[:16])
     seen: dict[str, str] = {}
     for index, entry in enumerate(data.get("videos") or []):
         name = _entry_name(index, entry)
@@ -235,15 +259,28 @@ class CatalogPlan:
     skipped: dict[str, str] = field(default_factory=dict)
     refused: dict[str, str] = field(default_factory=dict)  # catalog entry → classified reason
     seconds: dict[str, float] = field(default_factory=dict)  # where the tick's time went
+    cursor: CatalogCursor = field(default_factory=CatalogCursor)  # where the next tick goes on
+    events: int = 0  # events read since the previous tick's cursor
+    changed: int = 0  # videos planned because something changed (events, the catalog, a split)
+    swept: int = 0  # partitions judged by the background sweep (or a full pass)
+    deadline_hit: bool = False  # planning stopped at the tick's budget: the cursor holds the rest
 
 
-def _in_flight(instance: dg.DagsterInstance, job_names: Iterable[str]) -> set[str]:
+RUNS_QUERY = 2000  # partitions per query for the runs in flight
+
+
+def _in_flight(
+    instance: dg.DagsterInstance, job_names: Iterable[str], partitions: Collection[str]
+) -> set[str]:
+    """The ``partitions`` (only those: the cost follows them, not the run queue) with a run of
+    ``job_names`` not ended."""
     busy: set[str] = set()
+    wanted = sorted(partitions)
     for job_name in job_names:
-        for record in instance.get_run_records(dg.RunsFilter(job_name=job_name, statuses=IN_FLIGHT)):
-            pk = record.dagster_run.tags.get(PARTITION_TAG)
-            if pk:
-                busy.add(pk)
+        for start in range(0, len(wanted), RUNS_QUERY):
+            tags = {PARTITION_TAG: wanted[start : start + RUNS_QUERY]}
+            runs = instance.get_runs(dg.RunsFilter(job_name=job_name, statuses=IN_FLIGHT, tags=tags))
+            busy.update(str(run.tags[PARTITION_TAG]) for run in runs if run.tags.get(PARTITION_TAG))
     return busy
 
 
@@ -255,7 +292,7 @@ def _chained(instance: dg.DagsterInstance, source_job: str, dub_job: str, now: f
 
     A source half that just succeeded with languages is followed by one dub run per language from
     the run-status sensor, within a tick or two. Until that dub run exists the catalog must not ask
-    for the same pair (a schedule and a sensor do not share run keys: both would run). Only recent
+    for the same pair (two sensors do not share run keys: both would run). Only recent
     runs are read, so this costs O(runs of the last ``CHAIN_WINDOW`` seconds), not O(catalog).
     """
     since = dt.datetime.fromtimestamp(now - CHAIN_WINDOW, tz=dt.UTC)
@@ -393,6 +430,15 @@ def register_catalog(
     one object per tick instead of one per video.
     """
     index = read_index(storage) if index is None else index
+    if _register_changed(storage, videos_, fingerprints, index):
+        storage.put_json(INDEX_KEY, index)
+
+
+def _register_changed(
+    storage: MediaStorage, videos_: Sequence[CatalogVideo], fingerprints: dict[str, str], index: CatalogIndex
+) -> bool:
+    """Write the registry entries of ``videos_`` that ``index`` does not hold as they are now, and
+    update ``index`` (not stored: the caller stores it once); whether any changed."""
     changed = [v for v in videos_ if index.get(v.video_id) != [v.source_uri, fingerprints[v.video_id]]]
     now = time.time()
     in_threads(
@@ -403,9 +449,8 @@ def register_catalog(
         changed,
         threads=16,
     )  # fmt: skip
-    if changed:
-        index.update({v.video_id: [v.source_uri, fingerprints[v.video_id]] for v in changed})
-        storage.put_json(INDEX_KEY, index)
+    index.update({v.video_id: [v.source_uri, fingerprints[v.video_id]] for v in changed})
+    return bool(changed)
 
 
 def _half_status(fresh: Freshness, keys: Sequence[dg.AssetKey], pk: str) -> Status:
@@ -445,7 +490,8 @@ class Halves:
 
 
 class Laps:
-    """Where a tick's time went: the seconds since the previous lap, by step name."""
+    """Where a tick's time went: the seconds since the previous lap, by step name (a step done
+    several times in a tick, once per chunk of videos, adds up)."""
 
     def __init__(self, seconds: dict[str, float]) -> None:
         self.seconds = seconds
@@ -453,44 +499,8 @@ class Laps:
 
     def __call__(self, name: str) -> None:
         now = time.perf_counter()
-        self.seconds[name] = round(now - self.clock, 3)
+        self.seconds[name] = round(self.seconds.get(name, 0.0) + now - self.clock, 3)
         self.clock = now
-
-
-def _busy_and_chained(
-    instance: dg.DagsterInstance, source_job: str, dub_job: str
-) -> tuple[set[str], set[str]]:
-    """The partitions with a run in flight, and the pairs the chain sensor is about to dub."""
-    busy = _in_flight(instance, [source_job, dub_job])
-    chained = _chained(instance, source_job, dub_job, time.time())
-    # read the runs in flight again: a dub the chain sensor created between the two reads is in
-    # neither the first read nor the chained set (it is already launched), and would run twice
-    busy |= _in_flight(instance, [source_job, dub_job])
-    return busy, chained
-
-
-def _register(
-    instance: dg.DagsterInstance,
-    storage: MediaStorage,
-    catalog: Catalog,
-    found: dict[str, str | None],
-    plan: CatalogPlan,
-) -> list[CatalogVideo]:
-    """Claim the ids of the videos whose source is there, register them and add their partitions;
-    the refused go to the plan. Returns the videos with their ids (each id once)."""
-    present: list[CatalogVideo] = []
-    for video in catalog.videos:
-        if found.get(video.source_uri) is None:
-            plan.refused[video.video_id] = f"bad_input: source not found: {video.source_uri}"
-        else:
-            present.append(video)
-    index = read_index(storage)
-    reserved = {v.video_id for v in catalog.videos if v.explicit}
-    vids, refused = resolve_ids(storage, present, index, reserved)
-    plan.refused.update(refused)
-    register_catalog(storage, vids, {v.video_id: str(found[v.source_uri]) for v in vids}, index)
-    _add_partitions(instance, vids)
-    return vids
 
 
 @dataclass(frozen=True)
@@ -502,6 +512,15 @@ class _Tick:
     halves: Halves
     busy: set[str]  # partitions with a run in flight
     chained: set[str]  # pairs the chain sensor is about to dub
+    gate: Gate | None = None  # failed partitions back off, then wait in quarantine (``quarantine``)
+
+    def ask(self, requests: list[dg.RunRequest], request: dg.RunRequest) -> None:
+        """Add ``request`` unless the retry gate holds its partition back (the reason is logged)."""
+        why = self.gate.hold(request) if self.gate is not None else None
+        if why:
+            self.plan.skipped[str(request.partition_key)] = why
+        else:
+            requests.append(request)
 
     def video(self, video: CatalogVideo, fp: str) -> None:
         """Request the source half of ``video`` when it is not fresh, else its stale dubs."""
@@ -513,7 +532,7 @@ class _Tick:
             skipped = [vid] if status.state != FRESH else [pair_key(vid, lang) for lang in video.languages]
             self.plan.skipped.update(dict.fromkeys(skipped, "source_half run in flight"))
         elif status.state != FRESH:
-            self.plan.source_requests.append(self.source_request(video, fp, status))
+            self.ask(self.plan.source_requests, self.source_request(video, fp, status))
         else:
             source_dv = self.fresh.data_version(dg.AssetKey("source_video"), vid) or fp
             for lang in video.languages:
@@ -544,7 +563,8 @@ class _Tick:
         elif pk in self.chained:
             self.plan.skipped[pk] = "its source half just succeeded: the chain sensor dubs it"
         else:
-            self.plan.dub_requests.append(
+            self.ask(
+                self.plan.dub_requests,
                 dg.RunRequest(
                     run_key=f"catalog:{pk}:{source_dv[:16]}:{self.halves.code_digest}",
                     partition_key=pk,
@@ -553,13 +573,285 @@ class _Tick:
                         TRIGGER_TAG: "catalog",
                         "dubbing/reason": status.reason[:200],
                     },
-                )
+                ),
             )
 
 
 def pair_key(video_id: str, language: str) -> str:
     """The ``video × language`` partition key (``"es|talk"``)."""
     return str(video_language_key(video_id, language))
+
+
+# --- one tick: what changed, a slice of the rest, within a deadline -----------------------------------
+
+SWEEP_VIDEOS = 2000  # videos the background sweep judges per tick (``DUBBING_CATALOG_SWEEP``)
+CHUNK_VIDEOS = 500  # videos judged at once (one query per asset); the deadline is checked between
+
+
+@dataclass
+class CatalogMemo:
+    """What the code server keeps between ticks: a cache (every tick is right without it, only slower)."""
+
+    text_digest: str = ""
+    catalog: Catalog | None = None
+    snapshots: dict[str, Snapshot] = field(default_factory=dict)
+    index: CatalogIndex | None = None
+
+
+def observed_keys(graph: AssetGraph) -> list[dg.AssetKey]:
+    """The observable source assets (edits, feedback): their observations change what is fresh."""
+    keys = sorted(graph.get_all_asset_keys(), key=lambda k: k.to_user_string())
+    return [k for k in keys if not graph.get(k).is_materializable]
+
+
+def build_snapshot(
+    storage: MediaStorage,
+    catalog: Catalog,
+    previous: Snapshot | None,
+    found: dict[str, str | None],
+    fingerprints: Callable[[Sequence[str]], dict[str, str | None]],
+    index: CatalogIndex,
+) -> Snapshot:
+    """The catalog with its ids: an entry the previous snapshot holds keeps its id (no registry
+    read, no fingerprint: a new language for every video costs no S3 request); a new entry whose
+    source is there gets its id by the registry's rule (``resolve_ids``); one whose source is
+    missing waits in ``missing``. ``found`` receives the fingerprints read."""
+    resolved = previous.resolved() if previous is not None else {}
+    known: list[CatalogVideo] = []
+    new: list[CatalogVideo] = []
+    for video in catalog.videos:
+        vid = resolved.get(entry_key(video))
+        known.append(replace(video, video_id=vid)) if vid else new.append(video)
+    found.update(fingerprints([v.source_uri for v in new]) if new else {})
+    present = [v for v in new if found.get(v.source_uri) is not None]
+    reserved = {v.video_id for v in catalog.videos if v.explicit}
+    claimed, refused = resolve_ids(storage, present, index, reserved)
+    videos: dict[str, CatalogVideo] = {}
+    for video in [*known, *claimed]:
+        if video.video_id in videos:
+            refused[video.source_uri] = f"bad_input: source listed twice ({video.video_id!r})"
+        else:
+            videos[video.video_id] = video
+    missing = [v for v in new if found.get(v.source_uri) is None]
+    return Snapshot(videos, missing, refused, catalog.fingerprint())
+
+
+def _snapshot(
+    storage: MediaStorage,
+    catalog: Catalog,
+    cursor: CatalogCursor,
+    memo: CatalogMemo,
+    planner: _Planner,
+) -> tuple[Snapshot, list[str]]:
+    """The catalog as this tick plans it, and the videos that changed since the cursor's snapshot.
+
+    An unchanged catalog costs nothing but a check of the sources still missing; a changed one is
+    resolved again (entries known keep their ids) and stored (``Snapshot.save``).
+    """
+    previous = memo.snapshots.get(cursor.catalog) or Snapshot.load(storage, cursor.catalog)
+    fingerprints, found = planner.fingerprints, planner.found
+    if previous is not None and previous.catalog == catalog.fingerprint():
+        if previous.missing:
+            found.update(fingerprints([v.source_uri for v in previous.missing]))
+        if not any(found.get(v.source_uri) for v in previous.missing):
+            memo.snapshots = {previous.digest: previous}
+            return previous, []
+    snapshot = build_snapshot(storage, catalog, previous, found, fingerprints, planner.index)
+    if snapshot.digest != cursor.catalog:
+        snapshot.save(storage, keep=cursor.catalog)
+    memo.snapshots = {snapshot.digest: snapshot}
+    return snapshot, snapshot.changed_since(previous)
+
+
+@dataclass
+class _Planner:
+    """One tick's planning of chunks of videos into ``plan``: fingerprints, registration, partitions,
+    the latest data versions of the chunk's partitions, the runs in flight of those not fresh."""
+
+    instance: dg.DagsterInstance
+    graph: AssetGraph
+    storage: MediaStorage
+    fingerprints: Callable[[Sequence[str]], dict[str, str | None]]
+    jobs: tuple[str, str]  # the source and the dub job
+    plan: CatalogPlan
+    halves: Halves
+    index: CatalogIndex
+    gate: Gate | None = None
+    found: dict[str, str | None] = field(default_factory=dict)  # source URI → fingerprint, this tick
+    dirty: bool = False  # the index changed: stored once, at the end of the tick
+    languages: set[str] | None = None  # the language partitions there, read once a tick
+
+    def present(self, videos_: Sequence[CatalogVideo], *, recheck: bool = True) -> list[CatalogVideo]:
+        """The videos whose source is there (registered, partitions added); the others are refused.
+
+        ``recheck`` off (a full pass): a video the index holds for the same source keeps the
+        fingerprint it was registered with (no S3 request); the sweep and the changed videos
+        read them again, so a source replaced in place is found within the sweep's bound."""
+        if not recheck:
+            for v in videos_:
+                held = self.index.get(v.video_id)
+                if held and held[0] == v.source_uri and v.source_uri not in self.found:
+                    self.found[v.source_uri] = held[1]
+        wanted = [v.source_uri for v in videos_ if v.source_uri not in self.found]
+        self.found.update(self.fingerprints(wanted) if wanted else {})
+        present = [v for v in videos_ if self.found.get(v.source_uri) is not None]
+        for video in videos_:
+            if self.found.get(video.source_uri) is None:
+                self.plan.refused[video.video_id] = f"bad_input: source not found: {video.source_uri}"
+        fps = {v.video_id: str(self.found[v.source_uri]) for v in present}
+        new = [v.video_id for v in present if v.video_id not in self.index]
+        self.dirty |= _register_changed(self.storage, present, fps, self.index)
+        self._add_partitions(new, {x for v in present for x in v.languages})
+        return present
+
+    def _add_partitions(self, new_videos: Sequence[str], languages: set[str]) -> None:
+        """Partitions for the videos new to the index (one the index holds has them: the index is
+        stored after them) and the languages not added yet (read once a tick)."""
+        if self.languages is None:
+            self.languages = set(self.instance.get_dynamic_partitions(LANGUAGES))
+        if new_videos:
+            self.instance.add_dynamic_partitions(VIDEOS, list(new_videos))
+        if languages - self.languages:
+            self.instance.add_dynamic_partitions(LANGUAGES, sorted(languages - self.languages))
+            self.languages |= languages
+
+    def unsettled(self, fresh: Freshness, videos_: Sequence[CatalogVideo]) -> set[str]:
+        """The partitions a request may be made for (a video whose source half or any dub is not
+        fresh, and those dubs): only their runs in flight are read."""
+        out: set[str] = set()
+        for video in videos_:
+            vid = video.video_id
+            fp = str(self.found[video.source_uri])
+            if _source_status(fresh, self.halves.source, vid, fp).state != FRESH:
+                out.add(vid)
+                continue
+            pairs = [pair_key(vid, x) for x in video.languages]
+            stale = [pk for pk in pairs if _half_status(fresh, self.halves.target, pk).state != FRESH]
+            out.update([vid, *stale] if stale else [])
+        return out
+
+    def chunk(self, videos_: Sequence[CatalogVideo], lap: Laps, *, recheck: bool = True) -> int:
+        """Judge ``videos_`` and request what is missing or stale; the partitions judged."""
+        before = len(self.plan.statuses)
+        present = self.present(videos_, recheck=recheck)
+        lap("register")
+        if not present:  # (an empty partition list would read every partition)
+            return 0
+        pks = [p for v in present for p in (v.video_id, *(pair_key(v.video_id, x) for x in v.languages))]
+        fresh = Freshness(self.instance, self.graph, partitions=pks)
+        unsettled = self.unsettled(fresh, present)
+        lap("data_versions")
+        busy: set[str] = set()
+        again = fresh
+        chained: set[str] = set()
+        if unsettled:
+            # the runs in flight, the chain's pairs, the runs in flight again: a source half that
+            # ends during these reads is in flight at the first or chained at the second (so its
+            # dubs are left to the chain sensor), and a dub the chain sensor starts in between is
+            # in flight at the last
+            busy = _in_flight(self.instance, self.jobs, unsettled)
+            chained = _chained(self.instance, *self.jobs, time.time())
+            busy |= _in_flight(self.instance, self.jobs, unsettled)
+            again = self.reread(present, unsettled)
+        lap("runs")
+        for video in present:
+            judge = again if video.video_id in unsettled else fresh
+            tick = _Tick(self.plan, judge, self.halves, busy, chained, self.gate)
+            tick.video(video, str(self.found[video.source_uri]))
+        lap("statuses")
+        return len(self.plan.statuses) - before
+
+    def reread(self, present: Sequence[CatalogVideo], unsettled: set[str]) -> Freshness:
+        """The data versions of the unsettled videos read again, *after* their runs in flight: a
+        run that ended between the first read and the runs' read (the chain sensor's dub, done in
+        seconds) is then seen fresh, not asked for a second time."""
+        videos_ = {video_of(pk) for pk in unsettled}
+        pks = [
+            p
+            for v in present
+            if v.video_id in videos_
+            for p in (v.video_id, *(pair_key(v.video_id, x) for x in v.languages))
+        ]
+        return Freshness(self.instance, self.graph, partitions=pks)
+
+
+@dataclass
+class _Work:
+    """What a tick has to plan, in order: the videos that changed, then a full pass or the sweep."""
+
+    changed: list[str]
+    rush: str | None  # a full pass goes on after this id; None: none
+    sweep: list[str]
+
+
+def _work(
+    cursor: CatalogCursor, snapshot: Snapshot, touched: Collection[str], code_digest: str, sweep: int
+) -> _Work:
+    """The work of a tick: a first tick, a new code version or more than ``PENDING_MAX`` changed
+    videos start a full pass from the first id; otherwise the changed videos one by one, the full
+    pass where the previous tick left it, or (none in progress) the sweep's next slice."""
+    changed = sorted({*cursor.pending, *touched} & snapshot.videos.keys())
+    rush = cursor.rush
+    codes_changed = bool(cursor.codes) and cursor.codes != code_digest
+    if cursor.events is None or codes_changed or len(changed) > PENDING_MAX:
+        rush = ""
+    if rush is not None:
+        changed = [vid for vid in changed if vid <= rush]  # the full pass plans the others
+        return _Work(changed, rush, [])
+    return _Work(changed, None, sweep_slice(snapshot.ids, cursor.sweep, sweep))
+
+
+def _run_work(
+    planner: _Planner, snapshot: Snapshot, work: _Work, cursor: CatalogCursor, budget: Deadline, chunk: int
+) -> CatalogCursor:
+    """Plan ``work`` chunk by chunk while the deadline allows (always one chunk: a tick makes
+    progress); the cursor says where the next tick goes on."""
+    lap = Laps(planner.plan.seconds)
+    phases = [("changed", work.changed)]
+    phases += [("rush", rush_rest(snapshot.ids, work.rush))] if work.rush is not None else []
+    phases += [("sweep", work.sweep)]
+    done: dict[str, list[str]] = {name: [] for name, _ in phases}
+    planned: set[str] = set()  # the changed videos planned: the full pass or the sweep skips them
+    first = True
+    for name, ids in phases:
+        for start in range(0, len(ids), chunk):
+            if not first and not budget.allows_another():
+                return _next_cursor(cursor, work, done, budget)
+            first, began, part = False, budget.clock(), ids[start : start + chunk]
+            todo = [snapshot.videos[v] for v in part if v not in planned]
+            judged = planner.chunk(todo, lap, recheck=name != "rush")
+            planner.plan.swept += judged if name != "changed" else 0
+            planner.plan.changed += len(part) if name == "changed" else 0
+            done[name] += part
+            planned.update(part if name == "changed" else [])
+            budget.step(began)
+    return _next_cursor(cursor, work, done, budget)
+
+
+def _next_cursor(
+    cursor: CatalogCursor, work: _Work, done: dict[str, list[str]], budget: Deadline
+) -> CatalogCursor:
+    """Where the next tick goes on: the changed videos not planned, the full pass's or the sweep's
+    last id planned (a full pass that ended: none)."""
+    planned = set(done["changed"])
+    pending = [vid for vid in work.changed if vid not in planned]
+    rush = work.rush
+    if rush is not None:
+        rush = max([rush, *done["rush"]])
+        if not budget.hit:
+            rush = None
+    sweep = done["sweep"][-1] if done["sweep"] else cursor.sweep
+    if len(pending) > PENDING_MAX:
+        pending, rush = [], ""
+    return replace(cursor, pending=pending, rush=rush, sweep=sweep)
+
+
+def _gated(gate: Gate | None, snapshot: Snapshot) -> set[str]:
+    """The videos with partitions whose runs failed: judged every tick, so a backoff that ends is
+    followed by a request at the next tick (their number follows the failures, not the catalog)."""
+    if gate is None:
+        return set()
+    return {video_of(pk) for pk in gate.history.failures} & snapshot.videos.keys()
 
 
 def plan_catalog(
@@ -571,80 +863,78 @@ def plan_catalog(
     *,
     source_job: str = "source_half",
     dub_job: str = "dub",
+    retry: RetryPolicy | None = None,
+    now: float | None = None,
+    cursor: CatalogCursor | None = None,
+    budget_s: float | None = None,
+    sweep: int = SWEEP_VIDEOS,
+    chunk: int = CHUNK_VIDEOS,
+    clock: Callable[[], float] = time.monotonic,
+    memo: CatalogMemo | None = None,
 ) -> CatalogPlan:
-    """Register the catalog's videos, add partitions (batched) and request what is missing or stale.
+    """One tick: register the videos it plans, add their partitions and request what is missing or
+    stale, starting from ``cursor`` (None: a first tick, which plans the whole catalog); the plan's
+    ``cursor`` is the next tick's.
 
-    The steps, timed in ``plan.seconds``: the runs in flight, the sources' fingerprints, the
-    registration, the latest data version of every asset, then each video's judgement.
+    The steps, timed in ``plan.seconds``: the events since the cursor, the catalog's changes, then
+    by chunks of ``chunk`` videos (the changed ones, then a full pass or the sweep's ``sweep``
+    videos) the registration, the data versions, the runs in flight and the judgement, while
+    ``budget_s`` (seconds of ``clock``; None: no limit) allows. A request for a partition whose runs
+    failed waits for its backoff or its release (``quarantine.Gate``, judged at ``now``).
     """
+    cursor, memo = cursor or CatalogCursor(), memo or CatalogMemo()
+    budget = Deadline(budget_s, clock)
     plan = CatalogPlan(refused=dict(catalog.refused))
-    halves = Halves.of(graph)
-    lap = Laps(plan.seconds)
-    busy, chained = _busy_and_chained(instance, source_job, dub_job)
-    lap("runs")
-    found = fingerprints([v.source_uri for v in catalog.videos])
-    lap("fingerprints")
-    vids = _register(instance, storage, catalog, found, plan)
-    lap("register")
-    fresh = Freshness(instance, graph)
-    for key in (*halves.source, *halves.target):
-        fresh.versions(key)
-    lap("data_versions")
-    tick = _Tick(plan, fresh, halves, busy, chained)
-    for video in vids:
-        tick.video(video, str(found[video.source_uri]))
-    lap("statuses")
+    halves, lap, jobs = Halves.of(graph), Laps(plan.seconds), (source_job, dub_job)
+    changes = read_changes(
+        instance, [*halves.source, *halves.target], observed_keys(graph), jobs, cursor.events
+    )
+    plan.events = changes.events
+    lap("events")
+    memo.index = read_index(storage) if memo.index is None else memo.index
+    planner = _Planner(instance, graph, storage, fingerprints, jobs, plan, halves, memo.index)
+    snapshot, changed = _snapshot(storage, catalog, cursor, memo, planner)
+    _refuse(plan, snapshot)
+    planner.gate = Gate.read(instance, storage, retry or RetryPolicy(), jobs, now)
+    lap("catalog")
+    touched = {*changes.videos, *changed, *_gated(planner.gate, snapshot)}
+    work = _work(cursor, snapshot, touched, halves.code_digest, sweep)
+    plan.cursor = _run_work(planner, snapshot, work, cursor, budget, chunk)
+    plan.cursor = replace(
+        plan.cursor, events=changes.watermark, catalog=snapshot.digest, codes=halves.code_digest
+    )
+    plan.deadline_hit = budget.hit
+    if planner.dirty:
+        storage.put_json(INDEX_KEY, memo.index)
+    planner.gate.report(instance, storage)
+    lap("report")
     return plan
 
 
-def _add_partitions(instance: dg.DagsterInstance, vids: Sequence[CatalogVideo]) -> None:
-    """Add the catalog's new videos and languages, one call per dimension."""
-    have_videos = set(instance.get_dynamic_partitions(VIDEOS))
-    have_langs = set(instance.get_dynamic_partitions(LANGUAGES))
-    new_videos = [v.video_id for v in vids if v.video_id not in have_videos]
-    new_langs = sorted({lang for v in vids for lang in v.languages} - have_langs)
-    if new_videos:
-        instance.add_dynamic_partitions(VIDEOS, new_videos)
-    if new_langs:
-        instance.add_dynamic_partitions(LANGUAGES, new_langs)
+def _refuse(plan: CatalogPlan, snapshot: Snapshot) -> None:
+    """The entries refused when the catalog was resolved, and those whose source is missing."""
+    plan.refused.update(snapshot.refused)
+    for video in snapshot.missing:
+        plan.refused[video.video_id] = f"bad_input: source not found: {video.source_uri}"
 
 
-# --- schedules ----------------------------------------------------------------------------------
+# --- the sensor ---------------------------------------------------------------------------------------
 
-
-class SharedPlan:
-    """One plan per tick for both schedules: the second schedule of a tick reuses the first's plan.
-
-    Keyed by the tick's scheduled time; both schedules are evaluated by the same code server, so
-    the plan is computed once (a second process would compute the same plan again, never a different
-    one: the run keys are stable).
-    """
-
-    def __init__(self, compute: Callable[[dg.ScheduleEvaluationContext], CatalogPlan]) -> None:
-        self.compute = compute
-        self.computed = 0
-        self._lock = threading.Lock()
-        self._tick: dt.datetime | None = None
-        self._plan: CatalogPlan | None = None
-
-    def __call__(self, context: dg.ScheduleEvaluationContext) -> CatalogPlan:
-        tick = context.scheduled_execution_time
-        with self._lock:
-            if self._plan is None or tick is None or tick != self._tick:
-                self._plan, self._tick = self.compute(context), tick
-                self.computed += 1
-            return self._plan
+CATALOG_SENSOR = "catalog_sensor"
 
 
 @dataclass
 class CatalogTick:
-    """One tick's plan of the catalog named by ``settings``, logged in the schedule's log; the asset
-    graph is resolved at the first tick (``asset_graph()``) and kept."""
+    """One tick's plan of the catalog named by ``settings``, from the sensor's cursor, logged in the
+    sensor's log; the asset graph is resolved at the first tick (``asset_graph()``) and kept, and so
+    are the parsed catalog and its snapshot while the file does not change (``CatalogMemo``)."""
 
     settings: Settings
     source_job: str
     dub_job: str
     asset_graph: Callable[[], AssetGraph]
+    clock: Callable[[], float] = time.monotonic  # the deadline's (tests count steps)
+    memo: CatalogMemo = field(default_factory=CatalogMemo)
     _graph: AssetGraph | None = field(default=None, init=False)
 
     def graph(self) -> AssetGraph:
@@ -652,69 +942,69 @@ class CatalogTick:
             self._graph = self.asset_graph()
         return self._graph
 
-    def __call__(self, context: dg.ScheduleEvaluationContext) -> CatalogPlan:
+    def catalog(self) -> Catalog:
+        """The catalog file, parsed again only when its text changed."""
+        text = read_text(self.settings.catalog_url, self.settings)
+        digest = sha256_bytes(text.encode("utf-8"))[:16]
+        if self.memo.catalog is None or digest != self.memo.text_digest:
+            self.memo.catalog, self.memo.text_digest = parse_catalog(text), digest
+        return self.memo.catalog
+
+    def __call__(self, context: dg.SensorEvaluationContext) -> CatalogPlan:
         settings = self.settings
-        catalog = parse_catalog(read_text(settings.catalog_url, settings))
         result = plan_catalog(
-            context.instance,
-            self.graph(),
-            catalog,
-            storage_resource(settings).get(),
+            context.instance, self.graph(), self.catalog(), storage_resource(settings).get(),
             lambda uris: source_fingerprints(uris, settings),
-            source_job=self.source_job,
-            dub_job=self.dub_job,
-        )
+            source_job=self.source_job, dub_job=self.dub_job, retry=RetryPolicy.of(settings),
+            cursor=CatalogCursor.parse(context.cursor), budget_s=settings.catalog_tick_budget_s,
+            sweep=settings.catalog_sweep, clock=self.clock, memo=self.memo,
+        )  # fmt: skip
         for name, why in result.refused.items():
             context.log.warning(f"catalog: refused {name}: {why}")
-        context.log.info(f"catalog: {len(catalog.videos)} videos planned; seconds: {result.seconds}")
+        context.log.info(
+            f"catalog: {result.events} events, {result.changed} changed videos, {result.swept} partitions "
+            f"swept, deadline hit: {result.deadline_hit}; seconds: {result.seconds}"
+        )
         for name, why in result.skipped.items():
             context.log.info(f"catalog: skip {name}: {why}")
         return result
 
 
-def _schedule(
-    cron: str,
-    plan: SharedPlan,
-    name: str,
-    job: Job,
-    description: str,
-    wanted: Callable[[CatalogPlan], list[dg.RunRequest]],
-    done: str,
-) -> dg.ScheduleDefinition:
-    """A catalog schedule of ``job``: the ``wanted`` requests of the tick's shared plan, or ``done``."""
-
-    @dg.schedule(
-        name=name,
-        cron_schedule=cron,
-        job=job,
-        default_status=dg.DefaultScheduleStatus.RUNNING,
-        description=description,
+def _for_job(request: dg.RunRequest, job_name: str) -> dg.RunRequest:
+    return dg.RunRequest(
+        run_key=request.run_key, job_name=job_name, partition_key=request.partition_key, tags=request.tags
     )
-    def requests(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest] | dg.SkipReason:
-        return wanted(plan(context)) or dg.SkipReason(done)
-
-    return requests
 
 
-def build_catalog_schedules(
-    settings: Settings, source_job: Job, dub_job: Job, asset_graph: Callable[[], AssetGraph]
-) -> list[dg.ScheduleDefinition]:
-    """The two catalog schedules (same cron, one shared plan per tick); ``asset_graph()`` gives the
-    graph to judge staleness (``Definitions.resolve_asset_graph()`` of the code location, resolved
-    at the first tick)."""
-    plan = SharedPlan(CatalogTick(settings, source_job.name, dub_job.name, asset_graph))
-    return [
-        _schedule(
-            settings.catalog_cron, plan, "catalog_source_schedule", source_job,
-            "Catalog videos whose source half is missing or stale (dubs follow via the sensor).",
-            lambda p: p.source_requests, "every catalog video's source half is up to date",
-        ),
-        _schedule(
-            settings.catalog_cron, plan, "catalog_dub_schedule", dub_job,
-            "Catalog video × language partitions whose dub is missing or stale.",
-            lambda p: p.dub_requests, "every catalog dub is up to date",
-        ),
-    ]  # fmt: skip
+def build_catalog_sensor(
+    settings: Settings,
+    source_job: Job,
+    dub_job: Job,
+    asset_graph: Callable[[], AssetGraph],
+    *,
+    clock: Callable[[], float] = time.monotonic,
+) -> dg.SensorDefinition:
+    """The catalog sensor: every ``DUBBING_CATALOG_INTERVAL_S`` seconds one tick (``plan_catalog``)
+    from its cursor; source-half requests go to ``source_job``, dubs to ``dub_job``.
+    ``asset_graph()`` gives the graph to judge staleness (``Definitions.resolve_asset_graph()`` of
+    the code location, resolved at the first tick)."""
+    tick = CatalogTick(settings, source_job.name, dub_job.name, asset_graph, clock)
+
+    @dg.sensor(
+        name=CATALOG_SENSOR,
+        jobs=[source_job, dub_job],
+        minimum_interval_seconds=settings.catalog_interval_s,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="Catalog videos and video × language partitions missing or stale (incremental ticks).",
+    )
+    def catalog_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+        plan = tick(context)
+        requests = [_for_job(r, source_job.name) for r in plan.source_requests]
+        requests += [_for_job(r, dub_job.name) for r in plan.dub_requests]
+        skip = None if requests else "nothing missing or stale among the partitions planned this tick"
+        return dg.SensorResult(run_requests=requests, cursor=plan.cursor.dump(), skip_reason=skip)
+
+    return catalog_sensor
 
 
 def catalog_enabled(settings: Settings) -> bool:
@@ -722,9 +1012,10 @@ def catalog_enabled(settings: Settings) -> bool:
 
 
 __all__ = [
+    "CatalogCursor",
     "CatalogVideo",
     "Freshness",
-    "build_catalog_schedules",
+    "build_catalog_sensor",
     "parse_catalog",
     "plan_catalog",
 ]

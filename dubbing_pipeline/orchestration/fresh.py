@@ -152,13 +152,28 @@ class Freshness:
         """Partition → latest data version of ``key`` (every materialised partition, one query)."""
         found = self._versions.get(key)
         if found is None:
-            latest = self.instance.event_log_storage.get_latest_tags_by_partition(
-                key, dg.DagsterEventType.ASSET_MATERIALIZATION, [DATA_VERSION_TAG], self.partitions
-            )
+            latest = self._latest(key, dg.DagsterEventType.ASSET_MATERIALIZATION)
             found = self._versions[key] = {
                 pk: Version.parse(tags.get(DATA_VERSION_TAG)) for pk, tags in latest.items()
             }
         return found
+
+    def _latest(self, key: dg.AssetKey, kind: dg.DagsterEventType) -> Mapping[str, Mapping[str, str]]:
+        """The latest data version tag of each partition of ``key`` asked about (one query)."""
+        own = self._own(key)
+        if own == []:  # none of its kind named: asking with an empty list would read them all
+            return {}
+        return self.instance.event_log_storage.get_latest_tags_by_partition(
+            key, kind, [DATA_VERSION_TAG], own
+        )
+
+    def _own(self, key: dg.AssetKey) -> list[str] | None:
+        """The named partitions of ``key``'s own kind (a video's for the source half, a pair's
+        ``video × language`` key for the target half): a query names only partitions it can have."""
+        if self.partitions is None:
+            return None
+        pairs = self.graph.get(key).partitions_def != videos
+        return [pk for pk in self.partitions if ("|" in pk) == pairs]
 
     def version(self, key: dg.AssetKey, pk: str) -> Version | None:
         return self.versions(key).get(pk)
@@ -168,9 +183,7 @@ class Freshness:
         hash of its edits; never observed: the version of no edits, as the stage reads it)."""
         found = self._observed.get(key)
         if found is None:
-            latest = self.instance.event_log_storage.get_latest_tags_by_partition(
-                key, dg.DagsterEventType.ASSET_OBSERVATION, [DATA_VERSION_TAG], self.partitions
-            )
+            latest = self._latest(key, dg.DagsterEventType.ASSET_OBSERVATION)
             found = self._observed[key] = {pk: str(tags[DATA_VERSION_TAG]) for pk, tags in latest.items()}
         return found.get(pk, UNOBSERVED[key.to_user_string()])
 

@@ -68,7 +68,8 @@ class S3Service:
 
     def etags(self, client: Any, bucket: str, keys: Sequence[str]) -> dict[str, str]:
         """ETags of ``keys`` in ``bucket`` (those that exist): one listing per folder (1,000 keys a
-        request), not a HEAD each; a folder with only one or two of them gets a HEAD each (cheaper
+        request) of only the key range they span (the catalog's slice of a big folder lists the
+        slice), not a HEAD each; a folder with only one or two of them gets a HEAD each (cheaper
         than listing a big folder). ``client``: :meth:`listing_client`'s."""
         found: dict[str, str] = {}
         folders: dict[str, set[str]] = {}
@@ -80,10 +81,15 @@ class S3Service:
                 heads = {key: self.etag(client, bucket, key) for key in sorted(wanted)}
                 found.update({key: etag for key, etag in heads.items() if etag is not None})
                 continue
-            for page in paginator.paginate(Bucket=bucket, Prefix=folder, Delimiter="/"):
-                for obj in page.get("Contents", []):
+            first, last = min(wanted), max(wanted)  # list only the key range they span
+            pages = paginator.paginate(Bucket=bucket, Prefix=folder, Delimiter="/", StartAfter=first[:-1])
+            for page in pages:
+                contents = page.get("Contents", [])
+                for obj in contents:
                     if obj["Key"] in wanted:
                         found[obj["Key"]] = str(obj["ETag"]).strip('"')
+                if contents and contents[-1]["Key"] >= last:
+                    break
         return found
 
     def download(self, bucket: str, key: str, dest: Path) -> Path:

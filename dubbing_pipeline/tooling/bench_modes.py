@@ -1,5 +1,6 @@
 """What ``dubbing-pipeline bench`` runs: the default bench (``bench``) or, instead, the catalog at
-scale (``--scale``, ``scale``), a daemon's backfill (``--backfill``, ``backfill``) or the production
+scale (``--scale``, ``scale``; ``--scale-series``, ``scale_plot``), a daemon's backfill
+(``--backfill``, ``backfill``) or the production
 providers on a GPU (``--gpu``, ``gpucheck``). Imported only when the command runs (``commands``)."""
 
 from __future__ import annotations
@@ -9,12 +10,14 @@ import json
 import sys
 from pathlib import Path
 
-from dubbing_pipeline.tooling import backfill, gpucheck
+from dubbing_pipeline.tooling import backfill, gpucheck, scale_plot
 from dubbing_pipeline.tooling.bench import run_bench
 from dubbing_pipeline.tooling.scale import run_scale, summary
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.scale_series:
+        return scale_series(args)
     if args.scale:
         return scale(args)
     if args.backfill:
@@ -40,6 +43,17 @@ def default(args: argparse.Namespace) -> int:
 
 
 def scale(args: argparse.Namespace) -> int:
-    result = run_scale(args.scale, new=args.new)
+    result = run_scale(args.scale, new=args.new, ui=args.ui)
+    if args.plot:
+        result["plot"] = str(scale_plot.plot([result], Path(args.plot)))
     print(json.dumps(result, indent=1) if args.json else summary(result))
+    return 0 if result["ok"] else 1
+
+
+def scale_series(args: argparse.Namespace) -> int:
+    """``--scale`` at each size in turn; the table (or the JSON) and the plot of all of them."""
+    result = scale_plot.run_series(scale_plot.parse_sizes(args.scale_series), new=args.new, ui=args.ui)
+    if args.plot:
+        result["plot"] = str(scale_plot.plot(result["series"], Path(args.plot)))
+    print(json.dumps(result, indent=1) if args.json else scale_plot.table(result["series"]))
     return 0 if result["ok"] else 1

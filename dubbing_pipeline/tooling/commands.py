@@ -33,11 +33,24 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )  # fmt: skip
     p.add_argument("--new", type=int, default=100, help="--scale: new objects per sensor tick (default: 100)")
     p.add_argument(
+        "--scale-series", default="", metavar="N,N,...",
+        help="instead: --scale at each size in turn (e.g. 10000,30000,100000), one JSON for all",
+    )  # fmt: skip
+    p.add_argument(
+        "--plot", default="", metavar="FILE.png",
+        help="--scale/--scale-series: draw tick time against catalog size into FILE.png",
+    )  # fmt: skip
+    p.add_argument(
+        "--ui", action="store_true",
+        help="--scale/--scale-series: also time the target half's asset page and partitions view in "
+        "headless Chromium against dagster-webserver (ui_asset_page_s, ui_partitions_page_s)",
+    )  # fmt: skip
+    p.add_argument(
         "--backfill", type=int, default=0, metavar="N",
         help="instead: a real catalog backfill of N short clips × 2 languages run by a real dagster-daemon "
         "(JSON: wall times, run throughput, enqueue rate, and whether every partition ran exactly once)",
     )  # fmt: skip
-    p.add_argument("--json", action="store_true", help="--scale: print the result as JSON")
+    p.add_argument("--json", action="store_true", help="--scale/--scale-series: print the result as JSON")
     p.add_argument(
         "--gpu", action="store_true",
         help="instead: the production providers built at full size with structural weights, timed on a CUDA "

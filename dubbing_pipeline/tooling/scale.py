@@ -1,57 +1,77 @@
 """``dubbing-pipeline bench --scale N``: the catalog path at N videos × 8 languages, without media.
 
 Everything is real except the media: a real PostgreSQL instance (started here), moto's S3 and
-SQS in a child process, the project's own sensors and catalog schedules evaluated as the daemon
-evaluates them. The objects are tiny placeholders and the materializations are written in
-batches with exactly the data versions the stage kit writes (no stage runs), so what is measured
-is the orchestration: registering partitions, one drop-sensor tick in each mode, and catalog ticks.
+SQS in a child process, the project's own sensors and catalog ticks evaluated as the daemon
+evaluates them. The objects are tiny placeholders and the materializations carry exactly the data
+versions the stage kit writes (no stage runs), so what is measured is the orchestration.
+
+The setup is bulk work (``setup_s``, at most 20 minutes for 100,000 videos on 2 cores): the source
+objects and the catalog's registration are seeded into moto before it serves (``scale_seed``), the
+materializations are copied into Dagster's event log tables with the rows its own storage makes of
+them (``scale_events``; ``bulk=False``: ``store_event_batch``, the slow path). Every measured tick
+goes through Dagster's public APIs (``scale_tick``).
 
 Measured, in order (seconds of wall time unless named otherwise):
 
 * ``partitions_register_s``: N videos and 8 languages added (8·N ``video × language`` partitions);
 * ``sensor_list_tick_s``: one listing-mode tick over N objects of which ``new`` are new;
 * ``sensor_queue_tick_s``: one queue-mode tick with ``new`` S3 event notifications waiting;
-* ``catalog_tick_s``: one catalog tick (both schedules) after a new language is added to every
-  video: exactly N dub requests and nothing else;
-* ``catalog_tick_noop_s``: the tick after those dubs are done: no request;
-* ``peak_rss_mb``: the peak resident memory of this process (moto and PostgreSQL not included).
+* ``catalog_tick_one_change_s``: the catalog tick after one video's source changed (the catalog
+  names a new object for it): one source-half request;
+* ``catalog_tick_s``: the catalog tick after a new language is added to every video: exactly N dub
+  requests and nothing else (a tick its deadline stops is followed by up to 4 more: ``split_ticks``
+  says how many it took, ``split_total_s`` their seconds; the requests are all of theirs);
+* ``catalog_tick_after_dubs_s``: the tick that reads those N dubs' materialisations: no request
+  (an incremental tick reads them a page a tick: ticked until one reads none, ``split_ticks``);
+* ``catalog_tick_noop_s``: the tick after that, nothing changed: no request;
+* ``catalog_sweep_s``: one full reconciliation of the catalog (today every tick is one: the no-op
+  tick's seconds; a plan that reports ``swept`` partitions: the ticks until the sweep covered all);
+* ``events_per_tick``: the events the no-op tick read (``events_read``: every catalog tick's);
+* ``peak_rss_mb``: the peak resident memory of this process during the catalog ticks (moto and
+  PostgreSQL not included; ``process_peak_rss_mb``: over the whole run, setup included);
+* with ``ui=True``: ``ui_asset_page_s`` and ``ui_partitions_page_s`` (``scale_ui``).
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import hashlib
 import os
 import resource
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from concurrent.futures import Executor, ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import boto3
 import dagster as dg
-from dagster._core.events import DagsterEvent, DagsterEventType, StepMaterializationData
-from dagster._core.events.log import EventLogEntry
-from dagster._core.instance.utils import RUNLESS_JOB_NAME, RUNLESS_RUN_ID
 
 from dubbing_pipeline.common import numerics
 from dubbing_pipeline.definitions import build_definitions
-from dubbing_pipeline.orchestration import catalog
-from dubbing_pipeline.orchestration.fresh import UNOBSERVED, source_lineage
-from dubbing_pipeline.orchestration.kit import Version, lineage_digest
-from dubbing_pipeline.orchestration.partitions import video_language, videos
 from dubbing_pipeline.orchestration.sensors import DropCursor, list_s3_drops, select_new
 from dubbing_pipeline.records import JsonObject
 from dubbing_pipeline.settings import Settings
-from dubbing_pipeline.tooling.devservers import moto_server, postgres_instance_yaml, postgres_server
+from dubbing_pipeline.tooling import scale_ui
+from dubbing_pipeline.tooling.devservers import PostgresServer, postgres_instance_yaml, postgres_server
+from dubbing_pipeline.tooling.scale_events import (
+    BulkStore,
+    Chunk,
+    Materializations,
+    chunk_events,
+    indexes_rebuilt,
+    store_batched,
+    store_videos,
+    worker_pool,
+)
+from dubbing_pipeline.tooling.scale_seed import etag, registry_seed, seeded_moto, source_seed
+from dubbing_pipeline.tooling.scale_tick import CatalogTicker, TickResult
 
 LANGUAGES = ("es", "fr", "de", "it", "pt", "ja", "zh", "ko")  # the last one is added during the bench
 BUCKET, PREFIX = "catalog-media", "videos/"
-EVENT_BATCH = 2000
+STORAGE_URL = "s3://pipeline/p"
+CHUNK = 500  # videos per chunk of events written
 
 
 class Clock:
@@ -71,135 +91,28 @@ def video_ids(n: int, start: int = 0) -> list[str]:
     return [f"v{i:07d}" for i in range(start, start + n)]
 
 
-def _etag(body: bytes) -> str:
-    return hashlib.md5(body, usedforsecurity=False).hexdigest()
+def source_key(vid: str) -> str:
+    return f"{PREFIX}{vid}.mp4"
 
 
-def put_objects(client: Any, keys: Sequence[str], threads: int = 16) -> dict[str, str]:
-    """Tiny placeholder objects (their key is their body); returns key → ETag."""
+def put_objects(client: Any, keys: Sequence[str], threads: int = 16, salt: str = "") -> dict[str, str]:
+    """Tiny placeholder objects (their key, plus ``salt``, is their body); returns key → ETag."""
 
     def put(key: str) -> tuple[str, str]:
-        body = key.encode()
+        body = (key + salt).encode()
         client.put_object(Bucket=BUCKET, Key=key, Body=body)
-        return key, _etag(body)
+        return key, etag(body)
 
     with ThreadPoolExecutor(threads) as pool:
         return dict(pool.map(put, keys))
 
 
-class Materializations:
-    """Materialization events with the data versions the stage kit writes, stored in batches."""
-
-    def __init__(self, instance: dg.DagsterInstance, graph: Any) -> None:
-        self.instance = instance
-        self.graph = graph
-        self.stored = 0
-        self.order = self._topological()
-
-    def _topological(self) -> list[dg.AssetKey]:
-        done: list[dg.AssetKey] = []
-        keys = sorted(self.graph.get_all_asset_keys(), key=lambda k: k.to_user_string())
-        while len(done) < len(keys):
-            for key in keys:
-                if key not in done and all(p in done for p in self.graph.get(key).parent_keys):
-                    done.append(key)
-        return done
-
-    def _event(self, key: dg.AssetKey, pk: str, version: Version) -> Any:
-        event = dg.AssetMaterialization(key, partition=pk, tags={"dagster/data_version": str(version)})
-        dagster_event = DagsterEvent(
-            event_type_value=DagsterEventType.ASSET_MATERIALIZATION.value,
-            event_specific_data=StepMaterializationData(event),
-            job_name=RUNLESS_JOB_NAME,
-        )
-        return EventLogEntry(
-            user_message="", level=20, job_name=RUNLESS_JOB_NAME, run_id=RUNLESS_RUN_ID,
-            error_info=None, timestamp=time.time(), dagster_event=dagster_event,
-        )  # fmt: skip
-
-    def chain(self, partitions_def: Any, pk: str, video: str, keys: dict[str, str]) -> list[Any]:
-        """Events for every asset of one partitions definition at ``pk``; ``keys`` holds the cache
-        keys of assets already written (``"asset|partition"``) and receives this partition's."""
-        events = []
-        for key in self.order:
-            node = self.graph.get(key)
-            if node.partitions_def != partitions_def:
-                continue
-            if not node.is_materializable:  # the edits source: observed, never materialised
-                continue
-            name = key.to_user_string()
-            upstream = {}
-            for parent in node.parent_keys:
-                if not self.graph.get(parent).is_materializable:  # no edits, no feedback: none's version
-                    upstream[parent.to_user_string()] = UNOBSERVED[parent.to_user_string()]
-                    continue
-                same = self.graph.get(parent).partitions_def == partitions_def
-                upstream[parent.to_user_string()] = keys[f"{parent.to_user_string()}|{pk if same else video}"]
-            lineage = lineage_digest(upstream) if upstream else keys[f"source|{video}"]
-            cache_key = hashlib.sha256(f"{name}|{pk}|{lineage}".encode()).hexdigest()[:32]
-            keys[f"{name}|{pk}"] = cache_key
-            events.append(self._event(key, pk, Version(cache_key, lineage, str(node.code_version))))
-        return events
-
-    def store(self, events: list[Any]) -> None:
-        for start in range(0, len(events), EVENT_BATCH):
-            self.instance.event_log_storage.store_event_batch(events[start : start + EVENT_BATCH])
-        self.stored += len(events)
-
-
-PLAN_SECONDS: list[dict[str, float]] = []  # the catalog plan's own breakdown, one per tick
-
-
-def _tick_schedules(defs: dg.Definitions, instance: dg.DagsterInstance, when: dt.datetime) -> dict[str, int]:
-    """One catalog tick as the daemon runs it: both schedules at one scheduled time."""
-    real = catalog.plan_catalog
-
-    def recorded(*args: Any, **kwargs: Any) -> catalog.CatalogPlan:
-        plan = real(*args, **kwargs)
-        PLAN_SECONDS.append(plan.seconds)
-        return plan
-
-    catalog.plan_catalog = recorded  # type: ignore[assignment]
-    try:
-        return _evaluate_both(defs, instance, when)
-    finally:
-        catalog.plan_catalog = real  # type: ignore[assignment]
-
-
-def _evaluate_both(defs: dg.Definitions, instance: dg.DagsterInstance, when: dt.datetime) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for name in ("catalog_source_schedule", "catalog_dub_schedule"):
-        context = dg.build_schedule_context(
-            instance=instance, repository_def=defs.get_repository_def(), scheduled_execution_time=when
-        )
-        data = defs.resolve_schedule_def(name).evaluate_tick(context)
-        counts[name] = len(data.run_requests or [])
-    return counts
-
-
-def _tick_sensor(defs: dg.Definitions, instance: dg.DagsterInstance, cursor: str | None) -> Any:
-    context = dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs)
-    return defs.resolve_sensor_def("s3_drop_sensor")(context)
-
-
-def _catalog(path: Path, vids: Sequence[str], langs: Sequence[str]) -> None:
+def catalog_text(vids: Sequence[str], langs: Sequence[str], moved: dict[str, str] | None = None) -> str:
+    """The catalog file: every video at its source object (``moved``: video → another key)."""
+    moved = moved or {}
     lines = [f"languages: [{', '.join(langs)}]", "videos:"]
-    lines += [f"  - {{id: {v}, source: 's3://{BUCKET}/{PREFIX}{v}.mp4'}}" for v in vids]
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-
-
-def run_scale(n: int, *, new: int = 100) -> JsonObject:
-    """Build the synthetic catalog and measure; see the module's docstring."""
-    with (
-        postgres_server("dagster_scale") as pg,
-        moto_server() as endpoint,
-        tempfile.TemporaryDirectory() as tmp,
-    ):
-        home = Path(tmp) / "dagster_home"
-        home.mkdir()
-        (home / "dagster.yaml").write_text(postgres_instance_yaml(pg), encoding="utf-8")
-        with dg.DagsterInstance.from_config(str(home)) as instance:
-            return _measure(instance, endpoint, Path(tmp), n, new)
+    lines += [f"  - {{id: {v}, source: 's3://{BUCKET}/{moved.get(v, source_key(v))}'}}" for v in vids]
+    return "\n".join(lines) + "\n"
 
 
 @dataclass
@@ -208,7 +121,6 @@ class Bench:
     definitions of listing mode, the videos and the materializations written for them."""
 
     instance: dg.DagsterInstance
-    endpoint: str
     s3: Any
     sqs: Any
     base: Settings
@@ -216,83 +128,182 @@ class Bench:
     defs: dg.Definitions
     mats: Materializations
     vids: list[str]
+    etags: dict[str, str]
+    bulk: bool = True
     clock: Clock = field(default_factory=Clock)
-    etags: dict[str, str] = field(default_factory=dict)
-    source_keys: dict[str, dict[str, str]] = field(default_factory=dict)
-    when: Iterator[dt.datetime] = field(
-        default_factory=lambda: iter(
-            dt.datetime(2026, 1, 1, 3, tzinfo=dt.UTC) + dt.timedelta(days=d) for d in range(10)
-        )
-    )
-
-    def video_events(self, vid: str, langs: Sequence[str]) -> list[Any]:
-        """The events of ``vid``'s source half (once) and of its dubs into ``langs``."""
-        keys = dict(
-            self.source_keys.get(vid) or {f"source|{vid}": source_lineage(self.etags[f"{PREFIX}{vid}.mp4"])}
-        )
-        events = [] if vid in self.source_keys else self.mats.chain(videos, vid, vid, keys)
-        self.source_keys[vid] = {k: v for k, v in keys.items() if "|" in k and k.split("|", 1)[1] == vid}
-        for lang in langs:
-            events += self.mats.chain(video_language, f"{lang}|{vid}", vid, keys)
-        return events
+    stored: int = 0
+    source_keys: dict[str, dict[str, str]] = field(default_factory=dict)  # the slow path's
+    store: BulkStore | None = None
+    pool: Executor | None = None
+    ticker: CatalogTicker | None = None
+    ticks: dict[str, TickResult] = field(default_factory=dict)
 
     def store_dubs(self, langs: Sequence[str]) -> None:
-        for start in range(0, len(self.vids), 500):
-            self.mats.store(
-                [e for vid in self.vids[start : start + 500] for e in self.video_events(vid, langs)]
-            )
+        """Every video's events for ``langs`` (and its source half, the first time) stored."""
+        by_video = {v: self.etags[source_key(v)] for v in self.vids}
+        if self.bulk:
+            assert self.store is not None and self.pool is not None
+            self.stored += store_videos(self.store, self.pool, self.vids, langs, by_video, size=CHUNK)
+            return
+        for start in range(0, len(self.vids), CHUNK):  # the slow path: store_event_batch
+            vids = self.vids[start : start + CHUNK]
+            known = {v: self.source_keys[v] for v in vids if v in self.source_keys}
+            events, sources = chunk_events(self.mats, Chunk(vids, list(langs), by_video, known, []))
+            self.source_keys.update(sources)
+            store_batched(self.instance, events)
+            self.stored += len(events)
 
-    def tick(self) -> dict[str, int]:
-        return _tick_schedules(self.defs, self.instance, next(self.when))
+    def tick(self, name: str, most: int = 1, drain: bool = False) -> dict[str, int]:
+        """A catalog tick kept as ``name`` (``{name}_s``); a tick stopped by its deadline (or, with
+        ``drain``, an incremental tick that read events: it reads a page a tick) is followed by
+        more, up to ``most`` in all (``{name}_ticks``, ``{name}_total_s``). The requests of them
+        all, by job."""
+        assert self.ticker is not None
+        result = self.ticks[name] = self.ticker.tick()
+        self.clock.seconds[f"{name}_s"] = result.seconds
+        requests, ticks, total = dict(result.requests), 1, result.seconds
+        while (result.deadline_hit or (drain and result.incremental and result.events)) and ticks < most:
+            result = self.ticker.tick()
+            ticks, total = ticks + 1, total + result.seconds
+            for job, count in result.requests.items():
+                requests[job] = requests.get(job, 0) + count
+        self.clock.seconds[f"{name}_ticks"], self.clock.seconds[f"{name}_total_s"] = ticks, round(total, 3)
+        return requests
 
 
-def _setup(instance: dg.DagsterInstance, endpoint: str, tmp: Path, n: int) -> Bench:
-    """moto's buckets, the settings of listing mode and their definitions; nothing stored yet."""
+def run_scale(
+    n: int, *, new: int = 100, bulk: bool = True, ui: bool = False, workers: int | None = None
+) -> JsonObject:
+    """Build the synthetic catalog and measure; see the module's docstring. ``workers``: processes
+    that build the events (default: one a core; 0: in this process)."""
+    started = time.perf_counter()
+    vids = video_ids(n)
+    with postgres_server("dagster_scale") as pg, tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
+        work = Path(tmp)
+        seed, etags = _seed(work, vids)
+        endpoint = stack.enter_context(seeded_moto(seed, work))
+        del seed
+        home = _home(work, pg)
+        with dg.DagsterInstance.from_config(str(home)) as instance:
+            bench = _setup(instance, endpoint, work, vids, etags, bulk)
+            if bulk:
+                cores = len(os.sched_getaffinity(0))
+                bench.pool = stack.enter_context(worker_pool(instance, cores if workers is None else workers))
+                bench.store = BulkStore(instance, bench.mats)
+            bench.clock.seconds["servers_start_s"] = round(time.perf_counter() - started, 3)
+            result = _measure(bench, n, new)
+            if ui:
+                result.update(scale_ui.measure_ui(home, n, len(LANGUAGES)))
+            return result
+
+
+def _seed(work: Path, vids: Sequence[str]) -> tuple[list[tuple[str, str, bytes]], dict[str, str]]:
+    """moto's seed: the source objects and the registration of the catalog (7 languages) that
+    names them; the catalog file is written as it stands."""
+    sources, etags = source_seed(BUCKET, [source_key(v) for v in vids])
+    text = catalog_text(vids, LANGUAGES[:-1])
+    (work / "catalog.yaml").write_text(text, encoding="utf-8")
+    fingerprints = {f"s3://{BUCKET}/{key}": tag for key, tag in etags.items()}
+    return sources + registry_seed(text, STORAGE_URL, fingerprints), etags
+
+
+def _home(work: Path, pg: PostgresServer) -> Path:
+    home = work / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text(postgres_instance_yaml(pg), encoding="utf-8")
+    return home
+
+
+def _setup(
+    instance: dg.DagsterInstance,
+    endpoint: str,
+    work: Path,
+    vids: list[str],
+    etags: dict[str, str],
+    bulk: bool,
+) -> Bench:
+    """moto's clients, the settings of listing mode and their definitions; nothing stored yet."""
     s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
     sqs = boto3.client("sqs", endpoint_url=endpoint, region_name="us-east-1")
-    s3.create_bucket(Bucket=BUCKET)
-    s3.create_bucket(Bucket="pipeline")
-    catalog_file = tmp / "catalog.yaml"
+    catalog_file = work / "catalog.yaml"
     base = replace(
-        Settings(), storage_url="s3://pipeline/p", s3_endpoint_url=endpoint, s3_region="us-east-1",
+        Settings(), storage_url=STORAGE_URL, s3_endpoint_url=endpoint, s3_region="us-east-1",
         drop_bucket=BUCKET, drop_prefix=PREFIX, target_languages="es", catalog_url=str(catalog_file),
     )  # fmt: skip
     defs = build_definitions(base)
-    mats = Materializations(instance, defs.resolve_asset_graph())
-    return Bench(instance, endpoint, s3, sqs, base, catalog_file, defs, mats, video_ids(n))
+    mats = Materializations(defs.resolve_asset_graph())
+    bench = Bench(instance, s3, sqs, base, catalog_file, defs, mats, vids, etags, bulk=bulk)
+    bench.ticker = CatalogTicker(defs, instance)
+    return bench
 
 
-def _measure(instance: dg.DagsterInstance, endpoint: str, tmp: Path, n: int, new: int) -> JsonObject:
-    bench = _setup(instance, endpoint, tmp, n)
-    clock = bench.clock
-    with clock.measure("objects_put_s"):
-        bench.etags = put_objects(bench.s3, [f"{PREFIX}{v}.mp4" for v in bench.vids])
+def _prepare(bench: Bench) -> dict[str, int]:
+    """The state before: partitions, every source half and 7 languages dubbed from the objects
+    as they are; the first tick (the catalog already registered by the seed) finds nothing to do."""
+    clock, instance = bench.clock, bench.instance
     with clock.measure("partitions_register_s"):
         instance.add_dynamic_partitions("videos", bench.vids)
         instance.add_dynamic_partitions("languages", list(LANGUAGES))
-    # the state before: every source half and 7 languages dubbed, from the objects as they are
     with clock.measure("materializations_store_s"):
-        bench.store_dubs(LANGUAGES[:-1])
-    # the catalog as it stands: one tick registers it (a one-off) and finds nothing to do
-    _catalog(bench.catalog_file, bench.vids, LANGUAGES[:-1])
-    with clock.measure("catalog_first_tick_s"):
-        first = bench.tick()
-    listed, queued = _sensor_ticks(bench, n, new)
-    # a new language for the whole catalog: exactly N dub requests
-    _catalog(bench.catalog_file, bench.vids, LANGUAGES)
-    with clock.measure("catalog_tick_s"):
-        added = bench.tick()
-    bench.store_dubs([LANGUAGES[-1]])  # those dubs done: the next tick asks for nothing
-    with clock.measure("catalog_tick_noop_s"):
-        noop = bench.tick()
-    counts = {
-        "catalog_first_tick": first,
-        "sensor_list_tick": listed,
-        "sensor_queue_tick": queued,
-        "catalog_tick": added,
-        "catalog_tick_noop": noop,
-    }
+        if bench.bulk:
+            with indexes_rebuilt(instance):
+                bench.store_dubs(LANGUAGES[:-1])
+        else:
+            bench.store_dubs(LANGUAGES[:-1])
+    return bench.tick("catalog_first_tick", most=1000)  # a first tick plans everything, maybe in parts
+
+
+SPLIT_TICKS = 5  # a tick the deadline splits must have asked for everything within this many
+DRAIN_TICKS = 50  # ticks that may read the events of N dubs before the no-op tick is measured
+
+
+def _measure(bench: Bench, n: int, new: int) -> JsonObject:
+    counts: JsonObject = {"catalog_first_tick": _prepare(bench)}
+    counts["sensor_list_tick"], counts["sensor_queue_tick"] = _sensor_ticks(bench, n, new)
+    counts["catalog_tick_one_change"] = _one_change_tick(bench)
+    # a new language for the whole catalog (and the moved video back): exactly N dub requests
+    bench.catalog_file.write_text(catalog_text(bench.vids, LANGUAGES), encoding="utf-8")
+    counts["catalog_tick"] = bench.tick("catalog_tick", most=SPLIT_TICKS)
+    with bench.clock.measure("materializations_store_last_s"):
+        bench.store_dubs([LANGUAGES[-1]])  # those dubs done: the next tick asks for nothing
+    # the ticks that read those N·5 materialisations (an incremental tick replans their videos,
+    # a page of events a tick): until one reads none
+    counts["catalog_tick_after_dubs"] = bench.tick("catalog_tick_after_dubs", most=DRAIN_TICKS, drain=True)
+    counts["catalog_tick_noop"] = bench.tick("catalog_tick_noop")
+    _sweep(bench)
     return _result(bench, n, new, counts)
+
+
+def _one_change_tick(bench: Bench) -> dict[str, int]:
+    """One video's source changed: the catalog names a new object for it (a new URI and ETag,
+    which an incremental tick sees as a change of the catalog, and a full tick as a new
+    fingerprint). The tick asks for its source half and nothing else."""
+    vid = bench.vids[len(bench.vids) // 2]
+    moved = f"{PREFIX}{vid}-v2.mp4"
+    put_objects(bench.s3, [moved])
+    bench.catalog_file.write_text(catalog_text(bench.vids, LANGUAGES[:-1], {vid: moved}), encoding="utf-8")
+    return bench.tick("catalog_tick_one_change", most=SPLIT_TICKS)
+
+
+def _sweep(bench: Bench) -> None:
+    """``catalog_sweep_s``: one full reconciliation of the catalog. A plan that does not report
+    ``swept`` makes every tick one (the no-op tick's seconds); one that does is ticked until its
+    sweep has judged every partition (N videos and 8·N pairs), and those ticks' seconds summed."""
+    noop = bench.ticks["catalog_tick_noop"]
+    seconds, ticks, swept = noop.seconds, 1, noop.swept
+    partitions = len(bench.vids) * (1 + len(LANGUAGES))
+    while swept is not None and swept < partitions and ticks < 1000 and bench.ticker is not None:
+        result = bench.ticker.tick()
+        if not result.swept:  # no progress: no sweep to wait for
+            break
+        swept, seconds, ticks = swept + result.swept, seconds + result.seconds, ticks + 1
+    bench.clock.seconds["catalog_sweep_s"] = round(seconds, 3)
+    bench.clock.seconds["catalog_sweep_ticks"] = ticks
+
+
+def _tick_sensor(defs: dg.Definitions, instance: dg.DagsterInstance, cursor: str | None) -> Any:
+    context = dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs)
+    return defs.resolve_sensor_def("s3_drop_sensor")(context)
 
 
 def _sensor_ticks(bench: Bench, n: int, new: int) -> tuple[int, int]:
@@ -300,7 +311,7 @@ def _sensor_ticks(bench: Bench, n: int, new: int) -> tuple[int, int]:
     objects; the runs each requested."""
     # listing mode: N objects handled before, `new` new ones
     cursor = _tick_cursor(bench.s3)[0].dump()
-    put_objects(bench.s3, [f"{PREFIX}{v}.mp4" for v in video_ids(new, start=n)])
+    put_objects(bench.s3, [source_key(v) for v in video_ids(new, start=n)])
     with bench.clock.measure("sensor_list_tick_s"):
         listed = _tick_sensor(bench.defs, bench.instance, cursor)
     # queue mode: S3 event notifications to SQS, `new` more objects
@@ -312,41 +323,68 @@ def _sensor_ticks(bench: Bench, n: int, new: int) -> tuple[int, int]:
             "QueueConfigurations": [{"QueueArn": attributes["QueueArn"], "Events": ["s3:ObjectCreated:*"]}]
         },
     )
-    put_objects(bench.s3, [f"{PREFIX}{v}.mp4" for v in video_ids(new, start=n + new)])
+    put_objects(bench.s3, [source_key(v) for v in video_ids(new, start=n + new)])
     queue_defs = build_definitions(replace(bench.base, drop_queue_url=queue))
     with bench.clock.measure("sensor_queue_tick_s"):
         queued = _tick_sensor(queue_defs, bench.instance, None)
     return len(listed.run_requests or []), len(queued.run_requests or [])
 
 
-def _result(bench: Bench, n: int, new: int, counts: JsonObject) -> JsonObject:
-    seconds = bench.clock.seconds
-    expected = {
-        "catalog_first_tick": {"catalog_source_schedule": 0, "catalog_dub_schedule": 0},
+def expected_requests(n: int, new: int) -> JsonObject:
+    """What each tick must ask for: requests by job (the catalog's) or runs (the drop sensor's)."""
+    return {
+        "catalog_first_tick": {},
         "sensor_list_tick": new,
         "sensor_queue_tick": new,
-        "catalog_tick": {"catalog_source_schedule": 0, "catalog_dub_schedule": n},
-        "catalog_tick_noop": {"catalog_source_schedule": 0, "catalog_dub_schedule": 0},
+        "catalog_tick_one_change": {"source_half": 1},
+        "catalog_tick": {"dub": n},
+        "catalog_tick_after_dubs": {},
+        "catalog_tick_noop": {},
     }
+
+
+SETUP = (  # what ``setup_s`` sums: everything but the measured ticks (the partitions are both)
+    "servers_start_s",  # PostgreSQL, the seed built, moto seeded and serving, the instance
+    "partitions_register_s",
+    "materializations_store_s",
+    "catalog_first_tick_s",
+    "materializations_store_last_s",
+)
+
+
+def _result(bench: Bench, n: int, new: int, counts: JsonObject) -> JsonObject:
+    seconds = bench.clock.seconds
+    ticks = ("catalog_tick_one_change", "catalog_tick", "catalog_tick_after_dubs", "catalog_tick_noop")
+    measured = (
+        "partitions_register_s", "sensor_list_tick_s", "sensor_queue_tick_s", "catalog_tick_one_change_s",
+        "catalog_tick_s", "catalog_tick_noop_s", "catalog_sweep_s",
+    )  # fmt: skip
+    expected = expected_requests(n, new)
     return {
         "ok": counts == expected,
         "n": n,
         "languages": len(LANGUAGES),
         "video_language_partitions": n * len(LANGUAGES),
         "new_objects": new,
-        **{k: seconds[k] for k in ("partitions_register_s", "sensor_list_tick_s", "sensor_queue_tick_s")},
-        "catalog_tick_s": seconds["catalog_tick_s"],
-        "catalog_tick_noop_s": seconds["catalog_tick_noop_s"],
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        **{k: seconds[k] for k in measured},
+        "catalog_sweep_ticks": int(seconds["catalog_sweep_ticks"]),
+        "catalog_tick_after_dubs_s": seconds["catalog_tick_after_dubs_s"],
+        "split_ticks": {t: int(seconds[f"{t}_ticks"]) for t in ("catalog_first_tick", *ticks)},
+        "split_total_s": {t: seconds[f"{t}_total_s"] for t in ("catalog_first_tick", *ticks)},
+        "events_per_tick": bench.ticks["catalog_tick_noop"].events,
+        "events_read": {t: bench.ticks[t].events for t in ticks},
+        "peak_rss_mb": max(bench.ticks[t].peak_rss_mb for t in ticks),
+        "process_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "setup_s": round(sum(seconds[k] for k in SETUP), 3),
         "requests": counts,
         "expected_requests": expected,
         "setup": {
-            "objects_put_s": seconds["objects_put_s"],
-            "materializations_store_s": seconds["materializations_store_s"],
-            "materializations": bench.mats.stored,
-            "catalog_first_tick_s": seconds["catalog_first_tick_s"],
+            **{k: seconds[k] for k in SETUP},
+            "bulk": bench.bulk,
+            "materializations": bench.stored,
         },
-        "catalog_plan_seconds": {"catalog_tick": PLAN_SECONDS[-2], "catalog_tick_noop": PLAN_SECONDS[-1]},
+        "catalog_plan_seconds": {t: bench.ticks[t].plan_seconds for t in ticks},
+        "deadline_hit": {t: bench.ticks[t].deadline_hit for t in ticks},
         "cpu": numerics.cpu_model(),
         "cores": len(os.sched_getaffinity(0)),
     }
@@ -359,6 +397,20 @@ def _tick_cursor(s3: Any) -> tuple[DropCursor, int]:
     return cursor, len(drops)
 
 
+SUMMARY_KEYS = (
+    "setup_s",
+    "partitions_register_s",
+    "sensor_list_tick_s",
+    "sensor_queue_tick_s",
+    "catalog_tick_one_change_s",
+    "catalog_tick_s",
+    "catalog_tick_noop_s",
+    "catalog_sweep_s",
+    "ui_asset_page_s",
+    "ui_partitions_page_s",
+)
+
+
 def summary(result: JsonObject) -> str:
     """A few readable lines of a ``run_scale`` result."""
     lines = [
@@ -366,14 +418,11 @@ def summary(result: JsonObject) -> str:
         f"({result['video_language_partitions']:,} video × language partitions) on {result['cpu']}, "
         f"{result['cores']} cores",
     ]
-    for key in (
-        "partitions_register_s",
-        "sensor_list_tick_s",
-        "sensor_queue_tick_s",
-        "catalog_tick_s",
-        "catalog_tick_noop_s",
-    ):
-        lines.append(f"  {key:<24} {result[key]:>9.2f}")
-    lines.append(f"  {'peak_rss_mb':<24} {result['peak_rss_mb']:>9.1f}")
+    for key in SUMMARY_KEYS:
+        if isinstance(result.get(key), int | float):
+            lines.append(f"  {key:<26} {result[key]:>9.2f}")
+    if result.get("events_per_tick") is not None:
+        lines.append(f"  {'events_per_tick':<26} {result['events_per_tick']:>9,}")
+    lines.append(f"  {'peak_rss_mb':<26} {result['peak_rss_mb']:>9.1f}")
     lines.append("  requests as expected" if result["ok"] else f"  UNEXPECTED requests: {result['requests']}")
     return "\n".join(lines)

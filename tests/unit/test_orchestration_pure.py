@@ -56,7 +56,7 @@ def _result(**changes: Any) -> dict[str, Any]:
             "runs": {"source_half": clips, "dub": [f"{lang}|{c}" for c in clips for lang in LANGUAGES]}
         },
         "quiet_tick": {
-            "ticks": ["catalog_dub_schedule", "catalog_source_schedule"],
+            "ticks": ["catalog_sensor"],
             "runs_requested": 0,
             "new_runs": 0,
         },
@@ -74,7 +74,7 @@ def test_the_backfill_check_accepts_exactly_once_and_names_what_is_wrong() -> No
     twice = _result()
     twice["backfill"]["runs"]["dub"].append("es|clip000")
     assert check(twice)[0].startswith("dub runs:")
-    noisy = _result(quiet_tick={"ticks": ["catalog_dub_schedule"], "runs_requested": 0, "new_runs": 0})
+    noisy = _result(quiet_tick={"ticks": [], "runs_requested": 0, "new_runs": 0})
     assert check(noisy)[0].startswith("the tick after the backfill")
     extra = _result(replaced={"video": "clip000", "runs": {"source_half": ["clip000", "clip001"], "dub": []}})
     assert check(extra)[0].startswith("after replacing clip000")
