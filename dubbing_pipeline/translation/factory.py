@@ -8,7 +8,7 @@ from dubbing_pipeline.translation.apertium import ApertiumTranslator, debian_pac
 from dubbing_pipeline.translation.base import APERTIUM_HOWTO, LLM_HOWTO, PIVOT_HOWTO, TRANSLATORS, Translator
 from dubbing_pipeline.translation.budget import normalize_language
 from dubbing_pipeline.translation.llm import LLMTranslator
-from dubbing_pipeline.translation.pivot import PivotTranslator
+from dubbing_pipeline.translation.pivot import DIRECT, PivotTranslator
 
 AUTO_CHOICE: dict[tuple[str, str], str] = {
     ("en", "es"): "combined",
@@ -26,7 +26,8 @@ dubbing_pipeline.tooling.translation_eval``, docs/stages.md); Apertium translate
 
 def _supported_message(source: str, target: str, apertium_pairs: list[tuple[str, str]], why: str) -> str:
     offered = ", ".join(f"{s}->{t}" for s, t in apertium_pairs) or "none (apertium is not installed)"
-    return f"{why}; offline pairs (apertium): {offered}; {LLM_HOWTO}"
+    neural = ", ".join(f"{s}->{t}" for s, t in sorted(DIRECT))
+    return f"{why}; offline pairs (apertium): {offered}; (the Bergamot model): {neural}; {LLM_HOWTO}"
 
 
 def _apertium() -> ApertiumTranslator | None:
