@@ -47,9 +47,12 @@ catalog unless the whole catalog changed:
 * the videos with failed partitions (``quarantine.Gate``), so that a backoff that ends is acted on.
 
 For the videos it plans, chunk by chunk (``CHUNK_VIDEOS``): a ``stat`` per local source, a HEAD per
-S3 source or one listing of the S3 key range of the chunk; registry writes and partition adds (one
-query per chunk); one query per asset for the latest data versions of the chunk's partitions; and
-the runs in flight of the partitions not fresh only (so the cost does not follow the run queue).
+S3 source or one listing of the S3 key range of the chunk (a full pass keeps the fingerprint each
+source was registered with: the sweep and the events read them afresh); registry writes, and
+partition adds for the videos new to the index only; one query per asset for the latest data
+versions of the chunk's partitions of its kind; and the runs in flight of the partitions not fresh
+only (so the cost does not follow the run queue), read before and after the chain sensor's pairs,
+then those partitions' data versions again (a run that ended meanwhile is fresh, not asked twice).
 The registry index (``INDEX_KEY``) is read once per code server and written once per tick that
 changed it.
 
