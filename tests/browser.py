@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import itertools
 import json
-import re
 import shutil
 import subprocess
 import tempfile
@@ -18,6 +17,8 @@ import time
 import urllib.request
 from pathlib import Path
 from typing import Any
+
+from dubbing_pipeline.tooling.scale_ui import devtools_port
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -37,7 +38,7 @@ class Browser:
              "--remote-debugging-port=0", "about:blank"],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
-        port = self._port()
+        port = devtools_port(self.proc)
         targets = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/json", timeout=30).read())
         page = next(t for t in targets if t["type"] == "page")
         self.ws = websocket.create_connection(page["webSocketDebuggerUrl"], timeout=60, suppress_origin=True)
@@ -46,18 +47,6 @@ class Browser:
         self.events: list[dict[str, Any]] = []
         for domain in ("Page", "Runtime", "Log", "Network"):
             self.call(f"{domain}.enable")
-
-    def _port(self) -> int:
-        assert self.proc.stderr is not None
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            line = self.proc.stderr.readline()
-            found = re.search(r"DevTools listening on ws://127\.0\.0\.1:(\d+)/", line)
-            if found:
-                return int(found.group(1))
-            if not line and self.proc.poll() is not None:
-                break
-        raise RuntimeError("chromium did not start its DevTools endpoint")
 
     def _note(self, event: dict[str, Any]) -> None:
         method, params = event.get("method"), event.get("params", {})

@@ -45,6 +45,21 @@ TIMEOUT = 300.0
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
+def devtools_port(proc: subprocess.Popen[str]) -> int:
+    """The DevTools port a Chromium started with ``--remote-debugging-port=0`` prints on stderr
+    (also what ``tests/browser.py`` reads)."""
+    assert proc.stderr is not None
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        found = re.search(r"DevTools listening on ws://127\.0\.0\.1:(\d+)/", line)
+        if found:
+            return int(found.group(1))
+        if not line and proc.poll() is not None:
+            break
+    raise RuntimeError("chromium did not start its DevTools endpoint")
+
+
 class Page:
     """One headless Chromium tab over the DevTools protocol: navigate and evaluate, nothing else."""
 
@@ -60,23 +75,11 @@ class Page:
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
         targets = json.loads(
-            urllib.request.urlopen(f"http://127.0.0.1:{self._port()}/json", timeout=30).read()
+            urllib.request.urlopen(f"http://127.0.0.1:{devtools_port(self.proc)}/json", timeout=30).read()
         )
         page = next(t for t in targets if t["type"] == "page")
         self.ws = websocket.create_connection(page["webSocketDebuggerUrl"], timeout=60, suppress_origin=True)
         self.ids = itertools.count(1)
-
-    def _port(self) -> int:
-        assert self.proc.stderr is not None
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            line = self.proc.stderr.readline()
-            found = re.search(r"DevTools listening on ws://127\.0\.0\.1:(\d+)/", line)
-            if found:
-                return int(found.group(1))
-            if not line and self.proc.poll() is not None:
-                break
-        raise RuntimeError("chromium did not start its DevTools endpoint")
 
     def call(self, method: str, **params: object) -> Any:
         ident = next(self.ids)
