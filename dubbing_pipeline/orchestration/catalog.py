@@ -740,8 +740,7 @@ class _Planner:
         lap("register")
         if not present:  # (an empty partition list would read every partition)
             return 0
-        pks = [p for v in present for p in (v.video_id, *(pair_key(v.video_id, x) for x in v.languages))]
-        fresh = Freshness(self.instance, self.graph, partitions=pks)
+        fresh = Freshness(self.instance, self.graph, partitions=_partitions_of(present))
         unsettled = self.unsettled(fresh, present)
         lap("data_versions")
         busy: set[str] = set()
@@ -757,9 +756,10 @@ class _Planner:
             busy |= _in_flight(self.instance, self.jobs, unsettled)
             again = self.reread(present, unsettled)
         lap("runs")
+        settled_tick = _Tick(self.plan, fresh, self.halves, busy, chained, self.gate)
+        unsettled_tick = _Tick(self.plan, again, self.halves, busy, chained, self.gate)
         for video in present:
-            judge = again if video.video_id in unsettled else fresh
-            tick = _Tick(self.plan, judge, self.halves, busy, chained, self.gate)
+            tick = unsettled_tick if video.video_id in unsettled else settled_tick
             tick.video(video, str(self.found[video.source_uri]))
         lap("statuses")
         return len(self.plan.statuses) - before
@@ -769,13 +769,13 @@ class _Planner:
         run that ended between the first read and the runs' read (the chain sensor's dub, done in
         seconds) is then seen fresh, not asked for a second time."""
         videos_ = {video_of(pk) for pk in unsettled}
-        pks = [
-            p
-            for v in present
-            if v.video_id in videos_
-            for p in (v.video_id, *(pair_key(v.video_id, x) for x in v.languages))
-        ]
-        return Freshness(self.instance, self.graph, partitions=pks)
+        partitions = _partitions_of([v for v in present if v.video_id in videos_])
+        return Freshness(self.instance, self.graph, partitions=partitions)
+
+
+def _partitions_of(videos_: Sequence[CatalogVideo]) -> list[str]:
+    """The partitions of ``videos_``: each video's, then its pairs'."""
+    return [p for v in videos_ for p in (v.video_id, *(pair_key(v.video_id, x) for x in v.languages))]
 
 
 @dataclass
