@@ -62,6 +62,27 @@ def instance(tmp_path: Path) -> Iterator[Any]:
         yield inst
 
 
+@pytest.fixture(scope="module")
+def pg_home(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A ``$DAGSTER_HOME`` whose run, event-log and schedule storage are a throwaway PostgreSQL
+    database named after the test module."""
+    from dubbing_pipeline.tooling.devservers import postgres_instance_yaml, postgres_server
+
+    with postgres_server(f"dagster_{request.module.__name__.removeprefix('test_')}") as server:
+        home = tmp_path_factory.mktemp("pg_home")
+        (home / "dagster.yaml").write_text(postgres_instance_yaml(server), encoding="utf-8")
+        yield home
+
+
+@pytest.fixture(scope="module")
+def pg(pg_home: Path) -> Iterator[Any]:
+    """A Dagster instance on ``pg_home``."""
+    import dagster as dg
+
+    with dg.DagsterInstance.from_config(str(pg_home)) as instance:
+        yield instance
+
+
 @pytest.fixture(scope="session")
 def test_media() -> TestMedia:
     """Recordings, a model and a server fetched by ``.ci/install`` (never by the test session)."""

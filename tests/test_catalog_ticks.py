@@ -12,7 +12,6 @@ import collections
 import os
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,22 +23,11 @@ from dubbing_pipeline.definitions import build_definitions
 from dubbing_pipeline.orchestration import catalog as cat
 from dubbing_pipeline.settings import Settings
 from dubbing_pipeline.storage import MediaStorage, make_storage
-from dubbing_pipeline.tooling.devservers import postgres_instance_yaml, postgres_server
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from standins import StandIns
 
 SOURCE = stages.SOURCE_HALF
-
-
-@pytest.fixture(scope="module")
-def pg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dg.DagsterInstance]:
-    """A Dagster instance whose run, event-log and schedule storage are a throwaway PostgreSQL."""
-    with postgres_server("dagster_catalog_ticks") as server:
-        home = tmp_path_factory.mktemp("pg_home")
-        (home / "dagster.yaml").write_text(postgres_instance_yaml(server), encoding="utf-8")
-        with dg.DagsterInstance.from_config(str(home)) as instance:
-            yield instance
 
 
 @pytest.fixture(scope="module")

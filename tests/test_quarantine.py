@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,27 +22,11 @@ from dubbing_pipeline.orchestration import catalog as cat
 from dubbing_pipeline.orchestration import quarantine as q
 from dubbing_pipeline.settings import Settings
 from dubbing_pipeline.storage import MediaStorage, make_storage
-from dubbing_pipeline.tooling.devservers import postgres_instance_yaml, postgres_server
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from standins import StandIns
 
 POLICY = q.RetryPolicy(base_s=100.0, cap_s=1000.0, quarantine_after=3)
-
-
-@pytest.fixture(scope="module")
-def pg_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """A ``$DAGSTER_HOME`` whose run, event-log and schedule storage are a throwaway PostgreSQL."""
-    with postgres_server("dagster_quarantine") as server:
-        home = tmp_path_factory.mktemp("pg_home")
-        (home / "dagster.yaml").write_text(postgres_instance_yaml(server), encoding="utf-8")
-        yield home
-
-
-@pytest.fixture(scope="module")
-def pg(pg_home: Path) -> Iterator[dg.DagsterInstance]:
-    with dg.DagsterInstance.from_config(str(pg_home)) as instance:
-        yield instance
 
 
 @pytest.fixture(scope="module")
