@@ -132,6 +132,12 @@ class Settings:
         "listing mode: seconds an object may appear after its LastModified (a multipart upload is "
         "stamped when it started); objects stamped earlier than the newest seen minus this are ignored",
     )
+    drop_list_budget_s: float = setting(
+        8.0,
+        "DUBBING_DROP_LIST_BUDGET_S",
+        "listing mode: a tick lists the bucket for at most this many seconds (pages of 1,000 keys) and the "
+        "next goes on after the last key listed, so a lap of a large bucket spans ticks",
+    )
     target_languages: str = setting(
         "es",
         "DUBBING_TARGET_LANGUAGES",

@@ -267,6 +267,18 @@ def test_a_pair_the_chain_sensor_is_about_to_dub_is_not_asked_twice(
     si = StandIns(graph, storage, tmp_path / "io")
     si.materialise(instance, SOURCE, "a")
     jobs = build_definitions(Settings())
+    # an older source run of the same video, dubbed long ago by the chain: the newest run is the one to follow
+    old = instance.create_run_for_job(
+        jobs.resolve_job_def("source_half"),
+        tags={"dagster/partition": "a", sen.LANGUAGES_TAG: "es,de"},
+        status=dg.DagsterRunStatus.SUCCESS,
+    )
+    for pk in ("es|a", "de|a"):
+        instance.create_run_for_job(
+            jobs.resolve_job_def("dub"),
+            tags={"dagster/partition": pk, sen.SOURCE_RUN_TAG: old.run_id},
+            status=dg.DagsterRunStatus.SUCCESS,
+        )
     source_run = instance.create_run_for_job(
         jobs.resolve_job_def("source_half"),
         tags={"dagster/partition": "a", sen.LANGUAGES_TAG: "es,de"},

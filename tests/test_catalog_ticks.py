@@ -12,6 +12,7 @@ import collections
 import os
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -181,3 +182,28 @@ def test_drift_the_events_do_not_show_is_found_by_the_sweep_within_its_bound(
     assert plan.events == 0 and plan.swept == len(plan.statuses)
     assert {pk.rsplit("|", 1)[-1] for pk in plan.statuses} == {v.video_id for v in videos}
     assert cat.CatalogCursor.parse(ticks.cursor).rush is None  # that full pass is over
+
+
+def test_a_language_added_to_the_whole_catalog_is_a_narrow_full_pass(
+    settled: Settled, graph: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """More entries changed than ``PENDING_MAX``, each only gaining a language: a full pass across
+    ticks judges every video's source half and only the new language's pairs (the es and de pairs
+    asked for before are not read again); a source half asked for carries all its languages."""
+    ticks, _, videos = settled
+    monkeypatch.setattr(cat, "PENDING_MAX", 5)
+    ticks.catalog = cat.Catalog([replace(v, languages=(*v.languages, "fr")) for v in videos])
+    plans = [ticks(graph, sweep=0, budget_s=6.0, clock=FakeClock(), chunk=4)]
+    assert plans[0].deadline_hit and cat.CatalogCursor.parse(ticks.cursor).only == ["fr"]
+    while plans[-1].deadline_hit:
+        plans.append(ticks(graph, sweep=0, budget_s=6.0, clock=FakeClock(), chunk=4))
+        assert len(plans) < 20, "the pass never ends"
+    judged = [pk for p in plans for pk in p.statuses]
+    made = {v.video_id for v in videos[:2]}  # their source halves are fresh: their fr pairs are judged
+    assert sorted(judged) == sorted([v.video_id for v in videos] + [f"fr|{vid}" for vid in made])
+    dubs = [r.partition_key for p in plans for r in p.dub_requests]
+    assert sorted(dubs) == sorted(f"fr|{vid}" for vid in made)
+    sources = [r for p in plans for r in p.source_requests]
+    assert len(sources) == 18 and {r.tags["dubbing/languages"] for r in sources} == {"es,de,fr"}
+    after = cat.CatalogCursor.parse(ticks.cursor)
+    assert after.rush is None and after.only == []

@@ -195,6 +195,12 @@ def test_s3_drops_one_run_per_object_version(moto_s3: str, videos_dir: Path, ins
     )
     dubs = list(chain(context))  # type: ignore[operator]
     assert [r.partition_key for r in dubs] == ["es|talk"]
+    # another trigger (the catalog) asked for es|talk since the run ended: the chain does not ask again
+    instance.create_run_for_job(
+        defs.resolve_job_def("dub"), tags={"dagster/partition": "es|talk"}, status=dg.DagsterRunStatus.STARTED
+    )
+    again = list(chain(context))  # type: ignore[operator]
+    assert len(again) == 1 and isinstance(again[0], dg.SkipReason), again
     print("\ntimings:", json.dumps({k: round(v, 3) for k, v in TIMINGS.items()}))
 
 
@@ -213,6 +219,44 @@ def _record_run(instance: dg.DagsterInstance, run_key: str) -> None:
         return 1
 
     assert dg.materialize([recorded], instance=instance, tags={sen.RUN_KEY_TAG: run_key}).success
+
+
+def test_a_large_bucket_is_listed_a_slice_a_tick(moto_s3: str, instance: Any) -> None:
+    """Listing mode with a budget that allows one page a tick: the listing goes on after the last
+    key listed, a lap spans ticks, and each new object is asked for once, in the tick that lists it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import boto3
+
+    from dubbing_pipeline.definitions import build_definitions
+
+    s3 = boto3.client("s3", endpoint_url=moto_s3, region_name="us-east-1")
+    s3.create_bucket(Bucket="big-drops")
+    s3.create_bucket(Bucket="big-media")
+    put = lambda key: s3.put_object(Bucket="big-drops", Key=key, Body=key.encode())  # noqa: E731
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(put, [f"in/a{i:04d}.mp4" for i in range(1500)]))
+    handled, _ = sen.select_new(
+        sen.list_s3_drops(s3, "big-drops", "in/", (".mp4",)), sen.DropCursor(), 3600, 2000
+    )
+    assert len(handled) == 1500
+    cursor = sen.select_new(handled, sen.DropCursor(), 3600, 2000)[1]
+    settings = replace(
+        Settings(), storage_url="s3://big-media/p", s3_endpoint_url=moto_s3, drop_bucket="big-drops",
+        drop_prefix="in/", target_languages="es", drop_list_budget_s=0.0,
+    )  # fmt: skip
+    defs = build_definitions(settings)
+    sensor = defs.resolve_sensor_def("s3_drop_sensor")
+    put("in/a0005x.mp4")  # in the first page
+    put("in/z-late.mp4")  # in the second
+    raw, asked = cursor.dump(), []
+    for _ in range(3):
+        result = _tick(sensor, instance, raw, defs)
+        asked.append(sorted(r.partition_key for r in result.run_requests or []))
+        apply_partition_adds(instance, result)
+        raw = result.cursor
+        assert sen.DropCursor.parse(raw).after in ("", "in/a0998.mp4")
+    assert asked == [["a0005x"], ["z-late"], []]  # the third tick starts a new lap: nothing new
 
 
 def test_s3_event_queue_mode(moto_s3: str, videos_dir: Path, instance: Any) -> None:

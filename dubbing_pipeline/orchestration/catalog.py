@@ -303,7 +303,7 @@ def _chained(instance: dg.DagsterInstance, source_job: str, dub_job: str, now: f
         dg.RunsFilter(job_name=source_job, statuses=[dg.DagsterRunStatus.SUCCESS], updated_after=since)
     )
     expected: dict[str, str] = {}
-    for record in done:
+    for record in sorted(done, key=lambda r: (r.update_timestamp, r.storage_id)):  # the newest wins
         run = record.dagster_run
         video = run.tags.get(PARTITION_TAG)
         for lang in (run.tags.get(LANGUAGES_TAG) or "").split(","):
@@ -516,6 +516,7 @@ class _Tick:
     busy: set[str]  # partitions with a run in flight
     chained: set[str]  # pairs the chain sensor is about to dub
     gate: Gate | None = None  # failed partitions back off, then wait in quarantine (``quarantine``)
+    only: frozenset[str] | None = None  # judge only these languages' pairs (None: every language)
 
     def ask(self, requests: list[dg.RunRequest], request: dg.RunRequest) -> None:
         """Add ``request`` unless the retry gate holds its partition back (the reason is logged)."""
@@ -532,13 +533,13 @@ class _Tick:
         if (
             vid in self.busy
         ):  # its run has not ended (when its source half is fresh: the chain sensor dubs it)
-            skipped = [vid] if status.state != FRESH else [pair_key(vid, lang) for lang in video.languages]
+            skipped = [vid] if status.state != FRESH else [pair_key(vid, x) for x in judged(video, self.only)]
             self.plan.skipped.update(dict.fromkeys(skipped, "source_half run in flight"))
         elif status.state != FRESH:
             self.ask(self.plan.source_requests, self.source_request(video, fp, status))
         else:
             source_dv = self.fresh.data_version(dg.AssetKey("source_video"), vid) or fp
-            for lang in video.languages:
+            for lang in judged(video, self.only):
                 self.dub(pair_key(vid, lang), source_dv)
 
     def source_request(self, video: CatalogVideo, fp: str, status: Status) -> dg.RunRequest:
@@ -578,6 +579,12 @@ class _Tick:
                     },
                 ),
             )
+
+
+def judged(video: CatalogVideo, only: frozenset[str] | None) -> list[str]:
+    """The languages of ``video`` whose pairs a pass judges (``only``: a pass narrowed to the
+    languages the catalog added; its source half is judged, and asked for with all of them)."""
+    return [x for x in video.languages if only is None or x in only]
 
 
 def pair_key(video_id: str, language: str) -> str:
@@ -645,8 +652,9 @@ def _snapshot(
     cursor: CatalogCursor,
     memo: CatalogMemo,
     planner: _Planner,
-) -> tuple[Snapshot, list[str]]:
-    """The catalog as this tick plans it, and the videos that changed since the cursor's snapshot.
+) -> tuple[Snapshot, CatalogChange]:
+    """The catalog as this tick plans it, and the videos that changed since the cursor's snapshot
+    (with the languages added to them, when that is all that changed).
 
     An unchanged catalog costs nothing but a check of the sources still missing; a changed one is
     resolved again (entries known keep their ids) and stored (``Snapshot.save``).
@@ -658,12 +666,13 @@ def _snapshot(
             found.update(fingerprints([v.source_uri for v in previous.missing]))
         if not any(found.get(v.source_uri) for v in previous.missing):
             memo.snapshots = {previous.digest: previous}
-            return previous, []
+            return previous, CatalogChange()
     snapshot = build_snapshot(storage, catalog, previous, found, fingerprints, planner.index)
     if snapshot.digest != cursor.catalog:
         snapshot.save(storage, keep=cursor.catalog)
     memo.snapshots = {snapshot.digest: snapshot}
-    return snapshot, snapshot.changed_since(previous)
+    changed = snapshot.changed_since(previous)
+    return snapshot, CatalogChange(changed, snapshot.added_languages(previous, changed))
 
 
 @dataclass
@@ -683,6 +692,7 @@ class _Planner:
     found: dict[str, str | None] = field(default_factory=dict)  # source URI → fingerprint, this tick
     dirty: bool = False  # the index changed: stored once, at the end of the tick
     languages: set[str] | None = None  # the language partitions there, read once a tick
+    only: frozenset[str] | None = None  # the chunk being planned judges only these languages' pairs
 
     def present(self, videos_: Sequence[CatalogVideo], *, recheck: bool = True) -> list[CatalogVideo]:
         """The videos whose source is there (registered, partitions added); the others are refused.
@@ -728,7 +738,7 @@ class _Planner:
             if _source_status(fresh, self.halves.source, vid, fp).state != FRESH:
                 out.add(vid)
                 continue
-            pairs = [pair_key(vid, x) for x in video.languages]
+            pairs = [pair_key(vid, x) for x in judged(video, self.only)]
             stale = [pk for pk in pairs if _half_status(fresh, self.halves.target, pk).state != FRESH]
             out.update([vid, *stale] if stale else [])
         return out
@@ -740,7 +750,7 @@ class _Planner:
         lap("register")
         if not present:  # (an empty partition list would read every partition)
             return 0
-        fresh = Freshness(self.instance, self.graph, partitions=_partitions_of(present))
+        fresh = Freshness(self.instance, self.graph, partitions=_partitions_of(present, self.only))
         unsettled = self.unsettled(fresh, present)
         lap("data_versions")
         busy: set[str] = set()
@@ -756,8 +766,8 @@ class _Planner:
             busy |= _in_flight(self.instance, self.jobs, unsettled)
             again = self.reread(present, unsettled)
         lap("runs")
-        settled_tick = _Tick(self.plan, fresh, self.halves, busy, chained, self.gate)
-        unsettled_tick = _Tick(self.plan, again, self.halves, busy, chained, self.gate)
+        settled_tick = _Tick(self.plan, fresh, self.halves, busy, chained, self.gate, self.only)
+        unsettled_tick = _Tick(self.plan, again, self.halves, busy, chained, self.gate, self.only)
         for video in present:
             tick = unsettled_tick if video.video_id in unsettled else settled_tick
             tick.video(video, str(self.found[video.source_uri]))
@@ -769,13 +779,13 @@ class _Planner:
         run that ended between the first read and the runs' read (the chain sensor's dub, done in
         seconds) is then seen fresh, not asked for a second time."""
         videos_ = {video_of(pk) for pk in unsettled}
-        partitions = _partitions_of([v for v in present if v.video_id in videos_])
+        partitions = _partitions_of([v for v in present if v.video_id in videos_], self.only)
         return Freshness(self.instance, self.graph, partitions=partitions)
 
 
-def _partitions_of(videos_: Sequence[CatalogVideo]) -> list[str]:
-    """The partitions of ``videos_``: each video's, then its pairs'."""
-    return [p for v in videos_ for p in (v.video_id, *(pair_key(v.video_id, x) for x in v.languages))]
+def _partitions_of(videos_: Sequence[CatalogVideo], only: frozenset[str] | None = None) -> list[str]:
+    """The partitions of ``videos_``: each video's, then its pairs' (``only``: of these languages)."""
+    return [p for v in videos_ for p in (v.video_id, *(pair_key(v.video_id, x) for x in judged(v, only)))]
 
 
 @dataclass
@@ -785,19 +795,48 @@ class _Work:
     changed: list[str]
     rush: str | None  # a full pass goes on after this id; None: none
     sweep: list[str]
+    only: list[str] = field(default_factory=list)  # the full pass judges only these languages ([]: all)
+
+
+@dataclass(frozen=True)
+class CatalogChange:
+    """The videos whose catalog entry changed this tick, and the languages added to them when that
+    is all that changed (None: an entry is new or names another source)."""
+
+    videos: list[str] = field(default_factory=list)
+    added: list[str] | None = None
 
 
 def _work(
-    cursor: CatalogCursor, snapshot: Snapshot, touched: Collection[str], code_digest: str, sweep: int
+    cursor: CatalogCursor,
+    snapshot: Snapshot,
+    touched: Collection[str],
+    code_digest: str,
+    sweep: int,
+    catalog: CatalogChange = CatalogChange(),
 ) -> _Work:
     """The work of a tick: a first tick, a new code version or more than ``PENDING_MAX`` changed
     videos start a full pass from the first id; otherwise the changed videos one by one, the full
-    pass where the previous tick left it, or (none in progress) the sweep's next slice."""
-    changed = sorted({*cursor.pending, *touched} & snapshot.videos.keys())
-    rush = cursor.rush
+    pass where the previous tick left it, or (none in progress) the sweep's next slice.
+
+    A catalog change of more than ``PENDING_MAX`` videos that only adds languages (a new language
+    for the whole catalog) starts a *narrow* full pass: every video's source half and only the
+    added languages' pairs are judged (the others did not change), which is what keeps such a tick
+    within its budget; the videos touched otherwise are planned whole beside it."""
+    others = sorted({*cursor.pending, *touched} & snapshot.videos.keys())
+    edited = sorted(set(catalog.videos) & snapshot.videos.keys())
+    rush, only = cursor.rush, list(cursor.only) if cursor.rush is not None else []
     codes_changed = bool(cursor.codes) and cursor.codes != code_digest
-    if cursor.events is None or codes_changed or len(changed) > PENDING_MAX:
-        rush = ""
+    if cursor.events is None or codes_changed or len(others) > PENDING_MAX:
+        rush, only = "", []
+    elif len({*others, *edited}) > PENDING_MAX:
+        if catalog.added is not None and (rush is None or only):  # none, or a narrow one: narrow
+            rush, only, edited = "", sorted({*only, *catalog.added}), []
+        else:
+            rush, only = "", []
+    changed = sorted({*others, *edited})
+    if rush is not None and only:  # a narrow pass: the changed videos are planned whole now
+        return _Work(changed, rush, [], only)
     if rush is not None:
         changed = [vid for vid in changed if vid <= rush]  # the full pass plans the others
         return _Work(changed, rush, [])
@@ -822,8 +861,9 @@ def _run_work(
                 return _next_cursor(cursor, work, done, budget)
             first, began, part = False, budget.clock(), ids[start : start + chunk]
             todo = [snapshot.videos[v] for v in part if v not in planned]
-            judged = planner.chunk(todo, lap, recheck=name != "rush")
-            planner.plan.swept += judged if name != "changed" else 0
+            planner.only = frozenset(work.only) if name == "rush" and work.only else None
+            count = planner.chunk(todo, lap, recheck=name != "rush")
+            planner.plan.swept += count if name != "changed" else 0
             planner.plan.changed += len(part) if name == "changed" else 0
             done[name] += part
             planned.update(part if name == "changed" else [])
@@ -835,7 +875,7 @@ def _next_cursor(
     cursor: CatalogCursor, work: _Work, done: dict[str, list[str]], budget: Deadline
 ) -> CatalogCursor:
     """Where the next tick goes on: the changed videos not planned, the full pass's or the sweep's
-    last id planned (a full pass that ended: none)."""
+    last id planned (a full pass that ended: none) and the languages it is narrowed to."""
     planned = set(done["changed"])
     pending = [vid for vid in work.changed if vid not in planned]
     rush = work.rush
@@ -844,9 +884,10 @@ def _next_cursor(
         if not budget.hit:
             rush = None
     sweep = done["sweep"][-1] if done["sweep"] else cursor.sweep
+    only = work.only if rush is not None else []
     if len(pending) > PENDING_MAX:
-        pending, rush = [], ""
-    return replace(cursor, pending=pending, rush=rush, sweep=sweep)
+        pending, rush, only = [], "", []
+    return replace(cursor, pending=pending, rush=rush, sweep=sweep, only=only)
 
 
 def _gated(gate: Gate | None, snapshot: Snapshot) -> set[str]:
@@ -900,8 +941,8 @@ def plan_catalog(
     _refuse(plan, snapshot)
     planner.gate = Gate.read(instance, storage, retry or RetryPolicy(), jobs, now)
     lap("catalog")
-    touched = {*changes.videos, *changed, *_gated(planner.gate, snapshot)}
-    work = _work(cursor, snapshot, touched, halves.code_digest, sweep)
+    touched = {*changes.videos, *_gated(planner.gate, snapshot)}
+    work = _work(cursor, snapshot, touched, halves.code_digest, sweep, changed)
     plan.cursor = _run_work(planner, snapshot, work, cursor, budget, chunk)
     plan.cursor = replace(
         plan.cursor, events=changes.watermark, catalog=snapshot.digest, codes=halves.code_digest

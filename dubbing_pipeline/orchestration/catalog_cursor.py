@@ -30,7 +30,7 @@ import json
 import time
 from bisect import bisect_right
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Final
 
 import dagster as dg
@@ -61,6 +61,7 @@ class CatalogCursor:
     sweep: str = ""  # the sweep goes on after this video id ("": from the first)
     rush: str | None = None  # a full pass goes on after this id ("": from the first); None: none
     pending: list[str] = field(default_factory=list)  # videos changed but not planned (deadline)
+    only: list[str] = field(default_factory=list)  # the full pass judges only these languages ([]: all)
 
     def dump(self) -> str:
         return json.dumps({"v": CURSOR_VERSION, **asdict(self)}, sort_keys=True, separators=(",", ":"))
@@ -80,6 +81,7 @@ class CatalogCursor:
             sweep=str(data.get("sweep") or ""),
             rush=str(rush) if rush is not None else None,
             pending=[str(v) for v in data.get("pending") or []],
+            only=[str(x) for x in data.get("only") or []],
         )
 
 
@@ -195,6 +197,19 @@ class Snapshot:
         if previous is None:
             return list(self.ids)
         return [vid for vid in self.ids if previous.videos.get(vid) != self.videos[vid]]
+
+    def added_languages(self, previous: Snapshot | None, vids: Sequence[str]) -> list[str] | None:
+        """The languages the catalog added to ``vids`` when that is all that changed for each (the
+        same entry and source, languages gained or dropped); None when one is new or moved."""
+        if previous is None:
+            return None
+        added: set[str] = set()
+        for vid in vids:
+            old, new = previous.videos.get(vid), self.videos[vid]
+            if old is None or replace(old, languages=new.languages) != new:
+                return None
+            added |= set(new.languages) - set(old.languages)
+        return sorted(added)
 
     def save(self, storage: MediaStorage, keep: str) -> None:
         """Store this snapshot (once) and drop the others but ``keep`` (the cursor's, until this

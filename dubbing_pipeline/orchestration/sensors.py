@@ -51,7 +51,7 @@ import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
@@ -177,6 +177,7 @@ class DropCursor:
 
     newest: int = -1
     seen: dict[str, int] = field(default_factory=dict)
+    after: str = ""  # the listing goes on after this key ("": from the first, a lap begins)
 
     @classmethod
     def parse(cls, raw: str | None) -> DropCursor:
@@ -184,11 +185,15 @@ class DropCursor:
             return cls()
         data = json.loads(raw)
         return cls(
-            newest=int(data.get("newest", -1)), seen={str(k): int(v) for k, v in data.get("seen", {}).items()}
+            newest=int(data.get("newest", -1)),
+            seen={str(k): int(v) for k, v in data.get("seen", {}).items()},
+            after=str(data.get("after") or ""),
         )
 
     def dump(self) -> str:
-        return json.dumps({"newest": self.newest, "seen": self.seen}, sort_keys=True, separators=(",", ":"))
+        data: dict[str, object] = {"newest": self.newest, "seen": self.seen}
+        data |= {"after": self.after} if self.after else {}
+        return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
     def horizon(self, lookback: int) -> int:
         return self.newest - lookback if self.newest >= 0 else -1
@@ -369,23 +374,50 @@ def seconds(stamp: object) -> int:
 
 def list_s3_drops(client: Any, bucket: str, prefix: str, video_suffixes: Sequence[str]) -> list[Drop]:
     """Every video object under ``prefix`` (ListObjectsV2 has no server-side time filter)."""
+    return list_s3_slice(client, bucket, prefix, video_suffixes)[0]
+
+
+def list_s3_slice(
+    client: Any,
+    bucket: str,
+    prefix: str,
+    video_suffixes: Sequence[str],
+    *,
+    after: str = "",
+    budget_s: float | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> tuple[list[Drop], str]:
+    """The video objects under ``prefix`` after the key ``after``, page by page (1,000 keys) while
+    ``budget_s`` allows another page (always one); and the last key listed when the budget stopped
+    it ("": the listing reached the end of the prefix, a lap is over)."""
     out: list[Drop] = []
     paginator = client.get_paginator("list_objects_v2")
-    for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
-        for obj in page.get("Contents", []):
-            key = obj["Key"]
-            if key.endswith("/") or not key.lower().endswith(tuple(video_suffixes)):
-                continue
-            out.append(
-                Drop(
-                    key=key,
-                    version=str(obj["ETag"]).strip('"'),
-                    modified=seconds(obj["LastModified"]),
-                    source_uri=f"s3://{bucket}/{key}",
-                    relative_key=key[len(prefix) :] if prefix and key.startswith(prefix) else key,
-                )
-            )
-    return out
+    start, longest, last = clock(), 0.0, ""
+    pages = paginator.paginate(Bucket=bucket, Prefix=prefix, **({"StartAfter": after} if after else {}))
+    for page in pages:
+        began = clock()
+        contents = page.get("Contents", [])
+        out += [_drop(bucket, prefix, obj) for obj in contents if _is_video(obj["Key"], video_suffixes)]
+        last = str(contents[-1]["Key"]) if contents else last
+        longest = max(longest, clock() - began)
+        if budget_s is not None and page.get("IsTruncated") and clock() - start + longest > budget_s:
+            return out, last
+    return out, ""
+
+
+def _is_video(key: str, video_suffixes: Sequence[str]) -> bool:
+    return not key.endswith("/") and key.lower().endswith(tuple(video_suffixes))
+
+
+def _drop(bucket: str, prefix: str, obj: Mapping[str, Any]) -> Drop:
+    key = str(obj["Key"])
+    return Drop(
+        key=key,
+        version=str(obj["ETag"]).strip('"'),
+        modified=seconds(obj["LastModified"]),
+        source_uri=f"s3://{bucket}/{key}",
+        relative_key=key[len(prefix) :] if prefix and key.startswith(prefix) else key,
+    )
 
 
 def with_s3_languages(client: Any, bucket: str, drop: Drop) -> Drop:
@@ -418,7 +450,9 @@ def build_s3_drop_sensor(
     settings: Settings, job: Job, *, name: str = "s3_drop_sensor", interval: int = 30
 ) -> dg.SensorDefinition:
     """The drop sensor: consumes the bucket's event queue when ``DUBBING_DROP_QUEUE_URL`` is set,
-    else lists the prefix every ``interval`` seconds (fine up to ~50,000 objects)."""
+    else lists the prefix every ``interval`` seconds: a slice of it a tick, for at most
+    ``DUBBING_DROP_LIST_BUDGET_S``, the next tick going on after the last key listed (a lap of a
+    large bucket spans ticks: a new object waits at most one lap; past ~100,000 objects use the queue)."""
     if settings.drop_queue_url:
         return build_s3_queue_sensor(settings, job, name=name, interval=interval)
     bucket, prefix = settings.drop_bucket, settings.drop_prefix
@@ -434,8 +468,12 @@ def build_s3_drop_sensor(
     def _sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
         client, lister = s3_client(settings), listing_client(settings)
         cursor = DropCursor.parse(context.cursor)
-        listed = list_s3_drops(lister, bucket, prefix, video_suffixes)
+        listed, after = list_s3_slice(
+            lister, bucket, prefix, video_suffixes, after=cursor.after, budget_s=settings.drop_list_budget_s
+        )
         drops, new_cursor = select_new(listed, cursor, settings.drop_lookback)
+        # more new objects in this slice than a tick takes: the next tick lists it again
+        new_cursor.after = cursor.after if len(drops) >= MAX_PER_TICK else after
         drops = in_threads(lambda d: with_s3_languages(client, bucket, d), drops)
         plan = plan_drops(context.instance, _storage(settings), drops, langs, "s3_drop")
         return plan.result(new_cursor.dump(), f"no new objects under s3://{bucket}/{prefix}")
@@ -785,6 +823,29 @@ def build_inbox_sensor(
 # --- source half done → one dub run per language ----------------------------------------------
 
 
+ENDED_BADLY = (dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED)
+DUBBED = [s for s in dg.DagsterRunStatus if s not in ENDED_BADLY]  # a run in flight or succeeded
+
+
+def dubbed_since(
+    instance: dg.DagsterInstance, dub_job: str, source_run_id: str, video: str, langs: Sequence[str]
+) -> set[str]:
+    """The ``langs`` of ``video`` whose dub run (in flight or succeeded) was created after the
+    source run ``source_run_id`` ended: it reads that run's source half, so a second would repeat it.
+
+    The catalog sensor leaves a pair whose source half just succeeded to this chain; this is the
+    same guard from the other side, so two triggers never dub one pair for one source twice.
+    """
+    record = instance.get_run_record_by_id(source_run_id)
+    if record is None or record.end_time is None:
+        return set()
+    ended = datetime.fromtimestamp(record.end_time, tz=UTC)
+    pairs = {str(video_language_key(video, lang)): lang for lang in langs}
+    tags = {PARTITION_TAG: sorted(pairs)}
+    runs = instance.get_runs(dg.RunsFilter(job_name=dub_job, statuses=DUBBED, tags=tags, created_after=ended))
+    return {pairs[str(r.tags[PARTITION_TAG])] for r in runs if r.tags.get(PARTITION_TAG) in pairs}
+
+
 def build_dub_chain_sensor(
     source_job: Job, dub_job: Job, *, name: str = "dub_after_source_half"
 ) -> dg.RunStatusSensorDefinition:
@@ -803,7 +864,13 @@ def build_dub_chain_sensor(
         if not video or not langs:
             yield dg.SkipReason(f"run {run.run_id} names no languages to dub")
             return
-        for lang in langs:
+        taken = dubbed_since(context.instance, dub_job.name, run.run_id, video, langs)
+        if taken:  # another trigger (the catalog) already asked for these pairs' dubs
+            context.log.info(f"{video}: a dub run exists since run {run.run_id} ended for {sorted(taken)}")
+        if not set(langs) - taken:
+            yield dg.SkipReason(f"every dub of {video} was asked for since run {run.run_id} ended")
+            return
+        for lang in (x for x in langs if x not in taken):
             yield dg.RunRequest(
                 run_key=f"{run.run_id}:{lang}",
                 partition_key=str(video_language_key(video, lang)),
