@@ -167,7 +167,7 @@ class Settings:
         "goes on from its cursor",
     )
     catalog_sweep: int = setting(
-        2000,
+        1000,
         "DUBBING_CATALOG_SWEEP",
         "videos the catalog's background sweep judges again per tick: every video at least once every "
         "ceil(videos / this) ticks, whatever the events say",

@@ -304,3 +304,22 @@ def test_a_pair_the_chain_sensor_is_about_to_dub_is_not_asked_twice(
     )
     plan = cat.plan_catalog(instance, graph, catalog, storage, fps)
     assert [r.partition_key for r in plan.dub_requests] == ["es|a"] and list(plan.skipped) == ["de|a"]
+
+
+def test_only_partitions_whose_run_changed_since_the_first_read_are_read_again(instance: Any) -> None:
+    """The race the second read of data versions closes (a run ends between the first read and the
+    runs' read) is read again only where a run's status changed since the first read."""
+    jobs = build_definitions(Settings())
+    instance.create_run_for_job(
+        jobs.resolve_job_def("dub"), tags={"dagster/partition": "es|a"}, status=dg.DagsterRunStatus.SUCCESS
+    )
+    instance.create_run_for_job(
+        jobs.resolve_job_def("source_half"),
+        tags={"dagster/partition": "b"},
+        status=dg.DagsterRunStatus.FAILURE,
+    )
+    now = time.time()
+    wanted = {"es|a", "de|a", "b", "c"}
+    assert cat._ended_since(instance, ["source_half", "dub"], wanted, now - 60) == {"es|a", "b"}
+    assert cat._ended_since(instance, ["source_half", "dub"], wanted, now + 60) == set()
+    assert cat._ended_since(instance, ["dub"], {"de|a"}, now - 60) == set()

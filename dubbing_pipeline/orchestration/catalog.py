@@ -287,6 +287,25 @@ def _in_flight(
     return busy
 
 
+CLOCK_SKEW = 5.0  # seconds a run's clock (another pod's) may lag the sensor's
+
+
+def _ended_since(
+    instance: dg.DagsterInstance, job_names: Iterable[str], partitions: Collection[str], since: float
+) -> set[str]:
+    """The ``partitions`` with a run of ``job_names`` whose status changed after ``since`` (less
+    ``CLOCK_SKEW``): the only ones a first read of data versions may have seen before their run ended."""
+    after = dt.datetime.fromtimestamp(since - CLOCK_SKEW, tz=dt.UTC)
+    changed: set[str] = set()
+    wanted = sorted(partitions)
+    for job_name in job_names:
+        for start in range(0, len(wanted), RUNS_QUERY):
+            tags = {PARTITION_TAG: wanted[start : start + RUNS_QUERY]}
+            runs = instance.get_runs(dg.RunsFilter(job_name=job_name, tags=tags, updated_after=after))
+            changed.update(str(run.tags[PARTITION_TAG]) for run in runs if run.tags.get(PARTITION_TAG))
+    return changed
+
+
 CHAIN_WINDOW = 900  # seconds after a source_half success within which its chained dubs are expected
 
 
@@ -588,13 +607,14 @@ def judged(video: CatalogVideo, only: frozenset[str] | None) -> list[str]:
 
 
 def pair_key(video_id: str, language: str) -> str:
-    """The ``video × language`` partition key (``"es|talk"``)."""
-    return str(video_language_key(video_id, language))
+    """The ``video × language`` partition key (``"es|talk"``): the string Dagster makes of
+    ``video_language_key`` (its dimensions in name order), built directly on the catalog's hot path."""
+    return f"{language}|{video_id}"
 
 
 # --- one tick: what changed, a slice of the rest, within a deadline -----------------------------------
 
-SWEEP_VIDEOS = 2000  # videos the background sweep judges per tick (``DUBBING_CATALOG_SWEEP``)
+SWEEP_VIDEOS = 1000  # videos the background sweep judges per tick (``DUBBING_CATALOG_SWEEP``)
 CHUNK_VIDEOS = 500  # videos judged at once (one query per asset); the deadline is checked between
 
 
@@ -751,10 +771,11 @@ class _Planner:
         if not present:  # (an empty partition list would read every partition)
             return 0
         fresh = Freshness(self.instance, self.graph, partitions=_partitions_of(present, self.only))
+        first_read = time.time()  # (the reads are lazy: they all follow this)
         unsettled = self.unsettled(fresh, present)
         lap("data_versions")
         busy: set[str] = set()
-        again = fresh
+        again, reread = fresh, set()
         chained: set[str] = set()
         if unsettled:
             # the runs in flight, the chain's pairs, the runs in flight again: a source half that
@@ -764,21 +785,22 @@ class _Planner:
             busy = _in_flight(self.instance, self.jobs, unsettled)
             chained = _chained(self.instance, *self.jobs, time.time())
             busy |= _in_flight(self.instance, self.jobs, unsettled)
-            again = self.reread(present, unsettled)
+            reread = {video_of(pk) for pk in _ended_since(self.instance, self.jobs, unsettled, first_read)}
+            again = self.reread(present, reread)
         lap("runs")
         settled_tick = _Tick(self.plan, fresh, self.halves, busy, chained, self.gate, self.only)
         unsettled_tick = _Tick(self.plan, again, self.halves, busy, chained, self.gate, self.only)
         for video in present:
-            tick = unsettled_tick if video.video_id in unsettled else settled_tick
+            tick = unsettled_tick if video.video_id in reread else settled_tick
             tick.video(video, str(self.found[video.source_uri]))
         lap("statuses")
         return len(self.plan.statuses) - before
 
-    def reread(self, present: Sequence[CatalogVideo], unsettled: set[str]) -> Freshness:
-        """The data versions of the unsettled videos read again, *after* their runs in flight: a
-        run that ended between the first read and the runs' read (the chain sensor's dub, done in
-        seconds) is then seen fresh, not asked for a second time."""
-        videos_ = {video_of(pk) for pk in unsettled}
+    def reread(self, present: Sequence[CatalogVideo], videos_: set[str]) -> Freshness:
+        """The data versions of ``videos_`` (those with a run whose status changed since the first
+        read) read again, *after* their runs in flight: a run that ended between the first read and
+        the runs' read (the chain sensor's dub, done in seconds) is then seen fresh, not asked for a
+        second time. No run changed: nothing is read again."""
         partitions = _partitions_of([v for v in present if v.video_id in videos_], self.only)
         return Freshness(self.instance, self.graph, partitions=partitions)
 

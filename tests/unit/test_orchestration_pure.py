@@ -20,6 +20,14 @@ def test_partition_tags_are_the_ones_dagster_would_resolve() -> None:
     }  # fmt: skip
 
 
+def test_the_catalogs_pair_key_is_dagsters() -> None:
+    from dubbing_pipeline.orchestration.catalog import pair_key
+    from dubbing_pipeline.orchestration.partitions import video_language_key
+
+    assert pair_key("talk", "es") == str(video_language_key("talk", "es")) == "es|talk"
+    assert pair_key("a-b_c", "zh-hant") == str(video_language_key("a-b_c", "zh-hant"))
+
+
 def test_the_catalogs_hot_path_digests_like_the_kit() -> None:
     keys = {"transcript": "k1", "speakers": "k2"}
     assert lineage_of_lines(["speakers\tk2", "transcript\tk1"]) == lineage_digest(keys)
