@@ -173,6 +173,10 @@ class DropCursor:
     completes after a short one is listed behind it. The window bounds the state (at most the drops
     of ``lookback`` seconds); an object that appears more than ``lookback`` after its stamp is not
     seen by the listing mode (use the queue mode for buckets where that can happen).
+
+    ``after``: a tick lists a slice of the bucket within ``DUBBING_DROP_LIST_BUDGET_S`` and the next
+    goes on after its last key, so a lap of a large bucket spans ticks; an object waits at most one
+    lap (ceil(objects / objects listed a tick) ticks), which must stay well under ``lookback``.
     """
 
     newest: int = -1
@@ -392,15 +396,16 @@ def list_s3_slice(
     it ("": the listing reached the end of the prefix, a lap is over)."""
     out: list[Drop] = []
     paginator = client.get_paginator("list_objects_v2")
-    start, longest, last = clock(), 0.0, ""
+    start = previous = clock()
+    longest, last = 0.0, ""
     pages = paginator.paginate(Bucket=bucket, Prefix=prefix, **({"StartAfter": after} if after else {}))
-    for page in pages:
-        began = clock()
+    for page in pages:  # (each page is requested as the loop asks for it)
         contents = page.get("Contents", [])
         out += [_drop(bucket, prefix, obj) for obj in contents if _is_video(obj["Key"], video_suffixes)]
         last = str(contents[-1]["Key"]) if contents else last
-        longest = max(longest, clock() - began)
-        if budget_s is not None and page.get("IsTruncated") and clock() - start + longest > budget_s:
+        now = clock()
+        longest, previous = max(longest, now - previous), now
+        if budget_s is not None and page.get("IsTruncated") and now - start + longest > budget_s:
             return out, last
     return out, ""
 

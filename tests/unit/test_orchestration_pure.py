@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -98,3 +99,42 @@ def test_scale_summary_reads_a_result() -> None:
     text = summary(result)
     assert "10 videos × 8 languages (80 video × language partitions)" in text
     assert "UNEXPECTED requests: {'x': 1}" in text
+
+
+STAMP = "2026-12-05T10:00:00Z"
+
+
+class _Pages:
+    """A stand-in for boto3's ListObjectsV2 paginator (the real one is exercised against moto in
+    tests/test_production.py): pages of 2 keys after ``StartAfter``, each read costing a tick of the clock."""
+
+    def __init__(self, keys: list[str], clock: list[float]) -> None:
+        self.keys, self.clock = keys, clock
+        self.asked: list[dict[str, Any]] = []
+
+    def get_paginator(self, _name: str) -> _Pages:
+        return self
+
+    def paginate(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
+        self.asked.append(kwargs)
+        rest = [k for k in self.keys if k > kwargs.get("StartAfter", "")]
+        for i in range(0, len(rest), 2):
+            self.clock[0] += 1.0
+            page = [{"Key": k, "ETag": '"e"', "LastModified": STAMP} for k in rest[i : i + 2]]
+            yield {"Contents": page, "IsTruncated": i + 2 < len(rest)}
+
+
+def test_a_listing_slice_stops_at_its_budget_and_goes_on_after_its_last_key() -> None:
+    from dubbing_pipeline.orchestration.sensors import list_s3_slice
+
+    now = [0.0]
+    client = _Pages([f"in/{c}.mp4" for c in "abcdefg"] + ["in/notes.txt"], now)
+    drops, after = list_s3_slice(client, "b", "in/", (".mp4",), budget_s=2.5, clock=lambda: now[0])
+    assert [d.key for d in drops] == ["in/a.mp4", "in/b.mp4", "in/c.mp4", "in/d.mp4"] and after == "in/d.mp4"
+    drops, after = list_s3_slice(
+        client, "b", "in/", (".mp4",), after=after, budget_s=100, clock=lambda: now[0]
+    )
+    assert [d.key for d in drops] == ["in/e.mp4", "in/f.mp4", "in/g.mp4"] and after == ""
+    assert client.asked[1]["StartAfter"] == "in/d.mp4" and "StartAfter" not in client.asked[0]
+    # no budget: every page, in one call
+    assert len(list_s3_slice(client, "b", "in/", (".mp4",))[0]) == 7
