@@ -207,3 +207,24 @@ def test_a_language_added_to_the_whole_catalog_is_a_narrow_full_pass(
     assert len(sources) == 18 and {r.tags["dubbing/languages"] for r in sources} == {"es,de,fr"}
     after = cat.CatalogCursor.parse(ticks.cursor)
     assert after.rush is None and after.only == []
+
+
+def test_a_first_tick_of_a_large_catalog_resolves_its_entries_across_ticks(
+    tmp_path: Path, pg: dg.DagsterInstance, graph: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Resolving new entries (fingerprints, ids) is inside the deadline too: 300 new entries, 50 at a
+    time, a tiny budget: the first tick leaves most waiting, later ticks resolve and plan them, and
+    every video is asked for exactly once."""
+    monkeypatch.setattr(cat, "RESOLVE_CHUNK", 50)
+    videos = _sources(tmp_path / "sources", "wait", 300)
+    ticks = Ticks(pg, make_storage(str(tmp_path / "media")), cat.Catalog(list(videos)))
+    plans = [ticks(graph, budget_s=6.0, clock=FakeClock(), chunk=20)]
+    first = cat.Snapshot.load(ticks.storage, cat.CatalogCursor.parse(ticks.cursor).catalog)
+    assert first is not None and 0 < len(first.videos) < 300 and len(first.videos) + len(first.waiting) == 300
+    while plans[-1].deadline_hit:
+        plans.append(ticks(graph, budget_s=6.0, clock=FakeClock(), chunk=20))
+        assert len(plans) < 60, "the split never ends"
+    asked = [str(r.partition_key) for p in plans for r in p.source_requests]
+    assert sorted(asked) == sorted(v.video_id for v in videos)  # each once, none lost
+    last = cat.Snapshot.load(ticks.storage, cat.CatalogCursor.parse(ticks.cursor).catalog)
+    assert last is not None and not last.waiting and len(last.videos) == 300

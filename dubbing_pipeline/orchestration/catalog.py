@@ -641,29 +641,62 @@ def build_snapshot(
     found: dict[str, str | None],
     fingerprints: Callable[[Sequence[str]], dict[str, str | None]],
     index: CatalogIndex,
+    budget: Deadline | None = None,
 ) -> Snapshot:
     """The catalog with its ids: an entry the previous snapshot holds keeps its id (no registry
     read, no fingerprint: a new language for every video costs no S3 request); a new entry whose
     source is there gets its id by the registry's rule (``resolve_ids``); one whose source is
-    missing waits in ``missing``. ``found`` receives the fingerprints read."""
+    missing waits in ``missing``; new entries past the tick's ``budget`` wait in ``waiting`` for the
+    next tick (a first tick of a large catalog spans ticks). ``found`` receives the fingerprints read."""
     resolved = previous.resolved() if previous is not None else {}
     known: list[CatalogVideo] = []
     new: list[CatalogVideo] = []
     for video in catalog.videos:
         vid = resolved.get(entry_key(video))
         known.append(replace(video, video_id=vid)) if vid else new.append(video)
-    found.update(fingerprints([v.source_uri for v in new]) if new else {})
-    present = [v for v in new if found.get(v.source_uri) is not None]
     reserved = {v.video_id for v in catalog.videos if v.explicit}
-    claimed, refused = resolve_ids(storage, present, index, reserved)
+    entries = _NewEntries(storage, index, reserved, found, fingerprints)
+    entries.resolve(new, budget or Deadline(None))
     videos: dict[str, CatalogVideo] = {}
-    for video in [*known, *claimed]:
+    for video in [*known, *entries.claimed]:
         if video.video_id in videos:
-            refused[video.source_uri] = f"bad_input: source listed twice ({video.video_id!r})"
+            entries.refused[video.source_uri] = f"bad_input: source listed twice ({video.video_id!r})"
         else:
             videos[video.video_id] = video
-    missing = [v for v in new if found.get(v.source_uri) is None]
-    return Snapshot(videos, missing, refused, catalog.fingerprint())
+    return Snapshot(videos, entries.missing, entries.refused, catalog.fingerprint(), entries.waiting)
+
+
+RESOLVE_CHUNK = 5000  # new catalog entries resolved at once; the tick's deadline is checked between
+
+
+@dataclass
+class _NewEntries:
+    """New catalog entries resolved chunk by chunk (fingerprints, then ids) within a deadline."""
+
+    storage: MediaStorage
+    index: CatalogIndex
+    reserved: set[str]
+    found: dict[str, str | None]
+    fingerprints: Callable[[Sequence[str]], dict[str, str | None]]
+    claimed: list[CatalogVideo] = field(default_factory=list)
+    refused: dict[str, str] = field(default_factory=dict)
+    missing: list[CatalogVideo] = field(default_factory=list)
+    waiting: list[CatalogVideo] = field(default_factory=list)
+
+    def resolve(self, new: Sequence[CatalogVideo], budget: Deadline) -> None:
+        """In catalog order (derived ids are claimed in it), always one chunk, the rest waiting."""
+        for start in range(0, len(new), RESOLVE_CHUNK):
+            if start and not budget.allows_another():
+                self.waiting = list(new[start:])
+                return
+            began, part = budget.clock(), new[start : start + RESOLVE_CHUNK]
+            self.found.update(self.fingerprints([v.source_uri for v in part]))
+            present = [v for v in part if self.found.get(v.source_uri) is not None]
+            claimed, refused = resolve_ids(self.storage, present, self.index, self.reserved)
+            self.claimed += claimed
+            self.refused.update(refused)
+            self.missing += [v for v in part if self.found.get(v.source_uri) is None]
+            budget.step(began)
 
 
 def _snapshot(
@@ -672,22 +705,24 @@ def _snapshot(
     cursor: CatalogCursor,
     memo: CatalogMemo,
     planner: _Planner,
+    budget: Deadline | None = None,
 ) -> tuple[Snapshot, CatalogChange]:
     """The catalog as this tick plans it, and the videos that changed since the cursor's snapshot
     (with the languages added to them, when that is all that changed).
 
-    An unchanged catalog costs nothing but a check of the sources still missing; a changed one is
-    resolved again (entries known keep their ids) and stored (``Snapshot.save``).
+    An unchanged catalog costs nothing but a check of the sources still missing; a changed one (or
+    one with entries still waiting) is resolved again (entries known keep their ids) and stored
+    (``Snapshot.save``).
     """
     previous = memo.snapshots.get(cursor.catalog) or Snapshot.load(storage, cursor.catalog)
     fingerprints, found = planner.fingerprints, planner.found
-    if previous is not None and previous.catalog == catalog.fingerprint():
+    if previous is not None and previous.catalog == catalog.fingerprint() and not previous.waiting:
         if previous.missing:
             found.update(fingerprints([v.source_uri for v in previous.missing]))
         if not any(found.get(v.source_uri) for v in previous.missing):
             memo.snapshots = {previous.digest: previous}
             return previous, CatalogChange()
-    snapshot = build_snapshot(storage, catalog, previous, found, fingerprints, planner.index)
+    snapshot = build_snapshot(storage, catalog, previous, found, fingerprints, planner.index, budget)
     if snapshot.digest != cursor.catalog:
         snapshot.save(storage, keep=cursor.catalog)
     memo.snapshots = {snapshot.digest: snapshot}
@@ -959,7 +994,7 @@ def plan_catalog(
     lap("events")
     memo.index = read_index(storage) if memo.index is None else memo.index
     planner = _Planner(instance, graph, storage, fingerprints, jobs, plan, halves, memo.index)
-    snapshot, changed = _snapshot(storage, catalog, cursor, memo, planner)
+    snapshot, changed = _snapshot(storage, catalog, cursor, memo, planner, budget)
     _refuse(plan, snapshot)
     planner.gate = Gate.read(instance, storage, retry or RetryPolicy(), jobs, now)
     lap("catalog")

@@ -166,6 +166,7 @@ class Snapshot:
     missing: list[CatalogVideo]
     refused: dict[str, str]
     catalog: str
+    waiting: list[CatalogVideo] = field(default_factory=list)  # new entries not resolved yet (deadline)
     ids: list[str] = field(init=False)
     digest: str = field(init=False)
 
@@ -179,14 +180,17 @@ class Snapshot:
             "videos": [_row(self.videos[vid]) for vid in self.ids],
             "missing": [_row(v) for v in self.missing],
             "refused": self.refused,
+            **({"waiting": [_row(v) for v in self.waiting]} if self.waiting else {}),
         }
 
     @classmethod
     def from_json(cls, data: JsonObject) -> Snapshot:
         videos = {str(row[0]): _video(row) for row in data["videos"]}
-        return cls(
-            videos, [_video(row) for row in data["missing"]], dict(data["refused"]), str(data["catalog"])
+        missing, waiting = (
+            [_video(row) for row in data["missing"]],
+            [_video(r) for r in data.get("waiting", [])],
         )
+        return cls(videos, missing, dict(data["refused"]), str(data["catalog"]), waiting)
 
     def resolved(self) -> dict[tuple[str, str, bool], str]:
         """Entry (:func:`entry_key`) → the id it was given."""
