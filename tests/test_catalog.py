@@ -323,3 +323,31 @@ def test_only_partitions_whose_run_changed_since_the_first_read_are_read_again(i
     assert cat._ended_since(instance, ["source_half", "dub"], wanted, now - 60) == {"es|a", "b"}
     assert cat._ended_since(instance, ["source_half", "dub"], wanted, now + 60) == set()
     assert cat._ended_since(instance, ["dub"], {"de|a"}, now - 60) == set()
+
+
+def test_the_index_is_sharded_and_a_change_rewrites_only_its_shard(tmp_path: Path) -> None:
+    storage = make_storage(str(tmp_path / "media"))
+    old = {f"v{i}": [f"s3://b/v{i}.mp4", "fp"] for i in range(600)}
+    storage.put_json(cat.LEGACY_INDEX_KEY, old)  # an index as an earlier version stored it
+    index = cat.read_index(storage)
+    assert index == old
+    index["v7"] = ["s3://b/v7-new.mp4", "fp2"]
+    cat.write_index(storage, index, ["v7"])  # the legacy object is replaced by every shard, once
+    assert not storage.exists(cat.LEGACY_INDEX_KEY)
+    shards = storage.keys_in(cat.INDEX_PREFIX)
+    assert len(shards) == len({cat.index_shard(v) for v in old}) and cat.read_index(storage) == index
+    before = {k: storage.get_bytes(k) for k in shards}
+    index["v9"] = ["s3://b/v9-new.mp4", "fp3"]
+    cat.write_index(storage, index, ["v9"])
+    after = {k: storage.get_bytes(k) for k in storage.keys_in(cat.INDEX_PREFIX)}
+    assert [k for k in after if after[k] != before[k]] == [f"{cat.INDEX_PREFIX}/{cat.index_shard('v9')}.json"]
+    assert cat.read_index(storage) == index
+
+
+def test_a_json_catalog_is_read_as_json_and_means_what_its_yaml_means() -> None:
+    as_json = '{"languages": ["es"], "videos": [{"id": "x", "source": "s3://b/x.mp4", "languages": ["de"]}]}'
+    as_yaml = "languages: [es]\nvideos:\n  - {id: x, source: 's3://b/x.mp4', languages: [de]}\n"
+    assert cat.parse_catalog(as_json).videos == cat.parse_catalog(as_yaml).videos
+    assert [v.languages for v in cat.parse_catalog(as_json).videos] == [("de",)]
+    flow = "{languages: [es], videos: [{id: y, source: 's3://b/y.mp4'}]}"  # YAML, not JSON: still read
+    assert [v.video_id for v in cat.parse_catalog(flow).videos] == ["y"]

@@ -53,8 +53,8 @@ partition adds for the videos new to the index only; one query per asset for the
 versions of the chunk's partitions of its kind; and the runs in flight of the partitions not fresh
 only (so the cost does not follow the run queue), read before and after the chain sensor's pairs,
 then those partitions' data versions again (a run that ended meanwhile is fresh, not asked twice).
-The registry index (``INDEX_KEY``) is read once per code server and written once per tick that
-changed it.
+The registry index (``INDEX_PREFIX``, 256 shards by a hash of the video id) is read once per code
+server; a tick that changed it writes only the shards it changed.
 
 The deadline: before each chunk the tick checks that the chunk would still end within
 ``DUBBING_CATALOG_TICK_BUDGET_S`` (default 40 s; Dagster's limit is 60 s); if not it stops, returns
@@ -81,6 +81,7 @@ partition, paced by the run queue.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import time
 from collections.abc import Callable, Collection, Iterable, Sequence
@@ -180,13 +181,24 @@ def _source_name(source: str) -> str:
     return parse_uri(source)[2]
 
 
+def _load(text: str) -> Any:
+    if text.lstrip().startswith("{"):
+        try:
+            return json.loads(text)
+        except ValueError:
+            pass  # a YAML flow mapping that is not JSON
+    return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+
+
 def parse_catalog(text: str) -> Catalog:
     """YAML or JSON (JSON is YAML) → videos with their target languages.
 
     A catalog that is not a mapping with a ``videos`` list, or whose default ``languages`` are
-    invalid, is a configuration error; a bad entry is refused on its own and the rest go on.
+    invalid, is a configuration error; a bad entry is refused on its own and the rest go on. A file
+    that is JSON is read as JSON (about 50 times faster than YAML, even libyaml's: 0.1 s against
+    5 s for 100,000 entries, which a catalog tick pays whenever the file changes).
     """
-    data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) or {}
+    data = _load(text) or {}
     if not isinstance(data, dict) or not isinstance(data.get("videos", []), list):
         raise ConfigurationError("a catalog is a mapping with a 'videos' list")
     try:
@@ -337,16 +349,40 @@ def _chained(instance: dg.DagsterInstance, source_job: str, dub_job: str, now: f
     return {pk for pk, run_id in expected.items() if (pk, run_id) not in followed}
 
 
-INDEX_KEY = "registry/catalog-index.json"
+INDEX_PREFIX = "registry/catalog-index"  # one JSON object per shard: ``<2 hex digits>.json``
+LEGACY_INDEX_KEY = "registry/catalog-index.json"  # the one-object index of earlier versions
 
 CatalogIndex = dict[str, list[str]]
-"""What the catalog registered (``INDEX_KEY``): video id → [source URI, fingerprint]."""
+"""What the catalog registered (``INDEX_PREFIX``): video id → [source URI, fingerprint]."""
+
+
+def index_shard(video_id: str) -> str:
+    """The index shard of ``video_id`` (one of 256): a change rewrites ~1/256 of the index, not all."""
+    return sha256_bytes(video_id.encode("utf-8"))[:2]
 
 
 def read_index(storage: MediaStorage) -> CatalogIndex:
-    """What the catalog registered: video id → [source URI, fingerprint]."""
-    index: CatalogIndex = storage.get_json(INDEX_KEY) if storage.exists(INDEX_KEY) else {}
+    """What the catalog registered: video id → [source URI, fingerprint] (every shard, and the
+    one-object index of an earlier version, merged under them)."""
+    index: CatalogIndex = storage.get_json(LEGACY_INDEX_KEY) if storage.exists(LEGACY_INDEX_KEY) else {}
+    for shard in in_threads(storage.get_json, storage.keys_in(INDEX_PREFIX), threads=16):
+        index.update(shard)
     return index
+
+
+def write_index(storage: MediaStorage, index: CatalogIndex, changed: Collection[str]) -> None:
+    """Store the shards of ``index`` holding the ids ``changed`` (all of them, once, where an index of
+    an earlier version is still there: it is then removed)."""
+    legacy = storage.exists(LEGACY_INDEX_KEY)
+    shards = {index_shard(vid) for vid in (index if legacy else changed)}
+    parts: dict[str, CatalogIndex] = {shard: {} for shard in shards}
+    for vid, entry in index.items():
+        shard = index_shard(vid)
+        if shard in parts:
+            parts[shard][vid] = entry
+    in_threads(lambda s: storage.put_json(f"{INDEX_PREFIX}/{s}.json", parts[s]), sorted(parts), threads=16)
+    if legacy:
+        storage.delete(LEGACY_INDEX_KEY)
 
 
 Claimed = CatalogVideo | DubbingError
@@ -452,15 +488,16 @@ def register_catalog(
     one object per tick instead of one per video.
     """
     index = read_index(storage) if index is None else index
-    if _register_changed(storage, videos_, fingerprints, index):
-        storage.put_json(INDEX_KEY, index)
+    changed = _register_changed(storage, videos_, fingerprints, index)
+    if changed:
+        write_index(storage, index, changed)
 
 
 def _register_changed(
     storage: MediaStorage, videos_: Sequence[CatalogVideo], fingerprints: dict[str, str], index: CatalogIndex
-) -> bool:
+) -> list[str]:
     """Write the registry entries of ``videos_`` that ``index`` does not hold as they are now, and
-    update ``index`` (not stored: the caller stores it once); whether any changed."""
+    update ``index`` (not stored: the caller stores it once); the ids changed."""
     changed = [v for v in videos_ if index.get(v.video_id) != [v.source_uri, fingerprints[v.video_id]]]
     now = time.time()
     in_threads(
@@ -472,7 +509,7 @@ def _register_changed(
         threads=16,
     )  # fmt: skip
     index.update({v.video_id: [v.source_uri, fingerprints[v.video_id]] for v in changed})
-    return bool(changed)
+    return [v.video_id for v in changed]
 
 
 def _half_status(fresh: Freshness, keys: Sequence[dg.AssetKey], pk: str) -> Status:
@@ -653,7 +690,10 @@ def build_snapshot(
     new: list[CatalogVideo] = []
     for video in catalog.videos:
         vid = resolved.get(entry_key(video))
-        known.append(replace(video, video_id=vid)) if vid else new.append(video)
+        if vid:
+            known.append(video if video.video_id == vid else replace(video, video_id=vid))
+        else:
+            new.append(video)
     reserved = {v.video_id for v in catalog.videos if v.explicit}
     entries = _NewEntries(storage, index, reserved, found, fingerprints)
     entries.resolve(new, budget or Deadline(None))
@@ -745,7 +785,7 @@ class _Planner:
     index: CatalogIndex
     gate: Gate | None = None
     found: dict[str, str | None] = field(default_factory=dict)  # source URI → fingerprint, this tick
-    dirty: bool = False  # the index changed: stored once, at the end of the tick
+    dirty: set[str] = field(default_factory=set)  # ids the index changed: their shards stored at the end
     languages: set[str] | None = None  # the language partitions there, read once a tick
     only: frozenset[str] | None = None  # the chunk being planned judges only these languages' pairs
 
@@ -768,7 +808,7 @@ class _Planner:
                 self.plan.refused[video.video_id] = f"bad_input: source not found: {video.source_uri}"
         fps = {v.video_id: str(self.found[v.source_uri]) for v in present}
         new = [v.video_id for v in present if v.video_id not in self.index]
-        self.dirty |= _register_changed(self.storage, present, fps, self.index)
+        self.dirty.update(_register_changed(self.storage, present, fps, self.index))
         self._add_partitions(new, {x for v in present for x in v.languages})
         return present
 
@@ -1006,7 +1046,7 @@ def plan_catalog(
     )
     plan.deadline_hit = budget.hit
     if planner.dirty:
-        storage.put_json(INDEX_KEY, memo.index)
+        write_index(storage, memo.index, planner.dirty)
     planner.gate.report(instance, storage)
     lap("report")
     return plan
@@ -1053,11 +1093,14 @@ class CatalogTick:
 
     def __call__(self, context: dg.SensorEvaluationContext) -> CatalogPlan:
         settings = self.settings
+        started = self.clock()
+        catalog = self.catalog()  # (parsed again when the file changed: its seconds count in the budget)
+        budget_s = settings.catalog_tick_budget_s - (self.clock() - started)
         result = plan_catalog(
-            context.instance, self.graph(), self.catalog(), storage_resource(settings).get(),
+            context.instance, self.graph(), catalog, storage_resource(settings).get(),
             lambda uris: source_fingerprints(uris, settings),
             source_job=self.source_job, dub_job=self.dub_job, retry=RetryPolicy.of(settings),
-            cursor=CatalogCursor.parse(context.cursor), budget_s=settings.catalog_tick_budget_s,
+            cursor=CatalogCursor.parse(context.cursor), budget_s=budget_s,
             sweep=settings.catalog_sweep, clock=self.clock, memo=self.memo,
         )  # fmt: skip
         for name, why in result.refused.items():

@@ -28,6 +28,8 @@ Measured, in order (seconds of wall time unless named otherwise):
 * ``catalog_tick_noop_s``: the tick after that, nothing changed: no request;
 * ``catalog_sweep_s``: one full reconciliation of the catalog (today every tick is one: the no-op
   tick's seconds; a plan that reports ``swept`` partitions: the ticks until the sweep covered all);
+* ``catalog_parse_s``: the catalog file of N entries parsed as JSON and as YAML (the bench's file is
+  JSON; a tick parses the file again whenever it changed);
 * ``events_per_tick``: the events the no-op tick read (``events_read``: every catalog tick's);
 * ``peak_rss_mb``: the peak resident memory of this process during the catalog ticks (moto and
   PostgreSQL not included; ``process_peak_rss_mb``: over the whole run, setup included);
@@ -36,6 +38,7 @@ Measured, in order (seconds of wall time unless named otherwise):
 
 from __future__ import annotations
 
+import json
 import os
 import resource
 import tempfile
@@ -52,6 +55,7 @@ import dagster as dg
 
 from dubbing_pipeline.common import numerics
 from dubbing_pipeline.definitions import build_definitions
+from dubbing_pipeline.orchestration.catalog import parse_catalog
 from dubbing_pipeline.orchestration.sensors import DropCursor, list_s3_drops, select_new
 from dubbing_pipeline.records import JsonObject
 from dubbing_pipeline.settings import Settings
@@ -109,12 +113,30 @@ def put_objects(client: Any, keys: Sequence[str], threads: int = 16, salt: str =
         return dict(pool.map(put, keys))
 
 
-def catalog_text(vids: Sequence[str], langs: Sequence[str], moved: dict[str, str] | None = None) -> str:
-    """The catalog file: every video at its source object (``moved``: video → another key)."""
+def catalog_text(
+    vids: Sequence[str], langs: Sequence[str], moved: dict[str, str] | None = None, *, yaml: bool = False
+) -> str:
+    """The catalog file: every video at its source object (``moved``: video → another key). JSON,
+    as docs/production.md advises for a large catalog (``yaml``: the same catalog in YAML)."""
     moved = moved or {}
-    lines = [f"languages: [{', '.join(langs)}]", "videos:"]
-    lines += [f"  - {{id: {v}, source: 's3://{BUCKET}/{moved.get(v, source_key(v))}'}}" for v in vids]
-    return "\n".join(lines) + "\n"
+    if yaml:
+        lines = [f"languages: [{', '.join(langs)}]", "videos:"]
+        lines += [f"  - {{id: {v}, source: 's3://{BUCKET}/{moved.get(v, source_key(v))}'}}" for v in vids]
+        return "\n".join(lines) + "\n"
+    entries = [{"id": v, "source": f"s3://{BUCKET}/{moved.get(v, source_key(v))}"} for v in vids]
+    return json.dumps({"languages": list(langs), "videos": entries}, indent=1) + "\n"
+
+
+def parse_seconds(vids: Sequence[str]) -> dict[str, float]:
+    """``catalog_parse_s``: seconds to parse the catalog of ``vids`` as JSON and as YAML (a tick
+    parses the file again whenever it changed)."""
+    out = {}
+    for form in ("json", "yaml"):
+        text = catalog_text(vids, LANGUAGES, yaml=form == "yaml")
+        start = time.perf_counter()
+        parse_catalog(text)
+        out[form] = round(time.perf_counter() - start, 3)
+    return out
 
 
 @dataclass
@@ -139,6 +161,7 @@ class Bench:
     pool: Executor | None = None
     ticker: CatalogTicker | None = None
     ticks: dict[str, TickResult] = field(default_factory=dict)
+    parse_seconds: dict[str, float] = field(default_factory=dict)  # the catalog parsed as JSON / YAML
 
     def store_dubs(self, langs: Sequence[str]) -> None:
         """Every video's events for ``langs`` (and its source half, the first time) stored."""
@@ -273,6 +296,7 @@ def _measure(bench: Bench, n: int, new: int) -> JsonObject:
     counts["catalog_tick_after_dubs"] = bench.tick("catalog_tick_after_dubs", most=DRAIN_TICKS, drain=True)
     counts["catalog_tick_noop"] = bench.tick("catalog_tick_noop")
     _sweep(bench)
+    bench.parse_seconds = parse_seconds(bench.vids)
     return _result(bench, n, new, counts)
 
 
@@ -394,6 +418,7 @@ def _result(bench: Bench, n: int, new: int, counts: JsonObject) -> JsonObject:
         "split_ticks": {t: int(seconds[f"{t}_ticks"]) for t in ("catalog_first_tick", *ticks)},
         "split_total_s": {t: seconds[f"{t}_total_s"] for t in ("catalog_first_tick", *ticks)},
         "events_per_tick": bench.ticks["catalog_tick_noop"].events,
+        "catalog_parse_s": bench.parse_seconds,
         "events_read": {t: bench.ticks[t].events for t in ticks},
         "peak_rss_mb": max(bench.ticks[t].peak_rss_mb for t in ticks),
         "process_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
