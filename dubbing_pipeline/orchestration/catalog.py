@@ -284,19 +284,26 @@ class CatalogPlan:
 RUNS_QUERY = 2000  # partitions per query for the runs in flight
 
 
-def _in_flight(
-    instance: dg.DagsterInstance, job_names: Iterable[str], partitions: Collection[str]
+def _with_runs(
+    instance: dg.DagsterInstance, job_names: Iterable[str], partitions: Collection[str], **filters: Any
 ) -> set[str]:
     """The ``partitions`` (only those: the cost follows them, not the run queue) with a run of
-    ``job_names`` not ended."""
-    busy: set[str] = set()
+    ``job_names`` that ``filters`` (more ``RunsFilter`` fields) select; one query per 2,000."""
+    found: set[str] = set()
     wanted = sorted(partitions)
     for job_name in job_names:
         for start in range(0, len(wanted), RUNS_QUERY):
             tags = {PARTITION_TAG: wanted[start : start + RUNS_QUERY]}
-            runs = instance.get_runs(dg.RunsFilter(job_name=job_name, statuses=IN_FLIGHT, tags=tags))
-            busy.update(str(run.tags[PARTITION_TAG]) for run in runs if run.tags.get(PARTITION_TAG))
-    return busy
+            runs = instance.get_runs(dg.RunsFilter(job_name=job_name, tags=tags, **filters))
+            found.update(str(run.tags[PARTITION_TAG]) for run in runs if run.tags.get(PARTITION_TAG))
+    return found
+
+
+def _in_flight(
+    instance: dg.DagsterInstance, job_names: Iterable[str], partitions: Collection[str]
+) -> set[str]:
+    """The ``partitions`` with a run of ``job_names`` not ended."""
+    return _with_runs(instance, job_names, partitions, statuses=IN_FLIGHT)
 
 
 CLOCK_SKEW = 5.0  # seconds a run's clock (another pod's) may lag the sensor's
@@ -308,14 +315,7 @@ def _ended_since(
     """The ``partitions`` with a run of ``job_names`` whose status changed after ``since`` (less
     ``CLOCK_SKEW``): the only ones a first read of data versions may have seen before their run ended."""
     after = dt.datetime.fromtimestamp(since - CLOCK_SKEW, tz=dt.UTC)
-    changed: set[str] = set()
-    wanted = sorted(partitions)
-    for job_name in job_names:
-        for start in range(0, len(wanted), RUNS_QUERY):
-            tags = {PARTITION_TAG: wanted[start : start + RUNS_QUERY]}
-            runs = instance.get_runs(dg.RunsFilter(job_name=job_name, tags=tags, updated_after=after))
-            changed.update(str(run.tags[PARTITION_TAG]) for run in runs if run.tags.get(PARTITION_TAG))
-    return changed
+    return _with_runs(instance, job_names, partitions, updated_after=after)
 
 
 CHAIN_WINDOW = 900  # seconds after a source_half success within which its chained dubs are expected
