@@ -922,6 +922,8 @@ def _work(
     within its budget; the videos touched otherwise are planned whole beside it."""
     others = sorted({*cursor.pending, *touched} & snapshot.videos.keys())
     edited = sorted(set(catalog.videos) & snapshot.videos.keys())
+    if catalog.added == []:  # entries that only dropped languages: nothing to ask for
+        edited = []
     rush, only = cursor.rush, list(cursor.only) if cursor.rush is not None else []
     codes_changed = bool(cursor.codes) and cursor.codes != code_digest
     if cursor.events is None or codes_changed or len(others) > PENDING_MAX:

@@ -54,6 +54,13 @@ def test_a_language_for_many_videos_is_a_narrow_pass_beside_the_others(small: No
     assert (work.rush, work.only) == ("", ["de", "fr"])
 
 
+def test_a_language_dropped_from_many_videos_plans_nothing(small: None) -> None:
+    snap = _snapshot(10)
+    cursor = CatalogCursor(events=5, codes="c", sweep="v03")
+    work = cat._work(cursor, snap, {"v09"}, "c", 2, cat.CatalogChange(snap.ids, []))
+    assert (work.changed, work.rush, work.only, work.sweep) == (["v09"], None, [], ["v04", "v05"])
+
+
 def test_what_needs_every_pair_is_a_whole_pass(small: None) -> None:
     snap = _snapshot(10)
     cursor = CatalogCursor(events=5, codes="c")
