@@ -43,7 +43,9 @@ catalog unless the whole catalog changed:
   video is judged again within ``ceil(videos / DUBBING_CATALOG_SWEEP)`` ticks, which finds what no
   event shows (a source replaced in place, an event committed out of storage-id order);
 * a first tick, a new code version of any asset, or more than ``PENDING_MAX`` changed videos start a
-  full pass (all videos in id order, the sweep paused) that goes on across ticks;
+  full pass (all videos in id order, the sweep paused) that goes on across ticks; when the change is
+  only languages added to catalog entries the pass is *narrow*: each video's source half and only
+  the added languages' pairs are judged;
 * the videos with failed partitions (``quarantine.Gate``), so that a backoff that ends is acted on.
 
 For the videos it plans, chunk by chunk (``CHUNK_VIDEOS``): a ``stat`` per local source, a HEAD per
@@ -52,16 +54,18 @@ source was registered with: the sweep and the events read them afresh); registry
 partition adds for the videos new to the index only; one query per asset for the latest data
 versions of the chunk's partitions of its kind; and the runs in flight of the partitions not fresh
 only (so the cost does not follow the run queue), read before and after the chain sensor's pairs,
-then those partitions' data versions again (a run that ended meanwhile is fresh, not asked twice).
+then the data versions again of the videos with a run whose status changed since the first read
+(a run that ended meanwhile is fresh, not asked twice).
 The registry index (``INDEX_PREFIX``, 256 shards by a hash of the video id) is read once per code
 server; a tick that changed it writes only the shards it changed.
 
 The deadline: before each chunk the tick checks that the chunk would still end within
 ``DUBBING_CATALOG_TICK_BUDGET_S`` (default 40 s; Dagster's limit is 60 s); if not it stops, returns
 what it planned, and its cursor names where the next tick goes on (the changed videos not planned,
-the full pass's position). Reading the events and a changed catalog are not split: they are one
-query per asset and one parse. Run keys are stable, so a split loses nothing and repeats nothing
-(and the daemon skips a run key the sensor already used).
+the full pass's position). The catalog file's read and parse count in the budget; new entries are
+resolved 5,000 at a time within it (the rest wait in the snapshot); reading the events is not split
+(one query per asset, at most ``EVENTS_PAGE`` records each). Run keys are stable, so a split loses
+nothing and repeats nothing (and the daemon skips a run key the sensor already used).
 
 Staleness is judged from the project's own key chain, carried in each materialization's data
 version (``kit.Version``: cache key, lineage digest, code version): a partition is fresh when its
