@@ -125,7 +125,6 @@ from dubbing_pipeline.orchestration.fresh import (
 from dubbing_pipeline.orchestration.partitions import (
     partition_tags,
     video_language,
-    video_language_key,
     videos,
 )
 from dubbing_pipeline.orchestration.quarantine import Gate, RetryPolicy
@@ -143,6 +142,7 @@ from dubbing_pipeline.orchestration.sensors import (
     Job,
     in_threads,
     parse_languages,
+    partitions_with_runs,
     s3_client,
 )
 from dubbing_pipeline.settings import Settings
@@ -285,29 +285,11 @@ class CatalogPlan:
     deadline_hit: bool = False  # planning stopped at the tick's budget: the cursor holds the rest
 
 
-RUNS_QUERY = 2000  # partitions per query for the runs in flight
-
-
-def _with_runs(
-    instance: dg.DagsterInstance, job_names: Iterable[str], partitions: Collection[str], **filters: Any
-) -> set[str]:
-    """The ``partitions`` (only those: the cost follows them, not the run queue) with a run of
-    ``job_names`` that ``filters`` (more ``RunsFilter`` fields) select; one query per 2,000."""
-    found: set[str] = set()
-    wanted = sorted(partitions)
-    for job_name in job_names:
-        for start in range(0, len(wanted), RUNS_QUERY):
-            tags = {PARTITION_TAG: wanted[start : start + RUNS_QUERY]}
-            runs = instance.get_runs(dg.RunsFilter(job_name=job_name, tags=tags, **filters))
-            found.update(str(run.tags[PARTITION_TAG]) for run in runs if run.tags.get(PARTITION_TAG))
-    return found
-
-
 def _in_flight(
     instance: dg.DagsterInstance, job_names: Iterable[str], partitions: Collection[str]
 ) -> set[str]:
     """The ``partitions`` with a run of ``job_names`` not ended."""
-    return _with_runs(instance, job_names, partitions, statuses=IN_FLIGHT)
+    return partitions_with_runs(instance, job_names, partitions, statuses=IN_FLIGHT)
 
 
 CLOCK_SKEW = 5.0  # seconds a run's clock (another pod's) may lag the sensor's
@@ -319,7 +301,7 @@ def _ended_since(
     """The ``partitions`` with a run of ``job_names`` whose status changed after ``since`` (less
     ``CLOCK_SKEW``): the only ones a first read of data versions may have seen before their run ended."""
     after = dt.datetime.fromtimestamp(since - CLOCK_SKEW, tz=dt.UTC)
-    return _with_runs(instance, job_names, partitions, updated_after=after)
+    return partitions_with_runs(instance, job_names, partitions, updated_after=after)
 
 
 CHAIN_WINDOW = 900  # seconds after a source_half success within which its chained dubs are expected
@@ -343,7 +325,7 @@ def _chained(instance: dg.DagsterInstance, source_job: str, dub_job: str, now: f
         video = run.tags.get(PARTITION_TAG)
         for lang in (run.tags.get(LANGUAGES_TAG) or "").split(","):
             if video and lang:
-                expected[str(video_language_key(video, lang))] = run.run_id
+                expected[pair_key(video, lang)] = run.run_id
     if not expected:
         return set()
     launched = instance.get_run_records(dg.RunsFilter(job_name=dub_job, created_after=since))

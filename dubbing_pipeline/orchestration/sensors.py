@@ -828,6 +828,24 @@ def build_inbox_sensor(
 # --- source half done → one dub run per language ----------------------------------------------
 
 
+RUNS_QUERY = 2000  # partitions named per runs query
+
+
+def partitions_with_runs(
+    instance: dg.DagsterInstance, job_names: Iterable[str], partitions: Collection[str], **filters: Any
+) -> set[str]:
+    """The ``partitions`` (only those: the cost follows them, not the run queue) with a run of
+    ``job_names`` that ``filters`` (more ``RunsFilter`` fields) select; one query per 2,000."""
+    found: set[str] = set()
+    wanted = sorted(partitions)
+    for job_name in job_names:
+        for start in range(0, len(wanted), RUNS_QUERY):
+            tags = {PARTITION_TAG: wanted[start : start + RUNS_QUERY]}
+            runs = instance.get_runs(dg.RunsFilter(job_name=job_name, tags=tags, **filters))
+            found.update(str(run.tags[PARTITION_TAG]) for run in runs if run.tags.get(PARTITION_TAG))
+    return found
+
+
 ENDED_BADLY = (dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED)
 DUBBED = [s for s in dg.DagsterRunStatus if s not in ENDED_BADLY]  # a run in flight or succeeded
 
@@ -846,9 +864,8 @@ def dubbed_since(
         return set()
     ended = datetime.fromtimestamp(record.end_time, tz=UTC)
     pairs = {str(video_language_key(video, lang)): lang for lang in langs}
-    tags = {PARTITION_TAG: sorted(pairs)}
-    runs = instance.get_runs(dg.RunsFilter(job_name=dub_job, statuses=DUBBED, tags=tags, created_after=ended))
-    return {pairs[str(r.tags[PARTITION_TAG])] for r in runs if r.tags.get(PARTITION_TAG) in pairs}
+    dubbed = partitions_with_runs(instance, [dub_job], pairs, statuses=DUBBED, created_after=ended)
+    return {pairs[pk] for pk in dubbed}
 
 
 def build_dub_chain_sensor(
@@ -908,6 +925,7 @@ __all__ = [
     "drop_video_id",
     "parse_languages",
     "parse_notification",
+    "partitions_with_runs",
     "plan_drops",
     "select_new",
 ]
