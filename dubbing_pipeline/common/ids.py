@@ -8,6 +8,9 @@ import unicodedata
 from collections.abc import Sequence
 
 _ALLOWED = re.compile(r"[^A-Za-z0-9._-]+")
+# an id already safe (what ``sanitize_id`` returns unchanged): a catalog of 100,000 entries names
+# them this way, and sanitising each again cost 0.7 s of the tick that reads the file
+_SAFE = re.compile(r"[a-z0-9](?:[-.]?[a-z0-9_])*(?<!_)")
 MAX_ID_LEN = 64
 
 
@@ -17,6 +20,12 @@ def sanitize_id(raw: str, *, max_len: int = MAX_ID_LEN) -> str:
     Non-ASCII letters are transliterated where Unicode allows (é → e) and dropped otherwise;
     path separators and ``..`` never survive. The empty result becomes ``"video"``.
     """
+    if len(raw) <= max_len and _SAFE.fullmatch(raw):
+        return raw
+    return _sanitized(raw, max_len)
+
+
+def _sanitized(raw: str, max_len: int) -> str:
     text = unicodedata.normalize("NFKD", raw)
     text = text.encode("ascii", "ignore").decode("ascii")
     text = text.replace("/", "-").replace("\\", "-")

@@ -164,7 +164,7 @@ def _entry_name(index: int, entry: object) -> str:
     return f"videos[{index}]" + (f" ({str(label)[:80]})" if label else "")
 
 
-def _parse_entry(entry: object, default: Sequence[str]) -> CatalogVideo:
+def _parse_entry(entry: object, default: tuple[str, ...]) -> CatalogVideo:
     if isinstance(entry, str):
         entry = {"source": entry}
     if not isinstance(entry, dict):
@@ -174,10 +174,10 @@ def _parse_entry(entry: object, default: Sequence[str]) -> CatalogVideo:
         raise BadInputError("no 'source'")
     explicit = bool(entry.get("id"))
     vid = sanitize_id(str(entry["id"])) if explicit else video_id_from_name(_source_name(source))
-    langs = parse_languages(entry["languages"]) if entry.get("languages") else list(default)
+    langs = tuple(parse_languages(entry["languages"])) if entry.get("languages") else default
     if not langs:
         raise BadInputError("no target languages (the catalog has no default 'languages')")
-    return CatalogVideo(vid, source, tuple(langs), explicit)
+    return CatalogVideo(vid, source, langs, explicit)
 
 
 def _source_name(source: str) -> str:
@@ -199,30 +199,31 @@ def parse_catalog(text: str) -> Catalog:
 
     A catalog that is not a mapping with a ``videos`` list, or whose default ``languages`` are
     invalid, is a configuration error; a bad entry is refused on its own and the rest go on. A file
-    that is JSON is read as JSON (about 50 times faster than YAML, even libyaml's: 0.1 s against
-    5 s for 100,000 entries, which a catalog tick pays whenever the file changes).
+    that is JSON is read as JSON (100,000 entries: 0.04 s against 5 s through libyaml; with the
+    entries checked, 0.4 s against 5.8 s, which a catalog tick pays whenever the file changes).
     """
     data = _load(text) or {}
     if not isinstance(data, dict) or not isinstance(data.get("videos", []), list):
         raise ConfigurationError("a catalog is a mapping with a 'videos' list")
     try:
-        default = parse_languages(data.get("languages") or [])
+        default = tuple(parse_languages(data.get("languages") or []))
     except BadInputError as exc:
         raise ConfigurationError(f"catalog 'languages': {exc.message}") from None
     out = Catalog(digest=sha256_bytes(text.encode("utf-8"))[:16])
-    seen: dict[str, str] = {}
+    seen: dict[str, int] = {}  # explicit id → the entry that gave it first
     for index, entry in enumerate(data.get("videos") or []):
-        name = _entry_name(index, entry)
         try:
             video = _parse_entry(entry, default)
             # an explicit id is the user's choice: one given twice is a mistake; derived ids that
             # coincide are told apart by the id rule when the catalog registers them
             if video.explicit and video.video_id in seen:
-                raise BadInputError(f"video id {video.video_id!r} already used by {seen[video.video_id]}")
+                raise BadInputError(
+                    f"video id {video.video_id!r} already used by videos[{seen[video.video_id]}]"
+                )
         except DubbingError as exc:
-            out.refused[name] = f"{exc.code}: {exc.message}"
+            out.refused[_entry_name(index, entry)] = f"{exc.code}: {exc.message}"
             continue
-        seen.setdefault(video.video_id, f"videos[{index}]")
+        seen.setdefault(video.video_id, index)
         out.videos.append(video)
     return out
 

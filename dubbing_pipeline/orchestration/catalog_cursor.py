@@ -169,10 +169,14 @@ class Snapshot:
     waiting: list[CatalogVideo] = field(default_factory=list)  # new entries not resolved yet (deadline)
     ids: list[str] = field(init=False)
     digest: str = field(init=False)
+    text: bytes = field(init=False, repr=False)  # the stored form (canonical JSON), made once
 
     def __post_init__(self) -> None:
+        # one serialisation names the snapshot and is what ``save`` stores: at 100,000 videos each
+        # one costs about 0.3 s of a tick after a one-line catalog change
         self.ids = sorted(self.videos)
-        self.digest = digest_of(self.to_json())
+        self.text = canonical_json(self.to_json()).encode()
+        self.digest = sha256_bytes(self.text)[:16]
 
     def to_json(self) -> JsonObject:
         return {
@@ -220,7 +224,7 @@ class Snapshot:
         tick's cursor is committed)."""
         key = f"{SNAPSHOTS}/{self.digest}.json"
         if not storage.exists(key):
-            storage.put_json(key, self.to_json())
+            storage.put_bytes(key, self.text)
         for old in storage.keys_in(SNAPSHOTS):
             if old not in (key, f"{SNAPSHOTS}/{keep}.json"):
                 storage.delete(old)

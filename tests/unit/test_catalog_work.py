@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
 from dubbing_pipeline.orchestration import catalog as cat
-from dubbing_pipeline.orchestration.catalog_cursor import CatalogCursor, CatalogVideo, Snapshot
+from dubbing_pipeline.orchestration.catalog_cursor import SNAPSHOTS, CatalogCursor, CatalogVideo, Snapshot
+from dubbing_pipeline.storage import LocalStorage
 
 
 def _snapshot(n: int, langs: tuple[str, ...] = ("es",)) -> Snapshot:
@@ -26,6 +28,29 @@ def test_added_languages_only_when_nothing_else_changed() -> None:
     assert moved.added_languages(before, moved.ids) is None
     assert _snapshot(5, ("es", "fr")).added_languages(before, [f"v{i:02d}" for i in range(5)]) is None
     assert wider.added_languages(None, wider.ids) is None
+
+
+def test_a_snapshot_is_stored_as_it_is_named_and_read_back_the_same(tmp_path: Path) -> None:
+    storage = LocalStorage(tmp_path)
+    waiting = [CatalogVideo("w", "file:///s/w.mp4", ("fr",), explicit=False)]
+    snap = Snapshot(
+        _snapshot(3).videos, [CatalogVideo("m", "file:///s/m.mp4", ("es",))], {"x": "bad"}, "c", waiting
+    )
+    snap.save(storage, keep="")
+    stored = (tmp_path / f"{SNAPSHOTS}/{snap.digest}.json").read_bytes()
+    assert stored == snap.text and b" " not in stored  # one compact serialisation, named by its digest
+    back = Snapshot.load(storage, snap.digest)
+    assert back is not None and back.digest == snap.digest
+    assert (back.videos, back.missing, back.waiting, back.refused) == (
+        snap.videos, snap.missing, snap.waiting, snap.refused,
+    )  # fmt: skip
+    other = _snapshot(2)
+    other.save(storage, keep=snap.digest)  # the cursor's snapshot is kept until the next one is committed
+    assert sorted(storage.keys_in(SNAPSHOTS)) == sorted(
+        f"{SNAPSHOTS}/{d}.json" for d in (snap.digest, other.digest)
+    )
+    _snapshot(1).save(storage, keep=other.digest)
+    assert Snapshot.load(storage, snap.digest) is None
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ from pathlib import Path
 import boto3
 import pytest
 
+from dubbing_pipeline.common import ids
 from dubbing_pipeline.common.hashing import cache_key, canonical_json
 from dubbing_pipeline.common.ids import join_key, partition_key_parts, sanitize_id, video_id_from_name
 from dubbing_pipeline.orchestration.cache import StepCache
@@ -25,6 +26,22 @@ from dubbing_pipeline.storage.s3 import S3Storage
 )
 def test_sanitize_id(raw: str, expected: str) -> None:
     assert sanitize_id(raw) == expected
+
+
+def test_an_id_already_safe_is_returned_as_is_exactly_when_sanitising_keeps_it() -> None:
+    """The fast path (a catalog's ids are mostly already safe) agrees with the full rule on every
+    string of up to 5 characters over the characters the rule treats differently: what it returns
+    unchanged is exactly what the rule keeps."""
+    alphabet = "a0_-.A/ é"
+    words = [""]
+    for _ in range(5):
+        words = [w + c for w in words for c in alphabet]
+        for word in words:
+            full = ids._sanitized(word, ids.MAX_ID_LEN)
+            assert (ids._SAFE.fullmatch(word) is not None) == (full == word), word
+            assert sanitize_id(word) == full
+    assert sanitize_id("a" * 80) == "a" * ids.MAX_ID_LEN
+    assert sanitize_id("ab-cd", max_len=3) == "ab"
 
 
 def test_video_id_from_name_drops_directories_and_extension() -> None:
