@@ -74,6 +74,66 @@ def test_portuguese_word_left_behind_is_replaced(pivot: PivotTranslator) -> None
     assert "torneira" not in out.detail
 
 
+# Portuguese lines of the development set, in its order: through one Apertium process, the
+# tagger's state from the lines before made the last one "Corte a cebolla" (a preposition)
+BEFORE_THE_ONION = [
+    "Nós temos que ir para baixo antes que fique escuro.",
+    "Este pequeno restaurante é gerido por uma família.",
+    "A sopa foi deliciosa.",
+    "Amanhã estamos levando um barco para a ilha.",
+    "Eu embalei tudo em uma pequena bolsa.",
+    "As ruas aqui são muito estreitas.",
+    "As pessoas aqui são tão amigáveis.",
+    "É a minha primeira vez a tentar isto.",
+    "Estou um pouco assustado, para ser honesto.",
+    "Passamos toda a tarde no museu.",
+    "O pôr do sol esta noite foi lindo.",
+    "Vou postar mais fotos no meu blog.",
+    "Meu voo sai cedo da manhã.",
+    "Eu tenho que embalar minha mala agora.",
+    "Esta viagem foi uma das melhores da minha vida.",
+    "Eu vou perder este lugar.",
+    "Na próxima semana vou mostrar-lhe o meu novo apartamento.",
+    "Ligue o cabo à porta à esquerda.",
+    "Certifique-se de que a bateria está totalmente carregada.",
+    "Corte a cebola em pedaços pequenos.",
+]
+
+
+def test_a_line_translates_the_same_alone_and_among_others(pivot: PivotTranslator) -> None:
+    """Editing one line of a video must not change the others: each line's pt→es goes through
+    Apertium on its own (``translate_each``), in the same order, whatever came before it."""
+    apertium = pivot.apertium
+    mode = apertium.mode("pt", "es")
+    alone = [apertium.translate_texts([text], mode, marks=True)[0] for text in BEFORE_THE_ONION]
+    assert apertium.translate_each(BEFORE_THE_ONION, mode, marks=True) == alone
+    assert alone[-1].startswith("Corte la ")
+    lines = [LineRequest(f"l{i}", text, 20, 4.0) for i, text in enumerate(BEFORE_THE_ONION)]
+    together = pivot.translate(lines, "pt", "es")
+    assert together[-1] == pivot.translate(lines[-1:], "pt", "es")[0]
+    assert together[-1].text == "Corte la cebolla en pedazos pequeños."
+
+
+def test_brazilian_words_apertium_gives_another_sense_are_fixed(pivot: PivotTranslator) -> None:
+    lines = [
+        LineRequest("p", "Type your password and press enter.", 12, 3.0),
+        LineRequest("w", "What do you want to watch?", 12, 3.0),
+        LineRequest("b", "Happy birthday! I hope you like it.", 12, 3.0),
+    ]
+    password, watch, birthday = (r.text for r in pivot.translate(lines, "en", "es"))
+    assert "contraseña" in password and "seña" not in password.replace("contraseña", "")
+    assert " ver" in watch and "asistir" not in watch
+    assert birthday.startswith("¡Feliz cumpleaños!")  # the term first in the line, capitalised
+
+
+def test_spanish_verbs_with_pronouns_are_not_foreign_words() -> None:
+    # hunspell's es_ES lacks most verb forms with enclitic pronouns
+    assert unknown_words(["Certifíquese", "Manténgalos", "péguelo", "torneira", "roteador"], "es") == {
+        "torneira",
+        "roteador",
+    }
+
+
 @pytest.mark.parametrize("target", ["es", "ca", "gl"])
 def test_no_portuguese_word_left_in_the_demo(target: str) -> None:
     translator = make_translator(Settings(), "en", target)

@@ -72,7 +72,41 @@ def unknown_words(candidates: Iterable[str], language: str) -> set[str]:
         raise ProviderError(
             f"hunspell exited with {proc.returncode}: {proc.stderr.decode('utf-8', 'replace')[-300:]}"
         )
-    return set(proc.stdout.decode("utf-8", "replace").split()) & set(unique)
+    unknown = set(proc.stdout.decode("utf-8", "replace").split()) & set(unique)
+    return unknown - _known_with_enclitics(unknown, language)
+
+
+ENCLITICS = {
+    "es": sorted(
+        "me te se le lo la nos os les los las melo mela telo tela selo sela selos selas".split(),  # noqa: SIM905
+        key=len,
+        reverse=True,
+    ),
+}
+"""Pronouns Spanish writes onto a verb ("péguelo", "manténgalos", "certifíquese"), forms hunspell's
+es_ES dictionary mostly lacks: a word is known when the verb under them is (its stress accent dropped)."""
+_ACCENTS = str.maketrans("áéíóú", "aeiou")
+
+
+def enclitic_stems(word: str, language: str) -> list[str]:
+    """The verb forms ``word`` may be with pronouns written onto it (``"péguelo"`` → ``"pegue"``);
+    none for a language without ``ENCLITICS`` or a stem shorter than 3 letters."""
+    out: list[str] = []
+    for suffix in ENCLITICS.get(language, ()):
+        stem = word[: -len(suffix)] if word.lower().endswith(suffix) else ""
+        if len(stem) >= 3:
+            plain = stem.translate(_ACCENTS)
+            out += [plain] if plain != stem else [stem]
+    return out
+
+
+def _known_with_enclitics(unknown: set[str], language: str) -> set[str]:
+    stems = {w: enclitic_stems(w, language) for w in unknown}
+    candidates = [s for forms in stems.values() for s in forms]
+    if not candidates:
+        return set()
+    bad = unknown_words(candidates, language)
+    return {w for w, forms in stems.items() if any(f not in bad for f in forms)}
 
 
 def unknown_in(texts: Iterable[str], language: str) -> list[list[str]]:

@@ -1,6 +1,7 @@
 """The pivot translator's pure parts: Apertium's unknown-word marks, foreign-word candidates, replacing."""
 
 from dubbing_pipeline.translation.pivot import (
+    _capitalised,
     english_leftovers,
     foreign_candidates,
     mid_sentence_capitals,
@@ -8,7 +9,7 @@ from dubbing_pipeline.translation.pivot import (
     spanish_marks,
     split_marks,
 )
-from dubbing_pipeline.translation.spelling import words
+from dubbing_pipeline.translation.spelling import enclitic_stems, words
 
 
 def test_split_marks_keeps_placeholders_out() -> None:
@@ -29,6 +30,27 @@ def test_foreign_candidates_skip_source_words_and_placeholders() -> None:
         unknown={"Dagster", "roteador", "Zqx1qz"},
     )
     assert found == ("torneira", "roteador")
+
+
+def test_a_placeholder_is_never_a_foreign_word_even_split_in_two() -> None:
+    # the words of "Zqx1qz" are "Zqx" and "qz" (digits split them): hunspell knows neither, and the
+    # combined translator took every line with a name or glossary term for one with foreign words
+    text, source = "Hola Zqx1qz, la torneira.", "Hi Zqx1qz, the faucet."
+    assert foreign_candidates(text, source, (), {"Zqx", "qz", "torneira"}) == ("torneira",)
+    assert english_leftovers("Hola Zqx1qz.", "Hi Zqx1qz.", {"Zqx", "qz"}) == ()
+
+
+def test_enclitic_stems_are_the_verb_under_the_pronouns() -> None:
+    assert "pegue" in enclitic_stems("péguelo", "es")
+    assert "Mantenga" in enclitic_stems("Manténgalos", "es")
+    assert "Certifique" in enclitic_stems("Certifíquese", "es")
+    assert enclitic_stems("torneira", "es") == [] and enclitic_stems("péguelo", "gl") == []
+    assert enclitic_stems("lose", "es") == []  # a stem of fewer than 3 letters is no verb
+
+
+def test_capitalised_skips_opening_marks() -> None:
+    assert _capitalised("¡feliz cumpleaños!") == "¡Feliz cumpleaños!"
+    assert _capitalised("contraseña") == "Contraseña" and _capitalised("") == ""
 
 
 def test_replace_words_whole_words_keeping_the_initial_case() -> None:
