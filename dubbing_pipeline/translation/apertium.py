@@ -241,8 +241,7 @@ class ApertiumTranslator(Translator):
         another line of its video did. (en→es: no line differed; en→gl: 2 of 230.)"""
         if not texts:
             return []
-        workers = max(1, min(EACH_WORKERS, len(texts)))
-        with ThreadPoolExecutor(max_workers=workers) as pool:
+        with ThreadPoolExecutor(max_workers=min(EACH_WORKERS, len(texts))) as pool:
             return list(pool.map(lambda text: self.translate_texts([text], mode, marks=marks)[0], texts))
 
     def translate(self, lines: Sequence[LineRequest], source: str, target: str) -> list[LineResult]:

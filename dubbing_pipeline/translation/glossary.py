@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 PLACEHOLDER = "Zqx{}qz"  # letters only: Apertium passes an unknown word through as it is
-_PLACEHOLDER_RE = re.compile(r"\*?Zqx(\d+)qz")
+PLACEHOLDER_RE = re.compile(r"\*?Zqx(\d+)qz")
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,7 @@ def make_glossary(entries: Mapping[str, str] | Iterable[tuple[str, str]]) -> tup
         source, target = normalise_term(str(raw_source)), normalise_term(str(raw_target))
         if not source or not target:
             raise GlossaryError(f"glossary entry {raw_source!r} -> {raw_target!r}: a term is empty")
-        if _PLACEHOLDER_RE.search(source) or _PLACEHOLDER_RE.search(target):
+        if PLACEHOLDER_RE.search(source) or PLACEHOLDER_RE.search(target):
             raise GlossaryError(f"glossary entry {source!r}: reserved text")
         key = source.casefold()
         if key in seen and seen[key].target != target:
@@ -98,7 +98,7 @@ def restore(text: str, used: Sequence[Term]) -> str:
         index = int(match.group(1))
         return used[index].target if index < len(used) else match.group(0)
 
-    return _PLACEHOLDER_RE.sub(target, text)
+    return PLACEHOLDER_RE.sub(target, text)
 
 
 def violations(source: str, translation: str, glossary: Sequence[Term]) -> list[Term]:

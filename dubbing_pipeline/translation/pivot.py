@@ -44,7 +44,7 @@ from dubbing_pipeline.translation.apertium import ApertiumTranslator, discover_m
 from dubbing_pipeline.translation.base import LineRequest, LineResult, Translator
 from dubbing_pipeline.translation.bergamot import LICENCES, BergamotModel
 from dubbing_pipeline.translation.budget import normalize_language
-from dubbing_pipeline.translation.glossary import Term, make_glossary, protect, restore
+from dubbing_pipeline.translation.glossary import PLACEHOLDER_RE, Term, make_glossary, protect, restore
 from dubbing_pipeline.translation.names import keep_as_written
 from dubbing_pipeline.translation.spelling import has_dictionary, unknown_words, words
 
@@ -53,8 +53,6 @@ DIRECT = frozenset({("en", VIA), (VIA, "en")})
 """The model's own directions: no Apertium step."""
 FOREIGN_FLAG = "foreign"
 _MARKED_RE = re.compile(r"\*([^\W_]+(?:['’·-][^\W_]+)*)")
-_PLACEHOLDER_WORD = re.compile(r"^Zqx\d+qz$")
-_PLACEHOLDERS = re.compile(r"Zqx\d+qz")
 FALSE_FRIENDS: dict[str, tuple[Term, ...]] = {
     "es": make_glossary(
         {
@@ -88,12 +86,12 @@ class _Line:
 
 def _words(text: str) -> list[str]:
     """The words of ``text`` but its placeholders ("Zqx0qz" is one token, not "Zqx" and "qz")."""
-    return words(_PLACEHOLDERS.sub(" ", text))
+    return words(PLACEHOLDER_RE.sub(" ", text))
 
 
 def split_marks(text: str) -> tuple[str, tuple[str, ...]]:
     """``text`` without Apertium's unknown-word marks, and the marked words (placeholders aside)."""
-    marked = tuple(w for w in _MARKED_RE.findall(text) if not _PLACEHOLDER_WORD.match(w))
+    marked = tuple(w for w in _MARKED_RE.findall(text) if not PLACEHOLDER_RE.fullmatch(w))
     return _MARKED_RE.sub(r"\1", text), marked
 
 
@@ -103,7 +101,7 @@ def foreign_candidates(text: str, source: str, marked: Sequence[str], unknown: s
     in_source = {w.casefold() for w in _words(source)}
     out: list[str] = []
     for word in _words(text):
-        if word in out or _PLACEHOLDER_WORD.match(word) or word.casefold() in in_source:
+        if word in out or word.casefold() in in_source:
             continue
         if word in marked or word in unknown:
             out.append(word)
@@ -150,7 +148,7 @@ def mid_sentence_capitals(text: str) -> list[str]:
     starts = True
     for token in text.split():
         word = token.strip("\"'“”‘’«»()[]¿¡")
-        if not starts and word[:1].isupper() and not _PLACEHOLDER_WORD.match(word):
+        if not starts and word[:1].isupper() and not PLACEHOLDER_RE.fullmatch(word):
             out.extend(w for w in words(word) if w[:1].isupper())
         starts = token.endswith((".", "!", "?", "…", ":"))
     return out
@@ -185,7 +183,7 @@ def _false_friends(work: Sequence[_Line], portuguese: Sequence[str], target: str
     terms = FALSE_FRIENDS.get(target, ())
     out: list[str] = []
     for line, text in zip(work, portuguese, strict=True):
-        text, line.used = protect(text, terms, line.used) if terms else (text, line.used)
+        text, line.used = protect(text, terms, line.used)
         out.append(text)
     return out
 

@@ -95,8 +95,7 @@ def enclitic_stems(word: str, language: str) -> list[str]:
     for suffix in ENCLITICS.get(language, ()):
         stem = word[: -len(suffix)] if word.lower().endswith(suffix) else ""
         if len(stem) >= 3:
-            plain = stem.translate(_ACCENTS)
-            out += [plain] if plain != stem else [stem]
+            out.append(stem.translate(_ACCENTS))
     return out
 
 
