@@ -17,13 +17,14 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.fixture(scope="session")
 def moto_s3() -> Iterator[str]:
-    """moto's S3 server on 127.0.0.1 (a real HTTP endpoint, not a mocked client)."""
-    from moto.server import ThreadedMotoServer
+    """moto's S3 server on 127.0.0.1 (a real HTTP endpoint, not a mocked client), its writes atomic
+    as S3's are (``AtomicMotoServer``)."""
+    from dubbing_pipeline.tooling.devservers import AtomicMotoServer
 
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
     os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server = AtomicMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
     yield f"http://{host}:{port}"

@@ -2,7 +2,9 @@
 
 PostgreSQL: ``initdb`` in a temp dir, trust auth, 127.0.0.1, a free port, fsync off (a throwaway
 cluster). As root it runs as the ``postgres`` system user (PostgreSQL refuses to run as root).
-moto: its server in a child process (so its memory is not the caller's), S3 and SQS on one port.
+moto: S3 and SQS on one port, in a thread of the caller (the test suite's endpoint) or a child
+process (the bench's seeded one, ``serve_moto``); either way with S3's writes made atomic
+(``AtomicWrites``), which moto's threaded server does not guarantee.
 """
 
 from __future__ import annotations
@@ -13,16 +15,19 @@ import pwd
 import shutil
 import socket
 import subprocess
-import sys
 import tempfile
+import threading
 import time
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psycopg2
+from moto.moto_server.threaded_moto_server import ThreadedMotoServer
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+from werkzeug.serving import make_server
 
 
 @dataclass(frozen=True)
@@ -99,36 +104,50 @@ def postgres_server(db_name: str = "dagster_test") -> Iterator[PostgresServer]:
         shutil.rmtree(data, ignore_errors=True)
 
 
-@contextmanager
-def moto_server() -> Iterator[str]:
-    """moto's server (S3, SQS, …) in a child process on 127.0.0.1; yields its endpoint URL.
+class AtomicWrites:
+    """WSGI middleware: one S3 write at a time (PUT, DELETE, and any request with a write
+    condition), so a conditional write's check and its write are one step, as they are on S3.
 
-    moto accepts any credentials; dummy ones are set for this process where none are.
-    """
-    for name, value in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing")):
-        os.environ.setdefault(name, value)
+    moto checks ``If-Match``/``If-None-Match`` and then stores, with nothing in between held: two
+    writers naming the same version can both pass the check on its threaded server, and the second
+    silently overwrites the first (seen once in CI: one of eight concurrent ``edit`` processes
+    lost). Reads and SQS's long polls (POST without a condition) are not held."""
 
-    port = _free_port()
-    env = {**os.environ, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
-    proc = subprocess.Popen(
-        [sys.executable, "-c", "from moto.server import main; main()", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(url + "/moto-api/", timeout=2).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise RuntimeError("moto server did not start") from None
-                time.sleep(0.2)
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+    WRITES = frozenset({"PUT", "DELETE"})
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.lock = threading.Lock()
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        method = environ.get("REQUEST_METHOD", "GET")
+        conditional = "HTTP_IF_MATCH" in environ or "HTTP_IF_NONE_MATCH" in environ
+        if method not in self.WRITES and not (conditional and method == "POST"):
+            return self.app(environ, start_response)
+        with self.lock:
+            return list(self.app(environ, start_response))  # the whole response inside the lock
+
+
+def moto_app() -> AtomicWrites:
+    return AtomicWrites(DomainDispatcherApplication(create_backend_app))
+
+
+class AtomicMotoServer(ThreadedMotoServer):
+    """moto's threaded server (a thread of this process) with ``AtomicWrites``."""
+
+    def _server_entry(self) -> None:
+        self._server = make_server(
+            self._ip_address, self._port, moto_app(), threaded=True, request_handler=MotoRequestHandler
+        )
+        self._server_ready_event.set()
+        self._server.serve_forever()
+
+
+def serve_moto(port: int) -> None:
+    """moto's server with ``AtomicWrites`` on 127.0.0.1:``port`` until this process is terminated."""
+    make_server(
+        "127.0.0.1", port, moto_app(), threaded=True, request_handler=MotoRequestHandler
+    ).serve_forever()
 
 
 def postgres_instance_yaml(server: PostgresServer) -> str:

@@ -28,12 +28,11 @@ from pathlib import Path
 
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.s3.models import s3_backends
-from moto.server import main as moto_main
 
 from dubbing_pipeline.orchestration.catalog import parse_catalog, register_catalog, resolve_ids
 from dubbing_pipeline.storage import MediaStorage, WriteConflict, parse_uri
 from dubbing_pipeline.storage.s3 import S3Storage
-from dubbing_pipeline.tooling.devservers import _free_port
+from dubbing_pipeline.tooling.devservers import _free_port, serve_moto
 
 Seed = list[tuple[str, str, bytes]]  # (bucket, key, body)
 
@@ -159,7 +158,7 @@ def serve(seed_path: Path, port: int) -> None:
     for bucket, key, body in seed:
         backend.put_object(bucket, key, body)
     del seed
-    moto_main(["-H", "127.0.0.1", "-p", str(port)])
+    serve_moto(port)
 
 
 if __name__ == "__main__":

@@ -245,3 +245,52 @@ def test_edit_refuses_a_glossary_conflict_and_stores_nothing(
     assert storage.get_versioned(edits_key("demo", "es")) == before
     assert edit(monkeypatch, "--glossary", "Ana=ANA", "--show") == 0  # the same source: an update
     assert json.loads(capsys.readouterr().out)["glossary"] == {"Ana": "ANA"}
+
+
+# --- the test suite's S3 endpoint: a conditional write's check and write are one step, as on S3 ------
+
+
+def test_two_writers_naming_the_same_version_on_the_s3_endpoint_one_lands(
+    moto_s3: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """moto's server checks ``If-Match`` and then stores; with a slow store in between, two writers
+    of the same version both passed its check (the second silently overwrote the first: an edit
+    lost in CI). The suite's endpoint (``AtomicMotoServer``) makes the pair one step: one lands, the
+    other is told of the conflict, whatever the timing."""
+    import threading
+    import time
+    import uuid
+
+    import boto3
+    from moto.s3.models import S3Backend
+
+    from dubbing_pipeline.storage.s3 import S3Storage
+
+    bucket = f"atomic-{uuid.uuid4().hex[:12]}"
+    boto3.client("s3", endpoint_url=moto_s3, region_name="us-east-1").create_bucket(Bucket=bucket)
+    storage = S3Storage(bucket, "media", endpoint_url=moto_s3)
+    first = storage.put_if("edits/demo/es.json", b"{}", None)
+    store = S3Backend.put_object
+
+    def slow_store(self: Any, *args: Any, **kwargs: Any) -> Any:
+        time.sleep(0.3)  # the widest window between moto's check and its store
+        return store(self, *args, **kwargs)
+
+    monkeypatch.setattr(S3Backend, "put_object", slow_store)
+    results: dict[str, str] = {}
+
+    def write(body: str) -> None:
+        try:
+            storage.put_if("edits/demo/es.json", body.encode(), first)
+            results[body] = "stored"
+        except WriteConflict:
+            results[body] = "conflict"
+
+    writers = [threading.Thread(target=write, args=(body,)) for body in ('{"a": 1}', '{"b": 2}')]
+    for writer in writers:
+        writer.start()
+    for writer in writers:
+        writer.join()
+    assert sorted(results.values()) == ["conflict", "stored"], results
+    stored = next(body for body, result in results.items() if result == "stored")
+    assert storage.get_bytes("edits/demo/es.json").decode() == stored
