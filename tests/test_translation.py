@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from dubbing_pipeline.errors import ConfigurationError, ModelMissingError, UnsupportedError
+from dubbing_pipeline.errors import ConfigurationError, ModelMissingError, ProviderError, UnsupportedError
 from dubbing_pipeline.settings import Settings
 from dubbing_pipeline.translation import (
     STATUS_FAILED,
@@ -88,7 +88,7 @@ def test_sheila_line_in_spanish(apertium: ApertiumTranslator) -> None:
 
 
 @has_apertium
-def test_whole_demo_in_one_batch_keeps_count_order_and_ids(apertium: ApertiumTranslator) -> None:
+def test_whole_demo_keeps_count_order_and_ids(apertium: ApertiumTranslator) -> None:
     lines = demo_lines()
     assert len(lines) >= 10
     results = apertium.translate(lines, "en", "es")
@@ -100,7 +100,7 @@ def test_whole_demo_in_one_batch_keeps_count_order_and_ids(apertium: ApertiumTra
             assert "Chicago" in by_id[line.id]
         if line.text == "This is Diane in New Jersey.":
             assert "Diane" in by_id[line.id] and "Jersey" in by_id[line.id] and " en " in by_id[line.id]
-    # each line translated alone gives the same text: the batch separator leaks nothing
+    # each line translated alone gives the same text
     for line in lines[:6]:
         assert apertium.translate([line], "en", "es")[0].text == by_id[line.id]
 
@@ -128,7 +128,7 @@ def test_many_lines_and_hostile_text_survive_the_separator(apertium: ApertiumTra
             assert result.text == "" and result.status == STATUS_OK and result.attempts == 0
             continue
         assert result.status != STATUS_FAILED, (line.text, result)
-        assert result.attempts == 1  # the batch was parsed, no per-line fallback
+        assert result.attempts == 1
         assert str(i) in result.text, (line.text, result.text)  # "number i" keeps its number
         assert "\n" not in result.text
     assert "fake block" not in results[0].text or "<p" in results[0].text  # escaped text, not a block
@@ -166,22 +166,47 @@ def test_lines_far_over_budget_are_reported_not_shortened(apertium: ApertiumTran
 
 
 @has_apertium
-def test_a_broken_batch_falls_back_to_one_process_per_line(tmp_path: Path) -> None:
-    """A wrapper that drops one block from every multi-line reply: lines are retried alone."""
+def test_a_line_translates_the_same_alone_and_among_others(apertium: ApertiumTranslator) -> None:
+    """Apertium's tagger carries state from line to line inside one process: through en→gl,
+    "Repeat this exercise ten times." after the 148 dev lines before it comes out with "ten
+    cronometra" (times as a verb). Each line has a process of its own, so a line's translation
+    never depends on its neighbours (an edit of one line changes no other)."""
+    from dubbing_pipeline.tooling.translation_eval import load_devset
+
+    dev = [row["en"] for row in load_devset()]
+    before = dev[: dev.index("Repeat this exercise ten times.") + 1]
+    mode = apertium.mode("en", "gl")
+    batched = apertium.translate_texts(before, mode)[-1]
+    assert batched != apertium.translate_texts(before[-1:], mode)[0]  # the state this guards against
+    lines = [LineRequest(f"l{i}", text, 30, 5.0) for i, text in enumerate(before)]
+    together = apertium.translate(lines, "en", "gl")
+    alone = apertium.translate(lines[-1:], "en", "gl")[0]
+    assert together[-1] == alone and alone.text != batched and "cronometra" not in alone.text
+    assert [r.text for r in together[:5]] == [r.text for r in apertium.translate(lines[:5], "en", "gl")]
+
+
+@has_apertium
+def test_a_line_apertium_cannot_take_fails_alone(tmp_path: Path) -> None:
+    """A wrapper that fails on one line: that line is failed with Apertium's message, the others
+    are translated; every line failing is a provider error."""
     real = shutil.which("apertium")
     wrapper = tmp_path / "apertium"
     wrapper.write_text(
         "#!/bin/sh\n"
-        f'out=$("{real}" "$@")\n'
-        'n=$(printf "%s" "$out" | grep -c "<p id=")\n'
-        'if [ "$n" -gt 1 ]; then printf "%s\\n" "$out" | sed 1d; else printf "%s\\n" "$out"; fi\n'
+        "input=$(cat)\n"
+        'case "$input" in *Poison*) echo "bad input" >&2; exit 3;; esac\n'
+        f'printf "%s" "$input" | "{real}" "$@"\n'
     )
     wrapper.chmod(wrapper.stat().st_mode | stat.S_IEXEC)
     translator = ApertiumTranslator(str(wrapper))
-    lines = [LineRequest("a", "Hello there, friend.", 5, 2.0), LineRequest("b", SHEILA, 10, 3.0)]
+    lines = [LineRequest("a", "Hello there, friend.", 5, 2.0), LineRequest("p", "Poison line.", 5, 2.0),
+             LineRequest("b", SHEILA, 10, 3.0)]  # fmt: skip
     results = translator.translate(lines, "en", "es")
-    assert [r.attempts for r in results] == [2, 2]
-    assert "Chicago" in results[1].text and all(r.status != STATUS_FAILED for r in results)
+    assert [r.status for r in results] == [STATUS_OK, STATUS_FAILED, STATUS_OK]
+    assert "bad input" in results[1].detail and results[1].text == ""
+    assert "Chicago" in results[2].text and [r.attempts for r in results] == [1, 1, 1]
+    with pytest.raises(ProviderError, match=r"failed on every line: .*bad input"):
+        translator.translate([LineRequest("p", "Poison.", 5, 2.0)], "en", "es")
 
 
 def test_missing_binary_names_the_debian_packages(tmp_path: Path) -> None:

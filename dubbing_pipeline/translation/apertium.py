@@ -148,7 +148,7 @@ EACH_WORKERS = 4  # Apertium processes at once in ``translate_each`` (each one i
 
 
 class ApertiumTranslator(Translator):
-    """Translate with the ``apertium`` command; one process per call, deterministic."""
+    """Translate with the ``apertium`` command: each line in a process of its own, deterministic."""
 
     name = "apertium"
 
@@ -185,7 +185,7 @@ class ApertiumTranslator(Translator):
     def describe(self) -> dict[str, object]:
         return {
             "name": self.name,
-            "format": "html-blocks-v1",
+            "format": "each-line-v1",
             "names": "kept where Apertium would read them as words (names-v1)",
             "modes": {f"{s}-{t}": m for (s, t), m in sorted(discover_modes(self.binary).items())},
             "versions": _versions(self.binary),
@@ -233,16 +233,32 @@ class ApertiumTranslator(Translator):
         ]
 
     def translate_each(self, texts: Sequence[str], mode: str, *, marks: bool = False) -> list[str]:
-        """Each text in a process of its own (``EACH_WORKERS`` at once), for a translation that
-        must depend on its line alone. Apertium's part-of-speech tagger carries state from one
-        line to the next within a process: through the pt→es pair, 10 of 230 lines came out
-        differently in one batch than alone, each of them worse ("Corte a cebola" read as
-        "Corte *to* cebola" once earlier lines had passed), and a line's translation changed when
-        another line of its video did. (en→es: no line differed; en→gl: 2 of 230.)"""
+        """Each text in a process of its own (``EACH_WORKERS`` at once), so that a translation
+        depends on its line alone. Apertium's part-of-speech tagger carries state from one line to
+        the next within a process: through the pt→es pair, 10 of 230 lines came out differently in
+        one batch than alone, each of them worse ("Corte a cebola" read as "Corte *to* cebola"
+        once earlier lines had passed), and a line's translation changed when another line of its
+        video did (en→es: no line differed; en→gl: 2 of 230). Raises the first line's error."""
+        out: list[str] = []
+        for result in self._each(texts, mode, marks):
+            if isinstance(result, ProviderError):
+                raise result
+            out.append(result)
+        return out
+
+    def _each(self, texts: Sequence[str], mode: str, marks: bool) -> list[str | ProviderError]:
+        """``translate_each``, with each line's error in its place instead of raised."""
+
+        def one(text: str) -> str | ProviderError:
+            try:
+                return self.translate_texts([text], mode, marks=marks)[0]
+            except ProviderError as exc:
+                return exc
+
         if not texts:
             return []
         with ThreadPoolExecutor(max_workers=min(EACH_WORKERS, len(texts))) as pool:
-            return list(pool.map(lambda text: self.translate_texts([text], mode, marks=marks)[0], texts))
+            return list(pool.map(one, texts))
 
     def translate(self, lines: Sequence[LineRequest], source: str, target: str) -> list[LineResult]:
         mode = self.mode(source, target)
@@ -255,34 +271,25 @@ class ApertiumTranslator(Translator):
         for i, kept in zip(todo, names, strict=True):  # as written: "Bill" is kept, "bill" is not
             text, used = protected[i]
             protected[i] = protect(text, [Term(n, n) for n in kept], used, ignore_case=False)
-        texts = [protected[i][0] for i in todo]
-        translated: dict[int, str] = {}
-        errors: dict[int, str] = {}
-        attempts = dict.fromkeys(todo, 1)
-        try:
-            translated = dict(zip(todo, self.translate_texts(texts, mode), strict=True))
-        except ProviderError as batch_error:
-            # fall back to one process per line so one odd line cannot sink the others
-            for i in todo:
-                attempts[i] = 2
-                try:
-                    translated[i] = self.translate_texts([protected[i][0]], mode)[0]
-                except ProviderError as exc:
-                    errors[i] = exc.message
-            if todo and not translated:
-                raise ProviderError(f"apertium failed on every line: {batch_error.message}") from batch_error
+        # each line alone (``translate_each``): its translation depends on nothing else, and one
+        # line Apertium cannot take fails alone
+        outcomes = dict(zip(todo, self._each([protected[i][0] for i in todo], mode, False), strict=True))
+        translated = {i: r for i, r in outcomes.items() if isinstance(r, str)}
+        errors = {i: r.message for i, r in outcomes.items() if isinstance(r, ProviderError)}
+        if todo and not translated:
+            raise ProviderError(f"apertium failed on every line: {errors[todo[0]]}")
 
         results: list[LineResult] = []
         for i, line in enumerate(lines):
-            if i not in attempts:  # empty source line: nothing to say
+            if i not in outcomes:  # empty source line: nothing to say
                 results.append(LineResult(line.id, "", 0, False, STATUS_OK))
                 continue
             text = restore(translated.get(i, ""), protected[i][1])
             if not text:
                 detail = sanitize(errors.get(i, "apertium returned no text"))
-                results.append(LineResult(line.id, "", attempts[i], False, STATUS_FAILED, detail))
+                results.append(LineResult(line.id, "", 1, False, STATUS_FAILED, detail))
                 continue
             status = status_for(text, line.budget, tgt)
             flags = glossary_flags(line, text)
-            results.append(LineResult(line.id, text, attempts[i], False, status, flags=flags))
+            results.append(LineResult(line.id, text, 1, False, status, flags=flags))
         return results
