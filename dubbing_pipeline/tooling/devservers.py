@@ -13,6 +13,7 @@ import glob
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -144,10 +145,18 @@ class AtomicMotoServer(ThreadedMotoServer):
 
 
 def serve_moto(port: int) -> None:
-    """moto's server with ``AtomicWrites`` on 127.0.0.1:``port`` until this process is terminated."""
+    """moto's server with ``AtomicWrites`` on 127.0.0.1:``port`` until SIGTERM or SIGINT (handled
+    here, as moto's own ``main`` does: a parent that ignores SIGTERM passes that on to its
+    children, and then ``terminate`` would not stop this one)."""
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, _exit)
     make_server(
         "127.0.0.1", port, moto_app(), threaded=True, request_handler=MotoRequestHandler
     ).serve_forever()
+
+
+def _exit(signum: int, frame: object) -> None:
+    raise SystemExit(0)
 
 
 def postgres_instance_yaml(server: PostgresServer) -> str:
