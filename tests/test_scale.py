@@ -8,8 +8,11 @@ two pages are loaded in Debian's headless ``chromium`` too and must render.
 from __future__ import annotations
 
 import json
+import signal
+from pathlib import Path
 
 from dubbing_pipeline.tooling.scale import run_scale
+from dubbing_pipeline.tooling.scale_seed import seeded_moto
 
 TIMED = (
     "setup_s",
@@ -42,3 +45,18 @@ def test_scale_bench_asks_for_exactly_what_each_tick_should() -> None:
     assert result["catalog_sweep_ticks"] >= 1 and set(result["split_ticks"]) == {"catalog_first_tick", *ticks}
     assert result["ui_asset_page_rendered"] and result["ui_partitions_page_rendered"], result
     assert result["ui_asset_page_s"] > 0 and result["ui_partitions_page_s"] > 0
+
+
+def test_the_seeded_moto_server_stops_when_its_parent_ignores_sigterm(tmp_path: Path) -> None:
+    """An in-process Dagster run maps SIGTERM to SIGINT's handler, which can leave SIGTERM ignored
+    in the test process; a child inherits that. The seeded server handles SIGTERM itself, so
+    leaving ``seeded_moto`` stops it (before: ``terminate`` did nothing, 30 s, TimeoutExpired)."""
+    import boto3
+
+    before = signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    try:
+        with seeded_moto([("seeded-bucket", "drops/a.mp4", b"x")], tmp_path) as url:
+            s3 = boto3.client("s3", endpoint_url=url, region_name="us-east-1")
+            assert s3.get_object(Bucket="seeded-bucket", Key="drops/a.mp4")["Body"].read() == b"x"
+    finally:
+        signal.signal(signal.SIGTERM, before)
