@@ -28,7 +28,7 @@ from typing import Any
 import psycopg2
 from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
-from werkzeug.serving import make_server
+from werkzeug.serving import BaseWSGIServer, make_server
 
 
 @dataclass(frozen=True)
@@ -111,7 +111,7 @@ class AtomicWrites:
 
     moto checks ``If-Match``/``If-None-Match`` and then stores, with nothing in between held: two
     writers naming the same version can both pass the check on its threaded server, and the second
-    silently overwrites the first (seen once in CI: one of eight concurrent ``edit`` processes
+    silently overwrites the first (seen once in CI: one of fifteen concurrent ``edit`` processes
     lost). Reads and SQS's long polls (POST without a condition) are not held."""
 
     WRITES = frozenset({"PUT", "DELETE"})
@@ -129,17 +129,17 @@ class AtomicWrites:
             return list(self.app(environ, start_response))  # the whole response inside the lock
 
 
-def moto_app() -> AtomicWrites:
-    return AtomicWrites(DomainDispatcherApplication(create_backend_app))
+def moto_http_server(host: str, port: int) -> BaseWSGIServer:
+    """moto's threaded HTTP server with ``AtomicWrites`` on ``host:port`` (not yet serving)."""
+    app = AtomicWrites(DomainDispatcherApplication(create_backend_app))
+    return make_server(host, port, app, threaded=True, request_handler=MotoRequestHandler)
 
 
 class AtomicMotoServer(ThreadedMotoServer):
     """moto's threaded server (a thread of this process) with ``AtomicWrites``."""
 
     def _server_entry(self) -> None:
-        self._server = make_server(
-            self._ip_address, self._port, moto_app(), threaded=True, request_handler=MotoRequestHandler
-        )
+        self._server = moto_http_server(self._ip_address, self._port)
         self._server_ready_event.set()
         self._server.serve_forever()
 
@@ -150,9 +150,7 @@ def serve_moto(port: int) -> None:
     children, and then ``terminate`` would not stop this one)."""
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, _exit)
-    make_server(
-        "127.0.0.1", port, moto_app(), threaded=True, request_handler=MotoRequestHandler
-    ).serve_forever()
+    moto_http_server("127.0.0.1", port).serve_forever()
 
 
 def _exit(signum: int, frame: object) -> None:
